@@ -1,0 +1,141 @@
+//! `berth`: a compose engine that keeps application code and its language
+//! runtime apart. Commands and flags follow `docker compose`.
+
+mod config_cmd;
+mod options;
+
+use anyhow::Result;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "Run compose projects without a daemon, with the language runtime as a verified input",
+    disable_version_flag = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Compose configuration files (repeatable; `-` reads standard input)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+    /// Project name
+    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Alternate working directory (default: the directory of the first file)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Alternate environment files (repeatable; default: `.env` in the project directory)
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Profiles to enable (repeatable)
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profile: Vec<String>,
+    /// When to use colour and cursor control
+    #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
+    pub ansi: Ansi,
+    /// How to show progress
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ansi {
+    Never,
+    Always,
+    Auto,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse, resolve and render the compose file in canonical form
+    Config(config_cmd::ConfigArgs),
+    /// Show the berth version
+    Version(VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
+    /// Print only the version number
+    #[arg(long)]
+    short: bool,
+}
+
+impl GlobalArgs {
+    pub fn colour(&self) -> bool {
+        match self.ansi {
+            Ansi::Always => true,
+            Ansi::Never => false,
+            Ansi::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let colour = cli.global.colour();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let prefix = if colour { "\x1b[31merror:\x1b[0m" } else { "error:" };
+            eprintln!("{prefix} {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Version(args) => {
+            let version = env!("CARGO_PKG_VERSION");
+            if args.short {
+                println!("{version}");
+            } else if args.format == Format::Json {
+                println!("{}", serde_json::json!({ "version": version }));
+            } else {
+                println!("berth version {version}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
