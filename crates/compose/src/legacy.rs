@@ -40,7 +40,7 @@ pub fn to_spec(doc: Node) -> Result<Node, (KeyPath, String)> {
         let path = KeyPath::root().key(&key);
         let svc_mark = svc.mark;
         let Value::Map(mut m) = svc.value else {
-            return Err((path, format!("service {key:?} must be a mapping, not {}", svc.kind())));
+            return Err((path, format!("service '{key}' must be a mapping, not {}", svc.kind())));
         };
         let net = m.shift_remove("net");
         let mode = match net.as_ref().and_then(Node::scalar_text) {

@@ -97,6 +97,11 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
             .unwrap_or_else(|| cwd.clone()),
     };
 
+    let name = project_name(opts, &env, &files, &project_dir)?;
+    let mut env = env;
+    // compose-go offers the project name to interpolation, e.g. for build tags.
+    env.entry("COMPOSE_PROJECT_NAME".to_string())
+        .or_insert_with(|| name.clone());
     let mut loader = Loader {
         opts,
         env,
@@ -114,7 +119,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         });
     }
     let mut merged = merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Default::default()));
-    loader.finish(&mut merged, files, project_dir)
+    loader.finish(&mut merged, files, project_dir, name)
 }
 
 fn absolute(cwd: &Path, p: &Path) -> PathBuf {
@@ -203,6 +208,72 @@ fn find_files(
     )))
 }
 
+/// `-p`, `COMPOSE_PROJECT_NAME`, the files' top-level `name:` (the last file
+/// that sets one wins), or the project directory's name.
+fn project_name(
+    opts: &Options,
+    env: &IndexMap<String, String>,
+    files: &[PathBuf],
+    project_dir: &Path,
+) -> Result<String, LoadError> {
+    let explicit = opts
+        .project_name
+        .clone()
+        .map(|n| (n, "--project-name"))
+        .or_else(|| {
+            env.get("COMPOSE_PROJECT_NAME")
+                .filter(|s| !s.is_empty())
+                .map(|n| (n.clone(), "COMPOSE_PROJECT_NAME"))
+        });
+    let from_files = || -> Option<(String, &'static str)> {
+        let lookup = |k: &str| env.get(k).cloned();
+        let mut found = None;
+        for f in files {
+            let text = if f.as_os_str() == "-" {
+                opts.stdin.clone()?
+            } else {
+                std::fs::read_to_string(f).ok()?
+            };
+            // Errors here are reported by the full load that follows.
+            let Ok(docs) = yaml::parse(&text) else { continue };
+            for d in docs {
+                if let Some(n) = d.get("name").and_then(Node::as_str) {
+                    let n = if opts.skip_interpolation {
+                        n.to_string()
+                    } else {
+                        interpolate::substitute(n, &lookup).unwrap_or_else(|_| n.to_string())
+                    };
+                    if !n.is_empty() {
+                        found = Some((n, "name"));
+                    }
+                }
+            }
+        }
+        found
+    };
+    if let Some((raw, from)) = explicit.or_else(from_files) {
+        let n = normalize_project_name(&raw);
+        if n.is_empty() {
+            return Err(LoadError::new(format!(
+                "invalid project name {raw:?} (from {from}): it must contain a lowercase letter or digit"
+            )));
+        }
+        return Ok(n);
+    }
+    let base = project_dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = normalize_project_name(&base);
+    if n.is_empty() {
+        return Err(LoadError::new(format!(
+            "cannot derive a project name from the directory {}: use -p NAME",
+            project_dir.display()
+        )));
+    }
+    Ok(n)
+}
+
 /// Normalize a project name to `[a-z0-9_-]`, starting with a letter or digit.
 pub fn normalize_project_name(name: &str) -> String {
     let lower: String = name
@@ -256,6 +327,18 @@ impl Loader<'_> {
                 "{}: the attribute `version` is obsolete, it will be ignored",
                 file.display()
             ));
+        }
+        // `svc:` with nothing under it is an empty service to compose-go.
+        if let Some(svcs) = doc
+            .as_map_mut()
+            .and_then(|m| m.get_mut("services"))
+            .and_then(Node::as_map_mut)
+        {
+            for svc in svcs.values_mut() {
+                if matches!(svc.value, Value::Null) {
+                    svc.value = Value::Map(IndexMap::new());
+                }
+            }
         }
         schema::validate(&doc, file)?;
         include_stack.push(file.to_path_buf());
@@ -559,51 +642,8 @@ impl Loader<'_> {
         merged: &mut Node,
         files: Vec<PathBuf>,
         project_dir: PathBuf,
+        name: String,
     ) -> Result<Loaded, LoadError> {
-        let name_source = self
-            .opts
-            .project_name
-            .clone()
-            .map(|n| (n, "--project-name"))
-            .or_else(|| {
-                self.env
-                    .get("COMPOSE_PROJECT_NAME")
-                    .filter(|s| !s.is_empty())
-                    .map(|n| (n.clone(), "COMPOSE_PROJECT_NAME"))
-            })
-            .or_else(|| {
-                merged
-                    .get("name")
-                    .and_then(Node::scalar_text)
-                    .filter(|s| !s.is_empty())
-                    .map(|n| (n, "name"))
-            });
-        let name = match name_source {
-            Some((raw, from)) => {
-                let n = normalize_project_name(&raw);
-                if n.is_empty() {
-                    return Err(LoadError::new(format!(
-                        "invalid project name {raw:?} (from {from}): it must contain a lowercase letter or digit"
-                    )));
-                }
-                n
-            }
-            None => {
-                let base = project_dir
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let n = normalize_project_name(&base);
-                if n.is_empty() {
-                    return Err(LoadError::new(format!(
-                        "cannot derive a project name from the directory {}: use -p NAME",
-                        project_dir.display()
-                    )));
-                }
-                n
-            }
-        };
-
         // Profiles.
         let mut active: Vec<String> = self.opts.profiles.clone();
         if let Some(p) = self.env.get("COMPOSE_PROFILES") {

@@ -285,11 +285,19 @@ fn normalize_service(
             .collect::<Result<Vec<_>>>()?;
         svc.insert("volumes_from".into(), json!(normalized));
     }
+    let mut file_labels = Map::new();
     if let Some(Json::Array(items)) = svc.remove("label_file") {
-        let resolved: Vec<Json> = items
-            .iter()
-            .map(|v| Json::String(ctx.resolve_path(&scalar_string(v))))
-            .collect();
+        let mut resolved = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let file = ctx.resolve_path(&scalar_string(item));
+            let no_lookup = |_: &str| None;
+            let parsed = crate::dotenv::parse_file(Path::new(&file), &no_lookup)
+                .or_else(|e| err(&path.key("label_file").index(i), format!("{file}: {e}")))?;
+            for (k, v) in parsed {
+                file_labels.insert(k, Json::String(v));
+            }
+            resolved.push(Json::String(file));
+        }
         svc.insert("label_file".into(), Json::Array(resolved));
     }
     for key in BOOL_KEYS {
@@ -319,6 +327,13 @@ fn normalize_service(
             svc.insert(key.into(), list_or_dict(v, &path.key(key), true)?);
         }
     }
+    if !file_labels.is_empty() {
+        // Labels written in the file win over those from label files.
+        if let Some(Json::Object(labels)) = svc.remove("labels") {
+            file_labels.extend(labels);
+        }
+        svc.insert("labels".into(), Json::Object(file_labels));
+    }
     normalize_environment(&mut svc, ctx, path)?;
     if let Some(v) = svc.remove("extra_hosts") {
         svc.insert("extra_hosts".into(), normalize_extra_hosts(v, &path.key("extra_hosts"))?);
@@ -347,6 +362,7 @@ fn normalize_service(
                 .into_iter()
                 .map(|i| match i {
                     Json::String(s) => json!({ "source": s }),
+                    Json::Object(m) => Json::Object(normalize_file_reference(m)),
                     other => other,
                 })
                 .collect();
@@ -375,6 +391,22 @@ fn normalize_service(
         }
     }
     Ok(svc)
+}
+
+/// uid/gid are strings and mode an octal string (`"0440"`), as compose prints them.
+fn normalize_file_reference(mut m: Map<String, Json>) -> Map<String, Json> {
+    for key in ["uid", "gid"] {
+        if let Some(v) = m.get(key) {
+            let s = scalar_string(v);
+            m.insert(key.into(), Json::String(s));
+        }
+    }
+    if let Some(Json::Number(n)) = m.get("mode") {
+        if let Some(i) = n.as_u64() {
+            m.insert("mode".into(), Json::String(format!("0{i:o}")));
+        }
+    }
+    m
 }
 
 fn normalize_build(b: Json, ctx: &Context, path: &KeyPath) -> Result<Json> {
@@ -425,6 +457,17 @@ fn normalize_build(b: Json, ctx: &Context, path: &KeyPath) -> Result<Json> {
             let b = to_bool(v, &path.key(key))?;
             m.insert(key.into(), Json::Bool(b));
         }
+    }
+    if let Some(Json::Array(items)) = m.remove("secrets") {
+        let items = items
+            .into_iter()
+            .map(|i| match i {
+                Json::String(s) => json!({ "source": s }),
+                Json::Object(o) => Json::Object(normalize_file_reference(o)),
+                other => other,
+            })
+            .collect();
+        m.insert("secrets".into(), Json::Array(items));
     }
     if let Some(v) = m.get("shm_size") {
         let b = to_bytes(v, &path.key("shm_size"))?;
@@ -970,6 +1013,9 @@ fn normalize_deploy(v: Json, path: &KeyPath) -> Result<Json> {
     let Json::Object(mut m) = v else {
         return err(path, "must be a mapping");
     };
+    if let Some(v) = m.remove("labels") {
+        m.insert("labels".into(), list_or_dict(v, &path.key("labels"), true)?);
+    }
     if let Some(r) = m.get("replicas") {
         let n = to_int(r, &path.key("replicas"))?;
         m.insert("replicas".into(), json!(n));

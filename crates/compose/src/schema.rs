@@ -18,7 +18,7 @@ fn validator() -> &'static jsonschema::Validator {
     VALIDATOR.get_or_init(|| {
         // The vendored schema is data we ship; failing to parse it is a build defect.
         let schema: Json = serde_json::from_str(COMPOSE_SPEC).expect("vendored compose-spec.json");
-        jsonschema::draft7::new(&schema).expect("vendored compose-spec.json compiles")
+        jsonschema::validator_for(&schema).expect("vendored compose-spec.json compiles")
     })
 }
 

@@ -1,0 +1,9 @@
+//! Integration tests of the compose loader against the peer suites in
+//! `../shared/conformance` (read in place) and berth's own examples.
+//! One binary, so the suite links once.
+
+mod common;
+mod fixtures;
+mod full_example;
+mod v1_config;
+mod seed;
