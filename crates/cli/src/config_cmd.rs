@@ -30,6 +30,9 @@ pub struct ConfigArgs {
     /// Print the profile names, one per line
     #[arg(long)]
     profiles: bool,
+    /// Print the models the project uses, one per line
+    #[arg(long)]
+    models: bool,
     /// Print the image names, one per line
     #[arg(long)]
     images: bool,
@@ -65,6 +68,11 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> Result<ExitCode> {
     if args.quiet {
         return Ok(ExitCode::SUCCESS);
     }
+    for (flag, set) in [("--no-interpolate", args.no_interpolate), ("--variables", args.variables)] {
+        if set && !args.services_filter.is_empty() {
+            eprintln!("warning: service filtering is not applied when {flag} is set");
+        }
+    }
     let text = render(&loaded, &args)?;
     match &args.output {
         Some(path) => std::fs::write(path, text)
@@ -95,6 +103,15 @@ fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
     }
     if args.profiles {
         return Ok(lines(loaded.all_profiles.iter().cloned()));
+    }
+    if args.models {
+        let models = project.extra.get("models").and_then(|m| m.as_object());
+        return Ok(lines(models.into_iter().flatten().map(|(name, def)| {
+            def.get("model")
+                .and_then(|m| m.as_str())
+                .unwrap_or(name)
+                .to_string()
+        })));
     }
     if args.images {
         return Ok(lines(project.services.iter().map(|(name, svc)| {
@@ -159,6 +176,18 @@ fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
                 }
                 out
             }
+        });
+    }
+    if args.no_interpolate {
+        // Without interpolation some values cannot be parsed: print the
+        // document as loaded, keys sorted like compose's map output.
+        let mut doc = loaded.document.clone();
+        if let serde_json::Value::Object(m) = &mut doc {
+            m.sort_keys();
+        }
+        return Ok(match args.format {
+            Format::Yaml => emit::to_yaml(&doc),
+            Format::Json => pretty_json(&doc, b"    ")? + "\n",
         });
     }
     let mut project = project.clone();

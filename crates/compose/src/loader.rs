@@ -49,6 +49,10 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub project: Project,
+    /// The normalized document the project was built from. With
+    /// interpolation skipped it still holds entries naming variables
+    /// (`${PORT}:80`) that the typed project leaves out.
+    pub document: serde_json::Value,
     pub files: Vec<PathBuf>,
     pub project_dir: PathBuf,
     /// The environment interpolation saw (`.env` overlaid by the process env).
@@ -97,8 +101,23 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
             .unwrap_or_else(|| cwd.clone()),
     };
 
-    let name = project_name(opts, &env, &files, &project_dir)?;
     let mut env = env;
+    // When COMPOSE_FILE (from a .env) moved the project elsewhere, that
+    // directory's .env is read too; values already set win.
+    if opts.env_files.is_empty() && opts.project_directory.is_none() && project_dir != env_dir {
+        let extra = project_dir.join(".env");
+        if extra.is_file() {
+            let lookup = |k: &str| env.get(k).cloned();
+            let parsed = crate::dotenv::parse_file(&extra, &lookup).map_err(|e| {
+                let line = e.line().unwrap_or(0);
+                LoadError::new(e.to_string()).at(&extra, line, if line > 0 { 1 } else { 0 })
+            })?;
+            for (k, v) in parsed {
+                env.entry(k).or_insert(v);
+            }
+        }
+    }
+    let name = project_name(opts, &env, &files, &project_dir)?;
     // compose-go offers the project name to interpolation, e.g. for build tags.
     env.entry("COMPOSE_PROJECT_NAME".to_string())
         .or_insert_with(|| name.clone());
@@ -691,9 +710,14 @@ impl Loader<'_> {
             resolve_environment: !self.opts.skip_env_resolution,
             legacy_v1: self.legacy_v1,
         };
-        let normalized = normalize::normalize(json, &ctx)
+        let document = normalize::normalize(json, &ctx)
             .map_err(|e| self.locate(merged, &e.path, e.message))?;
-        let project: Project = serde_json::from_value(normalized).map_err(|e| {
+        let typed = if self.opts.skip_interpolation {
+            normalize::without_unresolved(&document)
+        } else {
+            document.clone()
+        };
+        let project: Project = serde_json::from_value(typed).map_err(|e| {
             LoadError::new(format!("internal: normalized project does not fit the model: {e}"))
         })?;
         if !self.opts.skip_consistency {
@@ -703,6 +727,7 @@ impl Loader<'_> {
         self.warnings.dedup();
         Ok(Loaded {
             project,
+            document,
             files,
             project_dir,
             environment: self.env,

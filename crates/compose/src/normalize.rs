@@ -813,6 +813,7 @@ fn normalize_ports(v: Json, path: &KeyPath) -> Result<Json> {
                 }
                 out.push(Json::Object(e));
             }
+            Json::String(s) if s.contains('$') => out.push(Json::String(s)),
             other => out.extend(parse_port_spec(&scalar_string(&other), &ipath)?),
         }
     }
@@ -827,6 +828,8 @@ fn normalize_volumes(v: Json, ctx: &Context, path: &KeyPath) -> Result<Json> {
     for (i, item) in items.into_iter().enumerate() {
         let ipath = path.index(i);
         let entry = match item {
+            // Only left uninterpolated (`config --no-interpolate`) can this hold a variable.
+            Json::String(s) if s.contains('$') => Json::String(s),
             Json::String(s) => parse_volume_spec(&s, ctx, &ipath)?,
             Json::Object(mut m) => {
                 let kind = m.get("type").map(scalar_string).unwrap_or_default();
@@ -1063,6 +1066,23 @@ fn normalize_deploy(v: Json, path: &KeyPath) -> Result<Json> {
         }
     }
     Ok(Json::Object(m))
+}
+
+/// The document without the short-syntax entries left unparsed because they
+/// name variables (only with interpolation skipped): the typed model needs
+/// parsed entries.
+pub fn without_unresolved(doc: &Json) -> Json {
+    let mut doc = doc.clone();
+    if let Some(Json::Object(svcs)) = doc.get_mut("services") {
+        for svc in svcs.values_mut() {
+            for key in ["ports", "volumes"] {
+                if let Some(Json::Array(items)) = svc.get_mut(key) {
+                    items.retain(|i| !i.is_string());
+                }
+            }
+        }
+    }
+    doc
 }
 
 pub fn scalar_string(v: &Json) -> String {
