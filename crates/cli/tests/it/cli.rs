@@ -129,3 +129,58 @@ fn no_compose_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no configuration file provided"), "{}", text(&out.stderr));
 }
+
+/// The bar: on the seed file, `berth config` agrees with
+/// docker-compose 1.29.2 on every service key both print. docker-compose's
+/// output (v1 short forms, `version: '1'`) is read back through berth so the
+/// comparison is of meaning, not spelling.
+#[test]
+fn seed_config_agrees_with_docker_compose() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let seed = repo().join("examples/seed");
+    let theirs = Command::new("docker-compose")
+        .arg("config")
+        .current_dir(&seed)
+        .output()
+        .expect("docker-compose 1.29.2 must be installed (scripts/test.sh installs it)");
+    assert!(theirs.status.success(), "{}", text(&theirs.stderr));
+    let raw: serde_json::Value = {
+        let doc = berth_compose::yaml::parse(&text(&theirs.stdout)).unwrap().remove(0);
+        doc.to_json()
+    };
+    let printed_by_them: Vec<(String, Vec<String>)> = raw["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, s)| (n.clone(), s.as_object().unwrap().keys().cloned().collect()))
+        .collect();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-f", "-", "--project-directory"])
+        .arg(&seed)
+        .args(["-p", "seed", "config", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&theirs.stdout).unwrap();
+    let reread = child.wait_with_output().unwrap();
+    assert!(reread.status.success(), "{}", text(&reread.stderr));
+    let theirs_json: serde_json::Value = serde_json::from_slice(&reread.stdout).unwrap();
+
+    let ours = berth(&seed, &["config", "--format", "json"], &[]);
+    let ours_json: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let mut compared = 0;
+    for (service, keys) in printed_by_them {
+        for key in keys {
+            let (a, b) = (&ours_json["services"][&service][&key], &theirs_json["services"][&service][&key]);
+            assert!(!a.is_null(), "berth does not print services.{service}.{key}");
+            assert_eq!(a, b, "services.{service}.{key} differs");
+            compared += 1;
+        }
+    }
+    println!("seed: berth and docker-compose agree on {compared} service keys");
+    assert!(compared >= 8, "compared only {compared} keys");
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need,
+# checks formatting and lints, then runs every test (unit, conformance, CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+if ((${#need_apt[@]})); then
+  echo "installing: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "run as root (or install ${need_apt[*]}) first" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d ../shared/conformance ]; then
+  echo "../shared/conformance is missing: the peer suites are read from there" >&2
+  exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --workspace --no-fail-fast --success-output final --failure-output final
+else
+  cargo test --workspace --no-fail-fast -- --nocapture
+fi
+cargo test --workspace --doc
+echo
+echo "conformance pass rates:"
+cargo test --workspace -q -- --nocapture 2>/dev/null | grep -E '^conformance|^  ' || true
