@@ -68,15 +68,19 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> Result<ExitCode> {
     if args.quiet {
         return Ok(ExitCode::SUCCESS);
     }
-    for (flag, set) in [("--no-interpolate", args.no_interpolate), ("--variables", args.variables)] {
+    for (flag, set) in [
+        ("--no-interpolate", args.no_interpolate),
+        ("--variables", args.variables),
+    ] {
         if set && !args.services_filter.is_empty() {
             eprintln!("warning: service filtering is not applied when {flag} is set");
         }
     }
     let text = render(&loaded, &args)?;
     match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`berth config | head`) is not an error worth a message.
@@ -133,11 +137,9 @@ fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
             }
             names
         };
-        return Ok(lines(
-            names
-                .into_iter()
-                .map(|n| format!("{n} {}", hash::service_hash(&project.services[n]))),
-        ));
+        return Ok(lines(names.into_iter().map(|n| {
+            format!("{n} {}", hash::service_hash(&project.services[n]))
+        })));
     }
     if args.variables {
         return Ok(match args.format {

@@ -112,7 +112,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let prefix = if colour { "\x1b[31merror:\x1b[0m" } else { "error:" };
+            let prefix = if colour {
+                "\x1b[31merror:\x1b[0m"
+            } else {
+                "error:"
+            };
             eprintln!("{prefix} {e:#}");
             ExitCode::FAILURE
         }

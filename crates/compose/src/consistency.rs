@@ -34,11 +34,17 @@ pub fn check(project: &Project) -> Result<(), NormalizeError> {
                 }
             }
         }
-        if let Some(other) = svc.network_mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+        if let Some(other) = svc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
             if !known(other) {
                 return fail(
                     path.key("network_mode"),
-                    format!("service {name:?} uses the network stack of undefined service {other:?}"),
+                    format!(
+                        "service {name:?} uses the network stack of undefined service {other:?}"
+                    ),
                 );
             }
         }
@@ -74,10 +80,17 @@ pub fn check(project: &Project) -> Result<(), NormalizeError> {
             }
         }
         for kind in ["secrets", "configs"] {
-            let defined = if kind == "secrets" { &project.secrets } else { &project.configs };
+            let defined = if kind == "secrets" {
+                &project.secrets
+            } else {
+                &project.configs
+            };
             if let Some(serde_json::Value::Array(items)) = svc.extra.get(kind) {
                 for (i, item) in items.iter().enumerate() {
-                    let source = item.get("source").and_then(|s| s.as_str()).unwrap_or_default();
+                    let source = item
+                        .get("source")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default();
                     if !defined.contains_key(source) {
                         let singular = &kind[..kind.len() - 1];
                         return fail(
@@ -95,14 +108,20 @@ pub fn check(project: &Project) -> Result<(), NormalizeError> {
 
 /// Edges a service needs started first: depends_on, volumes_from, network_mode.
 fn dependencies(project: &Project, name: &str) -> Vec<String> {
-    let Some(svc) = project.services.get(name) else { return Vec::new() };
+    let Some(svc) = project.services.get(name) else {
+        return Vec::new();
+    };
     let mut deps: Vec<String> = svc.depends_on.keys().cloned().collect();
     for vf in svc.volumes_from() {
         if let VolumesFrom::Service { name, .. } = vf {
             deps.push(name);
         }
     }
-    if let Some(other) = svc.network_mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+    if let Some(other) = svc
+        .network_mode
+        .as_deref()
+        .and_then(|m| m.strip_prefix("service:"))
+    {
         deps.push(other.to_string());
     }
     deps.retain(|d| project.services.contains_key(d));
@@ -156,7 +175,9 @@ fn check_published_ports(project: &Project) -> Result<(), NormalizeError> {
     for (name, svc) in &project.services {
         // Several replicas cannot all bind one host port, but one container can.
         for (i, port) in svc.ports.iter().enumerate() {
-            let Some(published) = &port.published else { continue };
+            let Some(published) = &port.published else {
+                continue;
+            };
             let (a, b) = match published.split_once('-') {
                 Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
                 None => {

@@ -298,23 +298,18 @@ fn decode_escapes(raw: &str) -> String {
             rest = &after[1..];
             continue;
         }
-        if after.starts_with('0') {
-            let digits = after[1..]
-                .bytes()
-                .take(3)
-                .take_while(u8::is_ascii_digit)
-                .count();
-            let sequence = &after[..1 + digits];
+        if let Some(octal) = after.strip_prefix('0') {
+            let digits = octal.bytes().take(3).take_while(u8::is_ascii_digit).count();
             // Go reads `\0NNN` as the octal escape `\NNN`: exactly three
             // octal digits with a value below 256; otherwise it stays as is.
-            match octal_byte(&sequence[1..]) {
+            match octal_byte(&octal[..digits]) {
                 Some(c) => out.push(c),
                 None => {
-                    out.push('\\');
-                    out.push_str(sequence);
+                    out.push_str("\\0");
+                    out.push_str(&octal[..digits]);
                 }
             }
-            rest = &after[sequence.len()..];
+            rest = &octal[digits..];
             continue;
         }
         out.push('\\');
@@ -404,7 +399,10 @@ mod tests {
 
     #[test]
     fn escapes_in_double_quotes() {
-        assert_eq!(parse_ok(r#"A="\$HOME \0101\0 \01 \0777 \q""#)["A"], r"$HOME A\0 \01 \0777 \q");
+        assert_eq!(
+            parse_ok(r#"A="\$HOME \0101\0 \01 \0777 \q""#)["A"],
+            r"$HOME A\0 \01 \0777 \q"
+        );
         assert_eq!(parse_ok("A=\"\\0377\"")["A"], "\u{ff}");
         assert_eq!(parse_ok(r#"A='it\'s'"#)["A"], "it's");
     }
@@ -419,7 +417,9 @@ mod tests {
     #[test]
     fn io_error_names_the_path() {
         let err = parse_file(Path::new("/nonexistent/berth/.env"), &none).unwrap_err();
-        assert!(err.to_string().starts_with("cannot read /nonexistent/berth/.env: "));
+        assert!(err
+            .to_string()
+            .starts_with("cannot read /nonexistent/berth/.env: "));
         assert_eq!(err.line(), None);
     }
 }

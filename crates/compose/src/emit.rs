@@ -8,33 +8,118 @@ use serde_json::{Map, Value as Json};
 
 /// compose-go's service field order; unknown keys follow, sorted, then `x-*`.
 const SERVICE_ORDER: &[&str] = &[
-    "annotations", "attach", "build", "blkio_config", "cpu_count", "cpu_percent", "cpu_shares",
-    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpus", "cpuset", "cap_add",
-    "cap_drop", "cgroup", "cgroup_parent", "command", "configs", "container_name",
-    "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules", "devices", "dns",
-    "dns_opt", "dns_search", "domainname", "entrypoint", "environment", "env_file", "expose",
-    "external_links", "extra_hosts", "group_add", "gpus", "hostname", "healthcheck", "image",
-    "init", "ipc", "isolation", "labels", "label_file", "links", "logging", "mac_address",
-    "network_mode", "networks", "mem_limit", "mem_reservation", "mem_swappiness",
-    "memswap_limit", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform",
-    "ports", "post_start", "pre_stop", "privileged", "profiles", "pull_policy", "read_only",
-    "restart", "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open",
-    "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits",
-    "user", "userns_mode", "uts", "volume_driver", "volumes", "volumes_from", "working_dir",
+    "annotations",
+    "attach",
+    "build",
+    "blkio_config",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_shares",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpus",
+    "cpuset",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "expose",
+    "external_links",
+    "extra_hosts",
+    "group_add",
+    "gpus",
+    "hostname",
+    "healthcheck",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "labels",
+    "label_file",
+    "links",
+    "logging",
+    "mac_address",
+    "network_mode",
+    "networks",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "user",
+    "userns_mode",
+    "uts",
+    "volume_driver",
+    "volumes",
+    "volumes_from",
+    "working_dir",
 ];
 
 /// Service keys whose values are maps keyed by user data: printed sorted.
 const SORTED_SERVICE_MAPS: &[&str] = &[
-    "environment", "labels", "annotations", "sysctls", "depends_on", "networks", "ulimits",
+    "environment",
+    "labels",
+    "annotations",
+    "sysctls",
+    "depends_on",
+    "networks",
+    "ulimits",
     "storage_opt",
 ];
 
 /// The project as JSON in compose's key order.
 pub fn ordered(project: &Project) -> Json {
     let json = serde_json::to_value(project).unwrap_or(Json::Null);
-    let Json::Object(mut top) = json else { return json };
+    let Json::Object(mut top) = json else {
+        return json;
+    };
     let mut out = Map::new();
-    for key in ["name", "services", "networks", "volumes", "secrets", "configs", "models"] {
+    for key in [
+        "name", "services", "networks", "volumes", "secrets", "configs", "models",
+    ] {
         if let Some(mut v) = top.shift_remove(key) {
             if let Json::Object(m) = &mut v {
                 sort_map(m);
@@ -217,8 +302,20 @@ fn needs_quotes(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
-        "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".inf"
-            | "-.inf" | "+.inf" | ".nan"
+        "null"
+            | "~"
+            | "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
     ) {
         return true;
     }
@@ -237,14 +334,17 @@ fn needs_quotes(s: &str) -> bool {
     }
     // The rules above are cheap; for anything with YAML punctuation left,
     // ask the parser whether it reads back as this very string.
-    s.contains(['{', '}', '[', ']', ',', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '#', ':'])
-        && !matches!(crate::yaml::parse(s).ok().as_deref(), Some([n]) if n.as_str() == Some(s))
+    s.contains([
+        '{', '}', '[', ']', ',', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '#', ':',
+    ]) && !matches!(crate::yaml::parse(s).ok().as_deref(), Some([n]) if n.as_str() == Some(s))
 }
 
 fn looks_numeric(s: &str) -> bool {
     let t = s.strip_prefix(['-', '+']).unwrap_or(s);
     !t.is_empty()
-        && (t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'_')
+        && (t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'_')
             || t.starts_with("0x")
             || t.starts_with("0o")
             || (t.contains(['e', 'E']) && t.parse::<f64>().is_ok()))
@@ -286,16 +386,28 @@ mod tests {
         assert!(text.contains(
             "\n    ports:\n      - mode: ingress\n        target: 80\n        published: \"8080\"\n        protocol: tcp\n"
         ), "{text}");
-        assert!(text.contains("    networks:\n      default: null\n"), "{text}");
+        assert!(
+            text.contains("    networks:\n      default: null\n"),
+            "{text}"
+        );
         assert!(text.contains("      - run start\n"), "{text}");
     }
 
     #[test]
     fn strings_that_look_like_other_types_are_quoted() {
-        for s in ["", "true", "no", "1024", "0440", "1.5", "null", "a: b", "#x", " x", "1e3"] {
+        for s in [
+            "", "true", "no", "1024", "0440", "1.5", "null", "a: b", "#x", " x", "1e3",
+        ] {
             assert!(scalar_string(s).starts_with('"'), "{s}");
         }
-        for s in ["nginx", "redis:7", "/app", "-p", "02:42:ac:11:65:43", "node@4.2.3"] {
+        for s in [
+            "nginx",
+            "redis:7",
+            "/app",
+            "-p",
+            "02:42:ac:11:65:43",
+            "node@4.2.3",
+        ] {
             assert_eq!(scalar_string(s), s, "{s}");
         }
     }

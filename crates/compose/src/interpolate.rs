@@ -535,7 +535,10 @@ fn is_name_start(b: u8) -> bool {
 fn name_end(bytes: &[u8], from: usize) -> usize {
     bytes
         .get(from..)
-        .and_then(|tail| tail.iter().position(|&b| !(b == b'_' || b.is_ascii_alphanumeric())))
+        .and_then(|tail| {
+            tail.iter()
+                .position(|&b| !(b == b'_' || b.is_ascii_alphanumeric()))
+        })
         .map_or(bytes.len(), |i| from + i)
 }
 
@@ -678,12 +681,20 @@ mod tests {
 
     #[test]
     fn nesting_limit_errors_instead_of_overflowing() {
-        let deep = format!("{}x{}", "${A:-".repeat(MAX_NESTING + 5), "}".repeat(MAX_NESTING + 5));
+        let deep = format!(
+            "{}x{}",
+            "${A:-".repeat(MAX_NESTING + 5),
+            "}".repeat(MAX_NESTING + 5)
+        );
         assert_eq!(
             sub(&deep, &[]),
             Err(InterpolateError::NestingTooDeep { limit: MAX_NESTING })
         );
-        let ok = format!("{}x{}", "${A:-".repeat(MAX_NESTING), "}".repeat(MAX_NESTING));
+        let ok = format!(
+            "{}x{}",
+            "${A:-".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
         assert_eq!(sub(&ok, &[]).unwrap(), "x");
     }
 

@@ -6,13 +6,12 @@
 //! validation, so everything after this sees one format.
 
 use crate::error::KeyPath;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Mark, Node, Value};
 use indexmap::IndexMap;
 
 /// Top-level keys of a spec file; a v1 file has services there instead.
 const SPEC_TOP_LEVEL: &[&str] = &[
-    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
-    "models",
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
 ];
 
 pub fn is_v1(doc: &Node) -> bool {
@@ -24,12 +23,19 @@ pub fn is_v1(doc: &Node) -> bool {
         .any(|k| !k.starts_with("x-") && !SPEC_TOP_LEVEL.contains(&k.as_str()))
 }
 
-pub fn to_spec(doc: Node) -> Result<Node, (KeyPath, String)> {
+/// Why a v1 file cannot be converted: where, and what.
+pub type LegacyError = (KeyPath, Mark, String);
+
+pub fn to_spec(doc: Node) -> Result<Node, LegacyError> {
     let mark = doc.mark;
     let Value::Map(top) = doc.value else {
         return Ok(doc);
     };
-    let names: Vec<String> = top.keys().filter(|k| !k.starts_with("x-")).cloned().collect();
+    let names: Vec<String> = top
+        .keys()
+        .filter(|k| !k.starts_with("x-"))
+        .cloned()
+        .collect();
     let mut out = IndexMap::new();
     let mut services = IndexMap::new();
     for (key, svc) in top {
@@ -40,7 +46,8 @@ pub fn to_spec(doc: Node) -> Result<Node, (KeyPath, String)> {
         let path = KeyPath::root().key(&key);
         let svc_mark = svc.mark;
         let Value::Map(mut m) = svc.value else {
-            return Err((path, format!("service '{key}' must be a mapping, not {}", svc.kind())));
+            let message = format!("service '{key}' must be a mapping, not {}", svc.kind());
+            return Err((path, svc.mark, message));
         };
         let net = m.shift_remove("net");
         let mode = match net.as_ref().and_then(Node::scalar_text) {
@@ -120,7 +127,12 @@ app:
 
     #[test]
     fn spec_files_are_not_v1() {
-        for src in ["services: {}", "version: '2'\nservices: {}", "name: x\n", "x-a: 1\n"] {
+        for src in [
+            "services: {}",
+            "version: '2'\nservices: {}",
+            "name: x\n",
+            "x-a: 1\n",
+        ] {
             let doc = crate::yaml::parse(src).unwrap().remove(0);
             assert!(!is_v1(&doc), "{src}");
         }

@@ -137,7 +137,8 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
             Some(base) => merge::merge(base, doc, &[]),
         });
     }
-    let mut merged = merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Default::default()));
+    let mut merged =
+        merged.unwrap_or_else(|| Node::new(Value::Map(IndexMap::new()), Default::default()));
     loader.finish(&mut merged, files, project_dir, name)
 }
 
@@ -254,7 +255,9 @@ fn project_name(
                 std::fs::read_to_string(f).ok()?
             };
             // Errors here are reported by the full load that follows.
-            let Ok(docs) = yaml::parse(&text) else { continue };
+            let Ok(docs) = yaml::parse(&text) else {
+                continue;
+            };
             for d in docs {
                 if let Some(n) = d.get("name").and_then(Node::as_str) {
                     let n = if opts.skip_interpolation {
@@ -300,15 +303,19 @@ pub fn normalize_project_name(name: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
         .collect();
-    lower
-        .trim_start_matches(['_', '-'])
-        .to_string()
+    lower.trim_start_matches(['_', '-']).to_string()
 }
 
 impl Loader<'_> {
     fn read(&mut self, file: &Path) -> Result<(u32, String), LoadError> {
         let text = if file.as_os_str() == "-" {
             self.opts.stdin.clone().unwrap_or_default()
+        } else if file.exists() && !file.is_file() {
+            // A directory or a device (`include: /dev/zero`) is never a compose file.
+            return Err(LoadError::new(format!(
+                "{} is not a regular file",
+                file.display()
+            )));
         } else {
             std::fs::read_to_string(file).map_err(|e| {
                 let reason = match e.kind() {
@@ -340,7 +347,7 @@ impl Loader<'_> {
             if is_main {
                 self.legacy_v1 = true;
             }
-            doc = legacy::to_spec(doc).map_err(|(path, msg)| self.error_at(&doc_path_err(&path), msg, file))?;
+            doc = legacy::to_spec(doc).map_err(|e| legacy_error(e, file))?;
         } else if doc.get("version").is_some() {
             self.warnings.push(format!(
                 "{}: the attribute `version` is obsolete, it will be ignored",
@@ -407,7 +414,9 @@ impl Loader<'_> {
             if failure.is_some() {
                 return;
             }
-            let Value::String(s) = &node.value else { return };
+            let Value::String(s) = &node.value else {
+                return;
+            };
             if !s.contains('$') {
                 return;
             }
@@ -437,10 +446,6 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn error_at(&self, path: &KeyPath, message: String, file: &Path) -> LoadError {
-        LoadError::new(message).key(path.to_string()).in_file(file)
-    }
-
     fn apply_includes(
         &mut self,
         doc: &mut Node,
@@ -448,8 +453,12 @@ impl Loader<'_> {
         project_dir: &Path,
         stack: &mut Vec<PathBuf>,
     ) -> Result<(), LoadError> {
-        let Some(map) = doc.as_map_mut() else { return Ok(()) };
-        let Some(include) = map.shift_remove("include") else { return Ok(()) };
+        let Some(map) = doc.as_map_mut() else {
+            return Ok(());
+        };
+        let Some(include) = map.shift_remove("include") else {
+            return Ok(());
+        };
         let items = include.as_seq().cloned().unwrap_or_default();
         let base_dir = file.parent().unwrap_or(project_dir).to_path_buf();
         for (i, item) in items.iter().enumerate() {
@@ -462,7 +471,10 @@ impl Loader<'_> {
                         Some(Value::Seq(v)) => v.iter().filter_map(Node::scalar_text).collect(),
                         _ => Vec::new(),
                     };
-                    (paths, m.get("project_directory").and_then(Node::scalar_text))
+                    (
+                        paths,
+                        m.get("project_directory").and_then(Node::scalar_text),
+                    )
                 }
                 _ => (Vec::new(), None),
             };
@@ -495,24 +507,34 @@ impl Loader<'_> {
             }
             let Some(included) = included else { continue };
             // Included resources join the project; a service defined in both is a conflict.
-            let Some(doc_map) = doc.as_map_mut() else { continue };
+            let Some(doc_map) = doc.as_map_mut() else {
+                continue;
+            };
             if let Some(inc_map) = included.as_map() {
                 for (section, entries) in inc_map {
                     if section == "name" {
                         continue;
                     }
-                    let Some(entries) = entries.as_map() else { continue };
+                    let Some(entries) = entries.as_map() else {
+                        continue;
+                    };
                     let target = doc_map
                         .entry(section.clone())
                         .or_insert_with(|| Node::new(Value::Map(IndexMap::new()), item.mark));
-                    let Some(target) = target.as_map_mut() else { continue };
+                    let Some(target) = target.as_map_mut() else {
+                        continue;
+                    };
                     for (name, def) in entries {
                         if target.contains_key(name) {
                             if section == "services" {
                                 return Err(LoadError::new(format!(
                                     "services.{name} conflicts with imported resource"
                                 ))
-                                .at(file, item.mark.line, item.mark.column));
+                                .at(
+                                    file,
+                                    item.mark.line,
+                                    item.mark.column,
+                                ));
                             }
                             continue;
                         }
@@ -548,19 +570,19 @@ impl Loader<'_> {
         name: &str,
         stack: &mut Vec<(PathBuf, String)>,
     ) -> Result<(), LoadError> {
-        let Some(service) = doc
-            .get("services")
-            .and_then(|s| s.get(name))
-            .cloned()
-        else {
+        let Some(service) = doc.get("services").and_then(|s| s.get(name)).cloned() else {
             return Ok(());
         };
-        let Some(ext) = service.get("extends").cloned() else { return Ok(()) };
+        let Some(ext) = service.get("extends").cloned() else {
+            return Ok(());
+        };
         let spath = KeyPath::root().key("services").key(name).key("extends");
         let (base_name, base_file) = match &ext.value {
             Value::String(s) => (s.clone(), None),
             Value::Map(m) => (
-                m.get("service").and_then(Node::scalar_text).unwrap_or_default(),
+                m.get("service")
+                    .and_then(Node::scalar_text)
+                    .unwrap_or_default(),
                 m.get("file").and_then(Node::scalar_text),
             ),
             _ => (String::new(), None),
@@ -572,17 +594,20 @@ impl Loader<'_> {
                 .chain(std::iter::once(&here))
                 .map(|(f, s)| format!("{s} ({})", f.display()))
                 .collect();
-            return Err(LoadError::new(format!(
-                "extends cycle detected: {}",
-                chain.join(" -> ")
-            ))
-            .key(spath.to_string())
-            .at(file, ext.mark.line, ext.mark.column));
+            return Err(
+                LoadError::new(format!("extends cycle detected: {}", chain.join(" -> ")))
+                    .key(spath.to_string())
+                    .at(file, ext.mark.line, ext.mark.column),
+            );
         }
         stack.push(here);
         let base = match base_file {
             None => {
-                if doc.get("services").and_then(|s| s.get(&base_name)).is_none() {
+                if doc
+                    .get("services")
+                    .and_then(|s| s.get(&base_name))
+                    .is_none()
+                {
                     stack.pop();
                     return Err(LoadError::new(format!(
                         "cannot extend service {name:?}: service {base_name:?} not found"
@@ -600,18 +625,22 @@ impl Loader<'_> {
                 let dir = file.parent().unwrap_or(Path::new("/"));
                 let other_path = absolute(dir, Path::new(&other));
                 let (id, text) = self.read(&other_path).map_err(|e| {
-                    e.key(spath.to_string()).at(file, ext.mark.line, ext.mark.column)
+                    e.key(spath.to_string())
+                        .at(file, ext.mark.line, ext.mark.column)
                 })?;
                 let mut other_doc = self.parse(&other_path, id, &text)?;
                 if !self.opts.skip_interpolation {
                     self.interpolate(&mut other_doc, &other_path)?;
                 }
                 if legacy::is_v1(&other_doc) {
-                    other_doc = legacy::to_spec(other_doc).map_err(|(p, m)| {
-                        self.error_at(&doc_path_err(&p), m, &other_path)
-                    })?;
+                    other_doc =
+                        legacy::to_spec(other_doc).map_err(|e| legacy_error(e, &other_path))?;
                 }
-                if other_doc.get("services").and_then(|s| s.get(&base_name)).is_none() {
+                if other_doc
+                    .get("services")
+                    .and_then(|s| s.get(&base_name))
+                    .is_none()
+                {
                     stack.pop();
                     return Err(LoadError::new(format!(
                         "cannot extend service {name:?}: service {base_name:?} not found in {}",
@@ -666,7 +695,12 @@ impl Loader<'_> {
         // Profiles.
         let mut active: Vec<String> = self.opts.profiles.clone();
         if let Some(p) = self.env.get("COMPOSE_PROFILES") {
-            active.extend(p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+            active.extend(
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
         }
         let mut all_profiles: Vec<String> = Vec::new();
         if let Some(svcs) = merged
@@ -718,7 +752,9 @@ impl Loader<'_> {
             document.clone()
         };
         let project: Project = serde_json::from_value(typed).map_err(|e| {
-            LoadError::new(format!("internal: normalized project does not fit the model: {e}"))
+            LoadError::new(format!(
+                "internal: normalized project does not fit the model: {e}"
+            ))
         })?;
         if !self.opts.skip_consistency {
             consistency::check(&project).map_err(|e| self.locate(merged, &e.path, e.message))?;
@@ -753,15 +789,19 @@ impl Loader<'_> {
         }
         let e = LoadError::new(message).key(path.to_string());
         match self.sources.get(found.mark.file as usize) {
-            Some((file, _)) if found.mark.line > 0 => e.at(file, found.mark.line, found.mark.column),
+            Some((file, _)) if found.mark.line > 0 => {
+                e.at(file, found.mark.line, found.mark.column)
+            }
             Some((file, _)) => e.in_file(file),
             None => e,
         }
     }
 }
 
-fn doc_path_err(path: &KeyPath) -> KeyPath {
-    path.clone()
+fn legacy_error((path, mark, message): legacy::LegacyError, file: &Path) -> LoadError {
+    LoadError::new(message)
+        .key(path.to_string())
+        .at(file, mark.line, mark.column)
 }
 
 /// Visit every string scalar with its key path.
@@ -801,7 +841,11 @@ fn rebase_service_paths(svc: &mut Node, dir: &Path) {
         if s.starts_with('/') || s.starts_with('~') || s.contains("://") || s.starts_with("git@") {
             None
         } else {
-            Some(normalize::clean_path(&dir.join(s)).to_string_lossy().into_owned())
+            Some(
+                normalize::clean_path(&dir.join(s))
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         }
     };
     let Some(m) = svc.as_map_mut() else { return };
@@ -849,7 +893,8 @@ fn rebase_service_paths(svc: &mut Node, dir: &Path) {
                             }
                         }
                         Value::Map(e) => {
-                            if let Some(Value::String(s)) = e.get_mut("path").map(|p| &mut p.value) {
+                            if let Some(Value::String(s)) = e.get_mut("path").map(|p| &mut p.value)
+                            {
                                 if let Some(r) = rebase(s) {
                                     *s = r;
                                 }

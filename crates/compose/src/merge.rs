@@ -41,9 +41,11 @@ pub fn merge(base: Node, over: Node, path: &[&str]) -> Node {
     }
     let mark = over.mark;
     match (base.value, over.value) {
-        (Value::Map(b), Value::Map(o)) => {
-            merge_maps(Node::new(Value::Map(b), base.mark), Node::new(Value::Map(o), mark), path)
-        }
+        (Value::Map(b), Value::Map(o)) => merge_maps(
+            Node::new(Value::Map(b), base.mark),
+            Node::new(Value::Map(o), mark),
+            path,
+        ),
         (Value::Seq(b), Value::Seq(o)) => {
             let merged = match rule {
                 Rule::KeyedBy(key) => merge_keyed(b, o, key),
@@ -108,11 +110,23 @@ fn rule_for(path: &[&str]) -> Rule {
             "build" => Rule::Build,
             "volumes" | "tmpfs" => Rule::KeyedBy(mount_target),
             "secrets" | "configs" => Rule::KeyedBy(secret_target),
-            "ports" | "expose" | "cap_add" | "cap_drop" | "dns" | "dns_search" | "dns_opt"
-            | "env_file" | "external_links" | "links" | "volumes_from" | "security_opt"
-            | "profiles" | "devices" | "group_add" | "device_cgroup_rules" | "label_file" => {
-                Rule::Set
-            }
+            "ports"
+            | "expose"
+            | "cap_add"
+            | "cap_drop"
+            | "dns"
+            | "dns_search"
+            | "dns_opt"
+            | "env_file"
+            | "external_links"
+            | "links"
+            | "volumes_from"
+            | "security_opt"
+            | "profiles"
+            | "devices"
+            | "group_add"
+            | "device_cgroup_rules"
+            | "label_file" => Rule::Set,
             _ => Rule::Default,
         },
         ["services", _, "build", "args" | "labels"] => Rule::Dict,
@@ -142,10 +156,7 @@ fn merge_keyed(base: Vec<Node>, over: Vec<Node>, key: fn(&Node) -> Option<String
     let mut out = base;
     for item in over {
         let k = key(&item);
-        match out
-            .iter()
-            .position(|n| k.is_some() && key(n) == k)
-        {
+        match out.iter().position(|n| k.is_some() && key(n) == k) {
             Some(i) => out[i] = item,
             None => out.push(item),
         }
@@ -279,7 +290,10 @@ mod tests {
             "services: {app: {command: [c], ports: ['80:80', '443:443']}}",
         );
         assert_eq!(out["services"]["app"]["command"], serde_json::json!(["c"]));
-        assert_eq!(out["services"]["app"]["ports"], serde_json::json!(["80:80", "443:443"]));
+        assert_eq!(
+            out["services"]["app"]["ports"],
+            serde_json::json!(["80:80", "443:443"])
+        );
     }
 
     #[test]
@@ -288,7 +302,10 @@ mod tests {
             "services: {app: {volumes: ['./a:/data', 'x:/other']}}",
             "services: {app: {volumes: [{type: bind, source: ./b, target: /data}]}}",
         );
-        let vols = out["services"]["app"]["volumes"].as_array().unwrap().clone();
+        let vols = out["services"]["app"]["volumes"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert_eq!(vols.len(), 2);
         assert_eq!(vols[0]["source"], "./b");
     }
@@ -300,7 +317,10 @@ mod tests {
             "services: {app: {ports: !reset [], environment: !override {B: 2}}}",
         );
         assert!(out["services"]["app"].get("ports").is_none());
-        assert_eq!(out["services"]["app"]["environment"], serde_json::json!({"B": 2}));
+        assert_eq!(
+            out["services"]["app"]["environment"],
+            serde_json::json!({"B": 2})
+        );
     }
 
     #[test]

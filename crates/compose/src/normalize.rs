@@ -258,8 +258,7 @@ fn normalize_service(
     }
     for key in ["command", "entrypoint"] {
         if let Some(Json::String(s)) = svc.get(key) {
-            let words =
-                units::split_shell_words(s).or_else(|e| err(&path.key(key), e))?;
+            let words = units::split_shell_words(s).or_else(|e| err(&path.key(key), e))?;
             svc.insert(key.into(), json!(words));
         }
     }
@@ -281,7 +280,9 @@ fn normalize_service(
         let normalized = items
             .iter()
             .enumerate()
-            .map(|(i, v)| normalize_volumes_from(&scalar_string(v), &path.key("volumes_from").index(i)))
+            .map(|(i, v)| {
+                normalize_volumes_from(&scalar_string(v), &path.key("volumes_from").index(i))
+            })
             .collect::<Result<Vec<_>>>()?;
         svc.insert("volumes_from".into(), json!(normalized));
     }
@@ -290,6 +291,12 @@ fn normalize_service(
         let mut resolved = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let file = ctx.resolve_path(&scalar_string(item));
+            if !Path::new(&file).is_file() {
+                return err(
+                    &path.key("label_file").index(i),
+                    format!("label file {file} not found"),
+                );
+            }
             let no_lookup = |_: &str| None;
             let parsed = crate::dotenv::parse_file(Path::new(&file), &no_lookup)
                 .or_else(|e| err(&path.key("label_file").index(i), format!("{file}: {e}")))?;
@@ -336,7 +343,10 @@ fn normalize_service(
     }
     normalize_environment(&mut svc, ctx, path)?;
     if let Some(v) = svc.remove("extra_hosts") {
-        svc.insert("extra_hosts".into(), normalize_extra_hosts(v, &path.key("extra_hosts"))?);
+        svc.insert(
+            "extra_hosts".into(),
+            normalize_extra_hosts(v, &path.key("extra_hosts"))?,
+        );
     }
     if let Some(v) = svc.remove("ports") {
         svc.insert("ports".into(), normalize_ports(v, &path.key("ports"))?);
@@ -345,16 +355,28 @@ fn normalize_service(
         svc.insert("expose".into(), Json::Array(items));
     }
     if let Some(v) = svc.remove("volumes") {
-        svc.insert("volumes".into(), normalize_volumes(v, ctx, &path.key("volumes"))?);
+        svc.insert(
+            "volumes".into(),
+            normalize_volumes(v, ctx, &path.key("volumes"))?,
+        );
     }
     if let Some(v) = svc.remove("depends_on") {
-        svc.insert("depends_on".into(), normalize_depends_on(v, &path.key("depends_on"))?);
+        svc.insert(
+            "depends_on".into(),
+            normalize_depends_on(v, &path.key("depends_on"))?,
+        );
     }
     if let Some(v) = svc.remove("healthcheck") {
-        svc.insert("healthcheck".into(), normalize_healthcheck(v, &path.key("healthcheck"))?);
+        svc.insert(
+            "healthcheck".into(),
+            normalize_healthcheck(v, &path.key("healthcheck"))?,
+        );
     }
     if let Some(v) = svc.remove("ulimits") {
-        svc.insert("ulimits".into(), normalize_ulimits(v, &path.key("ulimits"))?);
+        svc.insert(
+            "ulimits".into(),
+            normalize_ulimits(v, &path.key("ulimits"))?,
+        );
     }
     for key in ["secrets", "configs"] {
         if let Some(Json::Array(items)) = svc.remove(key) {
@@ -499,17 +521,15 @@ fn normalize_volumes_from(spec: &str, path: &KeyPath) -> Result<String> {
     if name.is_empty() || !matches!(mode, "ro" | "rw") {
         return err(
             path,
-            format!("invalid volumes_from {spec:?}: expected NAME[:ro|rw] or container:NAME[:ro|rw]"),
+            format!(
+                "invalid volumes_from {spec:?}: expected NAME[:ro|rw] or container:NAME[:ro|rw]"
+            ),
         );
     }
     Ok(format!("{kind}:{name}:{mode}"))
 }
 
-fn normalize_environment(
-    svc: &mut Map<String, Json>,
-    ctx: &Context,
-    path: &KeyPath,
-) -> Result<()> {
+fn normalize_environment(svc: &mut Map<String, Json>, ctx: &Context, path: &KeyPath) -> Result<()> {
     let mut env = Map::new();
     if let Some(v) = svc.remove("env_file") {
         let list = match v {
@@ -546,9 +566,14 @@ fn normalize_environment(
                 continue;
             }
             let p = Path::new(&resolved);
-            if !p.exists() {
+            if !p.is_file() {
                 if required {
-                    return err(&ipath, format!("env file {resolved} not found"));
+                    let why = if p.exists() {
+                        "is not a regular file"
+                    } else {
+                        "not found"
+                    };
+                    return err(&ipath, format!("env file {resolved} {why}"));
                 }
                 continue;
             }
@@ -638,9 +663,7 @@ fn normalize_extra_hosts(v: Json, path: &KeyPath) -> Result<Json> {
                     Some((h, ip)) => format!("{h}={ip}"),
                     None => match s.split_once(':') {
                         Some((h, ip)) => format!("{h}={ip}"),
-                        None => {
-                            return err(&path.index(i), format!("invalid extra host {s:?}"))
-                        }
+                        None => return err(&path.index(i), format!("invalid extra host {s:?}")),
                     },
                 };
                 out.push(Json::String(entry));
@@ -667,7 +690,10 @@ fn normalize_extra_hosts(v: Json, path: &KeyPath) -> Result<Json> {
 fn parse_port(s: &str, path: &KeyPath) -> Result<u16> {
     match s.parse::<u32>() {
         Ok(p) if p <= 65535 => Ok(p as u16),
-        _ => err(path, format!("invalid port {s:?}: must be a number from 0 to 65535")),
+        _ => err(
+            path,
+            format!("invalid port {s:?}: must be a number from 0 to 65535"),
+        ),
     }
 }
 
@@ -676,7 +702,10 @@ fn parse_range(s: &str, path: &KeyPath) -> Result<(u16, u16)> {
         Some((a, b)) => {
             let (a, b) = (parse_port(a, path)?, parse_port(b, path)?);
             if b < a {
-                return err(path, format!("invalid port range {s:?}: end is before start"));
+                return err(
+                    path,
+                    format!("invalid port range {s:?}: end is before start"),
+                );
             }
             Ok((a, b))
         }
@@ -687,7 +716,12 @@ fn parse_range(s: &str, path: &KeyPath) -> Result<(u16, u16)> {
     }
 }
 
-fn port_entry(host_ip: Option<&str>, target: u16, published: Option<String>, protocol: &str) -> Json {
+fn port_entry(
+    host_ip: Option<&str>,
+    target: u16,
+    published: Option<String>,
+    protocol: &str,
+) -> Json {
     let mut m = Map::new();
     m.insert("mode".into(), json!("ingress"));
     if let Some(ip) = host_ip {
@@ -708,7 +742,10 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
         None => (spec, "tcp"),
     };
     if !matches!(protocol, "tcp" | "udp" | "sctp") {
-        return err(path, format!("invalid protocol {protocol:?} in port {spec:?}"));
+        return err(
+            path,
+            format!("invalid protocol {protocol:?} in port {spec:?}"),
+        );
     }
     // A bracketed IPv6 host address may hold colons.
     let (host_ip, rest) = if let Some(stripped) = body.strip_prefix('[') {
@@ -720,16 +757,29 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
         let parts: Vec<&str> = body.split(':').collect();
         match parts.len() {
             1 | 2 => (None, body.to_string()),
-            3 => (Some(parts[0].to_string()), format!("{}:{}", parts[1], parts[2])),
+            3 => (
+                Some(parts[0].to_string()),
+                format!("{}:{}", parts[1], parts[2]),
+            ),
             _ => {
                 // An unbracketed IPv6 address: the last two fields are ports.
                 let n = parts.len();
-                (Some(parts[..n - 2].join(":")), format!("{}:{}", parts[n - 2], parts[n - 1]))
+                (
+                    Some(parts[..n - 2].join(":")),
+                    format!("{}:{}", parts[n - 2], parts[n - 1]),
+                )
             }
         }
     };
     let (published, container) = match rest.split_once(':') {
-        Some((p, c)) => (if p.is_empty() { None } else { Some(p.to_string()) }, c.to_string()),
+        Some((p, c)) => (
+            if p.is_empty() {
+                None
+            } else {
+                Some(p.to_string())
+            },
+            c.to_string(),
+        ),
         None => (None, rest.clone()),
     };
     if container.is_empty() {
@@ -746,8 +796,17 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
         Some(p) => {
             let (p0, p1) = parse_range(&p, path)?;
             if t0 == t1 {
-                let published = if p0 == p1 { p0.to_string() } else { format!("{p0}-{p1}") };
-                out.push(port_entry(host_ip.as_deref(), t0, Some(published), protocol));
+                let published = if p0 == p1 {
+                    p0.to_string()
+                } else {
+                    format!("{p0}-{p1}")
+                };
+                out.push(port_entry(
+                    host_ip.as_deref(),
+                    t0,
+                    Some(published),
+                    protocol,
+                ));
             } else if (p1 - p0) == (t1 - t0) {
                 for (i, t) in (t0..=t1).enumerate() {
                     let published = (p0 as usize + i).to_string();
@@ -756,7 +815,9 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
             } else {
                 return err(
                     path,
-                    format!("invalid port range {spec:?}: host and container ranges differ in size"),
+                    format!(
+                        "invalid port range {spec:?}: host and container ranges differ in size"
+                    ),
                 );
             }
         }
@@ -894,7 +955,10 @@ fn parse_volume_spec(spec: &str, ctx: &Context, path: &KeyPath) -> Result<Json> 
                 bind_opts.insert("propagation".into(), json!(opt));
             }
             other => {
-                return err(path, format!("invalid volume {spec:?}: unknown mode {other:?}"))
+                return err(
+                    path,
+                    format!("invalid volume {spec:?}: unknown mode {other:?}"),
+                )
             }
         }
     }
@@ -1001,8 +1065,14 @@ fn normalize_ulimits(v: Json, path: &KeyPath) -> Result<Json> {
         let lpath = path.key(&name);
         let value = match limit {
             Json::Object(l) => {
-                let soft = l.get("soft").map(|v| to_int(v, &lpath.key("soft"))).transpose()?;
-                let hard = l.get("hard").map(|v| to_int(v, &lpath.key("hard"))).transpose()?;
+                let soft = l
+                    .get("soft")
+                    .map(|v| to_int(v, &lpath.key("soft")))
+                    .transpose()?;
+                let hard = l
+                    .get("hard")
+                    .map(|v| to_int(v, &lpath.key("hard")))
+                    .transpose()?;
                 json!({"soft": soft, "hard": hard})
             }
             other => json!(to_int(&other, &lpath)?),
@@ -1126,7 +1196,12 @@ fn to_bytes(v: &Json, path: &KeyPath) -> Result<u64> {
             .as_u64()
             .map_or_else(|| err(path, format!("{n} is not a size in bytes")), Ok),
         Json::String(s) => units::parse_bytes(s).map_or_else(
-            || err(path, format!("{s:?} is not a size (like 512, 64k, 50m, 2g)")),
+            || {
+                err(
+                    path,
+                    format!("{s:?} is not a size (like 512, 64k, 50m, 2g)"),
+                )
+            },
             Ok,
         ),
         _ => err(path, "must be a size"),
@@ -1137,7 +1212,10 @@ fn to_duration(v: &Json, path: &KeyPath) -> Result<String> {
     let s = scalar_string(v);
     match units::parse_duration(&s) {
         Some(d) => Ok(units::format_duration(d)),
-        None => err(path, format!("{s:?} is not a duration (like 10s, 1m30s, 500ms)")),
+        None => err(
+            path,
+            format!("{s:?} is not a duration (like 10s, 1m30s, 500ms)"),
+        ),
     }
 }
 
@@ -1152,11 +1230,16 @@ mod tests {
     #[test]
     fn ports_short_syntax() {
         let one = |s: &str| parse_port_spec(s, &p()).unwrap();
-        assert_eq!(one("3000"), vec![json!({"mode":"ingress","target":3000,"protocol":"tcp"})]);
+        assert_eq!(
+            one("3000"),
+            vec![json!({"mode":"ingress","target":3000,"protocol":"tcp"})]
+        );
         assert_eq!(one("3000-3002").len(), 3);
         assert_eq!(
             one("127.0.0.1:8001:8001/udp"),
-            vec![json!({"mode":"ingress","host_ip":"127.0.0.1","target":8001,"published":"8001","protocol":"udp"})]
+            vec![
+                json!({"mode":"ingress","host_ip":"127.0.0.1","target":8001,"published":"8001","protocol":"udp"})
+            ]
         );
         assert_eq!(one("9090-9091:8080-8081")[1]["published"], "9091");
         assert_eq!(one("127.0.0.1::5000")[0].get("published"), None);

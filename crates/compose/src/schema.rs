@@ -85,9 +85,15 @@ fn lookup<'a>(instance: &'a Json, pointer: &str) -> Option<&'a Json> {
     instance.pointer(pointer)
 }
 
-fn describe(kind: &jsonschema::error::ValidationErrorKind, instance: &Json, pointer: &str) -> String {
+fn describe(
+    kind: &jsonschema::error::ValidationErrorKind,
+    instance: &Json,
+    pointer: &str,
+) -> String {
     use jsonschema::error::{TypeKind, ValidationErrorKind as K};
-    let found = lookup(instance, pointer).map(json_kind).unwrap_or("nothing");
+    let found = lookup(instance, pointer)
+        .map(json_kind)
+        .unwrap_or("nothing");
     match kind {
         K::AdditionalProperties { unexpected } => {
             let names: Vec<String> = unexpected.iter().map(|u| format!("'{u}'")).collect();
@@ -101,7 +107,8 @@ fn describe(kind: &jsonschema::error::ValidationErrorKind, instance: &Json, poin
             let expected = match kind {
                 TypeKind::Single(t) => type_name(&t.to_string()),
                 TypeKind::Multiple(set) => {
-                    let names: Vec<String> = set.iter().map(|t| type_name(&t.to_string())).collect();
+                    let names: Vec<String> =
+                        set.iter().map(|t| type_name(&t.to_string())).collect();
                     names.join(" or ")
                 }
             };
@@ -159,12 +166,16 @@ mod tests {
     fn unknown_key_names_path_and_line() {
         let err = check("services:\n  app:\n    image: nginx\n    imagez: x\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("compose.yaml:2:3: services.app: additional property 'imagez'"), "{text}");
+        assert!(
+            text.starts_with("compose.yaml:2:3: services.app: additional property 'imagez'"),
+            "{text}"
+        );
     }
 
     #[test]
     fn wrong_type_names_index() {
-        let err = check("services:\n  app:\n    image: nginx\n    ports:\n      - [1]\n").unwrap_err();
+        let err =
+            check("services:\n  app:\n    image: nginx\n    ports:\n      - [1]\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("services.app.ports[0]"), "{text}");
         assert!(text.starts_with("compose.yaml:5:9"), "{text}");

@@ -199,10 +199,18 @@ mod tests {
     #[test]
     fn shell_words() {
         assert_eq!(
-            split_shell_words(r#"/bin/ash -c "npm install --production && npm run start""#).unwrap(),
-            vec!["/bin/ash", "-c", "npm install --production && npm run start"]
+            split_shell_words(r#"/bin/ash -c "npm install --production && npm run start""#)
+                .unwrap(),
+            vec![
+                "/bin/ash",
+                "-c",
+                "npm install --production && npm run start"
+            ]
         );
-        assert_eq!(split_shell_words("a 'b c' d\\ e").unwrap(), vec!["a", "b c", "d e"]);
+        assert_eq!(
+            split_shell_words("a 'b c' d\\ e").unwrap(),
+            vec!["a", "b c", "d e"]
+        );
         assert!(split_shell_words("echo 'oops").is_err());
         assert_eq!(split_shell_words("").unwrap(), Vec::<String>::new());
     }

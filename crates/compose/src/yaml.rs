@@ -270,7 +270,10 @@ fn resolve_plain(text: &str) -> Value {
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     // A leading zero means octal, as go-yaml (and so compose-go) reads
     // `mode: 0440`; YAML 1.2 proper would say decimal 440.
-    if unsigned.len() > 1 && unsigned.starts_with('0') && unsigned.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    if unsigned.len() > 1
+        && unsigned.starts_with('0')
+        && unsigned.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         if let Ok(i) = i64::from_str_radix(unsigned, 8) {
             return Value::Int(if text.starts_with('-') { -i } else { i });
         }

@@ -117,7 +117,10 @@ fn compare(
     }
 }
 
-fn expect_error(result: Result<IndexMap<String, String>, DotenvError>, needle: &str) -> Result<(), String> {
+fn expect_error(
+    result: Result<IndexMap<String, String>, DotenvError>,
+    needle: &str,
+) -> Result<(), String> {
     match result {
         Err(err) if err.to_string().contains(needle) => Ok(()),
         other => Err(format!(
@@ -174,7 +177,10 @@ fn unterminated_table() {
     for row in rows(&table, "unterminated") {
         let input = str_field(row, "input").unwrap_or_default();
         let needle = str_field(row, "error_contains").unwrap_or_default();
-        tally.check(format!("unterminated {input:?}"), expect_error(parse(input, &no_lookup), needle));
+        tally.check(
+            format!("unterminated {input:?}"),
+            expect_error(parse(input, &no_lookup), needle),
+        );
     }
     tally.finish();
 }
@@ -210,7 +216,13 @@ fn fixture_files_table() {
             let expected = string_map(row.get("expect_subset"));
             result
                 .map_err(|e| format!("error: {e}"))
-                .map(|map| if test.starts_with("TestRead") { read_filter(map) } else { map })
+                .map(|map| {
+                    if test.starts_with("TestRead") {
+                        read_filter(map)
+                    } else {
+                        map
+                    }
+                })
                 .and_then(|got| compare(&got, &expected, exact))
         };
         tally.check(format!("fixture_files {test} {file}"), outcome);
@@ -354,15 +366,13 @@ fn upstream_fixture_tests_not_in_table() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let outcome = result
-            .map_err(|e| format!("error: {e}"))
-            .and_then(|got| {
-                compare(&got, &expected, case.exact)?;
-                match case.absent.iter().find(|k| got.contains_key(**k)) {
-                    Some(k) => Err(format!("{k:?} should be absent")),
-                    None => Ok(()),
-                }
-            });
+        let outcome = result.map_err(|e| format!("error: {e}")).and_then(|got| {
+            compare(&got, &expected, case.exact)?;
+            match case.absent.iter().find(|k| got.contains_key(**k)) {
+                Some(k) => Err(format!("{k:?} should be absent")),
+                None => Ok(()),
+            }
+        });
         tally.check(case.name.to_owned(), outcome);
     }
     tally.finish();

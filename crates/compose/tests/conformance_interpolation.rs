@@ -115,7 +115,10 @@ fn interpolate_document(
                     .map_err(|e| describe_at(&joined, &e))?;
                 let cast = casts.iter().find(|(pattern, _)| {
                     pattern.len() == path.len()
-                        && pattern.iter().zip(path.iter()).all(|(p, s)| p == "*" || p == s)
+                        && pattern
+                            .iter()
+                            .zip(path.iter())
+                            .all(|(p, s)| p == "*" || p == s)
                 });
                 match cast.map(|(_, kind)| kind.as_str()) {
                     None => Ok(Value::String(substituted)),
@@ -169,7 +172,11 @@ fn check_substitute_row(row: &Value) -> Result<(), String> {
     let result = substitute_tracking_unset(template, &|k| env.get(k).cloned(), &mut |name| {
         unset.push(name.to_owned())
     });
-    match (str_field(row, "expect"), str_field(row, "error_contains"), result) {
+    match (
+        str_field(row, "expect"),
+        str_field(row, "error_contains"),
+        result,
+    ) {
         (Some(expect), _, Ok(got)) if got == expect => {}
         (Some(expect), _, got) => return Err(format!("expected {expect:?}, got {got:?}")),
         (None, Some(needle), Err(err)) if err.to_string().contains(needle) => {}
@@ -206,7 +213,11 @@ fn check_document_row(row: &Value) -> Result<(), String> {
     let env = env_of(&row["env"]);
     let template = str_field(row, "template").ok_or("row without template")?;
     let result = interpolate_document(&document_with_testvar(template), &env, &[]);
-    match (str_field(row, "expect"), str_field(row, "error_equals"), result) {
+    match (
+        str_field(row, "expect"),
+        str_field(row, "error_equals"),
+        result,
+    ) {
         (Some(expect), _, Ok(doc)) => {
             let got = &doc["myservice"]["environment"]["TESTVAR"];
             if got == expect {
@@ -239,7 +250,10 @@ fn document_value_table() {
     let table = table();
     let mut tally = Tally::new("interpolation.document_value");
     for (i, row) in rows(&table, "document_value").iter().enumerate() {
-        let id = format!("document_value[{i}] {} {:?}", row["source"], row["template"]);
+        let id = format!(
+            "document_value[{i}] {} {:?}",
+            row["source"], row["template"]
+        );
         tally.check(id, check_document_row(row));
     }
     tally.finish();
@@ -294,7 +308,10 @@ fn operator_choice_table() {
         } else {
             Err(format!("expected {expected:?}, got {got:?}"))
         };
-        tally.check(format!("operator_choice {} {input:?}", row["name"]), outcome);
+        tally.check(
+            format!("operator_choice {} {input:?}", row["name"]),
+            outcome,
+        );
     }
     tally.finish();
 }

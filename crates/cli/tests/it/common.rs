@@ -2,7 +2,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn conformance() -> PathBuf {
-    berth_compose::normalize::clean_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"))
+    berth_compose::normalize::clean_path(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+    )
 }
 
 pub fn repo() -> PathBuf {

@@ -7,7 +7,10 @@ use serde_json::Value;
 #[test]
 fn docker_compose_v2_config_expectations() {
     let data: Value = serde_json::from_str(
-        &std::fs::read_to_string(conformance().join("compose/v2-config-expected/e2e_config_cases.json")).unwrap(),
+        &std::fs::read_to_string(
+            conformance().join("compose/v2-config-expected/e2e_config_cases.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let base = conformance().join("compose/fixtures/docker-compose-v2");
@@ -16,7 +19,12 @@ fn docker_compose_v2_config_expectations() {
     for case in cases {
         let test = case["test"].as_str().unwrap();
         let cwd = berth_compose::normalize::clean_path(&base.join(case["cwd"].as_str().unwrap()));
-        let args: Vec<&str> = case["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let args: Vec<&str> = case["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         let env: Vec<(&str, &str)> = case["env"]
             .as_object()
             .unwrap()
@@ -25,12 +33,20 @@ fn docker_compose_v2_config_expectations() {
             .collect();
         let out = berth(&cwd, &args, &env);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        let project = berth_compose::loader::normalize_project_name(&cwd.file_name().unwrap().to_string_lossy());
-        let subst = |s: &str| s.replace("<PROJECT>", &project).replace("<DIR>", &cwd.to_string_lossy());
+        let project = berth_compose::loader::normalize_project_name(
+            &cwd.file_name().unwrap().to_string_lossy(),
+        );
+        let subst = |s: &str| {
+            s.replace("<PROJECT>", &project)
+                .replace("<DIR>", &cwd.to_string_lossy())
+        };
         let mut problems = Vec::new();
         if let Some(code) = case.get("exit_code").and_then(Value::as_i64) {
             if out.status.code() != Some(code as i32) {
-                problems.push(format!("exit code {:?}, expected {code}", out.status.code()));
+                problems.push(format!(
+                    "exit code {:?}, expected {code}",
+                    out.status.code()
+                ));
             }
         }
         for (key, haystack) in [
@@ -38,7 +54,12 @@ fn docker_compose_v2_config_expectations() {
             ("stderr_contains", stderr.clone()),
             ("output_contains", format!("{stdout}{stderr}")),
         ] {
-            for want in case.get(key).and_then(Value::as_array).into_iter().flatten() {
+            for want in case
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let want = subst(want.as_str().unwrap());
                 if !haystack.contains(&want) {
                     problems.push(format!("{key} {want:?} not in {haystack:?}"));
@@ -49,6 +70,11 @@ fn docker_compose_v2_config_expectations() {
             failures.push(format!("{test}: {}", problems.join("; ")));
         }
     }
-    report("docker compose v2 config (e2e)", cases.len() - failures.len(), cases.len(), &failures);
+    report(
+        "docker compose v2 config (e2e)",
+        cases.len() - failures.len(),
+        cases.len(),
+        &failures,
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }

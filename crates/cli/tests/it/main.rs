@@ -1,5 +1,5 @@
 //! The `berth` binary, run as a user runs it. One test binary (links once).
 
+mod cli;
 mod common;
 mod config_v2;
-mod cli;

@@ -14,7 +14,9 @@ pub fn repo() -> PathBuf {
 pub fn options(cwd: &Path) -> Options {
     Options {
         cwd: cwd.to_path_buf(),
-        os_env: [("HOME".to_string(), "/home/tester".to_string())].into_iter().collect(),
+        os_env: [("HOME".to_string(), "/home/tester".to_string())]
+            .into_iter()
+            .collect(),
         ..Options::default()
     }
 }

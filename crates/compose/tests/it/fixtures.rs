@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 fn fixture_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for p in entries {
             if p.is_dir() {
@@ -25,10 +29,19 @@ fn fixture_files() -> Vec<PathBuf> {
 #[test]
 fn fixture_corpus_loads_or_fails_cleanly() {
     let root = conformance().join("compose/fixtures");
-    let root_text = std::fs::canonicalize(&root).unwrap().to_string_lossy().into_owned();
-    let root_lexical = berth_compose::normalize::clean_path(&root).to_string_lossy().into_owned();
+    let root_text = std::fs::canonicalize(&root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let root_lexical = berth_compose::normalize::clean_path(&root)
+        .to_string_lossy()
+        .into_owned();
     let files = fixture_files();
-    assert!(files.len() >= 239, "expected the 239 YAML fixture files, found {}", files.len());
+    assert!(
+        files.len() >= 239,
+        "expected the 239 YAML fixture files, found {}",
+        files.len()
+    );
     let mut outcomes = String::new();
     let (mut loaded, mut errors, mut panics, mut unclear) = (0, 0, Vec::new(), Vec::new());
     for file in &files {
@@ -52,7 +65,12 @@ fn fixture_corpus_loads_or_fails_cleanly() {
                 if e.location.is_none() && !first.contains('/') || first.len() < 12 {
                     unclear.push(format!("{rel}: {first}"));
                 }
-                format!("error: {}", first.replace(&root_text, "<FIXTURES>").replace(&root_lexical, "<FIXTURES>"))
+                format!(
+                    "error: {}",
+                    first
+                        .replace(&root_text, "<FIXTURES>")
+                        .replace(&root_lexical, "<FIXTURES>")
+                )
             }
         };
         outcomes.push_str(&format!("{rel}\n    {line}\n"));
@@ -61,9 +79,14 @@ fn fixture_corpus_loads_or_fails_cleanly() {
         "compose fixtures (load or clear error, no panic)",
         files.len() - panics.len() - unclear.len(),
         files.len(),
-        &[format!("{loaded} loaded, {errors} rejected with a located error")],
+        &[format!(
+            "{loaded} loaded, {errors} rejected with a located error"
+        )],
     );
     assert!(panics.is_empty(), "panicked on: {panics:?}");
-    assert!(unclear.is_empty(), "errors without a location: {unclear:#?}");
+    assert!(
+        unclear.is_empty(),
+        "errors without a location: {unclear:#?}"
+    );
     insta::assert_snapshot!("fixture_outcomes", outcomes);
 }

@@ -11,7 +11,8 @@ fn load(dir: &Path, file: &str, text: Option<String>) -> Value {
     let mut opts = options(dir);
     opts.os_env.insert("HOME".into(), "/home/tester".into());
     opts.os_env.insert("BAR".into(), "this is a secret".into());
-    opts.os_env.insert("QUX".into(), "qux_from_environment".into());
+    opts.os_env
+        .insert("QUX".into(), "qux_from_environment".into());
     opts.files = vec![dir.join(file)];
     if let Some(t) = text {
         opts.files = vec!["-".into()];
@@ -89,6 +90,11 @@ fn compose_go_full_example() {
         }
     }
     let total = theirs_facets.len();
-    report("compose-go full example (keys)", total - diffs.len().min(total), total, &diffs);
+    report(
+        "compose-go full example (keys)",
+        total - diffs.len().min(total),
+        total,
+        &diffs,
+    );
     assert!(diffs.is_empty(), "{diffs:#?}");
 }

@@ -5,5 +5,5 @@
 mod common;
 mod fixtures;
 mod full_example;
-mod v1_config;
 mod seed;
+mod v1_config;

@@ -12,7 +12,10 @@ fn v1_root() -> PathBuf {
 }
 
 fn fixture_path(p: &str) -> PathBuf {
-    v1_root().join(p.trim_start_matches("tests/fixtures/").trim_start_matches("tests/fixtures"))
+    v1_root().join(
+        p.trim_start_matches("tests/fixtures/")
+            .trim_start_matches("tests/fixtures"),
+    )
 }
 
 fn replace_abs(v: &Value) -> Value {
@@ -20,14 +23,23 @@ fn replace_abs(v: &Value) -> Value {
         Value::String(s) => {
             let mut out = s.clone();
             while let Some(start) = out.find("<ABS:") {
-                let Some(end) = out[start..].find('>') else { break };
+                let Some(end) = out[start..].find('>') else {
+                    break;
+                };
                 let rel = &out[start + 5..start + end];
-                out = format!("{}{}{}", &out[..start], fixture_path(rel).display(), &out[start + end + 1..]);
+                out = format!(
+                    "{}{}{}",
+                    &out[..start],
+                    fixture_path(rel).display(),
+                    &out[start + end + 1..]
+                );
             }
             Value::String(out)
         }
         Value::Array(a) => Value::Array(a.iter().map(replace_abs).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), replace_abs(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), replace_abs(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -39,23 +51,37 @@ struct Outcome {
 }
 
 fn run_case(case: &Value) -> Outcome {
-    let cwd = case["base_dir"].as_str().map(fixture_path).unwrap_or_else(v1_root);
+    let cwd = case["base_dir"]
+        .as_str()
+        .map(fixture_path)
+        .unwrap_or_else(v1_root);
     let mut opts = options(&cwd);
     for (k, v) in case["env"].as_object().unwrap() {
-        opts.os_env.insert(k.clone(), v.as_str().unwrap().to_string());
+        opts.os_env
+            .insert(k.clone(), v.as_str().unwrap().to_string());
     }
-    let args: Vec<String> = case["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let args: Vec<String> = case["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
     let mut flags = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-f" => {
                 let f = it.next().unwrap();
-                let f = f.strip_prefix("tests/fixtures/").map(|r| v1_root().join(r)).unwrap_or_else(|| PathBuf::from(f));
+                let f = f
+                    .strip_prefix("tests/fixtures/")
+                    .map(|r| v1_root().join(r))
+                    .unwrap_or_else(|| PathBuf::from(f));
                 opts.files.push(f);
             }
             "--env-file" => opts.env_files.push(PathBuf::from(it.next().unwrap())),
-            "--project-directory" => opts.project_directory = Some(PathBuf::from(it.next().unwrap())),
+            "--project-directory" => {
+                opts.project_directory = Some(PathBuf::from(it.next().unwrap()))
+            }
             "config" => {}
             other => flags.push(other.to_string()),
         }
@@ -64,7 +90,11 @@ fn run_case(case: &Value) -> Outcome {
         opts.stdin = Some(stdin.to_string());
     }
     match berth_compose::load(&opts) {
-        Err(e) => Outcome { stdout: String::new(), stderr: e.to_string(), project: None },
+        Err(e) => Outcome {
+            stdout: String::new(),
+            stderr: e.to_string(),
+            project: None,
+        },
         Ok(loaded) => {
             let p = &loaded.project;
             let stdout = if flags.iter().any(|f| f == "--quiet") {
@@ -74,7 +104,11 @@ fn run_case(case: &Value) -> Outcome {
             } else if flags.iter().any(|f| f == "--volumes") {
                 p.volumes.keys().map(|k| format!("{k}\n")).collect()
             } else if flags.iter().any(|f| f == "--profiles") {
-                loaded.all_profiles.iter().map(|k| format!("{k}\n")).collect()
+                loaded
+                    .all_profiles
+                    .iter()
+                    .map(|k| format!("{k}\n"))
+                    .collect()
             } else if flags.iter().any(|f| f.starts_with("--hash")) {
                 p.services
                     .iter()
@@ -85,7 +119,11 @@ fn run_case(case: &Value) -> Outcome {
             };
             let mut project = serde_json::to_value(p).unwrap();
             project.as_object_mut().unwrap().shift_remove("name");
-            Outcome { stdout, stderr: String::new(), project: Some(project) }
+            Outcome {
+                stdout,
+                stderr: String::new(),
+                project: Some(project),
+            }
         }
     }
 }
@@ -93,7 +131,10 @@ fn run_case(case: &Value) -> Outcome {
 /// Load the expected output through berth, in the same directory and under
 /// the same project name.
 fn load_expected(case: &Value, expected: &Value, name: &str) -> Result<Value, String> {
-    let cwd = case["base_dir"].as_str().map(fixture_path).unwrap_or_else(v1_root);
+    let cwd = case["base_dir"]
+        .as_str()
+        .map(fixture_path)
+        .unwrap_or_else(v1_root);
     let mut opts = options(&cwd);
     opts.files = vec!["-".into()];
     opts.stdin = Some(serde_json::to_string(&replace_abs(expected)).unwrap());
@@ -108,22 +149,35 @@ fn load_expected(case: &Value, expected: &Value, name: &str) -> Result<Value, St
 }
 
 fn at<'a>(v: &'a Value, path: &[Value]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, seg| v.get(seg.as_str().unwrap()))
+    path.iter()
+        .try_fold(v, |v, seg| v.get(seg.as_str().unwrap()))
 }
 
 fn check(case: &Value) -> Result<(), String> {
     let out = run_case(case);
-    let name = Path::new(case["base_dir"].as_str().unwrap_or("x")).file_name().unwrap().to_string_lossy().to_string();
+    let name = Path::new(case["base_dir"].as_str().unwrap_or("x"))
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     for check in case["checks"].as_array().unwrap() {
         let expected = &check["expected"];
         match check["kind"].as_str().unwrap() {
             "stdout_lines_set" => {
-                let mut want: Vec<String> = expected.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+                let mut want: Vec<String> = expected
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect();
                 let mut got: Vec<String> = out.stdout.lines().map(str::to_string).collect();
                 want.sort();
                 got.sort();
                 if want != got {
-                    return Err(format!("stdout lines {got:?}, expected {want:?} (stderr: {})", out.stderr));
+                    return Err(format!(
+                        "stdout lines {got:?}, expected {want:?} (stderr: {})",
+                        out.stderr
+                    ));
                 }
             }
             "stdout_equals" => {
@@ -154,7 +208,10 @@ fn check(case: &Value) -> Result<(), String> {
                 let Some(project) = &out.project else {
                     return Err(format!("load failed: {}", out.stderr));
                 };
-                let project_name = case["base_dir"].as_str().map(|_| name.clone()).unwrap_or_default();
+                let project_name = case["base_dir"]
+                    .as_str()
+                    .map(|_| name.clone())
+                    .unwrap_or_default();
                 let path = check["path"].as_array().cloned().unwrap_or_default();
                 // A check of one section gets the rest of a minimal file around it.
                 let mut doc = expected.clone();
@@ -181,10 +238,19 @@ fn check(case: &Value) -> Result<(), String> {
 }
 
 fn project_name_for(case: &Value, dir_name: &str) -> String {
-    match case["args"].as_array().unwrap().iter().position(|a| a == "--project-directory") {
+    match case["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a == "--project-directory")
+    {
         Some(i) => {
             let d = case["args"][i + 1].as_str().unwrap().trim_end_matches('/');
-            Path::new(d).file_name().unwrap().to_string_lossy().to_string()
+            Path::new(d)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
         }
         None => dir_name.to_string(),
     }
@@ -193,7 +259,10 @@ fn project_name_for(case: &Value, dir_name: &str) -> String {
 #[test]
 fn docker_compose_v1_config_expectations() {
     let data: Value = serde_json::from_str(
-        &std::fs::read_to_string(conformance().join("compose/v1-config-expected/cli_test_config_cases.json")).unwrap(),
+        &std::fs::read_to_string(
+            conformance().join("compose/v1-config-expected/cli_test_config_cases.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let cases = data["cases"].as_array().unwrap();
@@ -204,7 +273,9 @@ fn docker_compose_v1_config_expectations() {
         let test = case["test"].as_str().unwrap();
         if case["skipped"].as_bool() == Some(true) {
             // Skipped upstream too: `--compatibility` rewrote v3 `deploy` into v2 keys, a v1-only mode.
-            notes.push(format!("not run: {test} (skipped upstream; docker-compose 1.x --compatibility mode)"));
+            notes.push(format!(
+                "not run: {test} (skipped upstream; docker-compose 1.x --compatibility mode)"
+            ));
             continue;
         }
         ran += 1;
@@ -213,6 +284,11 @@ fn docker_compose_v1_config_expectations() {
         }
     }
     notes.extend(failures.iter().cloned());
-    report("docker-compose 1.29.2 config", ran - failures.len(), ran, &notes);
+    report(
+        "docker-compose 1.29.2 config",
+        ran - failures.len(),
+        ran,
+        &notes,
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }
