@@ -391,11 +391,9 @@ impl Store {
                 continue;
             };
             let Ok(meta) = entry.metadata() else { continue };
-            if !keep.contains(&digest) && old(&meta) {
-                if fs::remove_file(entry.path()).is_ok() {
-                    report.removed_blobs += 1;
-                    report.freed_bytes += meta.len();
-                }
+            if !keep.contains(&digest) && old(&meta) && fs::remove_file(entry.path()).is_ok() {
+                report.removed_blobs += 1;
+                report.freed_bytes += meta.len();
             }
         }
         let ingest = self.root.join("ingest");
