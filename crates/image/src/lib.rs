@@ -1,0 +1,5 @@
+//! Images from build contexts: walking and hashing a context, reproducible
+//! layers, safe unpacking of archives, and the Dockerfile builder.
+
+pub mod layer;
+pub mod unpack;
