@@ -1,5 +1,6 @@
 //! Images from build contexts: walking and hashing a context, reproducible
 //! layers, safe unpacking of archives, and the Dockerfile builder.
 
+pub mod context;
 pub mod layer;
 pub mod unpack;
