@@ -1,6 +1,7 @@
 //! Images from build contexts: walking and hashing a context, reproducible
 //! layers, safe unpacking of archives, and the Dockerfile builder.
 
+pub mod archive;
 pub mod context;
 pub mod layer;
 pub mod unpack;
