@@ -110,7 +110,7 @@ pub fn save(store: &Store, references: &[String], out: impl Write) -> Result<()>
                 .collect(),
         });
     }
-    let mut add_json = |tar: &mut tar::Builder<_>, name: &str, bytes: Vec<u8>| -> Result<()> {
+    let add_json = |tar: &mut tar::Builder<_>, name: &str, bytes: Vec<u8>| -> Result<()> {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(bytes.len() as u64);
