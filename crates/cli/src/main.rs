@@ -2,6 +2,7 @@
 //! runtime apart. Commands and flags follow `docker compose`.
 
 mod config_cmd;
+mod image_cmd;
 mod options;
 
 use anyhow::Result;
@@ -73,10 +74,29 @@ pub enum Format {
     Json,
 }
 
+/// Output of listings: a table for people, JSON for programs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
+    /// List images in berth's store
+    Images(image_cmd::ImagesArgs),
+    /// Remove images
+    Rmi(image_cmd::RmiArgs),
+    /// Manage images (ls, rm, prune, fsck)
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
+    /// Save images to a tar archive (an OCI layout that `docker load` also reads)
+    Save(image_cmd::SaveArgs),
+    /// Load images from a tar archive made by `berth save` or `docker save`
+    Load(image_cmd::LoadArgs),
     /// Show the berth version
     Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -126,6 +146,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Images(args) => image_cmd::images(args),
+        Command::Rmi(args) => image_cmd::rmi(args),
+        Command::Image(cmd) => image_cmd::image(cmd),
+        Command::Save(args) => image_cmd::save(args),
+        Command::Load(args) => image_cmd::load(args),
         Command::Version(args) => {
             let version = env!("CARGO_PKG_VERSION");
             if args.short {
