@@ -2,6 +2,8 @@
 //! layers, safe unpacking of archives, and the Dockerfile builder.
 
 pub mod archive;
+pub mod builder;
 pub mod context;
+pub mod copy;
 pub mod layer;
 pub mod unpack;

@@ -1,0 +1,892 @@
+//! The Dockerfile builder: stages → layers and an image config in the store.
+//!
+//! Every step's result is identified by a cache key chained from the step
+//! before it (base image, the instruction after expansion, and for
+//! `COPY`/`ADD` the digest of exactly the files it reads), so an unchanged
+//! step reuses its layer and says `CACHED`. The config carries no wall-clock
+//! time (`created` is `SOURCE_DATE_EPOCH` or the epoch), so an unchanged
+//! build gives an unchanged image digest.
+
+use crate::context::{self, Entry, EntryKind, Exclude};
+use crate::copy::{self, image_path};
+use crate::layer::{layer_mtime, Layer, LayerBuilder, LayerError, Owner};
+use berth_dockerfile::{expand, expand_words, Command, Healthcheck, Instruction, ShellOrExec};
+use berth_oci::digest::HashingWriter;
+use berth_oci::spec::{History, ImageConfig, RootFs};
+use berth_oci::store::StoreError;
+use berth_oci::{media, Descriptor, Digest, ImageManifest, Platform, Store};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: berth_dockerfile::ParseError,
+    },
+    /// An instruction that cannot be carried out, with where it is.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        instruction: String,
+        message: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Context(#[from] context::ContextError),
+    #[error("base image {reference}: {message}")]
+    Base { reference: String, message: String },
+    #[error("target stage {0:?} not found in the Dockerfile")]
+    NoTarget(String),
+    #[error("{0}")]
+    Ignore(String),
+}
+
+type Result<T> = std::result::Result<T, BuildError>;
+
+pub enum DockerfileSource {
+    /// A path (relative paths are relative to the context).
+    Path(PathBuf),
+    Inline(String),
+}
+
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    pub build_args: IndexMap<String, String>,
+    pub target: Option<String>,
+    pub labels: IndexMap<String, String>,
+    /// Full references to tag the result with.
+    pub tags: Vec<String>,
+    pub no_cache: bool,
+    /// Pull base images even when the store has them.
+    pub pull: bool,
+    pub platform: Platform,
+}
+
+/// Where base images come from: the store, or a registry on demand.
+pub trait BaseImages {
+    /// Make `reference` available in the store; return the name it is stored under.
+    fn ensure(&self, store: &Store, reference: &str, pull: bool, platform: &Platform) -> std::result::Result<String, String>;
+}
+
+/// What the user sees while building.
+pub trait BuildProgress {
+    fn step(&self, stage: usize, index: usize, total: usize, text: &str);
+    fn cached(&self, stage: usize, index: usize);
+    fn note(&self, text: &str);
+}
+
+/// Prints nothing (tests, `--progress quiet`).
+pub struct Silent;
+
+impl BuildProgress for Silent {
+    fn step(&self, _: usize, _: usize, _: usize, _: &str) {}
+    fn cached(&self, _: usize, _: usize) {}
+    fn note(&self, _: &str) {}
+}
+
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub manifest: Descriptor,
+    pub config_digest: Digest,
+    /// Steps answered from the cache / steps run.
+    pub cached_steps: usize,
+    pub steps: usize,
+}
+
+/// A finished step of the cache: the layer it produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheEntry {
+    layer: Descriptor,
+}
+
+#[derive(Clone)]
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    key: Digest,
+    /// ARGs declared in this stage, with their values.
+    args: Vec<(String, String)>,
+    /// CMD came from the base image (an ENTRYPOINT then clears it).
+    cmd_inherited: bool,
+}
+
+impl StageState {
+    fn env_pairs(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.args.clone();
+        for e in self.config.config.env.iter().flatten() {
+            if let Some((k, v)) = e.split_once('=') {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        env
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+fn chain(prev: &Digest, parts: &[&str]) -> Digest {
+    let mut w = HashingWriter::new(io::sink());
+    let _ = write!(w, "{}", prev.as_str());
+    for p in parts {
+        let _ = write!(w, "\0{}:{p}", p.len());
+    }
+    w.finish().1
+}
+
+/// `.dockerignore` of the context as an [`Exclude`].
+struct IgnoreFile {
+    matcher: Option<berth_dockerignore::PatternMatcher>,
+}
+
+impl IgnoreFile {
+    fn load(context: &Path) -> Result<IgnoreFile> {
+        let path = context.join(".dockerignore");
+        if !path.is_file() {
+            return Ok(IgnoreFile { matcher: None });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let patterns = berth_dockerignore::read(&text);
+        let matcher = berth_dockerignore::PatternMatcher::new(patterns)
+            .map_err(|e| BuildError::Ignore(format!("{}: {e}", path.display())))?;
+        Ok(IgnoreFile {
+            matcher: Some(matcher),
+        })
+    }
+}
+
+impl Exclude for IgnoreFile {
+    fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| m.matches_or_parent_matches(rel).unwrap_or(false))
+    }
+
+    fn can_skip_dir(&self, rel: &str) -> bool {
+        // With `!` exceptions anywhere, something inside may come back.
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| !m.exclusions() && m.matches_or_parent_matches(rel).unwrap_or(false))
+    }
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    req: &'a BuildRequest,
+    bases: &'a dyn BaseImages,
+    file: String,
+    escape: char,
+    context_entries: Option<Vec<Entry>>,
+    file_hashes: HashMap<PathBuf, Digest>,
+    cache_dir: PathBuf,
+    cached_steps: usize,
+    steps: usize,
+}
+
+pub fn build(
+    store: &Store,
+    req: &BuildRequest,
+    bases: &dyn BaseImages,
+    progress: &dyn BuildProgress,
+) -> Result<Built> {
+    let (text, file) = match &req.dockerfile {
+        DockerfileSource::Inline(t) => (t.clone(), "Dockerfile (inline)".to_string()),
+        DockerfileSource::Path(p) => {
+            let path = if p.is_absolute() { p.clone() } else { req.context.join(p) };
+            let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            (text, path.display().to_string())
+        }
+    };
+    let dockerfile = berth_dockerfile::parse(&text).map_err(|source| BuildError::Parse {
+        file: file.clone(),
+        source,
+    })?;
+    let cache_dir = store.root().join("build-cache");
+    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::Io {
+        path: cache_dir.clone(),
+        source,
+    })?;
+    let mut b = Builder {
+        store,
+        req,
+        bases,
+        file,
+        escape: dockerfile.escape(),
+        context_entries: None,
+        file_hashes: HashMap::new(),
+        cache_dir,
+        cached_steps: 0,
+        steps: 0,
+    };
+
+    // Global ARGs: defaults overridden by --build-arg; usable in FROM lines.
+    let mut global: Vec<(String, String)> = Vec::new();
+    for (name, default) in dockerfile.global_arg_pairs() {
+        let value = match req.build_args.get(&name) {
+            Some(v) => Some(v.clone()),
+            None => default
+                .map(|d| expand(&d, &global, b.escape).unwrap_or(d)),
+        };
+        if let Some(v) = value {
+            global.push((name, v));
+        }
+    }
+
+    let last = match &req.target {
+        Some(t) => dockerfile
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&t.to_lowercase()))
+            .ok_or_else(|| BuildError::NoTarget(t.clone()))?,
+        None => dockerfile.stages.len().saturating_sub(1),
+    };
+    let mut done: Vec<(Option<String>, StageState)> = Vec::new();
+    for (i, stage) in dockerfile.stages.iter().enumerate().take(last + 1) {
+        let base = expand(&stage.base, &global, b.escape).map_err(|e| BuildError::Step {
+            file: b.file.clone(),
+            line: stage.start_line,
+            instruction: "FROM".into(),
+            message: e.to_string(),
+        })?;
+        let total = stage.instructions.len() + 1;
+        progress.step(i, 1, total, &format!("FROM {base}"));
+        let mut state = b.from(&base, &done, stage.start_line)?;
+        for (j, cmd) in stage.instructions.iter().enumerate() {
+            progress.step(i, j + 2, total, cmd.source.trim());
+            b.steps += 1;
+            let cached = b.run(&mut state, cmd, &global, &done, i, j + 2)?;
+            if cached {
+                b.cached_steps += 1;
+                progress.cached(i, j + 2);
+            }
+        }
+        done.push((stage.name.clone(), state));
+    }
+    let (_, mut state) = done.pop().ok_or_else(|| BuildError::Step {
+        file: b.file.clone(),
+        line: 1,
+        instruction: "FROM".into(),
+        message: "no build stage".into(),
+    })?;
+    for (k, v) in &req.labels {
+        state
+            .config
+            .config
+            .labels
+            .get_or_insert_with(IndexMap::new)
+            .insert(k.clone(), v.clone());
+    }
+    state.config.created = Some(rfc3339(layer_mtime()));
+    let config_desc = store.put_json(media::OCI_CONFIG, &state.config)?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: config_desc.clone(),
+        layers: state.layers.clone(),
+        annotations: Default::default(),
+        extra: Default::default(),
+    };
+    let manifest_desc = store.put_json(media::OCI_MANIFEST, &manifest)?;
+    for tag in &req.tags {
+        store.tag(tag, &manifest_desc)?;
+    }
+    Ok(Built {
+        manifest: manifest_desc,
+        config_digest: config_desc.digest,
+        cached_steps: b.cached_steps,
+        steps: b.steps,
+    })
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), without a date library.
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), valid for all u64 days we meet.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+impl Builder<'_> {
+    fn fail(&self, cmd: &Command, message: impl Into<String>) -> BuildError {
+        let instruction = cmd
+            .source
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_uppercase();
+        BuildError::Step {
+            file: self.file.clone(),
+            line: cmd.start_line,
+            instruction,
+            message: message.into(),
+        }
+    }
+
+    fn from(&mut self, base: &str, done: &[(Option<String>, StageState)], line: usize) -> Result<StageState> {
+        let lower = base.to_lowercase();
+        if let Some((_, s)) = done.iter().rev().find(|(n, _)| n.as_deref() == Some(&lower)) {
+            let mut s = s.clone();
+            s.args.clear();
+            return Ok(s);
+        }
+        if lower == "scratch" {
+            let mut config = ImageConfig {
+                architecture: self.req.platform.architecture.clone(),
+                os: self.req.platform.os.clone(),
+                variant: self.req.platform.variant.clone(),
+                rootfs: RootFs::default(),
+                ..Default::default()
+            };
+            config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+            return Ok(StageState {
+                key: chain(&Digest::of(b""), &["scratch", &self.req.platform.architecture]),
+                config,
+                layers: Vec::new(),
+                args: Vec::new(),
+                cmd_inherited: false,
+            });
+        }
+        let name = self
+            .bases
+            .ensure(self.store, base, self.req.pull, &self.req.platform)
+            .map_err(|message| BuildError::Base {
+                reference: base.to_string(),
+                message: format!("{message} (FROM at {}:{line})", self.file),
+            })?;
+        let image = self.store.image(&name, &self.req.platform)?;
+        let mut config = image.config.clone();
+        if config.config.env.as_ref().is_none_or(|e| !e.iter().any(|v| v.starts_with("PATH="))) {
+            config.config.env.get_or_insert_with(Vec::new).push(format!("PATH={DEFAULT_PATH}"));
+        }
+        Ok(StageState {
+            key: chain(&image.manifest_digest, &[]),
+            cmd_inherited: config.config.cmd.is_some(),
+            config,
+            layers: image.manifest.layers.clone(),
+            args: Vec::new(),
+        })
+    }
+
+    fn expand1(&self, cmd: &Command, state: &StageState, word: &str) -> Result<String> {
+        expand(word, &state.env_pairs(), self.escape).map_err(|e| self.fail(cmd, e.to_string()))
+    }
+
+    fn command_line(&self, state: &StageState, c: &ShellOrExec) -> Vec<String> {
+        match c {
+            ShellOrExec::Exec(v) => v.clone(),
+            ShellOrExec::Shell(s) => {
+                let mut shell = state
+                    .config
+                    .config
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(s.clone());
+                shell
+            }
+        }
+    }
+
+    /// Carry out one instruction; true if answered from the cache.
+    fn run(
+        &mut self,
+        state: &mut StageState,
+        cmd: &Command,
+        global: &[(String, String)],
+        done: &[(Option<String>, StageState)],
+        stage: usize,
+        index: usize,
+    ) -> Result<bool> {
+        let _ = (stage, index);
+        let history = |state: &mut StageState, empty: bool| {
+            state.config.history.push(History {
+                created_by: Some(cmd.source.trim().to_string()),
+                empty_layer: empty,
+                ..Default::default()
+            });
+        };
+        match &cmd.instruction {
+            Instruction::From { .. } => {}
+            Instruction::Env(pairs) => {
+                for (k, v) in pairs {
+                    let key = self.expand1(cmd, state, k)?;
+                    let value = self.expand1(cmd, state, v)?;
+                    state.set_env(&key, &value);
+                }
+                history(state, true);
+            }
+            Instruction::Arg(pairs) => {
+                for (name, default) in pairs {
+                    let value = match self.req.build_args.get(name) {
+                        Some(v) => Some(v.clone()),
+                        None => match default {
+                            Some(d) => Some(self.expand1(cmd, state, d)?),
+                            // A global ARG re-declared without a default keeps its value.
+                            None => global.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+                        },
+                    };
+                    if let Some(v) = value {
+                        state.args.push((name.clone(), v));
+                    }
+                }
+            }
+            Instruction::Label(pairs) => {
+                for (k, v) in pairs {
+                    let key = self.expand1(cmd, state, k)?;
+                    let value = self.expand1(cmd, state, v)?;
+                    state
+                        .config
+                        .config
+                        .labels
+                        .get_or_insert_with(IndexMap::new)
+                        .insert(key, value);
+                }
+                history(state, true);
+            }
+            Instruction::Expose(ports) => {
+                for p in ports {
+                    let p = self.expand1(cmd, state, p)?;
+                    let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                    state
+                        .config
+                        .config
+                        .exposed_ports
+                        .get_or_insert_with(IndexMap::new)
+                        .insert(p, serde_json::json!({}));
+                }
+                history(state, true);
+            }
+            Instruction::Volume(vols) => {
+                for v in vols {
+                    let v = self.expand1(cmd, state, v)?;
+                    state
+                        .config
+                        .config
+                        .volumes
+                        .get_or_insert_with(IndexMap::new)
+                        .insert(v, serde_json::json!({}));
+                }
+                history(state, true);
+            }
+            Instruction::User(u) => {
+                let u = self.expand1(cmd, state, u)?;
+                state.config.config.user = Some(u);
+                history(state, true);
+            }
+            Instruction::Workdir(w) => {
+                let w = self.expand1(cmd, state, w)?;
+                let joined = format!("/{}", image_path(&state.workdir(), &w));
+                state.config.config.working_dir = Some(joined);
+                history(state, true);
+            }
+            Instruction::Cmd(c) => {
+                let line = self.command_line(state, c);
+                state.config.config.cmd = Some(line);
+                state.cmd_inherited = false;
+                history(state, true);
+            }
+            Instruction::Entrypoint(c) => {
+                let line = self.command_line(state, c);
+                state.config.config.entrypoint = Some(line);
+                if state.cmd_inherited {
+                    state.config.config.cmd = None;
+                    state.cmd_inherited = false;
+                }
+                history(state, true);
+            }
+            Instruction::Shell(s) => {
+                state.config.config.shell = Some(s.clone());
+                history(state, true);
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand1(cmd, state, s)?;
+                state.config.config.stop_signal = Some(s);
+                history(state, true);
+            }
+            Instruction::Healthcheck(h) => {
+                state.config.config.healthcheck = Some(healthcheck_json(h));
+                history(state, true);
+            }
+            Instruction::Onbuild(trigger) => {
+                state
+                    .config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.clone());
+                history(state, true);
+            }
+            Instruction::Maintainer(m) => {
+                state.config.author = Some(m.clone());
+                history(state, true);
+            }
+            Instruction::Run { .. } => {
+                return Err(self.fail(
+                    cmd,
+                    "RUN needs berth's embedded engine to execute the command in a container, and that \
+                     engine has not landed yet; build this image with docker build for now",
+                ));
+            }
+            Instruction::Copy {
+                srcs,
+                dest,
+                from,
+                chown,
+                chmod,
+                heredocs,
+                ..
+            } => {
+                let from = match from {
+                    Some(f) => Some(self.expand1(cmd, state, f)?),
+                    None => None,
+                };
+                return self.copy(state, cmd, srcs, dest, from.as_deref(), chown, chmod, heredocs, done, false);
+            }
+            Instruction::Add {
+                srcs,
+                dest,
+                chown,
+                chmod,
+                heredocs,
+                checksum,
+                ..
+            } => {
+                if srcs.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")) {
+                    let _ = checksum;
+                    return Err(self.fail(cmd, "ADD from a URL is not supported yet; download it in the context and COPY it"));
+                }
+                return self.copy(state, cmd, srcs, dest, None, chown, chmod, heredocs, done, true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn entries(&mut self) -> Result<&Vec<Entry>> {
+        if self.context_entries.is_none() {
+            let ignore = IgnoreFile::load(&self.req.context)?;
+            self.context_entries = Some(context::walk(&self.req.context, &ignore)?);
+        }
+        Ok(self.context_entries.get_or_insert_with(Vec::new))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        state: &mut StageState,
+        cmd: &Command,
+        srcs: &[String],
+        dest: &str,
+        from: Option<&str>,
+        chown: &Option<String>,
+        chmod: &Option<String>,
+        heredocs: &[berth_dockerfile::SourceContent],
+        done: &[(Option<String>, StageState)],
+        is_add: bool,
+    ) -> Result<bool> {
+        let env = state.env_pairs();
+        let mut sources = Vec::new();
+        for s in srcs {
+            let words = expand_words(s, &env, self.escape).map_err(|e| self.fail(cmd, e.to_string()))?;
+            sources.extend(words);
+        }
+        let dest = self.expand1(cmd, state, dest)?;
+        let owner = match chown {
+            Some(c) => parse_owner(&self.expand1(cmd, state, c)?).map_err(|m| self.fail(cmd, m))?,
+            None => Owner::ROOT,
+        };
+        let mode = match chmod {
+            Some(m) => Some(u32::from_str_radix(&self.expand1(cmd, state, m)?, 8).map_err(|_| {
+                self.fail(cmd, format!("invalid --chmod {m:?}: expected an octal mode like 755"))
+            })?),
+            None => None,
+        };
+        if let Some(stage) = from {
+            let _ = done;
+            return Err(self.fail(
+                cmd,
+                format!("COPY --from={stage} needs the stage's filesystem, which berth builds only once RUN can execute; not supported yet"),
+            ));
+        }
+        let workdir = state.workdir();
+        let escape = self.escape;
+        // Heredoc sources (`COPY <<EOF /file`) are files with inline content.
+        if !heredocs.is_empty() {
+            let mut l = LayerBuilder::new(self.store)?;
+            let mut key_parts: Vec<String> = vec![cmd.source.clone()];
+            for h in heredocs {
+                let data = if h.expand {
+                    expand(&h.data, &env, escape).map_err(|e| self.fail(cmd, e.to_string()))?
+                } else {
+                    h.data.clone()
+                };
+                let target = if dest.ends_with('/') {
+                    image_path(&workdir, &format!("{dest}{}", h.path))
+                } else {
+                    image_path(&workdir, &dest)
+                };
+                l.add_bytes(&target, data.as_bytes(), mode.unwrap_or(0o644), owner)?;
+                key_parts.push(data);
+            }
+            let layer = l.finish()?;
+            state.key = chain(&state.key, &key_parts.iter().map(String::as_str).collect::<Vec<_>>());
+            push_layer(state, layer, cmd);
+            return Ok(false);
+        }
+        let entries = self.entries()?.clone();
+        let placements = copy::plan(&entries, &sources, &dest, &workdir).map_err(|e| self.fail(cmd, e.to_string()))?;
+        // The step's inputs: the files it reads, their names and modes.
+        let hashes = self.hash_sources(placements.iter().map(|p| p.entry))?;
+        let mut parts: Vec<String> = vec![
+            if is_add { "ADD".into() } else { "COPY".into() },
+            format!("{sources:?}"),
+            dest.clone(),
+            workdir.clone(),
+            format!("{owner:?}"),
+            format!("{mode:?}"),
+        ];
+        for p in &placements {
+            let h = hashes.get(&p.entry.path).map(Digest::as_str).unwrap_or("");
+            parts.push(format!("{}|{}|{:o}|{h}", p.dest, p.entry.rel, p.entry.mode));
+        }
+        let key = chain(&state.key, &parts.iter().map(String::as_str).collect::<Vec<_>>());
+        let cache_file = self.cache_dir.join(key.hex());
+        if !self.req.no_cache {
+            if let Some(entry) = read_cache(&cache_file) {
+                if self.store.has_blob(&entry.layer.digest) {
+                    state.key = key;
+                    let layer = Layer {
+                        diff_id: entry.layer.digest.clone(),
+                        descriptor: entry.layer,
+                    };
+                    push_layer(state, layer, cmd);
+                    return Ok(true);
+                }
+            }
+        }
+        let mut l = LayerBuilder::new(self.store)?;
+        // Parent directories of the destination, so the layer stands alone.
+        let mut placements = placements;
+        placements.sort_by(|a, b| a.dest.cmp(&b.dest));
+        let mut dirs_written: std::collections::BTreeSet<String> = Default::default();
+        for p in &placements {
+            let mut parent = String::new();
+            let comps: Vec<&str> = p.dest.split('/').collect();
+            for c in &comps[..comps.len().saturating_sub(1)] {
+                parent = if parent.is_empty() { c.to_string() } else { format!("{parent}/{c}") };
+                if dirs_written.insert(parent.clone()) && !placements.iter().any(|q| q.dest == parent) {
+                    l.add_dir(&parent, 0o755, owner)?;
+                }
+            }
+            match &p.entry.kind {
+                EntryKind::Dir => {
+                    if dirs_written.insert(p.dest.clone()) {
+                        l.add_dir(&p.dest, mode.unwrap_or(p.entry.mode), owner)?;
+                    }
+                }
+                EntryKind::File => {
+                    if is_add && is_archive(&p.entry.path) {
+                        self.add_archive(&mut l, &p.entry.path, &p.dest, cmd)?;
+                    } else {
+                        l.add_file(&p.dest, &p.entry.path, mode.unwrap_or(p.entry.mode), owner)?;
+                    }
+                }
+                EntryKind::Symlink(target) => l.add_symlink(&p.dest, target, owner)?,
+            }
+        }
+        let layer = l.finish()?;
+        write_cache(&cache_file, &CacheEntry { layer: layer.descriptor.clone() });
+        state.key = key;
+        push_layer(state, layer, cmd);
+        Ok(false)
+    }
+
+    /// `ADD archive.tar.gz /dir`: the archive's entries, not the archive.
+    fn add_archive(&self, l: &mut LayerBuilder, path: &Path, dest: &str, cmd: &Command) -> Result<()> {
+        // The destination of an auto-extracted archive is the directory.
+        let dir = if is_archive_name(dest) {
+            dest.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+        } else {
+            dest.to_string()
+        };
+        let scratch = self.store.root().join("ingest").join(format!("add-{}-{}", std::process::id(), Digest::of(path.to_string_lossy().as_bytes()).short()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let file = std::fs::File::open(path).map_err(|source| BuildError::Io { path: path.to_path_buf(), source })?;
+        let reader = crate::unpack::decompress(Box::new(io::BufReader::new(file)))
+            .map_err(|source| BuildError::Io { path: path.to_path_buf(), source })?;
+        let result = crate::unpack::unpack(reader, &scratch, Default::default())
+            .map_err(|e| self.fail(cmd, format!("{}: {e}", path.display())))
+            .and_then(|_| {
+                let entries = context::walk(&scratch, &context::Everything)?;
+                for e in entries {
+                    let target = if dir.is_empty() { e.rel.clone() } else { format!("{dir}/{}", e.rel) };
+                    match &e.kind {
+                        EntryKind::Dir => l.add_dir(&target, e.mode, Owner::ROOT)?,
+                        EntryKind::File => l.add_file(&target, &e.path, e.mode, Owner::ROOT)?,
+                        EntryKind::Symlink(t) => l.add_symlink(&target, t, Owner::ROOT)?,
+                    }
+                }
+                Ok(())
+            });
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+
+    fn hash_sources<'e>(&mut self, entries: impl Iterator<Item = &'e Entry>) -> Result<HashMap<PathBuf, Digest>> {
+        use rayon::prelude::*;
+        let todo: Vec<&Entry> = entries
+            .filter(|e| e.kind == EntryKind::File && !self.file_hashes.contains_key(&e.path))
+            .collect();
+        let new: Vec<(PathBuf, Digest)> = todo
+            .par_iter()
+            .map(|e| {
+                crate::layer::hash_file(&e.path)
+                    .map(|d| (e.path.clone(), d))
+                    .map_err(|source| BuildError::Io { path: e.path.clone(), source })
+            })
+            .collect::<Result<_>>()?;
+        self.file_hashes.extend(new);
+        Ok(self.file_hashes.clone())
+    }
+}
+
+fn push_layer(state: &mut StageState, layer: Layer, cmd: &Command) {
+    state.config.rootfs.diff_ids.push(layer.diff_id);
+    state.layers.push(layer.descriptor);
+    state.config.history.push(History {
+        created_by: Some(cmd.source.trim().to_string()),
+        ..Default::default()
+    });
+}
+
+fn read_cache(path: &Path) -> Option<CacheEntry> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Best effort: a cache that cannot be written only costs a rebuild later.
+fn write_cache(path: &Path, entry: &CacheEntry) {
+    let tmp = path.with_extension("tmp");
+    if let Ok(bytes) = serde_json::to_vec(entry) {
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+fn parse_owner(spec: &str) -> std::result::Result<Owner, String> {
+    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
+    match (u.parse::<u64>(), g.parse::<u64>()) {
+        (Ok(uid), Ok(gid)) => Ok(Owner { uid, gid }),
+        _ => Err(format!(
+            "--chown={spec}: only numeric uid[:gid] is supported (names need the image's /etc/passwd)"
+        )),
+    }
+}
+
+fn is_archive_name(name: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz"].iter().any(|s| name.ends_with(s))
+}
+
+/// ADD auto-extracts local tar archives (recognised by content, like docker).
+fn is_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
+    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        return true;
+    }
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return true;
+    }
+    n >= 262 && &head[257..262] == b"ustar"
+}
+
+fn healthcheck_json(h: &Healthcheck) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("Test".into(), serde_json::json!(h.test));
+    for (k, v) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
+        if let Some(d) = v {
+            m.insert(k.into(), serde_json::json!(d.as_nanos() as u64));
+        }
+    }
+    if h.retries > 0 {
+        m.insert("Retries".into(), serde_json::json!(h.retries));
+    }
+    serde_json::Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_formats() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_449_100_800), "2015-12-03T00:00:00Z");
+    }
+
+    #[test]
+    fn owners() {
+        assert_eq!(parse_owner("1000:1000").unwrap(), Owner { uid: 1000, gid: 1000 });
+        assert_eq!(parse_owner("5").unwrap(), Owner { uid: 5, gid: 5 });
+        assert!(parse_owner("node").is_err());
+    }
+}
