@@ -4,8 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real peers the tests talk to: docker-compose 1.29.2 (config agreement),
+# the Docker Engine (`berth save` | `docker load`), a registry on loopback.
 need_apt=()
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -15,6 +19,14 @@ if ((${#need_apt[@]})); then
     echo "run as root (or install ${need_apt[*]}) first" >&2
     exit 1
   fi
+fi
+# Debian's package starts a registry service on :5000; the tests start their
+# own on free loopback ports, so it is not needed.
+if ! docker info >/dev/null 2>&1; then
+  echo "starting dockerd"
+  (dockerd >/tmp/berth-test-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/berth-test-dockerd.log" >&2; exit 1; }
 fi
 
 if [ ! -d ../shared/conformance ]; then
