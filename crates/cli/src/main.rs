@@ -1,6 +1,7 @@
 //! `berth`: a compose engine that keeps application code and its language
 //! runtime apart. Commands and flags follow `docker compose`.
 
+mod build_cmd;
 mod config_cmd;
 mod image_cmd;
 mod options;
@@ -86,6 +87,12 @@ pub enum ListFormat {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
+    /// Build the images of services that have a `build:` section
+    Build(build_cmd::BuildArgs),
+    /// Pull the images of services (through configured mirrors)
+    Pull(build_cmd::PullArgs),
+    /// Push the images of services to their registries
+    Push(build_cmd::PushArgs),
     /// List images in berth's store
     Images(image_cmd::ImagesArgs),
     /// Remove images
@@ -146,6 +153,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Build(args) => build_cmd::build(&cli.global, args),
+        Command::Pull(args) => build_cmd::pull(&cli.global, args),
+        Command::Push(args) => build_cmd::push(&cli.global, args),
         Command::Images(args) => image_cmd::images(args),
         Command::Rmi(args) => image_cmd::rmi(args),
         Command::Image(cmd) => image_cmd::image(cmd),

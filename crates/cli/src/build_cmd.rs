@@ -1,0 +1,350 @@
+//! `berth build`, `berth pull`, `berth push` for a project's services.
+
+use crate::image_cmd::{human_size, open_store};
+use crate::options::load_options;
+use crate::GlobalArgs;
+use anyhow::{bail, Context, Result};
+use berth_compose::model::Service;
+use berth_compose::Project;
+use berth_image::builder::{self, BaseImages, BuildProgress, BuildRequest, DockerfileSource};
+use berth_oci::{Digest, Platform, Store};
+use berth_registry::{Client, Progress, PullOptions, Reference};
+use clap::Args;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Services to build (default: every service with a `build:` section)
+    services: Vec<String>,
+    /// Don't use the build cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Always pull base images, even when the store has them
+    #[arg(long)]
+    pull: bool,
+    /// Set a build-time variable (repeatable), `NAME=VALUE` or `NAME` (from the environment)
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    build_arg: Vec<String>,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Services whose images to pull (default: all with an `image:`)
+    services: Vec<String>,
+    /// Continue with the other services when one fails
+    #[arg(long)]
+    ignore_pull_failures: bool,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Services whose images to push (default: all that have an `image:` and are built)
+    services: Vec<String>,
+    /// Continue with the other services when one fails
+    #[arg(long)]
+    ignore_push_failures: bool,
+}
+
+/// The image name a service runs: `image:`, or `<project>-<service>` for
+/// build-only services (docker compose v2's naming), normalized.
+pub fn service_image(project: &Project, name: &str, svc: &Service) -> Result<Reference> {
+    let raw = svc
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", project.name, name));
+    raw.parse::<Reference>()
+        .with_context(|| format!("services.{name}.image: invalid image reference {raw:?}"))
+}
+
+fn selected<'p>(project: &'p Project, wanted: &[String]) -> Result<Vec<(&'p String, &'p Service)>> {
+    for w in wanted {
+        if !project.services.contains_key(w) {
+            bail!("no such service: {w}");
+        }
+    }
+    Ok(project
+        .services
+        .iter()
+        .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
+        .collect())
+}
+
+/// Lines on stderr; on a terminal the current layer's byte count updates in place.
+pub struct PullProgress {
+    label: String,
+    tty: bool,
+    quiet: bool,
+    bytes: Mutex<HashMap<Digest, (u64, u64)>>,
+}
+
+impl PullProgress {
+    pub fn new(label: &str, quiet: bool) -> PullProgress {
+        PullProgress {
+            label: label.to_string(),
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            bytes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{} | {text}", self.label);
+        }
+    }
+}
+
+impl Progress for PullProgress {
+    fn on_layer_start(&self, digest: &Digest, size: u64) {
+        if let Ok(mut b) = self.bytes.lock() {
+            b.insert(digest.clone(), (0, size));
+        }
+    }
+
+    fn on_bytes(&self, digest: &Digest, n: u64) {
+        let Ok(mut b) = self.bytes.lock() else { return };
+        let Some(entry) = b.get_mut(digest) else { return };
+        entry.0 += n;
+        if self.tty && !self.quiet {
+            let (done, total) = b.values().fold((0, 0), |acc, (d, t)| (acc.0 + d, acc.1 + t));
+            eprint!("\r{} | downloading {} / {}   ", self.label, human_size(done), human_size(total));
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn on_layer_restart(&self, digest: &Digest) {
+        if let Ok(mut b) = self.bytes.lock() {
+            if let Some(e) = b.get_mut(digest) {
+                e.0 = 0;
+            }
+        }
+    }
+
+    fn on_layer_done(&self, digest: &Digest, cached: bool) {
+        if self.tty && !self.quiet {
+            eprint!("\r");
+        }
+        let size = self.bytes.lock().ok().and_then(|b| b.get(digest).map(|e| e.1)).unwrap_or(0);
+        let what = if cached { "already present" } else { "done" };
+        self.line(&format!("layer {} {} ({what})", digest.short(), human_size(size)));
+    }
+}
+
+/// Base images: from the store, or pulled (through mirrors) when missing.
+struct StoreOrPull<'c> {
+    client: &'c Client,
+    quiet: bool,
+}
+
+impl BaseImages for StoreOrPull<'_> {
+    fn ensure(&self, store: &Store, reference: &str, pull: bool, platform: &Platform) -> std::result::Result<String, String> {
+        let r: Reference = reference.parse().map_err(|e| format!("{e}"))?;
+        let name = r.to_string();
+        if !pull && store.resolve(&name).ok().flatten().is_some() {
+            return Ok(name);
+        }
+        let progress = PullProgress::new(&r.familiar(), self.quiet);
+        let opts = PullOptions {
+            platform: Some(platform.clone()),
+            ..Default::default()
+        };
+        self.client
+            .pull(store, &r, &opts, &progress)
+            .map(|_| name)
+            .map_err(|e| e.to_string())
+    }
+}
+
+struct StepProgress {
+    service: String,
+    quiet: bool,
+}
+
+impl BuildProgress for StepProgress {
+    fn step(&self, stage: usize, index: usize, total: usize, text: &str) {
+        if !self.quiet {
+            eprintln!("{} | [stage {} {index}/{total}] {text}", self.service, stage + 1);
+        }
+    }
+
+    fn cached(&self, _stage: usize, _index: usize) {
+        if !self.quiet {
+            eprintln!("{} | CACHED", self.service);
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{} | {text}", self.service);
+        }
+    }
+}
+
+pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
+    let loaded = berth_compose::load(&load_options(global)?)?;
+    let project = &loaded.project;
+    let store = open_store()?;
+    let client = Client::from_env()?;
+    let bases = StoreOrPull {
+        client: &client,
+        quiet: args.quiet,
+    };
+    let mut cli_args = indexmap::IndexMap::new();
+    for a in &args.build_arg {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                cli_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Some(v) = loaded.environment.get(a) {
+                    cli_args.insert(a.clone(), v.clone());
+                }
+            }
+        }
+    }
+    let services = selected(project, &args.services)?;
+    let mut built_any = false;
+    for (name, svc) in services {
+        let Some(b) = &svc.build else {
+            if !args.services.is_empty() {
+                eprintln!("{name} | has no build section; skipped");
+            }
+            continue;
+        };
+        built_any = true;
+        let image = service_image(project, name, svc)?;
+        let mut tags = vec![image.to_string()];
+        for t in &b.tags {
+            let r: Reference = t
+                .parse()
+                .with_context(|| format!("services.{name}.build.tags: invalid tag {t:?}"))?;
+            tags.push(r.to_string());
+        }
+        // compose build.args: a key without a value takes it from the environment.
+        let mut build_args = indexmap::IndexMap::new();
+        for (k, v) in &b.args {
+            match v {
+                Some(v) => {
+                    build_args.insert(k.clone(), v.clone());
+                }
+                None => {
+                    if let Some(v) = loaded.environment.get(k) {
+                        build_args.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        build_args.extend(cli_args.clone());
+        let labels = b
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect();
+        let req = BuildRequest {
+            context: b.context.clone().into(),
+            dockerfile: match (&b.dockerfile_inline, &b.dockerfile) {
+                (Some(inline), _) => DockerfileSource::Inline(inline.clone()),
+                (None, Some(f)) => DockerfileSource::Path(f.into()),
+                (None, None) => DockerfileSource::Path("Dockerfile".into()),
+            },
+            build_args,
+            target: b.target.clone(),
+            labels,
+            tags,
+            no_cache: args.no_cache || b.no_cache == Some(true),
+            pull: args.pull || b.pull == Some(true),
+            platform: Platform::host(),
+        };
+        let started = Instant::now();
+        let progress = StepProgress {
+            service: name.clone(),
+            quiet: args.quiet,
+        };
+        let built = builder::build(&store, &req, &bases, &progress)
+            .with_context(|| format!("building service {name:?}"))?;
+        if !args.quiet {
+            eprintln!(
+                "{name} | built {} as {} in {:.2}s ({} of {} steps cached)",
+                built.manifest.digest.short(),
+                image.familiar(),
+                started.elapsed().as_secs_f64(),
+                built.cached_steps,
+                built.steps
+            );
+        }
+    }
+    if !built_any && args.services.is_empty() && !args.quiet {
+        eprintln!("no service has a build section");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<ExitCode> {
+    let loaded = berth_compose::load(&load_options(global)?)?;
+    let project = &loaded.project;
+    let store = open_store()?;
+    let client = Client::from_env()?;
+    let mut failed = false;
+    for (name, svc) in selected(project, &args.services)? {
+        let Some(image) = &svc.image else { continue };
+        // A service that builds its image is not pulled (docker compose skips it too).
+        if svc.build.is_some() {
+            continue;
+        }
+        let r: Reference = image
+            .parse()
+            .with_context(|| format!("services.{name}.image: invalid reference {image:?}"))?;
+        let progress = PullProgress::new(name, args.quiet);
+        let opts = PullOptions::default();
+        match client.pull(&store, &r, &opts, &progress) {
+            Ok(p) => {
+                if !args.quiet {
+                    eprintln!("{name} | pulled {} ({}) from {}", r.familiar(), p.digest(), p.source);
+                }
+            }
+            Err(e) if args.ignore_pull_failures => {
+                eprintln!("{name} | error: {e}");
+                failed = true;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("pulling {} for service {name:?}", r.familiar()))),
+        }
+    }
+    let _ = failed;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn push(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode> {
+    let loaded = berth_compose::load(&load_options(global)?)?;
+    let project = &loaded.project;
+    let store = open_store()?;
+    let client = Client::from_env()?;
+    for (name, svc) in selected(project, &args.services)? {
+        if svc.image.is_none() {
+            continue;
+        }
+        let r = service_image(project, name, svc)?;
+        if store.resolve(&r.to_string())?.is_none() {
+            if args.services.contains(name) {
+                bail!("service {name:?}: image {} is not in the store; build or pull it first", r.familiar());
+            }
+            continue;
+        }
+        let progress = PullProgress::new(name, false);
+        match client.push(&store, &r, &progress) {
+            Ok(p) => eprintln!("{name} | pushed {} ({})", r.familiar(), p.digest),
+            Err(e) if args.ignore_push_failures => eprintln!("{name} | error: {e}"),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("pushing {} for service {name:?}", r.familiar()))),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
