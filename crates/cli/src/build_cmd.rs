@@ -113,11 +113,20 @@ impl Progress for PullProgress {
 
     fn on_bytes(&self, digest: &Digest, n: u64) {
         let Ok(mut b) = self.bytes.lock() else { return };
-        let Some(entry) = b.get_mut(digest) else { return };
+        let Some(entry) = b.get_mut(digest) else {
+            return;
+        };
         entry.0 += n;
         if self.tty && !self.quiet {
-            let (done, total) = b.values().fold((0, 0), |acc, (d, t)| (acc.0 + d, acc.1 + t));
-            eprint!("\r{} | downloading {} / {}   ", self.label, human_size(done), human_size(total));
+            let (done, total) = b
+                .values()
+                .fold((0, 0), |acc, (d, t)| (acc.0 + d, acc.1 + t));
+            eprint!(
+                "\r{} | downloading {} / {}   ",
+                self.label,
+                human_size(done),
+                human_size(total)
+            );
             let _ = std::io::stderr().flush();
         }
     }
@@ -134,9 +143,18 @@ impl Progress for PullProgress {
         if self.tty && !self.quiet {
             eprint!("\r");
         }
-        let size = self.bytes.lock().ok().and_then(|b| b.get(digest).map(|e| e.1)).unwrap_or(0);
+        let size = self
+            .bytes
+            .lock()
+            .ok()
+            .and_then(|b| b.get(digest).map(|e| e.1))
+            .unwrap_or(0);
         let what = if cached { "already present" } else { "done" };
-        self.line(&format!("layer {} {} ({what})", digest.short(), human_size(size)));
+        self.line(&format!(
+            "layer {} {} ({what})",
+            digest.short(),
+            human_size(size)
+        ));
     }
 }
 
@@ -147,7 +165,13 @@ struct StoreOrPull<'c> {
 }
 
 impl BaseImages for StoreOrPull<'_> {
-    fn ensure(&self, store: &Store, reference: &str, pull: bool, platform: &Platform) -> std::result::Result<String, String> {
+    fn ensure(
+        &self,
+        store: &Store,
+        reference: &str,
+        pull: bool,
+        platform: &Platform,
+    ) -> std::result::Result<String, String> {
         let r: Reference = reference.parse().map_err(|e| format!("{e}"))?;
         let name = r.to_string();
         if !pull && store.resolve(&name).ok().flatten().is_some() {
@@ -173,7 +197,11 @@ struct StepProgress {
 impl BuildProgress for StepProgress {
     fn step(&self, stage: usize, index: usize, total: usize, text: &str) {
         if !self.quiet {
-            eprintln!("{} | [stage {} {index}/{total}] {text}", self.service, stage + 1);
+            eprintln!(
+                "{} | [stage {} {index}/{total}] {text}",
+                self.service,
+                stage + 1
+            );
         }
     }
 
@@ -309,14 +337,22 @@ pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<ExitCode> {
         match client.pull(&store, &r, &opts, &progress) {
             Ok(p) => {
                 if !args.quiet {
-                    eprintln!("{name} | pulled {} ({}) from {}", r.familiar(), p.digest(), p.source);
+                    eprintln!(
+                        "{name} | pulled {} ({}) from {}",
+                        r.familiar(),
+                        p.digest(),
+                        p.source
+                    );
                 }
             }
             Err(e) if args.ignore_pull_failures => {
                 eprintln!("{name} | error: {e}");
                 failed = true;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("pulling {} for service {name:?}", r.familiar()))),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("pulling {} for service {name:?}", r.familiar())))
+            }
         }
     }
     let _ = failed;
@@ -335,7 +371,10 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode> {
         let r = service_image(project, name, svc)?;
         if store.resolve(&r.to_string())?.is_none() {
             if args.services.contains(name) {
-                bail!("service {name:?}: image {} is not in the store; build or pull it first", r.familiar());
+                bail!(
+                    "service {name:?}: image {} is not in the store; build or pull it first",
+                    r.familiar()
+                );
             }
             continue;
         }
@@ -343,7 +382,10 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode> {
         match client.push(&store, &r, &progress) {
             Ok(p) => eprintln!("{name} | pushed {} ({})", r.familiar(), p.digest),
             Err(e) if args.ignore_push_failures => eprintln!("{name} | error: {e}"),
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("pushing {} for service {name:?}", r.familiar()))),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("pushing {} for service {name:?}", r.familiar())))
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

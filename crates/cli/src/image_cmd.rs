@@ -70,7 +70,9 @@ pub fn familiar(reference: &str) -> (String, String) {
         return (repo.to_string(), digest.to_string());
     }
     match short.rfind(':') {
-        Some(i) if !short[i..].contains('/') => (short[..i].to_string(), short[i + 1..].to_string()),
+        Some(i) if !short[i..].contains('/') => {
+            (short[..i].to_string(), short[i + 1..].to_string())
+        }
         _ => (short.to_string(), "latest".to_string()),
     }
 }
@@ -94,7 +96,12 @@ pub fn resolve_name(store: &Store, name: &str) -> Result<String> {
     // An image ID prefix, as `docker rmi 1a2b3c` accepts.
     let by_id: Vec<&String> = refs
         .iter()
-        .filter(|(_, d)| name.len() >= 4 && d.digest.hex().starts_with(name.trim_start_matches("sha256:")))
+        .filter(|(_, d)| {
+            name.len() >= 4
+                && d.digest
+                    .hex()
+                    .starts_with(name.trim_start_matches("sha256:"))
+        })
         .map(|(r, _)| r)
         .collect();
     match by_id.as_slice() {
@@ -138,9 +145,16 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<40} {:<16} {:<14} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "SIZE");
+    println!(
+        "{:<40} {:<16} {:<14} {:>10}",
+        "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
+    );
     for (_, repo, tag, id, size, _) in rows {
-        println!("{repo:<40} {tag:<16} {:<14} {:>10}", id.short(), human_size(size));
+        println!(
+            "{repo:<40} {tag:<16} {:<14} {:>10}",
+            id.short(),
+            human_size(size)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -169,7 +183,11 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
     }
     let report = store.gc()?;
     if report.removed_blobs > 0 {
-        println!("Deleted {} blobs ({})", report.removed_blobs, human_size(report.freed_bytes));
+        println!(
+            "Deleted {} blobs ({})",
+            report.removed_blobs,
+            human_size(report.freed_bytes)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -196,7 +214,10 @@ pub fn image(cmd: ImageCommand) -> Result<ExitCode> {
                 println!("{} blobs checked, no problems", report.blobs_checked);
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("error: {} problem(s) in the image store", report.problems.len());
+                eprintln!(
+                    "error: {} problem(s) in the image store",
+                    report.problems.len()
+                );
                 Ok(ExitCode::FAILURE)
             }
         }
@@ -214,7 +235,8 @@ pub fn save(args: SaveArgs) -> Result<ExitCode> {
         Some(path) => {
             // Write beside the target and rename, so a failed save leaves no half file.
             let tmp = path.with_extension("berth-partial");
-            let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
             let result = berth_image::archive::save(&store, &names, std::io::BufWriter::new(file));
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
@@ -237,7 +259,8 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
     let store = open_store()?;
     let tagged = match &args.input {
         Some(path) => {
-            let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let f =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let reader = berth_image::unpack::decompress(Box::new(std::io::BufReader::new(f)))?;
             berth_image::archive::load(&store, reader)?
         }
@@ -247,6 +270,18 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
         }
     };
     for t in tagged {
+        // Archives name images the familiar way (`tianon/true:latest`); the
+        // store keeps full references, as pulls do.
+        let full = match t.parse::<berth_registry::Reference>() {
+            Ok(r) => r.to_string(),
+            Err(_) => t.clone(),
+        };
+        if full != t {
+            if let Some(desc) = store.resolve(&t)? {
+                store.tag(&full, &desc)?;
+                store.untag(&t)?;
+            }
+        }
         println!("Loaded image: {t}");
     }
     Ok(ExitCode::SUCCESS)
@@ -258,10 +293,22 @@ mod tests {
 
     #[test]
     fn familiar_names() {
-        assert_eq!(familiar("docker.io/library/node:20"), ("node".into(), "20".into()));
-        assert_eq!(familiar("docker.io/tianon/true:latest"), ("tianon/true".into(), "latest".into()));
-        assert_eq!(familiar("127.0.0.1:5000/app"), ("127.0.0.1:5000/app".into(), "latest".into()));
-        assert_eq!(familiar("quay.io/a/b:4.2.2"), ("quay.io/a/b".into(), "4.2.2".into()));
+        assert_eq!(
+            familiar("docker.io/library/node:20"),
+            ("node".into(), "20".into())
+        );
+        assert_eq!(
+            familiar("docker.io/tianon/true:latest"),
+            ("tianon/true".into(), "latest".into())
+        );
+        assert_eq!(
+            familiar("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app".into(), "latest".into())
+        );
+        assert_eq!(
+            familiar("quay.io/a/b:4.2.2"),
+            ("quay.io/a/b".into(), "4.2.2".into())
+        );
         assert_eq!(human_size(52_428_800), "52.429MB");
         assert_eq!(human_size(512), "512B");
     }

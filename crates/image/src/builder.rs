@@ -84,7 +84,13 @@ pub struct BuildRequest {
 /// Where base images come from: the store, or a registry on demand.
 pub trait BaseImages {
     /// Make `reference` available in the store; return the name it is stored under.
-    fn ensure(&self, store: &Store, reference: &str, pull: bool, platform: &Platform) -> std::result::Result<String, String>;
+    fn ensure(
+        &self,
+        store: &Store,
+        reference: &str,
+        pull: bool,
+        platform: &Platform,
+    ) -> std::result::Result<String, String>;
 }
 
 /// What the user sees while building.
@@ -143,7 +149,10 @@ impl StageState {
     fn set_env(&mut self, key: &str, value: &str) {
         let env = self.config.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
+        {
             Some(e) => *e = entry,
             None => env.push(entry),
         }
@@ -216,8 +225,19 @@ struct Builder<'a> {
     context_entries: Option<Vec<Entry>>,
     file_hashes: HashMap<PathBuf, Digest>,
     cache_dir: PathBuf,
+    /// Filesystems of stages and images read by `COPY --from`, by key.
+    stage_dirs: HashMap<Digest, ScratchDir>,
     cached_steps: usize,
     steps: usize,
+}
+
+/// A directory removed when the build ends, however it ends.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub fn build(
@@ -229,7 +249,11 @@ pub fn build(
     let (text, file) = match &req.dockerfile {
         DockerfileSource::Inline(t) => (t.clone(), "Dockerfile (inline)".to_string()),
         DockerfileSource::Path(p) => {
-            let path = if p.is_absolute() { p.clone() } else { req.context.join(p) };
+            let path = if p.is_absolute() {
+                p.clone()
+            } else {
+                req.context.join(p)
+            };
             let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Io {
                 path: path.clone(),
                 source,
@@ -255,17 +279,34 @@ pub fn build(
         context_entries: None,
         file_hashes: HashMap::new(),
         cache_dir,
+        stage_dirs: HashMap::new(),
         cached_steps: 0,
         steps: 0,
     };
 
     // Global ARGs: defaults overridden by --build-arg; usable in FROM lines.
-    let mut global: Vec<(String, String)> = Vec::new();
+    // BuildKit's automatic platform ARGs, usable in FROM lines.
+    let p = &req.platform;
+    let platform_text = match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    let mut global: Vec<(String, String)> = vec![
+        ("TARGETPLATFORM".into(), platform_text.clone()),
+        ("TARGETOS".into(), p.os.clone()),
+        ("TARGETARCH".into(), p.architecture.clone()),
+        (
+            "TARGETVARIANT".into(),
+            p.variant.clone().unwrap_or_default(),
+        ),
+        ("BUILDPLATFORM".into(), platform_text),
+        ("BUILDOS".into(), p.os.clone()),
+        ("BUILDARCH".into(), p.architecture.clone()),
+    ];
     for (name, default) in dockerfile.global_arg_pairs() {
         let value = match req.build_args.get(&name) {
             Some(v) => Some(v.clone()),
-            None => default
-                .map(|d| expand(&d, &global, b.escape).unwrap_or(d)),
+            None => default.map(|d| expand(&d, &global, b.escape).unwrap_or(d)),
         };
         if let Some(v) = value {
             global.push((name, v));
@@ -290,7 +331,19 @@ pub fn build(
         })?;
         let total = stage.instructions.len() + 1;
         progress.step(i, 1, total, &format!("FROM {base}"));
-        let mut state = b.from(&base, &done, stage.start_line)?;
+        let platform = match &stage.platform {
+            Some(text) => {
+                let text = expand(text, &global, b.escape).unwrap_or_else(|_| text.clone());
+                Platform::parse(&text).ok_or_else(|| BuildError::Step {
+                    file: b.file.clone(),
+                    line: stage.start_line,
+                    instruction: "FROM".into(),
+                    message: format!("--platform={text}: expected os/arch[/variant]"),
+                })?
+            }
+            None => req.platform.clone(),
+        };
+        let mut state = b.from(&base, &done, stage.start_line, &platform)?;
         for (j, cmd) in stage.instructions.iter().enumerate() {
             progress.step(i, j + 2, total, cmd.source.trim());
             b.steps += 1;
@@ -376,24 +429,34 @@ impl Builder<'_> {
         }
     }
 
-    fn from(&mut self, base: &str, done: &[(Option<String>, StageState)], line: usize) -> Result<StageState> {
+    fn from(
+        &mut self,
+        base: &str,
+        done: &[(Option<String>, StageState)],
+        line: usize,
+        platform: &Platform,
+    ) -> Result<StageState> {
         let lower = base.to_lowercase();
-        if let Some((_, s)) = done.iter().rev().find(|(n, _)| n.as_deref() == Some(&lower)) {
+        if let Some((_, s)) = done
+            .iter()
+            .rev()
+            .find(|(n, _)| n.as_deref() == Some(&lower))
+        {
             let mut s = s.clone();
             s.args.clear();
             return Ok(s);
         }
         if lower == "scratch" {
             let mut config = ImageConfig {
-                architecture: self.req.platform.architecture.clone(),
-                os: self.req.platform.os.clone(),
-                variant: self.req.platform.variant.clone(),
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
                 rootfs: RootFs::default(),
                 ..Default::default()
             };
             config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
             return Ok(StageState {
-                key: chain(&Digest::of(b""), &["scratch", &self.req.platform.architecture]),
+                key: chain(&Digest::of(b""), &["scratch", &platform.architecture]),
                 config,
                 layers: Vec::new(),
                 args: Vec::new(),
@@ -402,15 +465,24 @@ impl Builder<'_> {
         }
         let name = self
             .bases
-            .ensure(self.store, base, self.req.pull, &self.req.platform)
+            .ensure(self.store, base, self.req.pull, platform)
             .map_err(|message| BuildError::Base {
                 reference: base.to_string(),
                 message: format!("{message} (FROM at {}:{line})", self.file),
             })?;
-        let image = self.store.image(&name, &self.req.platform)?;
+        let image = self.store.image(&name, platform)?;
         let mut config = image.config.clone();
-        if config.config.env.as_ref().is_none_or(|e| !e.iter().any(|v| v.starts_with("PATH="))) {
-            config.config.env.get_or_insert_with(Vec::new).push(format!("PATH={DEFAULT_PATH}"));
+        if config
+            .config
+            .env
+            .as_ref()
+            .is_none_or(|e| !e.iter().any(|v| v.starts_with("PATH=")))
+        {
+            config
+                .config
+                .env
+                .get_or_insert_with(Vec::new)
+                .push(format!("PATH={DEFAULT_PATH}"));
         }
         Ok(StageState {
             key: chain(&image.manifest_digest, &[]),
@@ -476,7 +548,10 @@ impl Builder<'_> {
                         None => match default {
                             Some(d) => Some(self.expand1(cmd, state, d)?),
                             // A global ARG re-declared without a default keeps its value.
-                            None => global.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+                            None => global
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.clone()),
                         },
                     };
                     if let Some(v) = value {
@@ -500,7 +575,11 @@ impl Builder<'_> {
             Instruction::Expose(ports) => {
                 for p in ports {
                     let p = self.expand1(cmd, state, p)?;
-                    let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     state
                         .config
                         .config
@@ -594,7 +673,18 @@ impl Builder<'_> {
                     Some(f) => Some(self.expand1(cmd, state, f)?),
                     None => None,
                 };
-                return self.copy(state, cmd, srcs, dest, from.as_deref(), chown, chmod, heredocs, done, false);
+                return self.copy(
+                    state,
+                    cmd,
+                    srcs,
+                    dest,
+                    from.as_deref(),
+                    chown,
+                    chmod,
+                    heredocs,
+                    done,
+                    false,
+                );
             }
             Instruction::Add {
                 srcs,
@@ -605,14 +695,84 @@ impl Builder<'_> {
                 checksum,
                 ..
             } => {
-                if srcs.iter().any(|s| s.starts_with("http://") || s.starts_with("https://")) {
-                    let _ = checksum;
-                    return Err(self.fail(cmd, "ADD from a URL is not supported yet; download it in the context and COPY it"));
+                let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+                if srcs.iter().any(|s| is_url(s)) {
+                    if !srcs.iter().all(|s| is_url(s)) {
+                        return Err(self.fail(
+                            cmd,
+                            "mixing URLs and local files in one ADD is not supported; split it",
+                        ));
+                    }
+                    return self.add_urls(
+                        state,
+                        cmd,
+                        srcs,
+                        dest,
+                        checksum.as_deref(),
+                        chown,
+                        chmod,
+                    );
                 }
-                return self.copy(state, cmd, srcs, dest, None, chown, chmod, heredocs, done, true);
+                return self.copy(
+                    state, cmd, srcs, dest, None, chown, chmod, heredocs, done, true,
+                );
             }
         }
         Ok(false)
+    }
+
+    /// The files of another stage (`--from=name|index`) or image, unpacked
+    /// once per build into a scratch directory.
+    fn stage_entries(
+        &mut self,
+        cmd: &Command,
+        source: &str,
+        done: &[(Option<String>, StageState)],
+    ) -> Result<Vec<Entry>> {
+        let lower = source.to_lowercase();
+        let by_name = done.iter().find(|(n, _)| n.as_deref() == Some(&lower));
+        let by_index = source.parse::<usize>().ok().and_then(|i| done.get(i));
+        let (key, layers) = match by_name.or(by_index) {
+            Some((_, st)) => (st.key.clone(), st.layers.clone()),
+            None => {
+                let name = self
+                    .bases
+                    .ensure(self.store, source, self.req.pull, &self.req.platform)
+                    .map_err(|m| self.fail(cmd, format!("--from={source}: {m}")))?;
+                let img = self.store.image(&name, &self.req.platform)?;
+                (img.manifest_digest.clone(), img.manifest.layers.clone())
+            }
+        };
+        if !self.stage_dirs.contains_key(&key) {
+            let dir = self.store.root().join("ingest").join(format!(
+                "stage-{}-{}",
+                std::process::id(),
+                key.short()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let scratch = ScratchDir(dir);
+            for l in &layers {
+                let blob = self.store.open_blob(&l.digest)?;
+                let reader = crate::unpack::decompress(Box::new(io::BufReader::new(blob)))
+                    .map_err(|source| BuildError::Io {
+                        path: self.store.blob_path(&l.digest),
+                        source,
+                    })?;
+                let opts = crate::unpack::UnpackOptions {
+                    whiteouts: true,
+                    ..Default::default()
+                };
+                crate::unpack::unpack(reader, &scratch.0, opts)
+                    .map_err(|e| self.fail(cmd, format!("--from={source}: {e}")))?;
+            }
+            self.stage_dirs.insert(key.clone(), scratch);
+        }
+        let dir = &self.stage_dirs[&key].0;
+        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(context::walk(dir, &context::Everything)?)
     }
 
     fn entries(&mut self) -> Result<&Vec<Entry>> {
@@ -640,7 +800,8 @@ impl Builder<'_> {
         let env = state.env_pairs();
         let mut sources = Vec::new();
         for s in srcs {
-            let words = expand_words(s, &env, self.escape).map_err(|e| self.fail(cmd, e.to_string()))?;
+            let words =
+                expand_words(s, &env, self.escape).map_err(|e| self.fail(cmd, e.to_string()))?;
             sources.extend(words);
         }
         let dest = self.expand1(cmd, state, dest)?;
@@ -649,18 +810,16 @@ impl Builder<'_> {
             None => Owner::ROOT,
         };
         let mode = match chmod {
-            Some(m) => Some(u32::from_str_radix(&self.expand1(cmd, state, m)?, 8).map_err(|_| {
-                self.fail(cmd, format!("invalid --chmod {m:?}: expected an octal mode like 755"))
-            })?),
+            Some(m) => Some(
+                u32::from_str_radix(&self.expand1(cmd, state, m)?, 8).map_err(|_| {
+                    self.fail(
+                        cmd,
+                        format!("invalid --chmod {m:?}: expected an octal mode like 755"),
+                    )
+                })?,
+            ),
             None => None,
         };
-        if let Some(stage) = from {
-            let _ = done;
-            return Err(self.fail(
-                cmd,
-                format!("COPY --from={stage} needs the stage's filesystem, which berth builds only once RUN can execute; not supported yet"),
-            ));
-        }
         let workdir = state.workdir();
         let escape = self.escape;
         // Heredoc sources (`COPY <<EOF /file`) are files with inline content.
@@ -682,12 +841,19 @@ impl Builder<'_> {
                 key_parts.push(data);
             }
             let layer = l.finish()?;
-            state.key = chain(&state.key, &key_parts.iter().map(String::as_str).collect::<Vec<_>>());
+            state.key = chain(
+                &state.key,
+                &key_parts.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
             push_layer(state, layer, cmd);
             return Ok(false);
         }
-        let entries = self.entries()?.clone();
-        let placements = copy::plan(&entries, &sources, &dest, &workdir).map_err(|e| self.fail(cmd, e.to_string()))?;
+        let entries = match from {
+            Some(source) => self.stage_entries(cmd, source, done)?,
+            None => self.entries()?.clone(),
+        };
+        let placements = copy::plan(&entries, &sources, &dest, &workdir)
+            .map_err(|e| self.fail(cmd, e.to_string()))?;
         // The step's inputs: the files it reads, their names and modes.
         let hashes = self.hash_sources(placements.iter().map(|p| p.entry))?;
         let mut parts: Vec<String> = vec![
@@ -702,7 +868,10 @@ impl Builder<'_> {
             let h = hashes.get(&p.entry.path).map(Digest::as_str).unwrap_or("");
             parts.push(format!("{}|{}|{:o}|{h}", p.dest, p.entry.rel, p.entry.mode));
         }
-        let key = chain(&state.key, &parts.iter().map(String::as_str).collect::<Vec<_>>());
+        let key = chain(
+            &state.key,
+            &parts.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let cache_file = self.cache_dir.join(key.hex());
         if !self.req.no_cache {
             if let Some(entry) = read_cache(&cache_file) {
@@ -726,8 +895,14 @@ impl Builder<'_> {
             let mut parent = String::new();
             let comps: Vec<&str> = p.dest.split('/').collect();
             for c in &comps[..comps.len().saturating_sub(1)] {
-                parent = if parent.is_empty() { c.to_string() } else { format!("{parent}/{c}") };
-                if dirs_written.insert(parent.clone()) && !placements.iter().any(|q| q.dest == parent) {
+                parent = if parent.is_empty() {
+                    c.to_string()
+                } else {
+                    format!("{parent}/{c}")
+                };
+                if dirs_written.insert(parent.clone())
+                    && !placements.iter().any(|q| q.dest == parent)
+                {
                     l.add_dir(&parent, 0o755, owner)?;
                 }
             }
@@ -748,31 +923,127 @@ impl Builder<'_> {
             }
         }
         let layer = l.finish()?;
-        write_cache(&cache_file, &CacheEntry { layer: layer.descriptor.clone() });
+        write_cache(
+            &cache_file,
+            &CacheEntry {
+                layer: layer.descriptor.clone(),
+            },
+        );
+        state.key = key;
+        push_layer(state, layer, cmd);
+        Ok(false)
+    }
+
+    /// `ADD URL… dest`: downloaded (verified against `--checksum`), never
+    /// extracted, mode 0600 unless `--chmod` says otherwise, as docker does.
+    #[allow(clippy::too_many_arguments)]
+    fn add_urls(
+        &mut self,
+        state: &mut StageState,
+        cmd: &Command,
+        srcs: &[String],
+        dest: &str,
+        checksum: Option<&str>,
+        chown: &Option<String>,
+        chmod: &Option<String>,
+    ) -> Result<bool> {
+        let dest = self.expand1(cmd, state, dest)?;
+        let owner = match chown {
+            Some(c) => parse_owner(&self.expand1(cmd, state, c)?).map_err(|m| self.fail(cmd, m))?,
+            None => Owner::ROOT,
+        };
+        let mode = match chmod {
+            Some(m) => u32::from_str_radix(&self.expand1(cmd, state, m)?, 8)
+                .map_err(|_| self.fail(cmd, format!("invalid --chmod {m:?}")))?,
+            None => 0o600,
+        };
+        let checksum = match checksum {
+            Some(c) => Some(self.expand1(cmd, state, c)?),
+            None => None,
+        };
+        let workdir = state.workdir();
+        let mut files = Vec::new();
+        for src in srcs {
+            let url = self.expand1(cmd, state, src)?;
+            let got = crate::fetch::download(
+                &url,
+                checksum.as_deref(),
+                &self.store.root().join("ingest"),
+            )
+            .map_err(|e| self.fail(cmd, e.to_string()))?;
+            files.push(got);
+        }
+        if files.len() > 1 && !dest.ends_with('/') {
+            return Err(self.fail(cmd, copy::CopyError::DestNotDir.to_string()));
+        }
+        let mut parts = vec![
+            cmd.source.clone(),
+            format!("{mode:o}"),
+            format!("{owner:?}"),
+        ];
+        parts.extend(files.iter().map(|f| f.digest.to_string()));
+        let key = chain(
+            &state.key,
+            &parts.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let mut l = LayerBuilder::new(self.store)?;
+        for f in &files {
+            let target = if dest.ends_with('/') {
+                image_path(&workdir, &format!("{dest}{}", f.file_name))
+            } else {
+                image_path(&workdir, &dest)
+            };
+            l.add_file(&target, &f.path, mode, owner)?;
+        }
+        let layer = l.finish()?;
         state.key = key;
         push_layer(state, layer, cmd);
         Ok(false)
     }
 
     /// `ADD archive.tar.gz /dir`: the archive's entries, not the archive.
-    fn add_archive(&self, l: &mut LayerBuilder, path: &Path, dest: &str, cmd: &Command) -> Result<()> {
+    fn add_archive(
+        &self,
+        l: &mut LayerBuilder,
+        path: &Path,
+        dest: &str,
+        cmd: &Command,
+    ) -> Result<()> {
         // The destination of an auto-extracted archive is the directory.
         let dir = if is_archive_name(dest) {
-            dest.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+            dest.rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default()
         } else {
             dest.to_string()
         };
-        let scratch = self.store.root().join("ingest").join(format!("add-{}-{}", std::process::id(), Digest::of(path.to_string_lossy().as_bytes()).short()));
+        let scratch = self.store.root().join("ingest").join(format!(
+            "add-{}-{}",
+            std::process::id(),
+            Digest::of(path.to_string_lossy().as_bytes()).short()
+        ));
         let _ = std::fs::remove_dir_all(&scratch);
-        let file = std::fs::File::open(path).map_err(|source| BuildError::Io { path: path.to_path_buf(), source })?;
-        let reader = crate::unpack::decompress(Box::new(io::BufReader::new(file)))
-            .map_err(|source| BuildError::Io { path: path.to_path_buf(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let reader =
+            crate::unpack::decompress(Box::new(io::BufReader::new(file))).map_err(|source| {
+                BuildError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let result = crate::unpack::unpack(reader, &scratch, Default::default())
             .map_err(|e| self.fail(cmd, format!("{}: {e}", path.display())))
             .and_then(|_| {
                 let entries = context::walk(&scratch, &context::Everything)?;
                 for e in entries {
-                    let target = if dir.is_empty() { e.rel.clone() } else { format!("{dir}/{}", e.rel) };
+                    let target = if dir.is_empty() {
+                        e.rel.clone()
+                    } else {
+                        format!("{dir}/{}", e.rel)
+                    };
                     match &e.kind {
                         EntryKind::Dir => l.add_dir(&target, e.mode, Owner::ROOT)?,
                         EntryKind::File => l.add_file(&target, &e.path, e.mode, Owner::ROOT)?,
@@ -785,7 +1056,10 @@ impl Builder<'_> {
         result
     }
 
-    fn hash_sources<'e>(&mut self, entries: impl Iterator<Item = &'e Entry>) -> Result<HashMap<PathBuf, Digest>> {
+    fn hash_sources<'e>(
+        &mut self,
+        entries: impl Iterator<Item = &'e Entry>,
+    ) -> Result<HashMap<PathBuf, Digest>> {
         use rayon::prelude::*;
         let todo: Vec<&Entry> = entries
             .filter(|e| e.kind == EntryKind::File && !self.file_hashes.contains_key(&e.path))
@@ -795,7 +1069,10 @@ impl Builder<'_> {
             .map(|e| {
                 crate::layer::hash_file(&e.path)
                     .map(|d| (e.path.clone(), d))
-                    .map_err(|source| BuildError::Io { path: e.path.clone(), source })
+                    .map_err(|source| BuildError::Io {
+                        path: e.path.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_>>()?;
         self.file_hashes.extend(new);
@@ -837,13 +1114,17 @@ fn parse_owner(spec: &str) -> std::result::Result<Owner, String> {
 }
 
 fn is_archive_name(name: &str) -> bool {
-    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz"].iter().any(|s| name.ends_with(s))
+    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz"]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// ADD auto-extracts local tar archives (recognised by content, like docker).
 fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
     let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
     if n >= 2 && head[..2] == [0x1f, 0x8b] {
         return true;
@@ -885,7 +1166,13 @@ mod tests {
 
     #[test]
     fn owners() {
-        assert_eq!(parse_owner("1000:1000").unwrap(), Owner { uid: 1000, gid: 1000 });
+        assert_eq!(
+            parse_owner("1000:1000").unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 1000
+            }
+        );
         assert_eq!(parse_owner("5").unwrap(), Owner { uid: 5, gid: 5 });
         assert!(parse_owner("node").is_err());
     }

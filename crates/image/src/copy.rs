@@ -107,7 +107,8 @@ pub fn plan<'e>(
     if sources.is_empty() {
         return Err(CopyError::NoSources(dest.to_string()));
     }
-    let dest_is_dir = dest.ends_with('/') || dest == "." || sources.len() > 1 || is_glob_any(sources);
+    let dest_is_dir =
+        dest.ends_with('/') || dest == "." || sources.len() > 1 || is_glob_any(sources);
     let dest_root = image_path(workdir, dest);
     let mut out = Vec::new();
     for src in sources {
@@ -117,7 +118,10 @@ pub fn plan<'e>(
         let roots: Vec<&Entry> = if rel.is_empty() {
             Vec::new() // the whole context
         } else if is_glob(&rel) {
-            entries.iter().filter(|e| path_match(&rel, &e.rel)).collect()
+            entries
+                .iter()
+                .filter(|e| path_match(&rel, &e.rel))
+                .collect()
         } else {
             entries.iter().filter(|e| e.rel == rel).collect()
         };
@@ -184,7 +188,11 @@ mod tests {
             .map(|(rel, dir)| Entry {
                 rel: rel.to_string(),
                 path: PathBuf::from(rel),
-                kind: if *dir { EntryKind::Dir } else { EntryKind::File },
+                kind: if *dir {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::File
+                },
                 mode: 0o644,
                 size: 1,
             })
@@ -205,18 +213,32 @@ mod tests {
     #[test]
     fn file_to_file_and_into_dir() {
         let e = entries(&[("a.txt", false), ("b.txt", false)]);
-        assert_eq!(dests(&plan(&e, &["a.txt".into()], "/x/renamed", "/").unwrap()), ["x/renamed"]);
-        assert_eq!(dests(&plan(&e, &["a.txt".into()], "sub/", "/work").unwrap()), ["work/sub/a.txt"]);
+        assert_eq!(
+            dests(&plan(&e, &["a.txt".into()], "/x/renamed", "/").unwrap()),
+            ["x/renamed"]
+        );
+        assert_eq!(
+            dests(&plan(&e, &["a.txt".into()], "sub/", "/work").unwrap()),
+            ["work/sub/a.txt"]
+        );
         assert_eq!(
             dests(&plan(&e, &["*.txt".into()], "/d/", "/").unwrap()),
             ["d/a.txt", "d/b.txt"]
         );
-        assert_eq!(plan(&e, &["a.txt".into(), "b.txt".into()], "/d", "/"), Err(CopyError::DestNotDir));
+        assert_eq!(
+            plan(&e, &["a.txt".into(), "b.txt".into()], "/d", "/"),
+            Err(CopyError::DestNotDir)
+        );
     }
 
     #[test]
     fn directory_contents_not_the_directory() {
-        let e = entries(&[("src", true), ("src/m.rs", false), ("src/deep", true), ("src/deep/x", false)]);
+        let e = entries(&[
+            ("src", true),
+            ("src/m.rs", false),
+            ("src/deep", true),
+            ("src/deep/x", false),
+        ]);
         assert_eq!(
             dests(&plan(&e, &["src".into()], "/code", "/").unwrap()),
             ["code/m.rs", "code/deep", "code/deep/x"]
@@ -226,8 +248,14 @@ mod tests {
     #[test]
     fn errors() {
         let e = entries(&[("a", false)]);
-        assert_eq!(plan(&e, &["missing".into()], "/", "/"), Err(CopyError::NotFound("missing".into())));
-        assert_eq!(plan(&e, &["../etc/passwd".into()], "/", "/"), Err(CopyError::OutsideContext("../etc/passwd".into())));
+        assert_eq!(
+            plan(&e, &["missing".into()], "/", "/"),
+            Err(CopyError::NotFound("missing".into()))
+        );
+        assert_eq!(
+            plan(&e, &["../etc/passwd".into()], "/", "/"),
+            Err(CopyError::OutsideContext("../etc/passwd".into()))
+        );
     }
 
     #[test]

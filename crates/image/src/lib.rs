@@ -5,5 +5,6 @@ pub mod archive;
 pub mod builder;
 pub mod context;
 pub mod copy;
+pub mod fetch;
 pub mod layer;
 pub mod unpack;

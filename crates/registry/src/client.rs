@@ -304,9 +304,12 @@ impl Client {
 
     /// What the host at `authority` is: probe `/v2/` once per client to
     /// learn the scheme (when there is a choice) and its auth challenge.
-    fn host_state(&self, authority: &str, schemes: &[Scheme]) -> Result<HostState> {
-        if let Some(s) = self.hosts_lock().get(authority) {
-            return Ok(s.clone());
+    fn host_state(&self, authority: &str, schemes: &[Scheme]) -> Result<(String, HostState)> {
+        // Keyed by the schemes too: `https://h:1` as a mirror and `h:1` as
+        // a loopback registry (HTTP first) may be different servers.
+        let key = format!("{schemes:?} {authority}");
+        if let Some(s) = self.hosts_lock().get(&key) {
+            return Ok((key, s.clone()));
         }
         let mut last_error = None;
         for (i, scheme) in schemes.iter().enumerate() {
@@ -324,9 +327,8 @@ impl Client {
                         base,
                         challenge: pick_challenge(&resp),
                     };
-                    self.hosts_lock()
-                        .insert(authority.to_string(), state.clone());
-                    return Ok(state);
+                    self.hosts_lock().insert(key.clone(), state.clone());
+                    return Ok((key, state));
                 }
                 Err(e) => {
                     // Nothing listens on the port: another scheme on the
@@ -352,25 +354,26 @@ impl Client {
         self.hosts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_challenge(&self, authority: &str, challenge: Challenge) {
-        if let Some(s) = self.hosts_lock().get_mut(authority) {
+    fn set_challenge(&self, host_key: &str, challenge: Challenge) {
+        if let Some(s) = self.hosts_lock().get_mut(host_key) {
             s.challenge = Some(challenge);
         }
     }
 
-    fn challenge(&self, authority: &str) -> Option<Challenge> {
+    fn challenge(&self, host_key: &str) -> Option<Challenge> {
         self.hosts_lock()
-            .get(authority)
+            .get(host_key)
             .and_then(|s| s.challenge.clone())
     }
 
     /// A handle on `source`'s repository for the API calls below.
     pub(crate) fn open_repo(&self, source: &Source, push: bool) -> Result<Repo<'_>> {
-        let state = self.host_state(&source.authority, &source.schemes)?;
+        let (host_key, state) = self.host_state(&source.authority, &source.schemes)?;
         let actions = if push { "pull,push" } else { "pull" };
         Ok(Repo {
             client: self,
             authority: source.authority.clone(),
+            host_key,
             base: state.base,
             repository: source.repository.clone(),
             scope: format!("repository:{}:{actions}", source.repository),
@@ -384,8 +387,13 @@ impl Client {
 
     /// The `Authorization` value for a request to `authority` needing
     /// `scope`, fetching a token if the host wants one and none is cached.
-    fn authorization(&self, authority: &str, scope: &str) -> Result<Option<String>> {
-        let Some(challenge) = self.challenge(authority) else {
+    fn authorization(
+        &self,
+        authority: &str,
+        host_key: &str,
+        scope: &str,
+    ) -> Result<Option<String>> {
+        let Some(challenge) = self.challenge(host_key) else {
             return Ok(None);
         };
         if challenge.is_basic() {
@@ -653,6 +661,8 @@ impl<R: Read> Read for CountingReader<'_, R> {
 pub(crate) struct Repo<'c> {
     pub client: &'c Client,
     pub authority: String,
+    /// The client's key for what it knows about the host.
+    host_key: String,
     /// `scheme://authority`.
     pub base: String,
     pub repository: String,
@@ -671,7 +681,8 @@ impl Repo<'_> {
         let mut renewed = false;
         loop {
             let authorization = if req.auth {
-                self.client.authorization(&self.authority, &self.scope)?
+                self.client
+                    .authorization(&self.authority, &self.host_key, &self.scope)?
             } else {
                 None
             };
@@ -696,7 +707,7 @@ impl Repo<'_> {
                     detail: format!("{} {}{detail}: {hint}", req.method, req.url),
                 });
             }
-            if let Some(old) = self.client.challenge(&self.authority) {
+            if let Some(old) = self.client.challenge(&self.host_key) {
                 self.client.auth.forget_token(
                     old.param("realm").unwrap_or_default(),
                     old.param("service").unwrap_or_default(),
@@ -704,7 +715,7 @@ impl Repo<'_> {
                 );
             }
             if let Some(c) = fresh {
-                self.client.set_challenge(&self.authority, c);
+                self.client.set_challenge(&self.host_key, c);
             }
             renewed = true;
         }

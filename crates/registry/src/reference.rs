@@ -493,6 +493,15 @@ mod tests {
             "registry.io:123456/a",
             "nginx:t@",
             "nginx@",
+            "ñ",
+            "a/ñ",
+            "é:tag",
+            "quay.io/a:ñ",
+            "a@sha256:ñ",
+            "ü.io/a",
+            "@",
+            ":",
+            "/",
             &format!("nginx:{}", "t".repeat(129)),
         ] {
             let err = Reference::parse(bad).unwrap_err();

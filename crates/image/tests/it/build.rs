@@ -7,16 +7,26 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Base images from the store only, under docker's naming defaults.
-struct StoreOnly;
+pub struct StoreOnly;
 
 impl BaseImages for StoreOnly {
-    fn ensure(&self, store: &Store, reference: &str, _pull: bool, _p: &Platform) -> Result<String, String> {
+    fn ensure(
+        &self,
+        store: &Store,
+        reference: &str,
+        _pull: bool,
+        _p: &Platform,
+    ) -> Result<String, String> {
         let full = if reference.contains('/') {
             format!("docker.io/{reference}")
         } else {
             format!("docker.io/library/{reference}")
         };
-        let full = if full.rsplit('/').next().is_some_and(|l| l.contains(':')) { full } else { format!("{full}:latest") };
+        let full = if full.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+            full
+        } else {
+            format!("{full}:latest")
+        };
         match store.resolve(&full) {
             Ok(Some(_)) => Ok(full),
             _ => Err(format!("{reference} is not in the store")),
@@ -24,7 +34,7 @@ impl BaseImages for StoreOnly {
     }
 }
 
-fn request(context: &Path, tag: &str) -> BuildRequest {
+pub fn request(context: &Path, tag: &str) -> BuildRequest {
     BuildRequest {
         context: context.to_path_buf(),
         dockerfile: DockerfileSource::Path("Dockerfile".into()),
@@ -51,9 +61,16 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn seed_context(dir: &Path) -> PathBuf {
     let ctx = dir.join("seed");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed"), &ctx);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed"),
+        &ctx,
+    );
     fs::create_dir_all(ctx.join("node_modules/left-pad")).unwrap();
-    fs::write(ctx.join("node_modules/left-pad/index.js"), "module.exports = 1").unwrap();
+    fs::write(
+        ctx.join("node_modules/left-pad/index.js"),
+        "module.exports = 1",
+    )
+    .unwrap();
     fs::create_dir_all(ctx.join(".git")).unwrap();
     fs::write(ctx.join(".git/HEAD"), "ref: refs/heads/main").unwrap();
     ctx
@@ -65,7 +82,15 @@ fn unpack_image(store: &Store, name: &str, into: &Path) {
     for l in &img.manifest.layers {
         let f = store.open_blob(&l.digest).unwrap();
         let r = berth_image::unpack::decompress(Box::new(f)).unwrap();
-        berth_image::unpack::unpack(r, into, berth_image::unpack::UnpackOptions { whiteouts: true, ..Default::default() }).unwrap();
+        berth_image::unpack::unpack(
+            r,
+            into,
+            berth_image::unpack::UnpackOptions {
+                whiteouts: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     }
 }
 
@@ -79,14 +104,32 @@ fn seed_code_image_builds_with_the_right_contents_and_a_stable_digest() {
     let first = build(&store, &request(&ctx, "seed-code:1"), &StoreOnly, &Silent).unwrap();
     let out = dir.path().join("rootfs");
     unpack_image(&store, "seed-code:1", &out);
-    assert_eq!(fs::read(out.join("app/index.js")).unwrap(), fs::read(ctx.join("index.js")).unwrap());
+    assert_eq!(
+        fs::read(out.join("app/index.js")).unwrap(),
+        fs::read(ctx.join("index.js")).unwrap()
+    );
     assert!(out.join("app/package.json").is_file());
     assert!(out.join("true").is_file(), "the base layer comes first");
-    assert!(!out.join("app/node_modules").exists(), ".dockerignore leaves node_modules out");
-    assert!(!out.join("app/.git").exists(), ".dockerignore leaves .git out");
+    assert!(
+        !out.join("app/node_modules").exists(),
+        ".dockerignore leaves node_modules out"
+    );
+    assert!(
+        !out.join("app/.git").exists(),
+        ".dockerignore leaves .git out"
+    );
     let img = store.image("seed-code:1", &Platform::host()).unwrap();
-    assert!(img.config.config.volumes.as_ref().unwrap().contains_key("/app"));
-    assert_eq!(img.config.config.cmd.as_deref(), Some(&["/true".to_string()][..]));
+    assert!(img
+        .config
+        .config
+        .volumes
+        .as_ref()
+        .unwrap()
+        .contains_key("/app"));
+    assert_eq!(
+        img.config.config.cmd.as_deref(),
+        Some(&["/true".to_string()][..])
+    );
 
     // Unchanged inputs: the same digest, and the ADD step comes from the cache.
     let again = build(&store, &request(&ctx, "seed-code:2"), &StoreOnly, &Silent).unwrap();
@@ -100,7 +143,13 @@ fn seed_code_image_builds_with_the_right_contents_and_a_stable_digest() {
     assert_eq!(rebuilt.cached_steps, 0);
     // Changes under ignored paths change nothing.
     fs::write(ctx.join("node_modules/left-pad/index.js"), "changed").unwrap();
-    assert_eq!(build(&store, &request(&ctx, "seed-code:4"), &StoreOnly, &Silent).unwrap().manifest.digest, first.manifest.digest);
+    assert_eq!(
+        build(&store, &request(&ctx, "seed-code:4"), &StoreOnly, &Silent)
+            .unwrap()
+            .manifest
+            .digest,
+        first.manifest.digest
+    );
 
     // New code: a new digest.
     fs::write(ctx.join("index.js"), "console.log('v2')\n").unwrap();
@@ -129,15 +178,43 @@ fn instructions_shape_the_config() {
     assert_eq!(c.labels.as_ref().unwrap()["org.example.version"], "2.5");
     assert!(c.exposed_ports.as_ref().unwrap().contains_key("53/udp"));
     assert_eq!(c.user.as_deref(), Some("1000:1000"));
-    assert_eq!(c.entrypoint.as_deref(), Some(&["/srv/app/run".to_string()][..]));
-    assert_eq!(c.cmd.as_deref(), Some(&["/bin/sh".to_string(), "-c".into(), "serve --port 3000".into()][..]));
-    assert_eq!(c.healthcheck.as_ref().unwrap()["Interval"], 5_000_000_000u64);
+    assert_eq!(
+        c.entrypoint.as_deref(),
+        Some(&["/srv/app/run".to_string()][..])
+    );
+    assert_eq!(
+        c.cmd.as_deref(),
+        Some(
+            &[
+                "/bin/sh".to_string(),
+                "-c".into(),
+                "serve --port 3000".into()
+            ][..]
+        )
+    );
+    assert_eq!(
+        c.healthcheck.as_ref().unwrap()["Interval"],
+        5_000_000_000u64
+    );
     let out = dir.path().join("rootfs");
     unpack_image(&store, "cfg:1", &out);
-    assert_eq!(fs::read_to_string(out.join("srv/app/conf/app.ini")).unwrap(), "x=1");
-    assert_eq!(fs::read_to_string(out.join("etc/motd")).unwrap(), "version 2.5\n");
+    assert_eq!(
+        fs::read_to_string(out.join("srv/app/conf/app.ini")).unwrap(),
+        "x=1"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("etc/motd")).unwrap(),
+        "version 2.5\n"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs::metadata(out.join("etc/app.ini")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(out.join("etc/app.ini"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 }
 
 const INSTRUCTIONS: &str = "ARG BASE=scratch
@@ -169,16 +246,24 @@ fn add_extracts_archives_and_refuses_hostile_ones() {
     let mut h = tar::Header::new_gnu();
     h.set_size(5);
     h.set_mode(0o644);
-    tar.append_data(&mut h, "pkg/readme", &b"hello"[..]).unwrap();
+    tar.append_data(&mut h, "pkg/readme", &b"hello"[..])
+        .unwrap();
     let bytes = tar.into_inner().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &bytes).unwrap();
     fs::write(ctx.join("pkg.tar.gz"), gz.finish().unwrap()).unwrap();
-    fs::write(ctx.join("Dockerfile"), "FROM scratch\nADD pkg.tar.gz /opt/\n").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nADD pkg.tar.gz /opt/\n",
+    )
+    .unwrap();
     build(&store, &request(&ctx, "add:1"), &StoreOnly, &Silent).unwrap();
     let out = dir.path().join("rootfs");
     unpack_image(&store, "add:1", &out);
-    assert_eq!(fs::read_to_string(out.join("opt/pkg/readme")).unwrap(), "hello");
+    assert_eq!(
+        fs::read_to_string(out.join("opt/pkg/readme")).unwrap(),
+        "hello"
+    );
 
     // An archive with an entry climbing out of its root.
     let mut h = tar::Header::new_gnu();
@@ -192,8 +277,13 @@ fn add_extracts_archives_and_refuses_hostile_ones() {
     fs::write(ctx.join("evil.tar"), evil.into_inner().unwrap()).unwrap();
     fs::write(ctx.join("Dockerfile"), "FROM scratch\nADD evil.tar /opt/\n").unwrap();
     let before = store.references().unwrap();
-    let err = build(&store, &request(&ctx, "add:2"), &StoreOnly, &Silent).unwrap_err().to_string();
-    assert!(err.contains("Dockerfile:2: ADD") && err.contains("escapes"), "{err}");
+    let err = build(&store, &request(&ctx, "add:2"), &StoreOnly, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: ADD") && err.contains("escapes"),
+        "{err}"
+    );
     assert_eq!(store.references().unwrap(), before);
     assert!(store.fsck().unwrap().problems.is_empty());
 }
@@ -209,12 +299,146 @@ fn errors_name_the_file_line_and_instruction() {
         ("FROM scratch\nENV\n", "Dockerfile"),
         ("FROM nothere:1\n", "nothere:1"),
         ("FROM scratch\nRUN echo hi\n", "Dockerfile:2: RUN"),
-        ("FROM scratch\nCOPY ../outside /x\n", "outside the build context"),
+        (
+            "FROM scratch\nCOPY ../outside /x\n",
+            "outside the build context",
+        ),
     ];
     for (text, want) in cases {
         fs::write(ctx.join("Dockerfile"), text).unwrap();
-        let err = build(&store, &request(&ctx, "bad:1"), &StoreOnly, &Silent).unwrap_err().to_string();
+        let err = build(&store, &request(&ctx, "bad:1"), &StoreOnly, &Silent)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "{text:?}: {err}");
     }
     assert!(store.references().unwrap().is_empty());
+}
+
+#[test]
+fn multi_stage_copy_from_a_stage_and_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    make_true_image(&store, "docker.io/tianon/true:latest");
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(ctx.join("src")).unwrap();
+    fs::write(ctx.join("src/app.js"), "console.log(1)").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS assets\nCOPY src/ /build/out/\nFROM scratch\nCOPY --from=assets /build/out/app.js /app/app.js\nCOPY --from=tianon/true /true /bin/true\nCOPY --from=0 /build /copy-of-build\n",
+    )
+    .unwrap();
+    build(&store, &request(&ctx, "multi:1"), &StoreOnly, &Silent).unwrap();
+    let out = dir.path().join("rootfs");
+    unpack_image(&store, "multi:1", &out);
+    assert_eq!(
+        fs::read_to_string(out.join("app/app.js")).unwrap(),
+        "console.log(1)"
+    );
+    assert!(out.join("bin/true").is_file());
+    assert!(out.join("copy-of-build/out/app.js").is_file());
+    assert!(
+        !out.join("build").exists(),
+        "the first stage's files stay out of the final image"
+    );
+    // The target option stops at a named stage.
+    let mut req = request(&ctx, "multi:assets");
+    req.target = Some("assets".into());
+    build(&store, &req, &StoreOnly, &Silent).unwrap();
+    let img = store.image("multi:assets", &Platform::host()).unwrap();
+    assert_eq!(img.manifest.layers.len(), 1);
+    assert_eq!(
+        fs::read_dir(store.root().join("ingest")).unwrap().count(),
+        0,
+        "scratch dirs are cleaned up"
+    );
+}
+
+/// A one-shot HTTP server on loopback serving `body` for any GET.
+fn serve_once(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_from_a_url_with_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let base = serve_once(b"downloaded content");
+    let good = berth_oci::Digest::of(b"downloaded content");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD --checksum={good} {base}/files/data.txt /opt/\n"),
+    )
+    .unwrap();
+    build(&store, &request(&ctx, "url:1"), &StoreOnly, &Silent).unwrap();
+    let out = dir.path().join("rootfs");
+    unpack_image(&store, "url:1", &out);
+    assert_eq!(
+        fs::read_to_string(out.join("opt/data.txt")).unwrap(),
+        "downloaded content"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(out.join("opt/data.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let bad = berth_oci::Digest::of(b"something else");
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD --checksum={bad} {base}/files/data.txt /opt/\n"),
+    )
+    .unwrap();
+    let err = build(&store, &request(&ctx, "url:2"), &StoreOnly, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: ADD") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    assert!(store.resolve("url:2").unwrap().is_none());
+}
+
+#[test]
+fn from_platform_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=linux/arm64 scratch\nARG TARGETARCH\nENV ARCH=$TARGETARCH\n",
+    )
+    .unwrap();
+    build(&store, &request(&ctx, "plat:1"), &StoreOnly, &Silent).unwrap();
+    let desc = store.resolve("plat:1").unwrap().unwrap();
+    let m = store.read_manifest(&desc.digest).unwrap();
+    let c = store.read_config(&m.config.digest).unwrap();
+    assert_eq!(c.architecture, "arm64");
+    fs::write(ctx.join("Dockerfile"), "FROM --platform=nonsense scratch\n").unwrap();
+    let err = build(&store, &request(&ctx, "plat:2"), &StoreOnly, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--platform=nonsense"), "{err}");
 }

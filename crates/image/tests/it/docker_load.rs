@@ -5,7 +5,9 @@ use berth_oci::Store;
 use std::process::Command;
 
 fn docker_ready() {
-    let ok = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
     match ok {
         Ok(o) if o.status.success() => {}
         _ => panic!("the Docker Engine is not running: scripts/test.sh installs docker.io and starts dockerd"),
@@ -20,12 +22,37 @@ fn saved_archive_loads_and_runs_in_docker() {
     let name = format!("berth-test/true:{}", std::process::id());
     make_true_image(&store, &name);
     let archive = dir.path().join("true.tar");
-    berth_image::archive::save(&store, std::slice::from_ref(&name), std::fs::File::create(&archive).unwrap()).unwrap();
+    berth_image::archive::save(
+        &store,
+        std::slice::from_ref(&name),
+        std::fs::File::create(&archive).unwrap(),
+    )
+    .unwrap();
 
-    let load = Command::new("docker").arg("load").arg("-i").arg(&archive).output().unwrap();
-    assert!(load.status.success(), "docker load: {}", String::from_utf8_lossy(&load.stderr));
-    assert!(String::from_utf8_lossy(&load.stdout).contains(&name), "{}", String::from_utf8_lossy(&load.stdout));
-    let run = Command::new("docker").args(["run", "--rm", "--network", "none", &name]).output().unwrap();
+    let load = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&load.stdout).contains(&name),
+        "{}",
+        String::from_utf8_lossy(&load.stdout)
+    );
+    let run = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", &name])
+        .output()
+        .unwrap();
     let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
-    assert!(run.status.success(), "docker run: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }

@@ -3,4 +3,5 @@
 
 mod build;
 mod docker_load;
+mod full_disk;
 mod support;

@@ -36,7 +36,8 @@ pub fn true_elf() -> Vec<u8> {
 /// `tianon/true` as the tests know it: `/true`, `CMD ["/true"]`.
 pub fn make_true_image(store: &Store, name: &str) -> Descriptor {
     let mut l = LayerBuilder::new(store).unwrap();
-    l.add_bytes("true", &true_elf(), 0o755, Owner::ROOT).unwrap();
+    l.add_bytes("true", &true_elf(), 0o755, Owner::ROOT)
+        .unwrap();
     let layer = l.finish().unwrap();
     let config = ImageConfig {
         created: Some("1970-01-01T00:00:00Z".into()),
