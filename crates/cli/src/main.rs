@@ -144,10 +144,27 @@ fn main() -> ExitCode {
             } else {
                 "error:"
             };
-            eprintln!("{prefix} {e:#}");
+            eprintln!("{prefix} {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message before it already includes (library errors often embed their
+/// source's message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -3,3 +3,7 @@
 mod cli;
 mod common;
 mod config_v2;
+mod images;
+#[allow(dead_code)]
+#[path = "../../../registry/tests/it/registry.rs"]
+mod registry;
