@@ -29,7 +29,7 @@ pub enum BuildError {
     Parse {
         file: String,
         #[source]
-        source: berth_dockerfile::ParseError,
+        source: Box<berth_dockerfile::ParseError>,
     },
     /// An instruction that cannot be carried out, with where it is.
     #[error("{file}:{line}: {instruction}: {message}")]
@@ -263,7 +263,7 @@ pub fn build(
     };
     let dockerfile = berth_dockerfile::parse(&text).map_err(|source| BuildError::Parse {
         file: file.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let cache_dir = store.root().join("build-cache");
     std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::Io {
