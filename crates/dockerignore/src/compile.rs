@@ -23,6 +23,10 @@ pub enum MatchType {
     Regexp,
     /// The pattern passed docker's syntax check but its regular expression
     /// does not compile (e.g. `[z-a]`); matching it is an error, as in docker.
+    ///
+    /// Also the fate of an expression too large for the `regex` crate's
+    /// default size limit, which Go's engine would still take: in practice
+    /// only hundreds of `\pL`-like classes in one pattern.
     Invalid,
 }
 

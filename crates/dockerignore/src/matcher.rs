@@ -340,3 +340,69 @@ where
     }
     matcher.matches_or_parent_matches(&file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(patterns: &[&str]) -> PatternMatcher {
+        PatternMatcher::new(patterns).unwrap_or_else(|e| panic!("{patterns:?}: {e}"))
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn deprecated_matches_checks_one_parent_only() {
+        // `**/c` has two elements, so only `a/b` is tried as a parent.
+        let m = matcher(&["**/c"]);
+        assert_eq!(m.matches("a/b/c/d"), Ok(false));
+        assert_eq!(m.matches_or_parent_matches("a/b/c/d"), Ok(true));
+    }
+
+    #[test]
+    fn broken_patterns_fail_only_when_consulted() {
+        let m = matcher(&["**", "[z-a]"]);
+        assert_eq!(m.patterns()[1].match_type(), MatchType::Invalid);
+        assert_eq!(m.matches_or_parent_matches("x"), Ok(true));
+        let m = matcher(&["[z-a]", "**"]);
+        assert!(m.matches_or_parent_matches("x").is_err());
+        assert!(m.matches_or_parent_matches("x").is_err(), "and again");
+    }
+
+    #[test]
+    fn only_caret_negates_a_class() {
+        // Go's glob and regexp both read `[!a]` as the class of `!` and `a`.
+        let m = matcher(&["[!a]b"]);
+        assert_eq!(m.matches_or_parent_matches("!b"), Ok(true));
+        assert_eq!(m.matches_or_parent_matches("ab"), Ok(true));
+        assert_eq!(m.matches_or_parent_matches("xb"), Ok(false));
+        let m = matcher(&["[^a]b"]);
+        assert_eq!(m.matches_or_parent_matches("xb"), Ok(true));
+        assert_eq!(m.matches_or_parent_matches("ab"), Ok(false));
+    }
+
+    #[test]
+    fn cleaning_happens_before_the_bang_comes_off() {
+        let m = matcher(&[" !./a/ ", "b//c/"]);
+        assert_eq!(m.patterns()[0].as_str(), "./a");
+        assert!(m.patterns()[0].exclusion());
+        assert_eq!(m.patterns()[1].to_string(), "b/c");
+        assert!(m.exclusions());
+    }
+
+    #[test]
+    fn parent_results_must_come_from_the_same_matcher() {
+        let two = matcher(&["a", "b"]);
+        let (_, info) = two
+            .matches_using_parent_results("a", &MatchInfo::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let one = matcher(&["a"]);
+        assert_eq!(
+            one.matches_using_parent_results("a/x", &info),
+            Err(PatternError::ParentMatchCount { got: 2, want: 1 })
+        );
+        assert_eq!(
+            two.matches_using_parent_results("a/x", &info).map(|r| r.0),
+            Ok(true)
+        );
+    }
+}

@@ -178,41 +178,28 @@ fn chain(prev: &Digest, parts: &[&str]) -> Digest {
 }
 
 /// `.dockerignore` of the context as an [`Exclude`].
-struct IgnoreFile {
-    matcher: Option<berth_dockerignore::PatternMatcher>,
-}
+struct IgnoreFile(berth_dockerignore::DockerIgnore);
 
 impl IgnoreFile {
-    fn load(context: &Path) -> Result<IgnoreFile> {
-        let path = context.join(".dockerignore");
-        if !path.is_file() {
-            return Ok(IgnoreFile { matcher: None });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let patterns = berth_dockerignore::read(&text);
-        let matcher = berth_dockerignore::PatternMatcher::new(patterns)
-            .map_err(|e| BuildError::Ignore(format!("{}: {e}", path.display())))?;
-        Ok(IgnoreFile {
-            matcher: Some(matcher),
-        })
+    fn load(context: &Path, dockerfile: Option<&Path>) -> Result<IgnoreFile> {
+        let loaded = match dockerfile {
+            // `<Dockerfile>.dockerignore` beside a custom Dockerfile wins, as in docker.
+            Some(df) => berth_dockerignore::DockerIgnore::for_dockerfile(context, df),
+            None => berth_dockerignore::DockerIgnore::from_context_dir(context),
+        };
+        loaded
+            .map(IgnoreFile)
+            .map_err(|e| BuildError::Ignore(e.to_string()))
     }
 }
 
 impl Exclude for IgnoreFile {
-    fn excluded(&self, rel: &str, _is_dir: bool) -> bool {
-        self.matcher
-            .as_ref()
-            .is_some_and(|m| m.matches_or_parent_matches(rel).unwrap_or(false))
+    fn excluded(&self, rel: &str, is_dir: bool) -> bool {
+        self.0.is_excluded(rel, is_dir)
     }
 
     fn can_skip_dir(&self, rel: &str) -> bool {
-        // With `!` exceptions anywhere, something inside may come back.
-        self.matcher
-            .as_ref()
-            .is_some_and(|m| !m.exclusions() && m.matches_or_parent_matches(rel).unwrap_or(false))
+        self.0.can_skip_dir(rel)
     }
 }
 
@@ -777,7 +764,12 @@ impl Builder<'_> {
 
     fn entries(&mut self) -> Result<&Vec<Entry>> {
         if self.context_entries.is_none() {
-            let ignore = IgnoreFile::load(&self.req.context)?;
+            let dockerfile = match &self.req.dockerfile {
+                DockerfileSource::Path(p) if p.is_absolute() => Some(p.clone()),
+                DockerfileSource::Path(p) => Some(self.req.context.join(p)),
+                DockerfileSource::Inline(_) => None,
+            };
+            let ignore = IgnoreFile::load(&self.req.context, dockerfile.as_deref())?;
             self.context_entries = Some(context::walk(&self.req.context, &ignore)?);
         }
         Ok(self.context_entries.get_or_insert_with(Vec::new))

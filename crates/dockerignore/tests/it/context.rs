@@ -224,7 +224,7 @@ fn can_skip_dir_is_sound_over_a_small_universe() {
     let mut checked = 0;
     for first in patterns {
         for second in patterns {
-            for third in patterns {
+            for third in ["a/b", "**/c", "*", "a[^x]b", "b/**"] {
                 let lines = [first.to_owned(), format!("!{second}"), third.to_owned()];
                 let with_exception_last =
                     [first.to_owned(), third.to_owned(), format!("!{second}")];
