@@ -480,6 +480,22 @@ impl Builder<'_> {
         })
     }
 
+    /// Resolve a `--chown` spec, reading names from the stage's own files.
+    fn owner(&self, state: &StageState, spec: &str) -> std::result::Result<Owner, String> {
+        if let Ok(o) = parse_owner(spec) {
+            return Ok(o);
+        }
+        let read = |p: &str| {
+            crate::passwd::read_from_layers(self.store, &state.layers, p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        crate::passwd::resolve_owner(
+            spec,
+            read("etc/passwd").as_deref(),
+            read("etc/group").as_deref(),
+        )
+    }
+
     fn expand1(&self, cmd: &Command, state: &StageState, word: &str) -> Result<String> {
         expand(word, &state.env_pairs(), self.escape).map_err(|e| self.fail(cmd, e.to_string()))
     }
@@ -798,7 +814,10 @@ impl Builder<'_> {
         }
         let dest = self.expand1(cmd, state, dest)?;
         let owner = match chown {
-            Some(c) => parse_owner(&self.expand1(cmd, state, c)?).map_err(|m| self.fail(cmd, m))?,
+            Some(c) => {
+                let spec = self.expand1(cmd, state, c)?;
+                self.owner(state, &spec).map_err(|m| self.fail(cmd, m))?
+            }
             None => Owner::ROOT,
         };
         let mode = match chmod {
@@ -941,7 +960,10 @@ impl Builder<'_> {
     ) -> Result<bool> {
         let dest = self.expand1(cmd, state, dest)?;
         let owner = match chown {
-            Some(c) => parse_owner(&self.expand1(cmd, state, c)?).map_err(|m| self.fail(cmd, m))?,
+            Some(c) => {
+                let spec = self.expand1(cmd, state, c)?;
+                self.owner(state, &spec).map_err(|m| self.fail(cmd, m))?
+            }
             None => Owner::ROOT,
         };
         let mode = match chmod {
@@ -1095,14 +1117,9 @@ fn write_cache(path: &Path, entry: &CacheEntry) {
     }
 }
 
+/// `--chown` without names (numbers only); see [`Builder::owner`] for names.
 fn parse_owner(spec: &str) -> std::result::Result<Owner, String> {
-    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
-    match (u.parse::<u64>(), g.parse::<u64>()) {
-        (Ok(uid), Ok(gid)) => Ok(Owner { uid, gid }),
-        _ => Err(format!(
-            "--chown={spec}: only numeric uid[:gid] is supported (names need the image's /etc/passwd)"
-        )),
-    }
+    crate::passwd::resolve_owner(spec, None, None)
 }
 
 fn is_archive_name(name: &str) -> bool {

@@ -7,4 +7,5 @@ pub mod context;
 pub mod copy;
 pub mod fetch;
 pub mod layer;
+pub mod passwd;
 pub mod unpack;

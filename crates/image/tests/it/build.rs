@@ -442,3 +442,49 @@ fn from_platform_is_honoured() {
         .to_string();
     assert!(err.contains("--platform=nonsense"), "{err}");
 }
+
+#[test]
+fn chown_by_name_reads_the_images_passwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("passwd"),
+        "root:x:0:0::/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(ctx.join("group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+    fs::write(ctx.join("app.js"), "1").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS base\nCOPY passwd group /etc/\nFROM base\nCOPY --chown=node:staff app.js /app/app.js\n",
+    )
+    .unwrap();
+    build(&store, &request(&ctx, "chown:1"), &StoreOnly, &Silent).unwrap();
+    let img = store.image("chown:1", &Platform::host()).unwrap();
+    let top = img.manifest.layers.last().unwrap();
+    let mut ar = tar::Archive::new(store.open_blob(&top.digest).unwrap());
+    let entry = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("app/app.js"))
+        .unwrap();
+    assert_eq!(
+        (entry.header().uid().unwrap(), entry.header().gid().unwrap()),
+        (1000, 50)
+    );
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY --chown=ghost app.js /app.js\n",
+    )
+    .unwrap();
+    let err = build(&store, &request(&ctx, "chown:2"), &StoreOnly, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: COPY") && err.contains("no user \"ghost\""),
+        "{err}"
+    );
+}
