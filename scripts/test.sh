@@ -10,6 +10,8 @@ need_apt=()
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
