@@ -1,0 +1,199 @@
+//! Throughput and latency of a published port: direct to 127.0.0.1 against through the proxy
+//! (to a host address, and, as root with `ip`, into a network namespace of its own).
+//!
+//! `cargo run --release -p berth-proxy --example bench`. Every figure is measured, none is
+//! asserted. All traffic stays on 127.0.0.1 or inside the namespace this run creates.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use berth_proxy::{PortProxy, Proto, Target};
+
+const BULK_BYTES: usize = 1 << 30;
+const PING_PONGS: usize = 20_000;
+const CONNECTIONS: usize = 2_000;
+
+/// Starts `serve` for every connection on 127.0.0.1, inside `netns` when given.
+fn server(netns: Option<&Path>, serve: fn(TcpStream)) -> u16 {
+    let (tx, rx) = mpsc::channel();
+    let netns = netns.map(Path::to_path_buf);
+    std::thread::spawn(move || {
+        if let Some(path) = netns {
+            let file = File::open(path).expect("open netns");
+            // SAFETY: plain syscall on an fd we hold.
+            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns");
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        tx.send(listener.local_addr().unwrap().port()).unwrap();
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    rx.recv().expect("server up")
+}
+
+/// Reads everything, then answers one byte: the client's timer stops when all arrived.
+fn sink(mut conn: TcpStream) {
+    let mut buf = vec![0u8; 1 << 20];
+    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+    let _ = conn.write_all(b"k");
+}
+
+fn echo(mut conn: TcpStream) {
+    let _ = conn.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+fn throughput(addr: SocketAddr) -> f64 {
+    let start = Instant::now();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..BULK_BYTES / block.len() {
+        conn.write_all(&block).unwrap();
+    }
+    conn.shutdown(Shutdown::Write).unwrap();
+    let mut ack = [0u8; 1];
+    conn.read_exact(&mut ack).unwrap();
+    BULK_BYTES as f64 / start.elapsed().as_secs_f64() / (1u64 << 30) as f64
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// Round trips of one byte over one connection: (median µs, p99 µs).
+fn ping_pong(addr: SocketAddr) -> (f64, f64) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut times = Vec::with_capacity(PING_PONGS);
+    let mut b = [0u8; 1];
+    for _ in 0..PING_PONGS {
+        let start = Instant::now();
+        conn.write_all(b"p").unwrap();
+        conn.read_exact(&mut b).unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+/// Connect, one round trip, close: (p50, p90, p99 in µs, connections per second).
+fn connect_rate(addr: SocketAddr) -> (f64, f64, f64, f64) {
+    let mut times = Vec::with_capacity(CONNECTIONS);
+    let all = Instant::now();
+    let mut b = [0u8; 1];
+    for _ in 0..CONNECTIONS {
+        let start = Instant::now();
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        conn.write_all(b"c").unwrap();
+        conn.read_exact(&mut b).unwrap();
+        drop(conn);
+        times.push(start.elapsed());
+    }
+    let rate = CONNECTIONS as f64 / all.elapsed().as_secs_f64();
+    times.sort();
+    (
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        percentile(&times, 0.99),
+        rate,
+    )
+}
+
+fn report(label: &str, sink_addr: SocketAddr, echo_addr: SocketAddr) {
+    let gib = throughput(sink_addr);
+    let (rtt50, rtt99) = ping_pong(echo_addr);
+    let (c50, c90, c99, rate) = connect_rate(echo_addr);
+    println!(
+        "{label:<28} {gib:>6.2} GiB/s   rtt p50 {rtt50:>6.1} µs  p99 {rtt99:>6.1} µs   \
+         connect+rtt p50 {c50:>6.0} p90 {c90:>6.0} p99 {c99:>6.0} µs  {rate:>5.0} conn/s"
+    );
+}
+
+/// A namespace of this run's own, with loopback up; deleted on drop.
+struct BenchNetns(String);
+
+impl BenchNetns {
+    fn create() -> Option<BenchNetns> {
+        let name = format!("berth-proxybench-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ok(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = BenchNetns(name);
+        ok(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]).then_some(ns)
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for BenchNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+fn proxied(target: Target) -> PortProxy {
+    PortProxy::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, Proto::Tcp, target).expect("bind proxy")
+}
+
+fn main() {
+    println!(
+        "{} GiB bulk, {PING_PONGS} ping-pongs, {CONNECTIONS} short connections per row",
+        BULK_BYTES >> 30
+    );
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (sink_port, echo_port) = (server(None, sink), server(None, echo));
+    report("direct 127.0.0.1", local(sink_port), local(echo_port));
+
+    let sink_proxy = proxied(Target::Addr(local(sink_port)));
+    let echo_proxy = proxied(Target::Addr(local(echo_port)));
+    report(
+        "proxy -> 127.0.0.1",
+        sink_proxy.local_addr(),
+        echo_proxy.local_addr(),
+    );
+    drop((sink_proxy, echo_proxy));
+
+    match BenchNetns::create() {
+        Some(ns) => {
+            let path = ns.path();
+            let (sink_port, echo_port) = (server(Some(&path), sink), server(Some(&path), echo));
+            let netns = |port| Target::InNetns {
+                netns: path.clone(),
+                port,
+            };
+            let sink_proxy = proxied(netns(sink_port));
+            let echo_proxy = proxied(netns(echo_port));
+            report(
+                "proxy -> netns 127.0.0.1",
+                sink_proxy.local_addr(),
+                echo_proxy.local_addr(),
+            );
+        }
+        None => println!("(no network namespace: run as root with `ip` for the netns row)"),
+    }
+}

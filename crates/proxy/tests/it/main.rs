@@ -1,0 +1,7 @@
+//! Integration tests of the port proxy (root: they create network namespaces).
+
+mod leaks;
+mod support;
+mod switch;
+mod tcp;
+mod udp;
