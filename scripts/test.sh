@@ -11,6 +11,9 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+# libcontainer's default features link libseccomp; the sandbox tests run a static busybox.
+[ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"

@@ -1,0 +1,664 @@
+//! Running one container with libcontainer: create, start, wait, kill,
+//! delete.
+//!
+//! ```text
+//! <state>/bundles/<id>/config.json   the OCI runtime spec
+//! <state>/bundles/<id>/rootfs/       see `rootfs`
+//! <state>/bundles/<id>/init.pid      the init's host pid, written by libcontainer
+//! <state>/runtime/<id>/              libcontainer's own state
+//! ```
+//!
+//! libcontainer 0.7 as a library has process-wide side effects that shape
+//! this module:
+//! - `build()` and `start()` `chdir()` the whole process (to bind the notify
+//!   socket) and clone it without exec: they run under one process-wide
+//!   mutex, and every fd this crate opens is `O_CLOEXEC`;
+//! - `build()` clears `PR_SET_DUMPABLE` on the caller; it is restored;
+//! - the container's init is a child of the calling process (an intermediate
+//!   process clones it with `CLONE_PARENT`), so this process reaps it: through
+//!   a pidfd, which also makes `kill` immune to pid reuse. The caller must not
+//!   reap children it does not know (no `waitpid(-1)`, SIGCHLD not ignored);
+//! - the init is cloned from this (possibly multi-threaded) process without
+//!   exec: any lock another thread held at that moment stays held in the
+//!   init forever. libcontainer's default executor takes std's environment
+//!   lock; `exec::EnvExecutor` replaces it. Allocation in the init still
+//!   goes through malloc, which glibc keeps per thread arena;
+//! - a failed `build()` leaves the init and the intermediate process as
+//!   zombies of the caller; they are reaped here.
+
+use crate::exec::EnvExecutor;
+use crate::rootfs::{self, RootfsKind, RootfsMode};
+use crate::spec::{self, ContainerSpec, Network, Resolved, Stdio};
+use crate::{sys, user, LayerCache, SandboxError};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Serializes libcontainer's build/start/delete within this process.
+static RUNTIME_LOCK: Mutex<()> = Mutex::new(());
+
+fn runtime_lock() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding the lock leaves nothing inconsistent behind it.
+    RUNTIME_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a container's init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The code docker reports: the exit code, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Exited(ExitStatus),
+}
+
+/// Where containers live, and how their root filesystems are made.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    root: PathBuf,
+    layers: LayerCache,
+    rootfs_mode: RootfsMode,
+}
+
+impl Sandbox {
+    /// Open (creating if needed) the sandbox state under `state_dir`:
+    /// `layers/`, `bundles/` and `runtime/` in it.
+    pub fn open(state_dir: impl AsRef<Path>) -> Result<Sandbox, SandboxError> {
+        let state_dir = state_dir.as_ref();
+        fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
+        // Absolute and symlink-free: libcontainer chdirs, and overlay
+        // options and pid files must not depend on the cwd.
+        let root = fs::canonicalize(state_dir).map_err(io_err(state_dir))?;
+        for d in ["bundles", "runtime"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(Sandbox {
+            layers: LayerCache::open(root.join("layers"))?,
+            root,
+            rootfs_mode: RootfsMode::default(),
+        })
+    }
+
+    /// Choose how root filesystems are made (default: overlay, else copy).
+    pub fn with_rootfs_mode(mut self, mode: RootfsMode) -> Sandbox {
+        self.rootfs_mode = mode;
+        self
+    }
+
+    /// The shared cache of unpacked layers.
+    pub fn layers(&self) -> &LayerCache {
+        &self.layers
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.root.join("bundles").join(id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    /// Create the container `spec` over `layers` (unpacked, bottom first: see
+    /// [`LayerCache::unpack_image`]). On return its init process exists, in
+    /// its namespaces and cgroup, and waits for [`Container::start`]. A
+    /// command missing from the image fails here, with
+    /// [`SandboxError::CommandNotFound`]. On any error nothing is left behind.
+    pub fn create(
+        &self,
+        layers: &[PathBuf],
+        spec: ContainerSpec,
+    ) -> Result<Container, SandboxError> {
+        validate_id(&spec.id)?;
+        let dir = self.bundle_dir(&spec.id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(SandboxError::Exists(spec.id))
+            }
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        match self.create_in(&dir, layers, spec) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = rootfs::teardown(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        dir: &Path,
+        layers: &[PathBuf],
+        mut spec: ContainerSpec,
+    ) -> Result<Container, SandboxError> {
+        // Pure checks first: a bad spec should cost no mount.
+        let args = spec::command(&spec)?;
+        let cwd = spec::working_dir(&spec)?;
+        let hostname = spec::hostname(&spec)?;
+
+        let kind = rootfs::prepare(dir, layers, self.rootfs_mode)?;
+        let rootfs = rootfs::rootfs_dir(dir);
+        let user = user::resolve(&rootfs, spec.user.as_deref().unwrap_or(""))?;
+        let env = spec::environment(&spec, &hostname, &user.home)?;
+        make_working_dir(&rootfs, &cwd)?;
+        let oci = spec::runtime_spec(
+            &spec,
+            &Resolved {
+                args: args.clone(),
+                env,
+                cwd,
+                hostname,
+                user: &user,
+                rootfs: &rootfs,
+                cgroups_path: format!("/berth/{}", spec.id),
+                readonly_cgroups: spec::host_cgroup_mounts(),
+            },
+        )?;
+        let config = dir.join("config.json");
+        oci.save(&config).map_err(|e| SandboxError::Io {
+            path: config.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+
+        let stdin = open_null()?;
+        let stdout = open_stdio(std::mem::take(&mut spec.stdout), io::stdout().as_fd())?;
+        let stderr = open_stdio(std::mem::take(&mut spec.stderr), io::stderr().as_fd())?;
+        let pid_file = dir.join("init.pid");
+
+        let built = {
+            let _guard = runtime_lock();
+            let dumpable = sys::dumpable().unwrap_or(true);
+            let result = ContainerBuilder::new(spec.id.clone(), SyscallType::default())
+                .with_root_path(self.runtime_root())
+                .and_then(|b| b.with_pid_file(Some(&pid_file)))
+                .map(|b| {
+                    b.with_executor(EnvExecutor)
+                        .with_stdin(stdin)
+                        .with_stdout(stdout)
+                        .with_stderr(stderr)
+                        .as_init(dir)
+                        .with_systemd(false)
+                        .with_detach(true)
+                })
+                .and_then(|b| b.build());
+            // libcontainer clears it for the clone; a non-dumpable process
+            // cannot be inspected through /proc by its own user.
+            let _ = sys::set_dumpable(dumpable);
+            if result.is_err() {
+                reap_failed_create(&pid_file);
+            }
+            result
+        };
+        let inner = built.map_err(|e| create_error(&spec.id, &args[0], &e))?;
+
+        let pid = inner
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| SandboxError::Runtime {
+                id: spec.id.clone(),
+                op: "create",
+                message: "libcontainer reported no init pid".into(),
+            })?;
+        let mut container = Container {
+            id: spec.id.clone(),
+            dir: dir.to_path_buf(),
+            kind,
+            pid,
+            pidfd: None,
+            inner,
+            state: State::Created,
+        };
+        let setup = (|| {
+            container.pidfd = Some(sys::pidfd_open(pid).map_err(io_err(Path::new("pidfd")))?);
+            if spec.network == Network::None {
+                let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                sys::loopback_up(&ns).map_err(io_err(&ns))?;
+            }
+            Ok(())
+        })();
+        match setup {
+            Ok(()) => Ok(container),
+            Err(e) => {
+                // Tear down through the normal path, but keep the bundle dir
+                // for `create` to remove.
+                let _ = container.delete_runtime();
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove whatever is left of container `id` after its handle was lost
+    /// (a crash): kills its processes, removes its cgroup, its runtime state
+    /// and its rootfs. Not an error if nothing is there.
+    pub fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        validate_id(id)?;
+        let state = self.runtime_root().join(id);
+        if state.exists() {
+            let _guard = runtime_lock();
+            match libcontainer::container::Container::load(state.clone()) {
+                Ok(mut c) => {
+                    let pid = c.pid().map(|p| p.as_raw());
+                    c.delete(true)
+                        .map_err(|e| runtime_error(id, "delete", &e))?;
+                    // If it was our child, do not leave a zombie. It was
+                    // SIGKILLed and its cgroup is gone, so it exits at once.
+                    if let Some(pid) = pid {
+                        for _ in 0..100 {
+                            if !matches!(sys::reap_nohang(pid), Ok(false)) {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = fs::remove_dir_all(&state);
+                }
+            }
+        }
+        rootfs::teardown(&self.bundle_dir(id))?;
+        Ok(())
+    }
+}
+
+/// A created container. Dropping the handle leaves the container as it is
+/// (running or not); [`Container::delete`] removes it, and
+/// [`Sandbox::remove`] cleans up after a lost handle.
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    dir: PathBuf,
+    kind: RootfsKind,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    inner: libcontainer::container::Container,
+    state: State,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The init's pid in the host's pid namespace. Stays valid (never
+    /// reused) until [`Container::wait`] has reaped it.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// A pidfd of the init: readable (in `poll`/`epoll`) once it has exited,
+    /// for a supervisor that waits on many containers at once.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The container's root filesystem as seen from the host.
+    pub fn rootfs(&self) -> PathBuf {
+        rootfs::rootfs_dir(&self.dir)
+    }
+
+    /// Where the container's writes land, when its rootfs is an overlay.
+    pub fn upper_dir(&self) -> Option<&Path> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => Some(upper),
+            RootfsKind::Copy => None,
+        }
+    }
+
+    /// Let the init exec the container's command.
+    pub fn start(&mut self) -> Result<(), SandboxError> {
+        if self.state != State::Created {
+            return Err(SandboxError::State {
+                id: self.id.clone(),
+                message: "it was already started",
+            });
+        }
+        {
+            let _guard = runtime_lock();
+            self.inner
+                .start()
+                .map_err(|e| runtime_error(&self.id, "start", &e))?;
+        }
+        self.state = State::Running;
+        Ok(())
+    }
+
+    /// Block until the init exits; reaps it. Once reaped, returns the same
+    /// status again.
+    pub fn wait(&mut self) -> Result<ExitStatus, SandboxError> {
+        self.reap(true)?.ok_or_else(|| SandboxError::State {
+            id: self.id.clone(),
+            message: "it is still running after a blocking wait",
+        })
+    }
+
+    /// The exit status if the init has exited (reaping it), else `None`.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
+        self.reap(false)
+    }
+
+    fn reap(&mut self, block: bool) -> Result<Option<ExitStatus>, SandboxError> {
+        match self.state {
+            State::Exited(s) => return Ok(Some(s)),
+            // A created init waits for `start` forever.
+            State::Created if block => {
+                return Err(SandboxError::State {
+                    id: self.id.clone(),
+                    message: "it was never started",
+                })
+            }
+            _ => {}
+        }
+        let Some(pidfd) = &self.pidfd else {
+            return Ok(None);
+        };
+        let reaped = sys::wait_pidfd(pidfd, block).map_err(|e| SandboxError::Runtime {
+            id: self.id.clone(),
+            op: "wait",
+            message: e.to_string(),
+        })?;
+        Ok(reaped.map(|r| {
+            let status = match r {
+                sys::Reaped::Exited(c) => ExitStatus::Exited(c),
+                sys::Reaped::Signaled(s) => ExitStatus::Signaled(s),
+            };
+            self.state = State::Exited(status);
+            status
+        }))
+    }
+
+    /// Send `signal` to the init (as `docker kill`). A no-op once it exited.
+    /// Note that the init is PID 1 of its namespace: signals it has no
+    /// handler for are ignored, except SIGKILL.
+    pub fn kill(&self, signal: i32) -> Result<(), SandboxError> {
+        if matches!(self.state, State::Exited(_)) {
+            return Ok(());
+        }
+        let Some(pidfd) = &self.pidfd else {
+            return Ok(());
+        };
+        match sys::pidfd_send_signal(pidfd, signal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(SandboxError::Runtime {
+                id: self.id.clone(),
+                op: "kill",
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Kill what still runs, reap the init, and remove the container's
+    /// cgroup, runtime state, rootfs mount and directory.
+    pub fn delete(mut self) -> Result<(), SandboxError> {
+        let result = self.delete_runtime();
+        let teardown = rootfs::teardown(&self.dir);
+        result?;
+        teardown?;
+        Ok(())
+    }
+
+    fn delete_runtime(&mut self) -> Result<(), SandboxError> {
+        if !matches!(self.state, State::Exited(_)) {
+            if self.pidfd.is_some() {
+                self.kill(libc::SIGKILL)?;
+                // Killed: the blocking wait cannot hang, even before `start`.
+                self.state = State::Running;
+                self.wait()?;
+            } else {
+                // No pidfd (it could not be opened): still our unreaped
+                // child, so the pid is still its own.
+                let _ = sys::kill(self.pid, libc::SIGKILL);
+                sys::reap_blocking(self.pid);
+                self.state = State::Exited(ExitStatus::Signaled(libc::SIGKILL));
+            }
+        }
+        let _guard = runtime_lock();
+        self.inner
+            .delete(true)
+            .map_err(|e| runtime_error(&self.id, "delete", &e))
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), SandboxError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SandboxError::InvalidId(id.to_string()))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Create the working directory inside the rootfs, as docker does (owned
+/// by root, mode 0755), resolving every component inside the rootfs so an
+/// image's symlinks cannot point the creation at the host.
+fn make_working_dir(rootfs: &Path, cwd: &str) -> Result<(), SandboxError> {
+    let err = |source| SandboxError::Io {
+        path: PathBuf::from(cwd),
+        source,
+    };
+    let root = File::open(rootfs).map_err(io_err(rootfs))?;
+    let mut sofar = PathBuf::from("/");
+    for c in Path::new(cwd).components() {
+        let std::path::Component::Normal(name) = c else {
+            continue;
+        };
+        let parent =
+            sys::open_in_root(&root, &sofar, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?;
+        sofar.push(name);
+        match sys::open_in_root(&root, &sofar, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        match sys::mkdir_at(&parent, name, 0o755) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    // The component may have been a dangling symlink: check it resolves now.
+    sys::open_in_root(&root, Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY)
+        .map(drop)
+        .map_err(err)
+}
+
+fn open_null() -> Result<OwnedFd, SandboxError> {
+    let p = Path::new("/dev/null");
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map(OwnedFd::from)
+        .map_err(io_err(p))
+}
+
+/// The fd for a container's stdout or stderr.
+///
+/// libcontainer 0.7 re-opens `/dev/null` inside the container for any stdio
+/// fd that is `/dev/null`, but read-only, so every write to it then fails
+/// with EBADF (`cat: write error: Bad file descriptor`). Output meant for
+/// `/dev/null` goes to `/dev/zero` instead: it discards writes just the same
+/// and is left alone.
+fn open_stdio(stdio: Stdio, inherit: BorrowedFd<'_>) -> Result<OwnedFd, SandboxError> {
+    let fd = match stdio {
+        Stdio::Null => return open_discard(),
+        // `try_clone_to_owned` dups with F_DUPFD_CLOEXEC.
+        Stdio::Inherit => inherit
+            .try_clone_to_owned()
+            .map_err(io_err(Path::new("stdio")))?,
+        Stdio::File(path) => fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map(OwnedFd::from)
+            .map_err(io_err(&path))?,
+        Stdio::Fd(fd) => fd,
+    };
+    if is_dev_null(&fd) {
+        return open_discard();
+    }
+    Ok(fd)
+}
+
+fn open_discard() -> Result<OwnedFd, SandboxError> {
+    let p = Path::new("/dev/zero");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .map(OwnedFd::from)
+        .map_err(io_err(p))
+}
+
+fn is_dev_null(fd: &OwnedFd) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(meta) = fd
+        .try_clone()
+        .ok()
+        .and_then(|f| File::from(f).metadata().ok())
+    else {
+        return false;
+    };
+    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+/// After a failed `build()`: the init (if libcontainer got as far as writing
+/// its pid) and the intermediate process are our unreaped children.
+fn reap_failed_create(pid_file: &Path) {
+    if let Some(pid) = fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    {
+        // Still our unreaped child, so the pid cannot have been reused.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        sys::reap_blocking(pid);
+    }
+    // The intermediate exits right after reporting the init's pid; give it a
+    // moment, then reap it. We hold the runtime lock, so no other create's
+    // intermediate can be mistaken for it.
+    for _ in 0..50 {
+        let pending = intermediate_children();
+        if pending.is_empty() {
+            return;
+        }
+        for (pid, zombie) in pending {
+            if zombie {
+                let _ = sys::reap_nohang(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Our children named as libcontainer names its intermediate process, with
+/// whether each is a zombie.
+fn intermediate_children() -> Vec<(i32, bool)> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+            let open = stat.find('(')?;
+            let close = stat.rfind(')')?;
+            let comm = &stat[open + 1..close];
+            let mut rest = stat[close + 1..].split_whitespace();
+            let state = rest.next()?;
+            let ppid = rest.next()?;
+            (ppid == me && comm.starts_with("youki:[1:INTER]")).then_some((pid, state == "Z"))
+        })
+        .collect()
+}
+
+/// libcontainer's error as one line: its chain of causes.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn runtime_error(
+    id: &str,
+    op: &'static str,
+    e: &libcontainer::error::LibcontainerError,
+) -> SandboxError {
+    SandboxError::Runtime {
+        id: id.to_string(),
+        op,
+        message: chain(e),
+    }
+}
+
+fn create_error(
+    id: &str,
+    command: &str,
+    e: &libcontainer::error::LibcontainerError,
+) -> SandboxError {
+    let message = chain(e);
+    // libcontainer checks the command inside the container, after its
+    // mounts, and reports it as text only.
+    if message.contains("not found in $PATH")
+        || message.contains("does not have correct permissions")
+    {
+        return SandboxError::CommandNotFound {
+            id: id.to_string(),
+            command: command.to_string(),
+        };
+    }
+    SandboxError::Runtime {
+        id: id.to_string(),
+        op: "create",
+        message,
+    }
+}

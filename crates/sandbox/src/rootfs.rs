@@ -1,0 +1,213 @@
+//! A container's root filesystem: an overlay of the image's unpacked layers
+//! with a private upper dir, or a flattened copy where overlayfs is missing.
+//!
+//! ```text
+//! <container dir>/rootfs/   the overlay mountpoint (or the copy)
+//! <container dir>/upper/    the container's own writes
+//! <container dir>/work/     overlayfs' scratch space
+//! <container dir>/empty/    the only lower dir of an image without layers
+//! ```
+//!
+//! The overlay is mounted in the calling process's mount namespace. A caller
+//! that wants the mounts to vanish with it (a supervisor) unshares its own
+//! mount namespace first.
+
+use crate::{flatten, sys};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// How root filesystems are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RootfsMode {
+    /// An overlay, falling back to a copy when it cannot be mounted.
+    #[default]
+    Auto,
+    /// An overlay or an error.
+    Overlay,
+    /// Always a copy (slow, but works on any filesystem).
+    Copy,
+}
+
+/// What a container's rootfs turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootfsKind {
+    Overlay { upper: PathBuf },
+    Copy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot mount an overlay at {}: {source}", path.display())]
+    Overlay {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is still mounted; not removing it", .0.display())]
+    StillMounted(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The rootfs mountpoint inside a container dir.
+pub fn rootfs_dir(container_dir: &Path) -> PathBuf {
+    container_dir.join("rootfs")
+}
+
+/// Build the rootfs for `layers` (bottom first) in `container_dir`.
+pub fn prepare(
+    container_dir: &Path,
+    layers: &[PathBuf],
+    mode: RootfsMode,
+) -> Result<RootfsKind, RootfsError> {
+    let rootfs = rootfs_dir(container_dir);
+    fs::create_dir_all(&rootfs).map_err(io_err(&rootfs))?;
+    if mode != RootfsMode::Copy {
+        match mount_overlay(container_dir, &rootfs, layers) {
+            Ok(upper) => return Ok(RootfsKind::Overlay { upper }),
+            Err(e) if mode == RootfsMode::Overlay => return Err(e),
+            Err(_) => {
+                // Clear what the failed attempt left before copying.
+                for d in ["upper", "work", "empty"] {
+                    let _ = fs::remove_dir_all(container_dir.join(d));
+                }
+            }
+        }
+    }
+    flatten::flatten(layers, &rootfs).map_err(io_err(&rootfs))?;
+    Ok(RootfsKind::Copy)
+}
+
+fn mount_overlay(
+    container_dir: &Path,
+    rootfs: &Path,
+    layers: &[PathBuf],
+) -> Result<PathBuf, RootfsError> {
+    let upper = container_dir.join("upper");
+    let work = container_dir.join("work");
+    for d in [&upper, &work] {
+        fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    let empty = container_dir.join("empty");
+    let mut lowers: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+    if lowers.is_empty() {
+        // overlayfs needs at least one lower dir.
+        fs::create_dir_all(&empty).map_err(io_err(&empty))?;
+        lowers.push(&empty);
+    }
+    // Linux 6.8+ takes each lower dir separately; older kernels reject the
+    // `lowerdir+` key and get one option string instead.
+    let mounted = sys::mount_overlay_fsconfig(rootfs, &lowers, &upper, &work)
+        .or_else(|_| sys::mount_overlay_legacy(rootfs, &lowers, &upper, &work));
+    mounted.map_err(|source| RootfsError::Overlay {
+        path: rootfs.to_path_buf(),
+        source,
+    })?;
+    Ok(upper)
+}
+
+/// Unmount the rootfs (if mounted) and remove the whole container dir.
+/// Refuses to remove anything while the rootfs is still a mountpoint:
+/// deleting through a live overlay would only write whiteouts, and through
+/// a bind would delete someone else's files.
+pub fn teardown(container_dir: &Path) -> Result<(), RootfsError> {
+    let rootfs = rootfs_dir(container_dir);
+    if !container_dir.exists() {
+        return Ok(());
+    }
+    // Stacked mounts (a retried create) need one unmount each.
+    for _ in 0..8 {
+        match sys::is_mountpoint(&rootfs) {
+            Ok(true) => {
+                sys::unmount_detach(&rootfs).map_err(io_err(&rootfs))?;
+            }
+            Ok(false) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_err(&rootfs)(e)),
+        }
+    }
+    if sys::is_mountpoint(&rootfs).unwrap_or(false) {
+        return Err(RootfsError::StillMounted(rootfs));
+    }
+    match fs::remove_dir_all(container_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(container_dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These mount overlays: they need root, as the integration suite does.
+    use super::*;
+
+    /// `n` layers under a deep, long path, each with its own file and a
+    /// `top` file naming it.
+    fn make_layers(base: &Path, n: usize) -> Vec<PathBuf> {
+        let long = base.join("x".repeat(200));
+        (0..n)
+            .map(|i| {
+                let d = long.join(format!("layer-{i:03}"));
+                fs::create_dir_all(&d).unwrap();
+                fs::write(d.join(format!("f{i}")), "").unwrap();
+                fs::write(d.join("top"), i.to_string()).unwrap();
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_mount_calls_stack_many_layers_top_first() {
+        let dir = tempfile::tempdir().unwrap();
+        // 60 paths of ~270 bytes: far past one page as plain option text.
+        let layers = make_layers(dir.path(), 60);
+        type MountFn = fn(&Path, &[&Path], &Path, &Path) -> io::Result<()>;
+        let calls: [(&str, MountFn); 2] = [
+            ("fsconfig", sys::mount_overlay_fsconfig),
+            ("legacy", sys::mount_overlay_legacy),
+        ];
+        for (name, mount) in calls {
+            let c = dir.path().join(name);
+            let (target, upper, work) = (c.join("rootfs"), c.join("upper"), c.join("work"));
+            for d in [&target, &upper, &work] {
+                fs::create_dir_all(d).unwrap();
+            }
+            let lowers: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+            mount(&target, &lowers, &upper, &work).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                fs::read_to_string(target.join("top")).unwrap(),
+                "59",
+                "{name}"
+            );
+            assert!(target.join("f0").exists() && target.join("f59").exists());
+            fs::write(target.join("written"), "w").unwrap();
+            assert!(upper.join("written").exists());
+            teardown(&c).unwrap();
+            assert!(!c.exists());
+        }
+    }
+
+    #[test]
+    fn an_image_without_layers_gets_an_empty_lower_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        let kind = prepare(&c, &[], RootfsMode::Overlay).unwrap();
+        assert!(matches!(kind, RootfsKind::Overlay { .. }));
+        assert!(sys::is_mountpoint(&rootfs_dir(&c)).unwrap());
+        assert_eq!(fs::read_dir(rootfs_dir(&c)).unwrap().count(), 0);
+        teardown(&c).unwrap();
+        assert!(!c.exists());
+    }
+}

@@ -1,0 +1,624 @@
+//! What a container runs ([`ContainerSpec`]) and its translation into an OCI
+//! runtime spec with docker's defaults.
+//!
+//! The defaults follow Docker 20.10 for an unprivileged container: its
+//! capability set, `/proc` `/dev` `/dev/pts` `/dev/shm` `/dev/mqueue` `/sys`
+//! (read-only) and `/sys/fs/cgroup` (read-only) mounts, masked and read-only
+//! `/proc` paths, a device cgroup that only allows the standard nodes, and
+//! PID, IPC, UTS, mount and network namespaces (no cgroup namespace, as
+//! docker on a cgroup v1 host). No seccomp profile is applied yet.
+
+use crate::user::ResolvedUser;
+use berth_oci::spec::ContainerConfig;
+use berth_oci::store::Image;
+use libcontainer::oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+/// One container to run.
+#[derive(Debug, Default)]
+pub struct ContainerSpec {
+    /// `[A-Za-z0-9_.+-]`, at most 128 bytes; names state dirs and the cgroup.
+    pub id: String,
+    /// The image's runtime defaults: Entrypoint, Cmd, Env, WorkingDir, User.
+    pub image: ContainerConfig,
+    /// Replaces the image's Entrypoint (and then drops its Cmd, as docker).
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` entries applied over the image's Env; a bare `KEY` unsets.
+    pub env: Vec<String>,
+    /// Replaces the image's WorkingDir; created in the rootfs if missing.
+    pub working_dir: Option<String>,
+    /// `user[:group]`, names or numbers, resolved in the image's files.
+    pub user: Option<String>,
+    /// Defaults to the container id (cut to 63 bytes).
+    pub hostname: Option<String>,
+    pub mounts: Vec<MountSpec>,
+    pub read_only_rootfs: bool,
+    pub network: Network,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl ContainerSpec {
+    /// A container of `image` running its default command.
+    pub fn new(id: impl Into<String>, image: &Image) -> ContainerSpec {
+        ContainerSpec {
+            id: id.into(),
+            image: image.config.config.clone(),
+            ..ContainerSpec::default()
+        }
+    }
+}
+
+/// A filesystem mounted into the container at `target` (absolute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host path (which must exist), recursively bound, private propagation.
+    Bind { source: PathBuf, read_only: bool },
+    /// A fresh tmpfs: `nosuid,nodev,noexec` like docker's `--tmpfs`, mode
+    /// 1777 unless given, size in bytes (the kernel's default: half of RAM).
+    Tmpfs {
+        size: Option<u64>,
+        mode: Option<u32>,
+    },
+}
+
+/// Which network namespace the container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A new namespace with only `lo` (up), like docker's `--network none`.
+    #[default]
+    None,
+    /// The host's namespace.
+    Host,
+    /// Join the namespace at this path (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    Netns(PathBuf),
+}
+
+/// Where a container's stdout or stderr goes. Stdin is always `/dev/null`.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    #[default]
+    Null,
+    /// The calling process's own stream.
+    Inherit,
+    /// Appended to this file, created if missing.
+    File(PathBuf),
+    /// This fd (a pipe, a socket, a file), which the container then holds.
+    Fd(OwnedFd),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("no command specified: the image has no Entrypoint or Cmd and none was given")]
+    NoCommand,
+    #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
+    RelativeWorkingDir(String),
+    #[error("invalid mount target {0:?}: it needs to be an absolute path without `..`")]
+    BadMountTarget(String),
+    #[error("{what} contains a NUL byte: {value:?}")]
+    Nul { what: &'static str, value: String },
+    #[error("hostname {0:?} is longer than 64 bytes")]
+    LongHostname(String),
+    #[error("building the runtime spec: {0}")]
+    Invalid(String),
+}
+
+/// The default `PATH`, as docker sets it when the image has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set for unprivileged containers.
+const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The cgroup hierarchies mounted under `/sys/fs/cgroup` on this host.
+///
+/// On a cgroup v1 host libcontainer does not mount the container's
+/// `/sys/fs/cgroup` itself but a tmpfs with a bind of each hierarchy, and
+/// ignores the `ro` asked for: these paths go into `readonlyPaths` so that,
+/// as in docker, the container cannot rewrite its own limits.
+pub fn host_cgroup_mounts() -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = vec!["/sys/fs/cgroup".to_string()];
+    for line in mountinfo.lines() {
+        // `id parent dev root mountpoint opts [optional...] - fstype ...`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = right.split(' ').next().unwrap_or("");
+        let mountpoint = left.split(' ').nth(4).unwrap_or("");
+        if (fstype == "cgroup" || fstype == "cgroup2")
+            && mountpoint.starts_with("/sys/fs/cgroup/")
+            && !mountpoint["/sys/fs/cgroup/".len()..].contains('/')
+            && !out.iter().any(|m| m == mountpoint)
+        {
+            out.push(mountpoint.to_string());
+        }
+    }
+    out
+}
+
+/// The command line: docker's Entrypoint/Cmd rules.
+pub fn command(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, cmd) = match &spec.entrypoint {
+        // A new entrypoint discards the image's Cmd.
+        Some(ep) => (ep.clone(), spec.cmd.clone().unwrap_or_default()),
+        None => (
+            spec.image.entrypoint.clone().unwrap_or_default(),
+            spec.cmd
+                .clone()
+                .or_else(|| spec.image.cmd.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.first().is_none_or(|a| a.is_empty()) {
+        return Err(SpecError::NoCommand);
+    }
+    for a in &args {
+        no_nul("an argument", a)?;
+    }
+    Ok(args)
+}
+
+/// The environment: PATH and HOSTNAME defaults, then the image's Env, then
+/// the overrides (later entries replace earlier ones of the same key), then
+/// HOME from the user's passwd entry if still unset.
+pub fn environment(
+    spec: &ContainerSpec,
+    hostname: &str,
+    home: &str,
+) -> Result<Vec<String>, SpecError> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("HOSTNAME".into(), hostname.into()),
+    ];
+    let image_env = spec.image.env.iter().flatten();
+    for entry in image_env.chain(&spec.env) {
+        no_nul("an environment variable", entry)?;
+        match entry.split_once('=') {
+            Some((k, v)) if !k.is_empty() => match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(slot) => slot.1 = v.to_string(),
+                None => env.push((k.to_string(), v.to_string())),
+            },
+            Some(_) => {} // `=value` names nothing
+            None => env.retain(|(k, _)| k != entry),
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), home.into()));
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// The working directory: the override, the image's, or `/`.
+pub fn working_dir(spec: &ContainerSpec) -> Result<String, SpecError> {
+    let cwd = spec
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| spec.image.working_dir.clone().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    no_nul("the working directory", &cwd)?;
+    if !cwd.starts_with('/') {
+        return Err(SpecError::RelativeWorkingDir(cwd));
+    }
+    Ok(cwd)
+}
+
+/// The hostname: the override or the id, cut to a valid length.
+pub fn hostname(spec: &ContainerSpec) -> Result<String, SpecError> {
+    match &spec.hostname {
+        Some(h) => {
+            no_nul("the hostname", h)?;
+            if h.len() > 64 {
+                return Err(SpecError::LongHostname(h.clone()));
+            }
+            Ok(h.clone())
+        }
+        None => {
+            let mut end = spec.id.len().min(63);
+            while !spec.id.is_char_boundary(end) {
+                end -= 1;
+            }
+            Ok(spec.id[..end].to_string())
+        }
+    }
+}
+
+fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
+    if value.contains('\0') {
+        return Err(SpecError::Nul {
+            what,
+            value: value.replace('\0', "\\0"),
+        });
+    }
+    Ok(())
+}
+
+/// A mount target as a clean absolute path (so `/a/../b` cannot disguise
+/// where it lands, and mounts sort parents first).
+fn clean_target(target: &str) -> Result<String, SpecError> {
+    let bad = || SpecError::BadMountTarget(target.to_string());
+    if !target.starts_with('/') || target.contains('\0') {
+        return Err(bad());
+    }
+    let mut out = PathBuf::from("/");
+    for c in Path::new(target).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return Err(bad()),
+        }
+    }
+    if out == Path::new("/") {
+        return Err(bad());
+    }
+    Ok(out.to_string_lossy().into_owned())
+}
+
+fn default_mounts() -> Vec<Value> {
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    ]
+}
+
+fn user_mount(m: &MountSpec) -> Result<Value, SpecError> {
+    let target = clean_target(&m.target)?;
+    Ok(match &m.kind {
+        MountKind::Bind { source, read_only } => {
+            let mut options = vec!["rbind", "rprivate"];
+            if *read_only {
+                options.push("ro");
+            }
+            json!({"destination": target, "type": "bind", "source": source, "options": options})
+        }
+        MountKind::Tmpfs { size, mode } => {
+            let mut options: Vec<String> = ["nosuid", "nodev", "noexec"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            options.push(format!("mode={:o}", mode.unwrap_or(0o1777)));
+            if let Some(size) = size {
+                options.push(format!("size={size}"));
+            }
+            json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+        }
+    })
+}
+
+/// Docker's device cgroup: nothing but the standard nodes (and mknod of any,
+/// which is harmless without access).
+fn device_rules() -> Value {
+    let allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
+    json!([
+        {"allow": false, "access": "rwm"},
+        allow("c", None, None, "m"),
+        allow("b", None, None, "m"),
+        allow("c", Some(1), Some(3), "rwm"),   // null
+        allow("c", Some(1), Some(5), "rwm"),   // zero
+        allow("c", Some(1), Some(7), "rwm"),   // full
+        allow("c", Some(1), Some(8), "rwm"),   // random
+        allow("c", Some(1), Some(9), "rwm"),   // urandom
+        allow("c", Some(5), Some(0), "rwm"),   // tty
+        allow("c", Some(5), Some(1), "rwm"),   // console
+        allow("c", Some(5), Some(2), "rwm"),   // ptmx
+        allow("c", Some(136), None, "rwm"),    // pts/*
+        allow("c", Some(10), Some(200), "rwm"), // net/tun
+    ])
+}
+
+/// Everything the runtime spec needs that is not in [`ContainerSpec`].
+pub struct Resolved<'a> {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    pub user: &'a ResolvedUser,
+    pub rootfs: &'a Path,
+    pub cgroups_path: String,
+    /// Extra read-only paths: [`host_cgroup_mounts`].
+    pub readonly_cgroups: Vec<String>,
+}
+
+/// The OCI runtime spec for `spec`.
+pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, SpecError> {
+    let mut user_mounts = spec
+        .mounts
+        .iter()
+        .map(user_mount)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Parents before children, as docker sorts them; the sort is stable so
+    // equal depths keep the caller's order.
+    user_mounts.sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .map_or(0, |d| d.matches('/').count())
+    });
+    // A user mount on a default destination (say a bigger /dev/shm) replaces it.
+    let mut mounts: Vec<Value> = default_mounts()
+        .into_iter()
+        .filter(|d| {
+            !user_mounts
+                .iter()
+                .any(|u| u["destination"] == d["destination"])
+        })
+        .collect();
+    mounts.extend(user_mounts);
+
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    match &spec.network {
+        Network::None => namespaces.push(json!({"type": "network"})),
+        Network::Host => {}
+        Network::Netns(path) => namespaces.push(json!({"type": "network", "path": path})),
+    }
+
+    let readonly: Vec<&str> = READONLY_PATHS
+        .iter()
+        .copied()
+        .chain(r.readonly_cgroups.iter().map(String::as_str))
+        .collect();
+    let caps = CAPABILITIES;
+    let doc = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {
+                "uid": r.user.uid,
+                "gid": r.user.gid,
+                "additionalGids": r.user.additional_gids,
+            },
+            "args": r.args,
+            "env": r.env,
+            "cwd": r.cwd,
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+            },
+        },
+        "root": {"path": r.rootfs, "readonly": spec.read_only_rootfs},
+        "hostname": r.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": r.cgroups_path,
+            "resources": {"devices": device_rules()},
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": readonly,
+        },
+    });
+    serde_json::from_value(doc).map_err(|e| SpecError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            id: "c1".into(),
+            image: ContainerConfig {
+                entrypoint: Some(vec!["/entry".into()]),
+                cmd: Some(vec!["default".into()]),
+                env: Some(vec![
+                    "PATH=/image/bin".into(),
+                    "A=image".into(),
+                    "B=b".into(),
+                ]),
+                working_dir: Some("/srv".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let mut s = spec();
+        assert_eq!(command(&s).unwrap(), ["/entry", "default"]);
+        s.cmd = Some(vec!["other".into()]);
+        assert_eq!(command(&s).unwrap(), ["/entry", "other"]);
+        s.entrypoint = Some(vec!["/new".into()]);
+        s.cmd = None;
+        assert_eq!(command(&s).unwrap(), ["/new"]);
+        s.entrypoint = Some(vec![]);
+        assert!(matches!(command(&s), Err(SpecError::NoCommand)));
+        s.cmd = Some(vec!["a\0b".into()]);
+        assert!(matches!(command(&s), Err(SpecError::Nul { .. })));
+    }
+
+    #[test]
+    fn environment_layers_defaults_image_and_overrides() {
+        let mut s = spec();
+        s.env = vec!["A=override".into(), "C=c".into(), "B".into()];
+        let env = environment(&s, "host", "/root").unwrap();
+        assert_eq!(
+            env,
+            [
+                "PATH=/image/bin",
+                "HOSTNAME=host",
+                "A=override",
+                "C=c",
+                "HOME=/root"
+            ]
+        );
+        s.image.env = None;
+        s.env = vec!["HOME=/custom".into()];
+        let env = environment(&s, "h", "/root").unwrap();
+        assert_eq!(env[0], format!("PATH={DEFAULT_PATH}"));
+        assert!(env.contains(&"HOME=/custom".to_string()));
+        assert!(!env.contains(&"HOME=/root".to_string()));
+    }
+
+    #[test]
+    fn working_dir_and_hostname() {
+        let mut s = spec();
+        assert_eq!(working_dir(&s).unwrap(), "/srv");
+        s.working_dir = Some("rel".into());
+        assert!(matches!(
+            working_dir(&s),
+            Err(SpecError::RelativeWorkingDir(_))
+        ));
+        s.image.working_dir = None;
+        s.working_dir = None;
+        assert_eq!(working_dir(&s).unwrap(), "/");
+        s.id = "x".repeat(100);
+        assert_eq!(hostname(&s).unwrap().len(), 63);
+        s.hostname = Some("y".repeat(65));
+        assert!(hostname(&s).is_err());
+    }
+
+    #[test]
+    fn runtime_spec_has_docker_defaults_and_user_mounts() {
+        let mut s = spec();
+        s.read_only_rootfs = true;
+        s.network = Network::Netns("/run/netns/x".into());
+        s.mounts = vec![
+            MountSpec {
+                target: "/data/sub".into(),
+                kind: MountKind::Tmpfs {
+                    size: Some(1 << 20),
+                    mode: None,
+                },
+            },
+            MountSpec {
+                target: "/data/".into(),
+                kind: MountKind::Bind {
+                    source: "/host".into(),
+                    read_only: true,
+                },
+            },
+            MountSpec {
+                target: "/dev/shm".into(),
+                kind: MountKind::Tmpfs {
+                    size: None,
+                    mode: None,
+                },
+            },
+        ];
+        let user = ResolvedUser {
+            uid: 1000,
+            gid: 1000,
+            additional_gids: vec![50],
+            home: "/home/app".into(),
+        };
+        let rootfs = PathBuf::from("/state/bundles/c1/rootfs");
+        let r = Resolved {
+            args: command(&s).unwrap(),
+            env: vec!["PATH=/bin".into()],
+            cwd: "/srv".into(),
+            hostname: "c1".into(),
+            user: &user,
+            rootfs: &rootfs,
+            cgroups_path: "/berth/c1".into(),
+            readonly_cgroups: vec!["/sys/fs/cgroup".into()],
+        };
+        let oci = runtime_spec(&s, &r).unwrap();
+        let json = serde_json::to_value(&oci).unwrap();
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["user"]["additionalGids"][0], 50);
+        let dests: Vec<&str> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/data",
+                "/data/sub",
+                "/dev/shm"
+            ]
+        );
+        let bind = &json["mounts"][6];
+        assert_eq!(bind["options"], json!(["rbind", "rprivate", "ro"]));
+        let ns = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/run/netns/x"));
+        assert!(!ns.iter().any(|n| n["type"] == "cgroup"));
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            CAPABILITIES.len()
+        );
+        s.mounts[0].target = "/a/../etc".into();
+        assert!(matches!(
+            runtime_spec(&s, &r),
+            Err(SpecError::BadMountTarget(_))
+        ));
+    }
+}

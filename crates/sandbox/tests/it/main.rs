@@ -1,0 +1,9 @@
+//! Integration tests: real containers (root), on images built here from
+//! Debian's `busybox-static`. One binary, so the suite links once.
+
+mod layers;
+mod lifecycle;
+mod mounts;
+mod netns;
+mod run;
+mod support;
