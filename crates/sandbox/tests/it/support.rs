@@ -60,7 +60,11 @@ pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         require_environment();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sandbox-it");
+        // One directory per test process: nextest runs every test in a
+        // process of its own, and they must not wipe each other's state.
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        clean_stale_dirs(&base);
+        let dir = base.join(format!("sandbox-it-{}", std::process::id()));
         clean_dir(&dir);
         let store = Store::open(dir.join("images")).unwrap();
         let base = busybox_layer(&store);
@@ -98,6 +102,18 @@ pub fn fixture() -> &'static Fixture {
             whiteouts,
         }
     })
+}
+
+/// Remove the directories of test processes that are gone.
+fn clean_stale_dirs(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("sandbox-it-") else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            clean_dir(&e.path());
+        }
+    }
 }
 
 /// Remove a previous run's state, unmounting anything still mounted in it.
