@@ -106,10 +106,14 @@ pub fn fixture() -> &'static Fixture {
 
 /// Remove the directories of test processes that are gone.
 fn clean_stale_dirs(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else { return };
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("sandbox-it-") else { continue };
+        let Some(pid) = name.strip_prefix("sandbox-it-") else {
+            continue;
+        };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
             clean_dir(&e.path());
         }
