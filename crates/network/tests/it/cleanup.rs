@@ -41,12 +41,16 @@ fn remove_and_delete_netns_leave_nothing() {
     assert!(!links.contains(&veth), "{links}");
     assert!(!run("ip", &["netns", "list"]).contains(&ns_name));
     assert!(berth_rules(&net).is_empty());
-    let filter = filter_rules();
+    // This network's filter and NAT rules are gone (`berth_rules` above).
+    // The shared chain goes with the last berth network; tests running in
+    // parallel (nextest: one process per test) may still have theirs, so
+    // check it only when no other berth rule exists.
+    let (filter, nat) = (filter_rules(), nat_rules());
+    let others_remain = filter.contains("berth:") || nat.contains("berth:");
     assert!(
-        !filter.contains("BERTH-FORWARD"),
+        others_remain || !filter.contains("BERTH-FORWARD"),
         "shared chain left:\n{filter}"
     );
-    assert!(!nat_rules().contains("berth:"), "{}", nat_rules());
     assert!(fx.networks.list().unwrap().is_empty());
 }
 
