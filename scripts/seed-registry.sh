@@ -347,9 +347,11 @@ stage_base() {
   # versions one run builds), those any requested node binary loads besides, and the
   # dynamic loader: each at the path the host's loader finds it (ldconfig, ldd).
   local v lib soname
+  # awk reads all of ldconfig's output: stopping early would kill ldconfig
+  # with SIGPIPE where it is not ignored, and pipefail would report it.
   {
     for soname in $BASE_SONAMES; do
-      lib=$("$(command -v ldconfig || echo /sbin/ldconfig)" -p | awk -v n="$soname" '$1 == n && /x86-64/ { print $NF; exit }')
+      lib=$("$(command -v ldconfig || echo /sbin/ldconfig)" -p | awk -v n="$soname" '!found && $1 == n && /x86-64/ { print $NF; found = 1 }')
       [ -n "$lib" ] || die "$soname not found on this host (ldconfig -p)"
       echo "$lib"
     done

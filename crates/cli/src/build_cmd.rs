@@ -159,9 +159,9 @@ impl Progress for PullProgress {
 }
 
 /// Base images: from the store, or pulled (through mirrors) when missing.
-struct StoreOrPull<'c> {
-    client: &'c Client,
-    quiet: bool,
+pub struct StoreOrPull<'c> {
+    pub client: &'c Client,
+    pub quiet: bool,
 }
 
 impl BaseImages for StoreOrPull<'_> {
@@ -250,71 +250,100 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             continue;
         };
         built_any = true;
-        let image = service_image(project, name, svc)?;
-        let mut tags = vec![image.to_string()];
-        for t in &b.tags {
-            let r: Reference = t
-                .parse()
-                .with_context(|| format!("services.{name}.build.tags: invalid tag {t:?}"))?;
-            tags.push(r.to_string());
-        }
-        // compose build.args: a key without a value takes it from the environment.
-        let mut build_args = indexmap::IndexMap::new();
-        for (k, v) in &b.args {
-            match v {
-                Some(v) => {
-                    build_args.insert(k.clone(), v.clone());
-                }
-                None => {
-                    if let Some(v) = loaded.environment.get(k) {
-                        build_args.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        build_args.extend(cli_args.clone());
-        let labels = b
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
-            .collect();
-        let req = BuildRequest {
-            context: b.context.clone().into(),
-            dockerfile: match (&b.dockerfile_inline, &b.dockerfile) {
-                (Some(inline), _) => DockerfileSource::Inline(inline.clone()),
-                (None, Some(f)) => DockerfileSource::Path(f.into()),
-                (None, None) => DockerfileSource::Path("Dockerfile".into()),
-            },
-            build_args,
-            target: b.target.clone(),
-            labels,
-            tags,
-            no_cache: args.no_cache || b.no_cache == Some(true),
-            pull: args.pull || b.pull == Some(true),
-            platform: Platform::host(),
-        };
-        let started = Instant::now();
-        let progress = StepProgress {
-            service: name.clone(),
+        let opts = BuildFlags {
+            no_cache: args.no_cache,
+            pull: args.pull,
             quiet: args.quiet,
+            cli_args: &cli_args,
         };
-        let built = builder::build(&store, &req, &bases, &progress)
-            .with_context(|| format!("building service {name:?}"))?;
-        if !args.quiet {
-            eprintln!(
-                "{name} | built {} as {} in {:.2}s ({} of {} steps cached)",
-                built.manifest.digest.short(),
-                image.familiar(),
-                started.elapsed().as_secs_f64(),
-                built.cached_steps,
-                built.steps
-            );
-        }
+        build_service(&loaded, &store, &bases, name, svc, b, &opts)?;
     }
     if !built_any && args.services.is_empty() && !args.quiet {
         eprintln!("no service has a build section");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Flags `build` and `up --build` share.
+pub struct BuildFlags<'a> {
+    pub no_cache: bool,
+    pub pull: bool,
+    pub quiet: bool,
+    pub cli_args: &'a indexmap::IndexMap<String, String>,
+}
+
+/// Build one service's image into the store, tagged with its image name.
+pub fn build_service(
+    loaded: &berth_compose::Loaded,
+    store: &Store,
+    bases: &dyn BaseImages,
+    name: &str,
+    svc: &Service,
+    b: &berth_compose::model::Build,
+    flags: &BuildFlags,
+) -> Result<()> {
+    let project = &loaded.project;
+    let image = service_image(project, name, svc)?;
+    let mut tags = vec![image.to_string()];
+    for t in &b.tags {
+        let r: Reference = t
+            .parse()
+            .with_context(|| format!("services.{name}.build.tags: invalid tag {t:?}"))?;
+        tags.push(r.to_string());
+    }
+    // compose build.args: a key without a value takes it from the environment.
+    let mut build_args = indexmap::IndexMap::new();
+    for (k, v) in &b.args {
+        match v {
+            Some(v) => {
+                build_args.insert(k.clone(), v.clone());
+            }
+            None => {
+                if let Some(v) = loaded.environment.get(k) {
+                    build_args.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    build_args.extend(flags.cli_args.clone());
+    let labels = b
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+        .collect();
+    let req = BuildRequest {
+        context: b.context.clone().into(),
+        dockerfile: match (&b.dockerfile_inline, &b.dockerfile) {
+            (Some(inline), _) => DockerfileSource::Inline(inline.clone()),
+            (None, Some(f)) => DockerfileSource::Path(f.into()),
+            (None, None) => DockerfileSource::Path("Dockerfile".into()),
+        },
+        build_args,
+        target: b.target.clone(),
+        labels,
+        tags,
+        no_cache: flags.no_cache || b.no_cache == Some(true),
+        pull: flags.pull || b.pull == Some(true),
+        platform: Platform::host(),
+    };
+    let started = Instant::now();
+    let progress = StepProgress {
+        service: name.to_string(),
+        quiet: flags.quiet,
+    };
+    let built = builder::build(store, &req, bases, &progress)
+        .with_context(|| format!("building service {name:?}"))?;
+    if !flags.quiet {
+        eprintln!(
+            "{name} | built {} as {} in {:.2}s ({} of {} steps cached)",
+            built.manifest.digest.short(),
+            image.familiar(),
+            started.elapsed().as_secs_f64(),
+            built.cached_steps,
+            built.steps
+        );
+    }
+    Ok(())
 }
 
 pub fn pull(global: &GlobalArgs, args: PullArgs) -> Result<ExitCode> {

@@ -5,6 +5,7 @@ mod build_cmd;
 mod config_cmd;
 mod image_cmd;
 mod options;
+mod up_cmd;
 
 use anyhow::Result;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -87,6 +88,8 @@ pub enum ListFormat {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
+    /// Create and start the project's containers on the embedded engine, attached
+    Up(up_cmd::UpArgs),
     /// Build the images of services that have a `build:` section
     Build(build_cmd::BuildArgs),
     /// Pull the images of services (through configured mirrors)
@@ -170,6 +173,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Up(args) => up_cmd::up(&cli.global, args),
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),
         Command::Push(args) => build_cmd::push(&cli.global, args),

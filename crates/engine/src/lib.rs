@@ -2,6 +2,7 @@
 //! turns the desired project and the observed containers into an explained
 //! [`Plan`]. The executor and the backends will apply that plan.
 
+pub mod embedded;
 pub mod planner;
 
 pub use planner::{

@@ -31,6 +31,37 @@ pub fn flatten(layers: &[PathBuf], dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Copy what the image has at `subpath` (relative, e.g. `app`) into `dest`:
+/// how docker populates a new volume from the image's content at its
+/// mount point. A layer that whites the path out clears what lower ones put.
+pub fn populate(layers: &[PathBuf], subpath: &str, dest: &Path) -> io::Result<()> {
+    let rel = subpath.trim_start_matches('/');
+    for layer in layers {
+        let p = layer.join(rel);
+        let Ok(meta) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if is_whiteout(&meta) || !meta.is_dir() {
+            for e in fs::read_dir(dest)?.flatten() {
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    fs::remove_dir_all(&path)?;
+                } else {
+                    fs::remove_file(&path)?;
+                }
+            }
+            continue;
+        }
+        let mut links = HashMap::new();
+        let mut dirs = Vec::new();
+        copy_dir(&p, dest, &mut links, &mut dirs)?;
+        for (dir, meta) in dirs.into_iter().rev() {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
+}
+
 fn copy_dir(
     src: &Path,
     dest: &Path,

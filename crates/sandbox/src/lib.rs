@@ -45,6 +45,7 @@ mod unpack;
 mod user;
 
 pub use container::{Container, ExitStatus, Sandbox};
+pub use flatten::populate;
 pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
 pub use spec::{ContainerSpec, MountKind, MountSpec, Network, SpecError, Stdio, DEFAULT_PATH};

@@ -7,3 +7,4 @@ mod images;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
+mod up;

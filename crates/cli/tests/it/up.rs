@@ -1,0 +1,171 @@
+//! The seed, verbatim, on the embedded engine: its images come from a
+//! loopback registry that `scripts/seed-registry.sh` fills from the npm
+//! registry and Debian packages (no image registry is reachable here);
+//! `berth up` serves `I am running nodejs version: 4.2.2` on 127.0.0.1:8080;
+//! Ctrl-C stops it and leaves nothing behind.
+
+use crate::common::{repo, text};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+struct Registry {
+    port: u16,
+    storage: std::path::PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/seed-registry.sh"))
+            .arg(self.port.to_string())
+            .arg("--storage")
+            .arg(&self.storage)
+            .arg("--stop")
+            .output();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    text(&out.stdout)
+}
+
+#[test]
+fn the_seed_runs_on_the_embedded_engine_and_ctrl_c_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let registry = Registry {
+        port,
+        storage: dir.path().join("registry"),
+    };
+    let prep = Command::new("bash")
+        .arg(repo().join("scripts/seed-registry.sh"))
+        .arg(port.to_string())
+        .args(["--node-versions", "4.2.2", "--storage"])
+        .arg(&registry.storage)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .output()
+        .unwrap();
+    assert!(
+        prep.status.success(),
+        "seed-registry.sh: {}",
+        text(&prep.stderr)
+    );
+    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+
+    // A copy named for this run: the project name (and so every resource
+    // name) is unique to it.
+    let project = format!("seedup{}", std::process::id());
+    let seed = dir.path().join(&project);
+    std::fs::create_dir_all(&seed).unwrap();
+    for f in [
+        "docker-compose.yml",
+        "Dockerfile",
+        ".dockerignore",
+        "index.js",
+        "package.json",
+    ] {
+        std::fs::copy(repo().join("examples/seed").join(f), seed.join(f)).unwrap();
+    }
+    let state = dir.path().join("state");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["up", "-t", "1"])
+        .current_dir(&seed)
+        .env("BERTH_STATE_DIR", &state)
+        .env("BERTH_REGISTRY_MIRRORS", &mirrors)
+        .env("BERTH_CONFIG", dir.path().join("none.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut answer = None;
+    while Instant::now() < deadline {
+        if let Some(body) = http_get(8080) {
+            if body.contains("I am running nodejs version") {
+                answer = Some(body);
+                break;
+            }
+        }
+        if let Ok(Some(_)) = up.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Ctrl-C, as a user at the terminal would.
+    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
+    let out = up.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let body = answer.unwrap_or_else(|| {
+        panic!("no answer on 127.0.0.1:8080\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    assert!(
+        body.contains("I am running nodejs version: 4.2.2"),
+        "{body}"
+    );
+    assert!(
+        out.status.success(),
+        "berth up exited with {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains(&format!("{project}-app-1")) && stdout.contains("listening on 3000"),
+        "{stdout}"
+    );
+
+    // Nothing left: processes, mounts, namespaces, interfaces, rules, cgroups, volumes, the port.
+    let netns = run("ip", &["netns", "list"]);
+    assert!(!netns.contains(&project), "{netns}");
+    let rules = format!(
+        "{}{}",
+        run("iptables", &["-S"]),
+        run("iptables", &["-t", "nat", "-S"])
+    );
+    assert!(
+        !rules.contains(&format!("berth:{project}_default")),
+        "{rules}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(state.to_str().unwrap()), "{mounts}");
+    for hierarchy in ["memory", "pids", "cpu,cpuacct", "unified"] {
+        let p = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join("berth")
+            .join(format!("{project}-app-1"));
+        assert!(!p.exists(), "{} left", p.display());
+    }
+    let volumes = state.join("volumes");
+    let left: Vec<_> = std::fs::read_dir(&volumes)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "anonymous volumes left: {left:?}");
+    assert!(http_get(8080).is_none(), "the published port is still open");
+    drop(registry);
+}
