@@ -5,6 +5,7 @@ mod build_cmd;
 mod config_cmd;
 mod image_cmd;
 mod options;
+mod project_cmd;
 mod up_cmd;
 
 use anyhow::Result;
@@ -30,8 +31,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Compose configuration files (repeatable; `-` reads standard input)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    /// Compose configuration files (repeatable; `-` reads standard input).
+    /// Given before the command, as with docker compose (`logs -f` follows).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Vec<PathBuf>,
     /// Project name
     #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
@@ -90,6 +92,15 @@ pub enum Command {
     Config(config_cmd::ConfigArgs),
     /// Create and start the project's containers on the embedded engine, attached
     Up(up_cmd::UpArgs),
+    /// Stop and remove the project's containers, networks and anonymous volumes
+    Down(project_cmd::DownArgs),
+    /// List the project's containers
+    Ps(project_cmd::PsArgs),
+    /// Show the output of the project's containers
+    Logs(project_cmd::LogsArgs),
+    /// The per-project supervisor `up -d` starts (internal)
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
     /// Build the images of services that have a `build:` section
     Build(build_cmd::BuildArgs),
     /// Pull the images of services (through configured mirrors)
@@ -174,6 +185,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd::run(&cli.global, args),
         Command::Up(args) => up_cmd::up(&cli.global, args),
+        Command::Down(args) => project_cmd::down(&cli.global, args),
+        Command::Ps(args) => project_cmd::ps(&cli.global, args),
+        Command::Logs(args) => project_cmd::logs(&cli.global, args),
+        Command::Supervise => project_cmd::supervise(&cli.global),
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),
         Command::Push(args) => build_cmd::push(&cli.global, args),

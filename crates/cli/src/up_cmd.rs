@@ -20,6 +20,9 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
+    /// Detached: start the project under a supervisor and return
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Build images before starting containers
     #[arg(long)]
     build: bool,
@@ -36,13 +39,18 @@ pub struct UpArgs {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// True once Ctrl-C or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
 /// Ctrl-C and SIGTERM ask the loop below to stop the project; the handler
 /// only sets a flag (nothing else is async-signal-safe).
-fn install_signal_handlers() {
+pub fn install_signal_handlers() {
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -76,11 +84,22 @@ impl LogSink for Prefixed {
     }
 }
 
-pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
-    let loaded = berth_compose::load(&load_options(global)?)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+/// The store name of every service's image, which must be present.
+pub fn image_names(loaded: &berth_compose::Loaded) -> Result<BTreeMap<String, String>> {
+    let project = &loaded.project;
+    let mut images = BTreeMap::new();
+    for (name, svc) in &project.services {
+        images.insert(name.clone(), service_image(project, name, svc)?.to_string());
     }
+    Ok(images)
+}
+
+/// Build or pull what is missing (or everything buildable with `build`).
+pub fn ensure_images(
+    loaded: &berth_compose::Loaded,
+    build: bool,
+    no_build: bool,
+) -> Result<BTreeMap<String, String>> {
     let project = &loaded.project;
     let store = open_store()?;
     let client = Client::from_env()?;
@@ -89,20 +108,18 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         quiet: false,
     };
     let no_args = indexmap::IndexMap::new();
-    let mut images = BTreeMap::new();
     for (name, svc) in &project.services {
         let image = service_image(project, name, svc)?;
-        let stored = image.to_string();
-        let present = store.resolve(&stored)?.is_some();
+        let present = store.resolve(&image.to_string())?.is_some();
         match &svc.build {
-            Some(b) if args.build || (!present && !args.no_build) => {
+            Some(b) if build || (!present && !no_build) => {
                 let flags = BuildFlags {
                     no_cache: false,
                     pull: false,
                     quiet: false,
                     cli_args: &no_args,
                 };
-                build_service(&loaded, &store, &bases, name, svc, b, &flags)?;
+                build_service(loaded, &store, &bases, name, svc, b, &flags)?;
             }
             _ if present => {}
             Some(_) => anyhow::bail!(
@@ -117,8 +134,21 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
                     .with_context(|| format!("pulling {} for service {name:?}", r.familiar()))?;
             }
         }
-        images.insert(name.clone(), stored);
     }
+    image_names(loaded)
+}
+
+pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
+    if args.detach {
+        return crate::project_cmd::up_detached(global, args.build, args.no_build);
+    }
+    let loaded = berth_compose::load(&load_options(global)?)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let project = &loaded.project;
+    let images = ensure_images(&loaded, args.build, args.no_build)?;
+    let store = open_store()?;
 
     install_signal_handlers();
     let width = project

@@ -2,7 +2,10 @@
 //! loopback registry that `scripts/seed-registry.sh` fills from the npm
 //! registry and Debian packages (no image registry is reachable here);
 //! `berth up` serves `I am running nodejs version: 4.2.2` on 127.0.0.1:8080;
-//! Ctrl-C stops it and leaves nothing behind.
+//! Ctrl-C stops it and leaves nothing behind; then the same detached:
+//! `up -d` returns with the project running under its supervisor, `ps` and
+//! `logs` show it, `down` removes it all. One test, because the seed's port
+//! is fixed at 8080.
 
 use crate::common::{repo, text};
 use std::io::{Read, Write};
@@ -56,7 +59,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 #[test]
-fn the_seed_runs_on_the_embedded_engine_and_ctrl_c_leaves_nothing() {
+fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let registry = Registry {
@@ -167,5 +170,88 @@ fn the_seed_runs_on_the_embedded_engine_and_ctrl_c_leaves_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "anonymous volumes left: {left:?}");
     assert!(http_get(8080).is_none(), "the published port is still open");
+
+    // Detached, under the supervisor.
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&seed)
+            .env("BERTH_STATE_DIR", &state)
+            .env("BERTH_REGISTRY_MIRRORS", &mirrors)
+            .env("BERTH_CONFIG", dir.path().join("none.toml"))
+            .output()
+            .unwrap()
+    };
+    let up = berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut body = None;
+    while Instant::now() < deadline && body.is_none() {
+        body = http_get(8080).filter(|b| b.contains("I am running nodejs version: 4.2.2"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        body.is_some(),
+        "no answer after up -d: {}",
+        text(&up.stderr)
+    );
+    let again = berth(&["up", "-d"]);
+    assert!(
+        again.status.success() && text(&again.stderr).contains("is up"),
+        "{}",
+        text(&again.stderr)
+    );
+    let ps: serde_json::Value =
+        serde_json::from_slice(&berth(&["ps", "--format", "json"]).stdout).unwrap();
+    let app = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Service"] == "app")
+        .expect("app in ps")
+        .clone();
+    assert_eq!(app["State"], "running");
+    assert_eq!(app["Publishers"][0], "0.0.0.0:8080->3000/tcp");
+    let code = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Service"] == "code")
+        .unwrap()
+        .clone();
+    assert_eq!(code["ExitCode"], 0);
+    let logs = text(&berth(&["logs", "app"]).stdout);
+    assert!(
+        logs.contains(&format!("{project}-app-1 | listening on 3000")),
+        "{logs}"
+    );
+    let down = berth(&["down", "-t", "1"]);
+    assert!(down.status.success(), "down: {}", text(&down.stderr));
+    assert!(
+        http_get(8080).is_none(),
+        "the published port is still open after down"
+    );
+    assert!(!run("ip", &["netns", "list"]).contains(&project));
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(state.to_str().unwrap()));
+    // No supervisor process left for this project (it runs in the project's directory).
+    let seed_real = std::fs::canonicalize(&seed).unwrap();
+    let supervisors: Vec<std::path::PathBuf> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("__supervise"))
+                .unwrap_or(false)
+        })
+        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
+        .collect();
+    assert!(
+        !supervisors.contains(&seed_real),
+        "a supervisor is still running in {}",
+        seed_real.display()
+    );
+    assert!(text(&berth(&["ps", "-q"]).stdout).is_empty());
     drop(registry);
 }
