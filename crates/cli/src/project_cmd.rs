@@ -28,6 +28,9 @@ pub struct DownArgs {
     /// Seconds to wait for containers to stop
     #[arg(short = 't', long, default_value_t = 10)]
     timeout: u64,
+    /// Also remove the named volumes the project declares (external ones are kept)
+    #[arg(short = 'v', long)]
+    volumes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +291,7 @@ pub fn supervise(global: &GlobalArgs) -> Result<ExitCode> {
     save(&states)?;
     fs::write(dir.join("ready"), b"")?;
     let mut timeout = Duration::from_secs(10);
+    let mut remove_volumes = false;
     let mut reply_to: Option<UnixStream> = None;
     loop {
         let exited = running.poll();
@@ -311,6 +315,7 @@ pub fn supervise(global: &GlobalArgs) -> Result<ExitCode> {
                         if let Some(t) = words.next().and_then(|t| t.parse().ok()) {
                             timeout = Duration::from_secs(t);
                         }
+                        remove_volumes = words.next() == Some("volumes");
                         reply_to = Some(stream);
                         break;
                     }
@@ -326,6 +331,18 @@ pub fn supervise(global: &GlobalArgs) -> Result<ExitCode> {
         }
     }
     let result = running.down(timeout);
+    if remove_volumes {
+        for (key, v) in &project.volumes {
+            if v.external == Some(true) {
+                continue;
+            }
+            let name = v
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}_{key}", project.name));
+            let _ = fs::remove_dir_all(state_dir().join("volumes").join(name));
+        }
+    }
     let _ = fs::remove_file(&socket_path);
     let _ = fs::remove_file(dir.join("state.json"));
     let _ = fs::remove_file(dir.join("ready"));
@@ -355,7 +372,8 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
         let _ = fs::remove_dir_all(&dir);
         return Ok(ExitCode::SUCCESS);
     };
-    writeln!(stream, "down {}", args.timeout)?;
+    let volumes = if args.volumes { " volumes" } else { "" };
+    writeln!(stream, "down {}{volumes}", args.timeout)?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     let reply = reply.trim();

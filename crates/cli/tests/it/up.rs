@@ -255,3 +255,120 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     assert!(text(&berth(&["ps", "-q"]).stdout).is_empty());
     drop(registry);
 }
+
+/// `peer` retries its connection: `depends_on` (service_started) only
+/// orders the starts, as in docker compose; `data` may not listen yet.
+const VOLUMES_PROJECT: &str = r#"services:
+  data:
+    image: quay.io/oddnetworks/alpine-nodejs:4.2.2
+    volumes:
+      - store:/data
+    command:
+      - sh
+      - -c
+      - |
+        echo boot >> /data/boots
+        echo "boots: $$(wc -l < /data/boots)"
+        exec node -e "require('net').createServer(function (s) { s.end('hi') }).listen(4000)"
+  peer:
+    image: quay.io/oddnetworks/alpine-nodejs:4.2.2
+    depends_on: [data]
+    volumes_from:
+      - data:ro
+    command:
+      - sh
+      - -c
+      - |
+        if touch /data/x 2>/dev/null; then echo "volume: writable"; else echo "volume: read-only"; fi
+        exec node -e "var n = 0; (function go() { var c = require('net').connect(4000, 'data'); c.on('data', function (d) { console.log('data says ' + d); process.exit(0) }); c.on('error', function (e) { if (++n < 100) return setTimeout(go, 100); console.log('error ' + e.message); process.exit(1) }) })()"
+volumes:
+  store: {}
+"#;
+
+#[test]
+fn named_volumes_volumes_from_and_service_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let registry = Registry {
+        port,
+        storage: dir.path().join("registry"),
+    };
+    let prep = Command::new("bash")
+        .arg(repo().join("scripts/seed-registry.sh"))
+        .arg(port.to_string())
+        .args(["--node-versions", "4.2.2", "--storage"])
+        .arg(&registry.storage)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .output()
+        .unwrap();
+    assert!(
+        prep.status.success(),
+        "seed-registry.sh: {}",
+        text(&prep.stderr)
+    );
+    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+    let project = format!("vols{}", std::process::id());
+    let root = dir.path().join(&project);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("compose.yaml"), VOLUMES_PROJECT).unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let state = dir.path().join("state");
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&root)
+            .env("BERTH_STATE_DIR", &state)
+            .env("BERTH_REGISTRY_MIRRORS", &mirrors)
+            .env("BERTH_CONFIG", dir.path().join("none.toml"))
+            .output()
+            .unwrap()
+    };
+    // Wait until both containers said what they have to say.
+    let settle = |expect_boots: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = text(&berth(&["logs"]).stdout);
+            if (logs.contains("data says hi") || logs.contains("error ")) && logs.contains("boots:")
+            {
+                assert!(
+                    logs.contains(expect_boots),
+                    "expected {expect_boots:?}:\n{logs}"
+                );
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containers did not report:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let up = berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let logs = settle("boots: 1");
+    assert!(
+        logs.contains("data says hi"),
+        "the service name `data` resolves and connects:\n{logs}"
+    );
+    assert!(
+        logs.contains("volume: read-only"),
+        "volumes_from with :ro is read-only:\n{logs}"
+    );
+
+    // A named volume survives `down`…
+    assert!(berth(&["down", "-t", "1"]).status.success());
+    assert!(berth(&["up", "-d"]).status.success());
+    settle("boots: 2");
+    // …and not `down -v`.
+    assert!(berth(&["down", "-t", "1", "-v"]).status.success());
+    assert!(berth(&["up", "-d"]).status.success());
+    settle("boots: 1");
+    let down = berth(&["down", "-t", "1", "-v"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let left: Vec<_> = std::fs::read_dir(state.join("volumes"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "volumes left after down -v: {left:?}");
+    assert!(!run("ip", &["netns", "list"]).contains(&project));
+    drop(registry);
+}
