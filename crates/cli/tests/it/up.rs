@@ -50,6 +50,23 @@ impl Drop for Registry {
     }
 }
 
+/// Takes a project down when the test ends, passing or failing, so a failed
+/// assertion never leaves a supervisor and its containers behind.
+struct DownOnDrop {
+    dir: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["down", "-t", "1", "-v"])
+            .current_dir(&self.dir)
+            .env("BERTH_STATE_DIR", &self.state)
+            .output();
+    }
+}
+
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
@@ -172,6 +189,10 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     assert!(http_get(8080).is_none(), "the published port is still open");
 
     // Detached, under the supervisor.
+    let _guard = DownOnDrop {
+        dir: seed.clone(),
+        state: state.clone(),
+    };
     let berth = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)
@@ -313,6 +334,10 @@ fn named_volumes_volumes_from_and_service_names() {
     std::fs::write(root.join("compose.yaml"), VOLUMES_PROJECT).unwrap();
     std::fs::write(dir.path().join("none.toml"), "").unwrap();
     let state = dir.path().join("state");
+    let _guard = DownOnDrop {
+        dir: root.clone(),
+        state: state.clone(),
+    };
     let berth = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The seed on berth's embedded engine against docker-compose 1.29.2 on Docker
+# 20.10, same machine, same images, same run: `up -d` until the first HTTP
+# 200 (images present), `up -d` when nothing changed, `down`, throughput and
+# latency through the published port (wrk, 5 s per run), and the memory of
+# what keeps the project running (berth's supervisor vs dockerd + containerd
+# + shims + docker-proxy). Writes the "up" section of BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+RUNS=${RUNS:-5}
+
+need=()
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v wrk >/dev/null || need+=(wrk)
+command -v dockerd >/dev/null || need+=(docker.io)
+if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
+if ! docker info >/dev/null 2>&1; then
+  (dockerd >/tmp/berth-bench-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+cargo build --release -q -p berth-cli
+export BERTH=$root/target/release/berth
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export BERTH_STATE_DIR=$work/state BERTH_CONFIG=$work/none.toml
+: > "$BERTH_CONFIG"
+cleanup() {
+  (cd "$work/berth/seed" 2>/dev/null && "$BERTH" down -t 1 >/dev/null 2>&1) || true
+  (cd "$work/docker/seed" 2>/dev/null && docker-compose down -t 1 >/dev/null 2>&1) || true
+  bash scripts/seed-registry.sh "$port" --storage "$work/registry" --stop >/dev/null 2>&1 || true
+  docker rmi -f quay.io/oddnetworks/alpine-nodejs:4.2.2 tianon/true >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+eval "$(bash scripts/seed-registry.sh "$port" --storage "$work/registry" --node-versions 4.2.2 2>/dev/null)"
+
+# Two copies of the seed, so each tool has its own project directory.
+mkdir -p "$work/berth" "$work/docker"
+cp -r examples/seed "$work/berth/seed"
+cp -r examples/seed "$work/docker/seed"
+
+# Images present for both: berth pulls and builds; Docker loads the same images.
+(cd "$work/berth/seed" && "$BERTH" pull -q && "$BERTH" build -q)
+"$BERTH" save -o "$work/runtime.tar" quay.io/oddnetworks/alpine-nodejs:4.2.2
+python3 bench/lib/true_image.py "$work/true.tar"
+docker load -i "$work/runtime.tar" >/dev/null
+docker load -i "$work/true.tar" >/dev/null
+(cd "$work/docker/seed" && docker-compose build -q >/dev/null 2>&1)
+
+wait_200() {
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/ && return 0
+    sleep 0.02
+  done
+  echo "no HTTP 200 on :8080" >&2
+  return 1
+}
+ms() { python3 -c 'import time; print(int(time.monotonic()*1000))'; }
+
+measure() { # tool up_cmd down_cmd -> appends "tool kind ms" lines
+  local tool=$1 up=$2 down=$3 dir=$4
+  for _ in $(seq 1 "$RUNS"); do
+    cd "$dir"
+    t0=$(ms); eval "$up" >/dev/null 2>&1; wait_200; t1=$(ms)
+    echo "$tool up_to_200 $((t1 - t0))" >> "$work/times"
+    t0=$(ms); eval "$up" >/dev/null 2>&1; t1=$(ms)
+    echo "$tool up_noop $((t1 - t0))" >> "$work/times"
+    t0=$(ms); eval "$down" >/dev/null 2>&1; t1=$(ms)
+    echo "$tool down $((t1 - t0))" >> "$work/times"
+    cd "$root"
+  done
+}
+: > "$work/times"
+measure berth "\"$BERTH\" up -d" "\"$BERTH\" down -t 10" "$work/berth/seed"
+measure docker-compose "docker-compose up -d" "docker-compose down -t 10" "$work/docker/seed"
+
+rss_kb() { awk '/VmRSS/ {s += $2} END {print s + 0}' "$@" 2>/dev/null || echo 0; }
+load() { # tool: bring it up, wrk, memory, down
+  local tool=$1 dir=$2
+  cd "$dir"
+  if [ "$tool" = berth ]; then "$BERTH" up -d >/dev/null 2>&1; else docker-compose up -d >/dev/null 2>&1; fi
+  wait_200
+  wrk -t2 -c20 -d5s --latency http://127.0.0.1:8080/ > "$work/wrk-$tool.txt"
+  if [ "$tool" = berth ]; then
+    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["supervisor_pid"])' "$BERTH_STATE_DIR/projects/seed/state.json")
+    rss_kb "/proc/$pid/status" > "$work/mem-$tool"
+    "$BERTH" down -t 10 >/dev/null 2>&1
+  else
+    pids=$(pgrep -x dockerd; pgrep -x containerd; pgrep -f containerd-shim; pgrep -x docker-proxy) || true
+    files=(); for p in $pids; do files+=("/proc/$p/status"); done
+    rss_kb "${files[@]}" > "$work/mem-$tool"
+    docker-compose down -t 10 >/dev/null 2>&1
+  fi
+  cd "$root"
+}
+load berth "$work/berth/seed"
+load docker-compose "$work/docker/seed"
+
+python3 - "$work" "$root/BENCHMARKS.md" "$RUNS" <<'PY'
+import os, re, statistics, sys
+work, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
+times = {}
+for line in open(f"{work}/times"):
+    tool, kind, v = line.split()
+    times.setdefault((tool, kind), []).append(int(v))
+def med(tool, kind): return statistics.median(times[(tool, kind)])
+def wrk(tool):
+    text = open(f"{work}/wrk-{tool}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", text)
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    return rps, lat(50), lat(99)
+rows = []
+for kind, label in [("up_to_200", "`up -d` until the first HTTP 200 (images present)"),
+                    ("up_noop", "`up -d` again, nothing changed"), ("down", "`down`")]:
+    b, d = med("berth", kind), med("docker-compose", kind)
+    rows.append(f"| {label} | {b:.0f} ms | {d:.0f} ms | **{d/b:.1f}×** |")
+brps, b50, b99 = wrk("berth"); drps, d50, d99 = wrk("docker-compose")
+rows.append(f"| requests/s through 127.0.0.1:8080 (wrk, 2 threads, 20 connections, 5 s) | {brps:.0f} | {drps:.0f} | **{brps/drps:.2f}×** (higher is better) |")
+rows.append(f"| latency p50 / p99 through the port | {b50:.2f} / {b99:.2f} ms | {d50:.2f} / {d99:.2f} ms | **{d50/b50:.2f}× / {d99/b99:.2f}×** |")
+bm, dm = int(open(f"{work}/mem-berth").read()), int(open(f"{work}/mem-docker-compose").read())
+rows.append(f"| memory keeping the project up (RSS) | {bm/1024:.1f} MiB (supervisor) | {dm/1024:.1f} MiB (dockerd + containerd + shim + docker-proxy) | **{dm/bm:.1f}× less** |")
+section = "\n".join([
+    "## up (the seed)",
+    "",
+    f"The seed, verbatim, on berth's embedded engine vs docker-compose 1.29.2 on Docker 20.10, same machine, same images "
+    f"(made by `scripts/seed-registry.sh`; Docker loads the same archives), medians of {runs} runs. The ratio is "
+    "docker-compose / berth unless noted. Both run `npm install --production && npm run start` in the container, which "
+    "dominates the time to the first 200.",
+    "",
+    "| what | berth | docker-compose | ratio |",
+    "|---|---|---|---|",
+    *rows,
+    "",
+    "Reproduce: `bash bench/up.sh` (`RUNS=` sets the run count).",
+    "",
+])
+text = open(out).read() if os.path.exists(out) else "# Benchmarks\n\n"
+if "## up (the seed)" in text:
+    text = re.sub(r"## up \(the seed\)\n.*?(?=\n## |\Z)", section, text, flags=re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(out, "w").write(text)
+print(section)
+PY
