@@ -397,3 +397,122 @@ fn named_volumes_volumes_from_and_service_names() {
     assert!(!run("ip", &["netns", "list"]).contains(&project));
     drop(registry);
 }
+
+/// Four free loopback ports, the first two consecutive (for a range).
+fn free_ports() -> [u16; 4] {
+    for base in (21000..40000).step_by(7) {
+        let ok = (base..base + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            && std::net::UdpSocket::bind(("127.0.0.1", base + 3)).is_ok();
+        if ok {
+            return [base, base + 1, base + 2, base + 3];
+        }
+    }
+    panic!("no four free loopback ports");
+}
+
+const PORTS_SERVER: &str = "var net = require('net'); \
+[5000, 5001, 5002].forEach(function (p) { net.createServer(function (s) { s.end('port ' + p) }).listen(p) }); \
+var u = require('dgram').createSocket('udp4'); \
+u.on('message', function (m, r) { u.send(new Buffer('udp ' + m), 0, m.length + 4, r.port, r.address) }); \
+u.bind(6000); console.log('serving');";
+
+#[test]
+fn published_port_forms_short_long_range_and_udp() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let registry = Registry {
+        port,
+        storage: dir.path().join("registry"),
+    };
+    let prep = Command::new("bash")
+        .arg(repo().join("scripts/seed-registry.sh"))
+        .arg(port.to_string())
+        .args(["--node-versions", "4.2.2", "--storage"])
+        .arg(&registry.storage)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .output()
+        .unwrap();
+    assert!(
+        prep.status.success(),
+        "seed-registry.sh: {}",
+        text(&prep.stderr)
+    );
+    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+    let [a, b, c, d] = free_ports();
+    let project = format!("ports{}", std::process::id());
+    let root = dir.path().join(&project);
+    std::fs::create_dir_all(&root).unwrap();
+    let compose = format!(
+        "services:\n  web:\n    image: quay.io/oddnetworks/alpine-nodejs:4.2.2\n    command: [node, -e, {script:?}]\n    ports:\n      - \"127.0.0.1:{a}-{b}:5000-5001\"\n      - target: 5002\n        published: \"{c}\"\n        host_ip: 127.0.0.1\n        protocol: tcp\n      - \"127.0.0.1:{d}:6000/udp\"\n",
+        script = PORTS_SERVER
+    );
+    std::fs::write(root.join("compose.yaml"), compose).unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let state = dir.path().join("state");
+    let _guard = DownOnDrop {
+        dir: root.clone(),
+        state: state.clone(),
+    };
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&root)
+            .env("BERTH_STATE_DIR", &state)
+            .env("BERTH_REGISTRY_MIRRORS", &mirrors)
+            .env("BERTH_CONFIG", dir.path().join("none.toml"))
+            .output()
+            .unwrap()
+    };
+    let up = berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let read_tcp = |p: u16| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_tcp(c).as_deref() != Some("port 5002") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer on {c}: {}",
+            text(&berth(&["logs"]).stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        read_tcp(a).as_deref(),
+        Some("port 5000"),
+        "range, first port"
+    );
+    assert_eq!(
+        read_tcp(b).as_deref(),
+        Some("port 5001"),
+        "range, second port"
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = None;
+    for _ in 0..20 {
+        udp.send_to(b"ping", ("127.0.0.1", d)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    assert_eq!(
+        got.as_deref(),
+        Some("udp ping"),
+        "udp through the published port"
+    );
+    let ps: serde_json::Value =
+        serde_json::from_slice(&berth(&["ps", "--format", "json"]).stdout).unwrap();
+    let publishers = ps[0]["Publishers"].as_array().unwrap().len();
+    assert_eq!(publishers, 4, "the range counts as two: {ps}");
+    assert!(berth(&["down", "-t", "1"]).status.success());
+    assert!(read_tcp(c).is_none(), "port {c} still open after down");
+    drop(registry);
+}
