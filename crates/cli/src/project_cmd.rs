@@ -77,6 +77,48 @@ struct ProjectState {
     project: String,
     supervisor_pid: u32,
     containers: Vec<ContainerState>,
+    /// Per service: config hash and image digest it was started with.
+    #[serde(default)]
+    fingerprints: std::collections::BTreeMap<String, String>,
+}
+
+/// What a running service must match to be left alone by `up -d`.
+fn fingerprints(
+    loaded: &berth_compose::Loaded,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let store = crate::image_cmd::open_store()?;
+    let images = crate::up_cmd::image_names(loaded)?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, svc) in &loaded.project.services {
+        let digest = match images.get(name) {
+            Some(image) => store
+                .resolve(image)?
+                .map(|d| d.digest.to_string())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        out.insert(
+            name.clone(),
+            format!("{} {digest}", berth_compose::hash::service_hash(svc)),
+        );
+    }
+    Ok(out)
+}
+
+/// Ask the project's supervisor to take everything down; wait until it has.
+fn stop_supervisor(dir: &Path, timeout: u64, volumes: bool) -> Result<bool> {
+    let Ok(mut stream) = UnixStream::connect(dir.join("supervisor.sock")) else {
+        return Ok(false);
+    };
+    let volumes = if volumes { " volumes" } else { "" };
+    writeln!(stream, "down {timeout}{volumes}")?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let reply = reply.trim();
+    if reply != "ok" {
+        bail!("{}", reply.trim_start_matches("error: "));
+    }
+    Ok(true)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,15 +186,43 @@ fn global_args(global: &GlobalArgs) -> Vec<String> {
 }
 
 /// `up -d`: images first (here, with progress on the terminal), then the supervisor.
-pub fn up_detached(global: &GlobalArgs, build: bool, no_build: bool) -> Result<ExitCode> {
+pub fn up_detached(
+    global: &GlobalArgs,
+    build: bool,
+    no_build: bool,
+    timeout: u64,
+) -> Result<ExitCode> {
     let loaded = berth_compose::load(&load_options(global)?)?;
     let project = loaded.project.name.clone();
     let dir = project_dir(&project);
-    if let Some(state) = read_state(&dir) {
-        eprintln!("{project} is up (supervisor pid {})", state.supervisor_pid);
-        return Ok(ExitCode::SUCCESS);
+    let running = read_state(&dir);
+    if running.is_some() && !build {
+        // Fast path: nothing to build or pull when the images are there.
+        if let Some(state) = &running {
+            if fingerprints(&loaded).ok().as_ref() == Some(&state.fingerprints) {
+                eprintln!("{project} is up (supervisor pid {})", state.supervisor_pid);
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
     }
     ensure_images(&loaded, build, no_build)?;
+    if let Some(state) = running {
+        let now = fingerprints(&loaded)?;
+        if now == state.fingerprints {
+            eprintln!("{project} is up (supervisor pid {})", state.supervisor_pid);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Changed: recreate the project, stop-first. (Swapping without a
+        // dropped request is the planner's start-first path, still to come.)
+        let changed: Vec<&String> = now
+            .iter()
+            .filter(|(k, v)| state.fingerprints.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
+        eprintln!("{project}: recreating ({} changed)", names.join(", "));
+        stop_supervisor(&dir, timeout, false)?;
+    }
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
     let log = fs::File::create(dir.join("supervisor.log"))?;
@@ -275,6 +345,7 @@ pub fn supervise(global: &GlobalArgs) -> Result<ExitCode> {
         })
         .collect();
     let pid = std::process::id();
+    let prints = fingerprints(&loaded)?;
     let save = |states: &Vec<ContainerState>| {
         write_state(
             &dir,
@@ -282,6 +353,7 @@ pub fn supervise(global: &GlobalArgs) -> Result<ExitCode> {
                 project: project.name.clone(),
                 supervisor_pid: pid,
                 containers: states.clone(),
+                fingerprints: prints.clone(),
             },
         )
     };
@@ -366,21 +438,13 @@ fn mark_exited(states: &mut [ContainerState], name: &str, code: i32) {
 pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     let project = project_name(global)?;
     let dir = project_dir(&project);
-    let socket = dir.join("supervisor.sock");
-    let Ok(mut stream) = UnixStream::connect(&socket) else {
-        eprintln!("{project} is not running");
-        let _ = fs::remove_dir_all(&dir);
-        return Ok(ExitCode::SUCCESS);
-    };
-    let volumes = if args.volumes { " volumes" } else { "" };
-    writeln!(stream, "down {}{volumes}", args.timeout)?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    let reply = reply.trim();
-    if reply != "ok" {
-        bail!("{project}: {}", reply.trim_start_matches("error: "));
-    }
+    let stopped =
+        stop_supervisor(&dir, args.timeout, args.volumes).with_context(|| project.clone())?;
     let _ = fs::remove_dir_all(&dir);
+    if !stopped {
+        eprintln!("{project} is not running");
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(" ✔ {project} removed");
     Ok(ExitCode::SUCCESS)
 }

@@ -140,7 +140,7 @@ pub fn ensure_images(
 
 pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     if args.detach {
-        return crate::project_cmd::up_detached(global, args.build, args.no_build);
+        return crate::project_cmd::up_detached(global, args.build, args.no_build, args.timeout);
     }
     let loaded = berth_compose::load(&load_options(global)?)?;
     for w in &loaded.warnings {

@@ -246,6 +246,26 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
         logs.contains(&format!("{project}-app-1 | listening on 3000")),
         "{logs}"
     );
+
+    // A changed service is recreated by the next `up -d`; an unchanged one is not.
+    let file = seed.join("docker-compose.yml");
+    let changed = std::fs::read_to_string(&file).unwrap().replace(
+        "  working_dir: /app\n",
+        "  working_dir: /app\n  environment:\n    - CHANGED=1\n",
+    );
+    std::fs::write(&file, changed).unwrap();
+    let again = berth(&["up", "-d"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("recreating (app changed)"),
+        "{}",
+        text(&again.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(8080).filter(|b| b.contains("4.2.2")).is_none() {
+        assert!(Instant::now() < deadline, "no answer after the recreate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let down = berth(&["down", "-t", "1"]);
     assert!(down.status.success(), "down: {}", text(&down.stderr));
     assert!(
