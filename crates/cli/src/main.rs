@@ -90,7 +90,7 @@ pub enum ListFormat {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
-    /// Create and start the project's containers on the embedded engine, attached
+    /// Create and start the project's containers on the embedded engine (attached, or -d)
     Up(up_cmd::UpArgs),
     /// Stop and remove the project's containers, networks and anonymous volumes
     Down(project_cmd::DownArgs),
