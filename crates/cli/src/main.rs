@@ -4,8 +4,10 @@
 mod build_cmd;
 mod config_cmd;
 mod image_cmd;
+mod logs;
 mod options;
 mod project_cmd;
+mod supervisor;
 mod up_cmd;
 
 use anyhow::Result;
@@ -100,7 +102,7 @@ pub enum Command {
     Logs(project_cmd::LogsArgs),
     /// The per-project supervisor `up -d` starts (internal)
     #[command(name = "__supervise", hide = true)]
-    Supervise,
+    Supervise { project: String },
     /// Build the images of services that have a `build:` section
     Build(build_cmd::BuildArgs),
     /// Pull the images of services (through configured mirrors)
@@ -167,7 +169,7 @@ fn main() -> ExitCode {
 /// The error and its causes on one line, skipping a cause whose text the
 /// message before it already includes (library errors often embed their
 /// source's message).
-fn error_chain(e: &anyhow::Error) -> String {
+pub fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -188,7 +190,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down(args) => project_cmd::down(&cli.global, args),
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
-        Command::Supervise => project_cmd::supervise(&cli.global),
+        Command::Supervise { project } => supervisor::supervise(&project),
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),
         Command::Push(args) => build_cmd::push(&cli.global, args),

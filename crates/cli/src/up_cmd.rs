@@ -1,26 +1,39 @@
-//! `berth up`, attached: build or pull what is missing, run the project on
-//! the embedded engine with `name | ` prefixed logs, and on Ctrl-C (or when
-//! every container has exited) stop and remove what it made.
+//! `berth up`: build or pull what is missing, then hand the project to its
+//! supervisor, which plans against what runs and applies the plan. Detached
+//! (`-d`) it returns once the plan is applied; attached it shows the
+//! containers' output with `name | ` prefixes and takes the project down
+//! on Ctrl-C.
 
 use crate::build_cmd::{build_service, service_image, BuildFlags, PullProgress, StoreOrPull};
 use crate::image_cmd::open_store;
+use crate::logs::{Follower, Printer};
 use crate::options::load_options;
-use crate::GlobalArgs;
-use anyhow::{Context, Result};
-use berth_engine::embedded::{Embedded, LogSink};
-use berth_oci::store::state_dir;
+use crate::supervisor::{project_dir, read_state, send, LoadRequest, PlanFlags, Request};
+use crate::{GlobalArgs, ListFormat};
+use anyhow::{bail, Context, Result};
 use berth_registry::{Client, PullOptions, Reference};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull every image that has no build section
+    Always,
+    /// Pull what is missing (the default)
+    Missing,
+    /// Never pull; fail when an image is missing
+    Never,
+}
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Detached: start the project under a supervisor and return
+    /// Services to start (default: all), with what they depend on
+    services: Vec<String>,
+    /// Detached: start the project under its supervisor and return
     #[arg(short = 'd', long)]
     detach: bool,
     /// Build images before starting containers
@@ -29,12 +42,70 @@ pub struct UpArgs {
     /// Don't build an image, even if it is missing
     #[arg(long, conflicts_with = "build")]
     no_build: bool,
+    /// When to pull images
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pull: PullPolicy,
+    /// Don't start linked or depended-on services
+    #[arg(long)]
+    no_deps: bool,
+    /// Recreate containers even if nothing changed
+    #[arg(long, conflicts_with = "no_recreate")]
+    force_recreate: bool,
+    /// Keep existing containers even if their configuration changed
+    #[arg(long)]
+    no_recreate: bool,
+    /// Also recreate the dependencies of recreated services
+    #[arg(long)]
+    always_recreate_deps: bool,
+    /// Give recreated containers fresh anonymous volumes
+    #[arg(short = 'V', long)]
+    renew_anon_volumes: bool,
+    /// Scale SERVICE to NUM containers (repeatable)
+    #[arg(long, value_name = "SERVICE=NUM")]
+    scale: Vec<String>,
+    /// Remove containers of services that are no longer in the compose file
+    #[arg(long)]
+    remove_orphans: bool,
     /// Seconds to wait for containers to stop on shutdown
     #[arg(short = 't', long, default_value_t = 10)]
     timeout: u64,
-    /// Stop all containers if any container exits
-    #[arg(long)]
+    /// Stop all containers if any container exits (attached only)
+    #[arg(long, conflicts_with = "detach")]
     abort_on_container_exit: bool,
+    /// Exit with the exit code of this service's container (implies --abort-on-container-exit)
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    exit_code_from: Option<String>,
+    /// Show the plan, with the reason for every step, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Plan output format (with --dry-run)
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
+}
+
+impl UpArgs {
+    fn flags(&self) -> Result<PlanFlags> {
+        let mut scale = BTreeMap::new();
+        for s in &self.scale {
+            let (svc, n) = s
+                .split_once('=')
+                .with_context(|| format!("--scale {s:?}: expected SERVICE=NUM"))?;
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("--scale {s:?}: {n:?} is not a number"))?;
+            scale.insert(svc.to_string(), n);
+        }
+        Ok(PlanFlags {
+            services: self.services.clone(),
+            force_recreate: self.force_recreate,
+            no_recreate: self.no_recreate,
+            always_recreate_deps: self.always_recreate_deps,
+            renew_anon_volumes: self.renew_anon_volumes,
+            no_deps: self.no_deps,
+            scale,
+            remove_orphans: self.remove_orphans,
+        })
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -58,32 +129,6 @@ pub fn install_signal_handlers() {
     }
 }
 
-const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
-
-struct Prefixed {
-    colour: bool,
-    width: usize,
-    colours: Mutex<BTreeMap<String, &'static str>>,
-}
-
-impl LogSink for Prefixed {
-    fn line(&self, container: &str, line: &str) {
-        let colour = {
-            let mut map = self.colours.lock().unwrap_or_else(|e| e.into_inner());
-            let n = map.len();
-            *map.entry(container.to_string())
-                .or_insert(COLOURS[n % COLOURS.len()])
-        };
-        let prefix = format!("{container:<width$} | ", width = self.width);
-        let mut out = std::io::stdout().lock();
-        let _ = if self.colour {
-            writeln!(out, "\x1b[{colour}m{prefix}\x1b[0m{line}")
-        } else {
-            writeln!(out, "{prefix}{line}")
-        };
-    }
-}
-
 /// The store name of every service's image, which must be present.
 pub fn image_names(loaded: &berth_compose::Loaded) -> Result<BTreeMap<String, String>> {
     let project = &loaded.project;
@@ -99,6 +144,7 @@ pub fn ensure_images(
     loaded: &berth_compose::Loaded,
     build: bool,
     no_build: bool,
+    pull: PullPolicy,
 ) -> Result<BTreeMap<String, String>> {
     let project = &loaded.project;
     let store = open_store()?;
@@ -121,7 +167,18 @@ pub fn ensure_images(
                 };
                 build_service(loaded, &store, &bases, name, svc, b, &flags)?;
             }
+            None if pull == PullPolicy::Always => {
+                let r: Reference = image.to_string().parse()?;
+                let progress = PullProgress::new(name, false);
+                client
+                    .pull(&store, &r, &PullOptions::default(), &progress)
+                    .with_context(|| format!("pulling {} for service {name:?}", r.familiar()))?;
+            }
             _ if present => {}
+            None if pull == PullPolicy::Never => anyhow::bail!(
+                "service {name:?}: image {} is missing and --pull never was given",
+                image.familiar()
+            ),
             Some(_) => anyhow::bail!(
                 "service {name:?}: image {} is missing and --no-build was given",
                 image.familiar()
@@ -139,52 +196,147 @@ pub fn ensure_images(
 }
 
 pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
-    if args.detach {
-        return crate::project_cmd::up_detached(global, args.build, args.no_build, args.timeout);
-    }
-    let loaded = berth_compose::load(&load_options(global)?)?;
+    let options = load_options(global)?;
+    let loaded = berth_compose::load(&options)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let project = &loaded.project;
-    let images = ensure_images(&loaded, args.build, args.no_build)?;
-    let store = open_store()?;
+    let project = loaded.project.name.clone();
+    let flags = args.flags()?;
+    if let Some(s) = &args.exit_code_from {
+        if !loaded.project.services.contains_key(s) {
+            bail!("--exit-code-from {s}: no such service");
+        }
+    }
+    let dir = project_dir(&project);
+    let state = read_state(&dir);
 
-    install_signal_handlers();
-    let width = project
-        .services
-        .keys()
-        .map(|s| project.name.len() + s.len() + 3)
-        .max()
-        .unwrap_or(10);
-    let sink = Arc::new(Prefixed {
-        colour: std::io::stdout().is_terminal() && global.colour(),
-        width,
-        colours: Mutex::new(BTreeMap::new()),
-    });
-    let engine = Embedded::open(&state_dir(), store)?;
-    let mut running = engine.up(project, &images, sink)?;
-    let names: Vec<String> = running.containers().into_iter().map(|(_, n)| n).collect();
-    eprintln!("Attaching to {}", names.join(", "));
-    let mut code = 0;
-    loop {
-        for (name, status) in running.poll() {
-            eprintln!("{name} exited with code {}", status.code());
-            if args.abort_on_container_exit {
-                code = status.code();
-                INTERRUPTED.store(true, Ordering::SeqCst);
+    // The fast path: when the images are there and the plan is empty there
+    // is nothing to build, pull or ask the supervisor.
+    if args.detach && !args.build && args.pull != PullPolicy::Always && !args.dry_run {
+        if let Some(state) = &state {
+            if let Ok(plan) = plan_against(&loaded, &state.observed, &flags) {
+                if plan.is_noop() {
+                    eprintln!(
+                        "{project} is up to date (supervisor pid {})",
+                        state.supervisor_pid
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
         }
-        if INTERRUPTED.load(Ordering::SeqCst) || !running.any_running() {
+    }
+    if args.dry_run {
+        // Show what `up` would do; build and pull nothing.
+        let observed = state.map(|s| s.observed).unwrap_or_default();
+        let plan = plan_against(&loaded, &observed, &flags)?;
+        if args.format == ListFormat::Json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{plan}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    ensure_images(&loaded, args.build, args.no_build, args.pull)?;
+
+    install_signal_handlers();
+    let follower = (!args.detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
+    let request = Request::Up {
+        load: Box::new(LoadRequest::from(&options)),
+        flags,
+    };
+    send(&project, &request, &|line| eprintln!(" {line}"))?;
+    let Some(mut follower) = follower else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    attached(global, &args, &project, &mut follower)
+}
+
+/// Attached: show the containers' output until Ctrl-C, until every
+/// container exited, or (`--abort-on-container-exit`) until one did; then
+/// take the project down.
+fn attached(
+    global: &GlobalArgs,
+    args: &UpArgs,
+    project: &str,
+    follower: &mut Follower,
+) -> Result<ExitCode> {
+    let dir = project_dir(project);
+    let printer = Printer {
+        colour: std::io::stdout().is_terminal() && global.colour(),
+        timestamps: false,
+    };
+    let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
+    let mut code = 0;
+    let names: Vec<String> = read_state(&dir)
+        .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    eprintln!("Attaching to {}", names.join(", "));
+    let mut reported: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        follower.pump(&printer, None);
+        if interrupted() {
+            eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+            break;
+        }
+        let Some(state) = read_state(&dir) else {
+            break;
+        };
+        let mut stop = false;
+        for c in &state.containers {
+            if c.state == "exited" && reported.insert(c.name.clone()) {
+                let exit = c.exit_code.unwrap_or(0);
+                eprintln!("{} exited with code {exit}", c.name);
+                match &args.exit_code_from {
+                    Some(s) if *s == c.service => {
+                        code = exit;
+                        stop = true;
+                    }
+                    Some(_) => {}
+                    None if abort => {
+                        code = exit;
+                        stop = true;
+                    }
+                    None => {}
+                }
+            }
+        }
+        if stop || !state.containers.iter().any(|c| c.state != "exited") {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("Stopping {}", project.name);
-    running.down(Duration::from_secs(args.timeout))?;
+    follower.pump(&printer, None);
+    eprintln!("Stopping {project}");
+    send(
+        project,
+        &Request::Down {
+            timeout_secs: args.timeout,
+        },
+        &|_| {},
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(if code == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(code.clamp(1, 255) as u8)
     })
+}
+
+/// The plan `up` would apply against `observed`, from the images in the
+/// store (a service whose image is missing is left out of the digests).
+pub fn plan_against(
+    loaded: &berth_compose::Loaded,
+    observed: &[berth_engine::ObservedContainer],
+    flags: &PlanFlags,
+) -> Result<berth_engine::Plan> {
+    let store = open_store()?;
+    let names = image_names(loaded)?;
+    let mut desired = berth_engine::Desired::new(&loaded.project);
+    for (service, name) in &names {
+        if let Ok(image) = store.image(name, &berth_oci::Platform::host()) {
+            desired = desired.with_image_digest(service, &image.manifest_digest.to_string());
+        }
+    }
+    Ok(berth_engine::plan(&desired, observed, &flags.into())?)
 }

@@ -218,12 +218,12 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     );
     let again = berth(&["up", "-d"]);
     assert!(
-        again.status.success() && text(&again.stderr).contains("is up"),
+        again.status.success() && text(&again.stderr).contains("is up to date"),
         "{}",
         text(&again.stderr)
     );
     let ps: serde_json::Value =
-        serde_json::from_slice(&berth(&["ps", "--format", "json"]).stdout).unwrap();
+        serde_json::from_slice(&berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
     let app = ps
         .as_array()
         .unwrap()
@@ -257,7 +257,7 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     let again = berth(&["up", "-d"]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
-        text(&again.stderr).contains("recreating (app changed)"),
+        text(&again.stderr).contains(&format!("Container {project}-app-1  Swapped")),
         "{}",
         text(&again.stderr)
     );
@@ -529,7 +529,7 @@ fn published_port_forms_short_long_range_and_udp() {
         "udp through the published port"
     );
     let ps: serde_json::Value =
-        serde_json::from_slice(&berth(&["ps", "--format", "json"]).stdout).unwrap();
+        serde_json::from_slice(&berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
     let publishers = ps[0]["Publishers"].as_array().unwrap().len();
     assert_eq!(publishers, 4, "the range counts as two: {ps}");
     assert!(berth(&["down", "-t", "1"]).status.success());

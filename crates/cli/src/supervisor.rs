@@ -1,0 +1,458 @@
+//! The per-project supervisor: one berth process per running project.
+//!
+//! `berth up` starts it on demand (berth itself, re-executed with a hidden
+//! subcommand, in its own session) and sends it requests over a unix socket
+//! under `<state>/projects/<project>/`. It owns the project's
+//! [`ProjectRuntime`]: it applies plans, holds the port proxies, reaps
+//! containers and restarts them by policy, writes each container's output to
+//! `logs/<container>.log` and the project's state to `state.json` (which
+//! `ps`, `logs` and a no-op `up` read without asking it). After `down`, or
+//! once a first `up` failed and nothing runs, it removes its files and exits.
+//!
+//! The protocol is one JSON request line, answered by JSON lines: progress,
+//! then one final `ok` or `error`.
+
+use crate::up_cmd::{image_names, install_signal_handlers, interrupted};
+use anyhow::{bail, Context, Result};
+use berth_compose::Options;
+use berth_engine::embedded::{service_images, Engine, Event, LogSink, ProjectRuntime};
+use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
+use berth_oci::store::state_dir;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn project_dir(project: &str) -> PathBuf {
+    state_dir().join("projects").join(project)
+}
+
+/// The loader's inputs, as the CLI saw them: the supervisor loads the
+/// project exactly as the command that sent it would have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRequest {
+    pub files: Vec<PathBuf>,
+    pub project_directory: Option<PathBuf>,
+    pub project_name: Option<String>,
+    pub env_files: Vec<PathBuf>,
+    pub profiles: Vec<String>,
+    pub os_env: IndexMap<String, String>,
+    pub cwd: PathBuf,
+    pub stdin: Option<String>,
+}
+
+impl From<&Options> for LoadRequest {
+    fn from(o: &Options) -> Self {
+        LoadRequest {
+            files: o.files.clone(),
+            project_directory: o.project_directory.clone(),
+            project_name: o.project_name.clone(),
+            env_files: o.env_files.clone(),
+            profiles: o.profiles.clone(),
+            os_env: o.os_env.clone(),
+            cwd: o.cwd.clone(),
+            stdin: o.stdin.clone(),
+        }
+    }
+}
+
+impl From<LoadRequest> for Options {
+    fn from(r: LoadRequest) -> Self {
+        Options {
+            files: r.files,
+            project_directory: r.project_directory,
+            project_name: r.project_name,
+            env_files: r.env_files,
+            profiles: r.profiles,
+            os_env: r.os_env,
+            cwd: r.cwd,
+            stdin: r.stdin,
+            ..Options::default()
+        }
+    }
+}
+
+/// The `up` flags that shape a plan, on the wire.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanFlags {
+    pub services: Vec<String>,
+    pub force_recreate: bool,
+    pub no_recreate: bool,
+    pub always_recreate_deps: bool,
+    pub renew_anon_volumes: bool,
+    pub no_deps: bool,
+    pub scale: BTreeMap<String, u32>,
+    pub remove_orphans: bool,
+}
+
+impl From<&PlanFlags> for PlanOptions {
+    fn from(f: &PlanFlags) -> Self {
+        PlanOptions {
+            services: f.services.clone(),
+            force_recreate: f.force_recreate,
+            no_recreate: f.no_recreate,
+            always_recreate_deps: f.always_recreate_deps,
+            renew_anon_volumes: f.renew_anon_volumes,
+            no_deps: f.no_deps,
+            scale: f.scale.clone(),
+            remove_orphans: f.remove_orphans,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Up {
+        load: Box<LoadRequest>,
+        flags: PlanFlags,
+    },
+    Down {
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Progress(String),
+    Ok,
+    Error(String),
+}
+
+/// What `ps` shows; written by the supervisor whenever it changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectState {
+    pub project: String,
+    pub supervisor_pid: u32,
+    pub containers: Vec<ContainerState>,
+    /// What the planner compares on the next `up`.
+    pub observed: Vec<ObservedContainer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Service")]
+    pub service: String,
+    /// running, exited or restarting
+    #[serde(rename = "State")]
+    pub state: String,
+    #[serde(rename = "ExitCode")]
+    pub exit_code: Option<i32>,
+    #[serde(rename = "RestartCount")]
+    pub restarts: u32,
+    #[serde(rename = "IPAddress")]
+    pub ip: Option<String>,
+    #[serde(rename = "Publishers")]
+    pub ports: Vec<String>,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The state of a project whose supervisor is alive.
+pub fn read_state(dir: &Path) -> Option<ProjectState> {
+    let s: ProjectState = serde_json::from_slice(&fs::read(dir.join("state.json")).ok()?).ok()?;
+    alive(s.supervisor_pid).then_some(s)
+}
+
+fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
+    let state = ProjectState {
+        project: rt.project().to_string(),
+        supervisor_pid: std::process::id(),
+        containers: rt
+            .containers()
+            .into_iter()
+            .map(|c| ContainerState {
+                state: if c.restarting {
+                    "restarting".into()
+                } else if c.running {
+                    "running".into()
+                } else {
+                    "exited".into()
+                },
+                name: c.name,
+                service: c.service,
+                exit_code: c.exit_code,
+                restarts: c.restarts,
+                ip: c.ip.map(|ip| ip.to_string()),
+                ports: c.ports,
+            })
+            .collect(),
+        observed: rt.observed(),
+    };
+    let tmp = dir.join("state.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
+    fs::rename(&tmp, dir.join("state.json"))?;
+    Ok(())
+}
+
+/// Send `request` to the project's supervisor, starting one if none runs
+/// (only for `up`). Progress lines go to `progress`.
+pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result<bool> {
+    let dir = project_dir(project);
+    let stream = match UnixStream::connect(dir.join("supervisor.sock")) {
+        Ok(s) => s,
+        Err(_) if matches!(request, Request::Up { .. }) => start(project)?,
+        Err(_) => return Ok(false),
+    };
+    let mut writer = stream.try_clone()?;
+    writeln!(writer, "{}", serde_json::to_string(request)?)?;
+    for line in BufReader::new(stream).lines() {
+        let line = line.context("reading the supervisor's reply")?;
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Progress(p)) => progress(&p),
+            Ok(Reply::Ok) => return Ok(true),
+            Ok(Reply::Error(e)) => bail!("{e}"),
+            Err(_) => bail!("unexpected reply from the supervisor: {line}"),
+        }
+    }
+    bail!(
+        "the supervisor of {project} went away without an answer (see {})",
+        dir.join("supervisor.log").display()
+    )
+}
+
+/// Start the supervisor of `project` and connect to it.
+fn start(project: &str) -> Result<UnixStream> {
+    let dir = project_dir(project);
+    // Whatever a dead supervisor left (its state, its socket) is stale;
+    // logs of a previous run are kept, as docker keeps a container's.
+    for f in ["supervisor.sock", "state.json", "ready"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+    fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
+    let log = fs::File::create(dir.join("supervisor.log"))?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("__supervise")
+        .arg(project)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own session: the supervisor outlives this command and the terminal.
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the supervisor")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = UnixStream::connect(dir.join("supervisor.sock")) {
+            // Reaped by nobody otherwise: the child is ours until we exit,
+            // and a supervisor outliving us is re-parented to init.
+            std::thread::spawn(move || child.wait());
+            return Ok(s);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default();
+            let reason = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            bail!(
+                "the supervisor of {project} exited ({status}): {}",
+                reason.trim_start_matches("error: ")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the supervisor of {project} did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Container output to `logs/<container>.log`, one line per line,
+/// prefixed with the time it was read (for `logs -t`).
+struct FileLogs {
+    dir: PathBuf,
+    files: Mutex<std::collections::HashMap<String, fs::File>>,
+}
+
+impl LogSink for FileLogs {
+    fn line(&self, container: &str, line: &str) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if !files.contains_key(container) {
+            let path = self.dir.join(format!("{container}.log"));
+            match fs::OpenOptions::new().create(true).append(true).open(path) {
+                Ok(f) => {
+                    files.insert(container.to_string(), f);
+                }
+                Err(_) => return,
+            }
+        }
+        if let Some(f) = files.get_mut(container) {
+            let _ = writeln!(f, "{} {line}", crate::logs::timestamp_now());
+        }
+    }
+}
+
+fn reply(stream: &mut UnixStream, r: &Reply) {
+    if let Ok(text) = serde_json::to_string(r) {
+        let _ = writeln!(stream, "{text}");
+    }
+}
+
+/// The hidden `__supervise PROJECT` command.
+pub fn supervise(project: &str) -> Result<ExitCode> {
+    install_signal_handlers();
+    let dir = project_dir(project);
+    fs::create_dir_all(dir.join("logs"))?;
+    let store = crate::image_cmd::open_store()?;
+    let engine = Engine::open(&state_dir(), store)?;
+    let sink = Arc::new(FileLogs {
+        dir: dir.join("logs"),
+        files: Mutex::new(Default::default()),
+    });
+    let mut rt = engine.project(project, sink);
+    let socket_path = dir.join("supervisor.sock");
+    let _ = fs::remove_file(&socket_path);
+    let listener = UnixListener::bind(&socket_path).context("binding the supervisor socket")?;
+    listener.set_nonblocking(true)?;
+    write_state(&dir, &rt)?;
+    let mut timeout = Duration::from_secs(10);
+    let mut reply_to: Option<UnixStream> = None;
+    loop {
+        let events = rt.poll();
+        for e in &events {
+            match e {
+                Event::Exited { container, code } => {
+                    eprintln!("{container} exited with code {code}")
+                }
+                Event::Restarted {
+                    container,
+                    restarts,
+                } => eprintln!("{container} restarted ({restarts})"),
+                Event::RestartFailed { container, message } => {
+                    eprintln!("{container} could not be restarted: {message}")
+                }
+            }
+        }
+        if !events.is_empty() {
+            write_state(&dir, &rt)?;
+        }
+        if interrupted() {
+            break;
+        }
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false)?;
+                let mut line = String::new();
+                let _ = BufReader::new(stream.try_clone()?).read_line(&mut line);
+                match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Up { load, flags }) => {
+                        let first = rt.containers().is_empty();
+                        let result = up(&mut rt, *load, &flags, &mut stream);
+                        let _ = write_state(&dir, &rt);
+                        match result {
+                            Ok(()) => reply(&mut stream, &Reply::Ok),
+                            Err(e) => {
+                                let text = crate::error_chain(&e);
+                                eprintln!("up failed: {text}");
+                                if first {
+                                    // Nothing is left half-made: a first
+                                    // `up` that failed takes down what it
+                                    // started, and the supervisor goes.
+                                    let _ = rt.down(Duration::from_secs(2));
+                                    cleanup(&dir);
+                                    reply(&mut stream, &Reply::Error(text));
+                                    return Ok(ExitCode::FAILURE);
+                                }
+                                reply(&mut stream, &Reply::Error(text));
+                            }
+                        }
+                    }
+                    Ok(Request::Down { timeout_secs }) => {
+                        timeout = Duration::from_secs(timeout_secs);
+                        reply_to = Some(stream);
+                        break;
+                    }
+                    Err(e) => reply(&mut stream, &Reply::Error(format!("bad request: {e}"))),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let result = rt.down(timeout);
+    cleanup(&dir);
+    if let Some(mut s) = reply_to {
+        match &result {
+            Ok(()) => reply(&mut s, &Reply::Ok),
+            Err(e) => reply(&mut s, &Reply::Error(e.to_string())),
+        }
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cleanup(dir: &Path) {
+    for f in ["supervisor.sock", "state.json", "state.json.tmp"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+}
+
+/// Load, plan against what runs, apply; progress to the client.
+fn up(
+    rt: &mut ProjectRuntime,
+    load: LoadRequest,
+    flags: &PlanFlags,
+    stream: &mut UnixStream,
+) -> Result<()> {
+    let loaded = berth_compose::load(&load.into())?;
+    let names = image_names(&loaded)?;
+    let images = service_images(rt.store(), &names)?;
+    let mut desired = Desired::new(&loaded.project);
+    for (service, image) in &images {
+        desired = desired.with_image_digest(service, &image.digest);
+    }
+    let plan = plan(&desired, &rt.observed(), &flags.into())?;
+    for w in &plan.warnings {
+        reply(stream, &Reply::Progress(format!("warning: {w}")));
+    }
+    let progress = |line: &str| {
+        let mut s: &UnixStream = stream;
+        if let Ok(text) = serde_json::to_string(&Reply::Progress(line.to_string())) {
+            let _ = writeln!(s, "{text}");
+        }
+    };
+    rt.apply(&loaded.project, &images, &plan, &progress)?;
+    // A container that dies right away (a typo in its command, a missing
+    // file) fails the `up` instead of being reported as started.
+    let changed = !plan.is_noop();
+    if changed {
+        let settle = Instant::now() + Duration::from_millis(250);
+        while Instant::now() < settle {
+            for e in rt.poll() {
+                if let Event::Exited { container, code } = e {
+                    let restarting = rt
+                        .containers()
+                        .iter()
+                        .any(|c| c.name == container && c.restarting);
+                    if code != 0 && !restarting {
+                        bail!(
+                            "container {container} exited with code {code} right after it started \
+                             (see `berth logs`)"
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1265 @@
+//! The embedded backend: run a project's containers in this process.
+//!
+//! A [`ProjectRuntime`] is the live state of one project: its default
+//! network, and every container with what it was made from. It applies a
+//! [`Plan`] step by step: create, start, recreate (stop-first, or
+//! start-first with the port proxy switched to the new container once it is
+//! ready), remove. It reaps containers and restarts them by policy
+//! ([`ProjectRuntime::poll`]), and [`ProjectRuntime::down`] removes
+//! everything it made. The supervisor process of `berth up -d` owns one; an
+//! attached `berth up` owns one too.
+//!
+//! Volumes follow docker: anonymous volumes are populated from the image's
+//! content at their path when first created, carried over to a recreated
+//! container unless it must get fresh ones (new code, `-V`), and removed
+//! once no container mounts them any more.
+
+mod ports;
+mod restart;
+mod signal;
+
+pub use restart::RestartPolicy;
+
+use crate::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
+use berth_compose::hash::service_hash;
+use berth_compose::model::{Mount, Service, VolumesFrom};
+use berth_compose::Project;
+use berth_network::{AttachOptions, NetworkOptions, Networks, PoolConfig, ResolvConf};
+use berth_oci::store::Image;
+use berth_oci::{Platform, Store};
+use berth_proxy::{ProxyOptions, ProxySet, Target};
+use berth_sandbox::{
+    Container, ContainerSpec, ExitStatus, MountKind, MountSpec, Network, Sandbox, Stdio,
+};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("service {service:?}: {message}")]
+    Service { service: String, message: String },
+    #[error("network: {0}")]
+    Network(#[from] berth_network::Error),
+    #[error("{0}")]
+    Plan(#[from] planner::PlanError),
+    #[error("image store: {0}")]
+    Store(#[from] berth_oci::StoreError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+fn svc_err(service: &str, message: impl std::fmt::Display) -> EngineError {
+    EngineError::Service {
+        service: service.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where container output goes (the supervisor writes it to log files, an
+/// attached `up` prefixes and colours it).
+pub trait LogSink: Send + Sync {
+    fn line(&self, container: &str, line: &str);
+}
+
+/// The image a service runs: its name in the store and its digest (the
+/// single-platform manifest digest, which is what the planner compares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceImage {
+    pub name: String,
+    pub digest: String,
+}
+
+/// Resolve each service's image name to its digest in `store`.
+pub fn service_images(
+    store: &Store,
+    names: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, ServiceImage>> {
+    let mut out = BTreeMap::new();
+    for (service, name) in names {
+        let image = store
+            .image(name, &Platform::host())
+            .map_err(|e| svc_err(service, e))?;
+        out.insert(
+            service.clone(),
+            ServiceImage {
+                name: name.clone(),
+                digest: image.manifest_digest.to_string(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The engine's handles on the host: state directory, image store, the
+/// container runtime and the networks.
+pub struct Engine {
+    state: PathBuf,
+    store: Store,
+    sandbox: Sandbox,
+    networks: Networks,
+}
+
+impl Engine {
+    pub fn open(state_dir: &Path, store: Store) -> Result<Engine> {
+        let sandbox = Sandbox::open(state_dir.join("sandbox"))
+            .map_err(|e| svc_err("-", format!("cannot open the container runtime: {e}")))?;
+        Ok(Engine {
+            state: state_dir.to_path_buf(),
+            store,
+            sandbox,
+            networks: Networks::open(state_dir.join("network"), address_pool()?),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// An empty runtime for project `name`: nothing is made until a plan is applied.
+    pub fn project(self, name: &str, logs: Arc<dyn LogSink>) -> ProjectRuntime {
+        ProjectRuntime {
+            engine: self,
+            project: name.to_string(),
+            network: None,
+            live: Vec::new(),
+            logs,
+            released: Vec::new(),
+        }
+    }
+}
+
+/// The pool project networks take their subnets from: 172.31.0.0/16 cut
+/// into /24s unless `BERTH_ADDRESS_POOL` (`base/bits[,size]`) says
+/// otherwise, for hosts where that range is taken.
+fn address_pool() -> Result<PoolConfig> {
+    let Ok(text) = std::env::var("BERTH_ADDRESS_POOL") else {
+        return Ok(PoolConfig::default());
+    };
+    let bad = |why: String| svc_err("-", format!("BERTH_ADDRESS_POOL={text:?}: {why}"));
+    let (base, size) = match text.split_once(',') {
+        Some((b, s)) => (b, s.trim().parse::<u8>().map_err(|e| bad(e.to_string()))?),
+        None => (text.as_str(), 24),
+    };
+    let base = base.trim().parse().map_err(|e| bad(format!("{e}")))?;
+    PoolConfig::new(base, size).map_err(|e| bad(e.to_string()))
+}
+
+/// One anonymous volume: where it is mounted and the directory holding it.
+#[derive(Debug, Clone)]
+struct AnonymousVolume {
+    target: String,
+    dir: PathBuf,
+}
+
+/// A container of the project and everything it was made from: enough to
+/// start it again (restart policies) and to answer the planner.
+struct Live {
+    service: String,
+    number: u32,
+    /// The name users see: `seed-app-1`.
+    name: String,
+    /// Unique per incarnation (a swap runs two `seed-app-1` side by side):
+    /// names the sandbox container, its namespace and its files.
+    id: String,
+    config_hash: String,
+    image_digest: String,
+    mounted: BTreeMap<String, String>,
+    named_volumes: Vec<String>,
+    svc: Service,
+    image: Image,
+    layers: Vec<PathBuf>,
+    /// Every mount, the hosts file and volumes included.
+    mounts: Vec<MountSpec>,
+    /// The volumes `volumes_from` consumers mount.
+    volume_mounts: Vec<MountSpec>,
+    anonymous: Vec<AnonymousVolume>,
+    container: Option<Container>,
+    /// A namespace of its own (`berth-<id>`), or one it joined.
+    netns: Option<PathBuf>,
+    owns_netns: bool,
+    ip: Option<IpAddr>,
+    exited: Option<ExitStatus>,
+    proxy: Option<ProxySet>,
+    restart: RestartPolicy,
+    restarts: u32,
+    started_at: Instant,
+    backoff: Option<Duration>,
+    restart_at: Option<Instant>,
+}
+
+impl Live {
+    fn files(&self, state: &Path) -> PathBuf {
+        state.join("containers").join(&self.id)
+    }
+
+    fn stop_signal(&self) -> i32 {
+        self.svc
+            .stop_signal
+            .as_deref()
+            .or(self.image.config.config.stop_signal.as_deref())
+            .and_then(signal::parse)
+            .unwrap_or(signal::SIGTERM)
+    }
+
+    fn grace(&self) -> Option<Duration> {
+        self.svc
+            .stop_grace_period
+            .as_deref()
+            .and_then(berth_compose::units::parse_duration)
+    }
+
+    fn running(&self) -> bool {
+        self.container.is_some() && self.exited.is_none()
+    }
+}
+
+/// What [`ProjectRuntime::poll`] saw happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Exited { container: String, code: i32 },
+    Restarted { container: String, restarts: u32 },
+    RestartFailed { container: String, message: String },
+}
+
+/// The live state of one project on the embedded engine.
+pub struct ProjectRuntime {
+    engine: Engine,
+    project: String,
+    network: Option<String>,
+    live: Vec<Live>,
+    logs: Arc<dyn LogSink>,
+    /// Anonymous volumes whose container is gone, removed once nothing
+    /// mounts them (an old app still serving from the old code volume).
+    released: Vec<PathBuf>,
+}
+
+/// How long a start-first swap waits for the new container by default.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ProjectRuntime {
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.engine.store
+    }
+
+    /// The containers as the planner sees them.
+    pub fn observed(&self) -> Vec<ObservedContainer> {
+        self.live
+            .iter()
+            .map(|l| ObservedContainer {
+                name: l.name.clone(),
+                service: l.service.clone(),
+                number: l.number,
+                config_hash: l.config_hash.clone(),
+                image_digest: Some(l.image_digest.clone()),
+                mounted_image_digests: l.mounted.clone(),
+                networks: self.network.iter().cloned().collect(),
+                volumes: l.named_volumes.clone(),
+                state: match (&l.exited, l.restart_at) {
+                    (Some(_), Some(_)) => ContainerState::Restarting,
+                    (Some(s), None) => ContainerState::Exited { code: s.code() },
+                    (None, _) => ContainerState::Running,
+                },
+                one_off: false,
+            })
+            .collect()
+    }
+
+    /// `(service, container, state, exit code, published ports)` of every
+    /// container, in creation order.
+    pub fn containers(&self) -> Vec<ContainerInfo> {
+        self.live
+            .iter()
+            .map(|l| ContainerInfo {
+                service: l.service.clone(),
+                name: l.name.clone(),
+                running: l.running(),
+                exit_code: l.exited.map(|s| s.code()),
+                restarting: l.restart_at.is_some(),
+                restarts: l.restarts,
+                ip: l.ip,
+                ports: l
+                    .svc
+                    .ports
+                    .iter()
+                    .filter_map(|p| {
+                        let published = p.published.as_ref()?;
+                        let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
+                        Some(format!("{ip}:{published}->{}/{}", p.target, p.protocol))
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Apply `plan` (made from [`observed`](Self::observed)) to reach
+    /// `project`. `progress` hears one line per step. On error the step that
+    /// failed is undone; the steps before it stay applied.
+    pub fn apply(
+        &mut self,
+        project: &Project,
+        images: &BTreeMap<String, ServiceImage>,
+        plan: &Plan,
+        progress: &dyn Fn(&str),
+    ) -> Result<()> {
+        if self.network.is_none() {
+            let network = format!("{}_default", project.name);
+            self.engine
+                .networks
+                .create(&network, &NetworkOptions::default())?;
+            self.network = Some(network);
+        }
+        for step in &plan.steps {
+            let service = step.service.as_str();
+            match &step.action {
+                Action::Nothing { .. } => {}
+                Action::Create { number, name } => {
+                    progress(&format!("Container {name}  Creating"));
+                    self.create(project, images, service, *number, name, None, None)?;
+                    progress(&format!("Container {name}  Started"));
+                }
+                Action::Start { container } | Action::Restart { container } => {
+                    let i = self.index(container)?;
+                    self.stop(i, None);
+                    self.respawn(i)?;
+                    progress(&format!("Container {container}  Started"));
+                }
+                Action::Recreate {
+                    container,
+                    number,
+                    strategy,
+                    renew_anonymous_volumes,
+                } => {
+                    let i = self.index(container)?;
+                    let inherit =
+                        (!renew_anonymous_volumes).then(|| self.live[i].anonymous.clone());
+                    let swap = *strategy == Strategy::StartFirst
+                        && self.live[i].running()
+                        && self.live[i].proxy.is_some();
+                    if swap {
+                        progress(&format!("Container {container}  Swapping (start-first)"));
+                        self.swap(project, images, service, *number, i, inherit)?;
+                        progress(&format!("Container {container}  Swapped"));
+                    } else {
+                        progress(&format!("Container {container}  Recreating"));
+                        let grace = self.stop_timeout(i, None);
+                        self.stop(i, Some(grace));
+                        let mut old = self.live.remove(i);
+                        let proxy = old.proxy.take();
+                        let kept: Vec<PathBuf> = match &inherit {
+                            Some(v) => v.iter().map(|a| a.dir.clone()).collect(),
+                            None => Vec::new(),
+                        };
+                        self.discard(old, &kept);
+                        self.create(project, images, service, *number, container, inherit, proxy)?;
+                        progress(&format!("Container {container}  Started"));
+                    }
+                }
+                Action::ScaleDown { container } | Action::RemoveOrphan { container } => {
+                    progress(&format!("Container {container}  Removing"));
+                    let i = self.index(container)?;
+                    let grace = self.stop_timeout(i, None);
+                    self.stop(i, Some(grace));
+                    let old = self.live.remove(i);
+                    self.discard(old, &[]);
+                    progress(&format!("Container {container}  Removed"));
+                }
+            }
+            self.release_volumes();
+        }
+        self.refresh_hosts();
+        Ok(())
+    }
+
+    fn index(&self, container: &str) -> Result<usize> {
+        // The newest incarnation: during a swap the old one is listed first.
+        self.live
+            .iter()
+            .rposition(|l| l.name == container)
+            .ok_or_else(|| svc_err(container, "no such container"))
+    }
+
+    /// The current container of `service`: the newest one still running,
+    /// else the newest.
+    fn current(&self, service: &str) -> Option<&Live> {
+        let of = || self.live.iter().filter(|l| l.service == service);
+        of().rev()
+            .find(|l| l.running())
+            .or_else(|| of().next_back())
+    }
+
+    /// Make, start and register one container. `inherit` carries the
+    /// anonymous volumes of the container it replaces; `proxy` its bound
+    /// ports, switched to the new one (else ports are bound here, so a port
+    /// in use fails before anything runs).
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        project: &Project,
+        images: &BTreeMap<String, ServiceImage>,
+        service: &str,
+        number: u32,
+        name: &str,
+        inherit: Option<Vec<AnonymousVolume>>,
+        proxy: Option<ProxySet>,
+    ) -> Result<usize> {
+        let mut live = self.prepare(project, images, service, number, name, inherit)?;
+        let bound = match proxy {
+            Some(p) => match &live.netns {
+                Some(ns) => p
+                    .switch_netns(ns)
+                    .map(|_| p)
+                    .map_err(|e| svc_err(service, e)),
+                None => Ok(p),
+            },
+            None => self.bind_ports(&live),
+        };
+        let proxy = match bound {
+            Ok(p) => p,
+            Err(e) => {
+                self.discard(live, &[]);
+                return Err(e);
+            }
+        };
+        live.proxy = Some(proxy);
+        if let Err(e) = self.spawn(&mut live) {
+            self.discard(live, &[]);
+            return Err(e);
+        }
+        self.live.push(live);
+        let i = self.live.len() - 1;
+
+        // A dependency others wait on to complete must exit 0 first.
+        let awaited = project.services.values().any(|s| {
+            s.depends_on
+                .get(service)
+                .is_some_and(|d| d.condition == "service_completed_successfully")
+        });
+        if awaited {
+            let l = &mut self.live[i];
+            let container = l.container.as_mut().expect("just spawned");
+            let status = container.wait().map_err(|e| svc_err(service, e))?;
+            l.exited = Some(status);
+            if !status.success() {
+                return Err(svc_err(
+                    service,
+                    format!(
+                        "exited with code {} before its dependants could start",
+                        status.code()
+                    ),
+                ));
+            }
+        }
+        self.refresh_hosts();
+        Ok(i)
+    }
+
+    fn bind_ports(&self, live: &Live) -> Result<ProxySet> {
+        let publishes = ports::publishes(&live.svc.ports, live.netns.as_deref())
+            .map_err(|e| svc_err(&live.service, e))?;
+        if publishes.is_empty() {
+            return Ok(ProxySet::default());
+        }
+        ProxySet::bind(publishes, &ProxyOptions::default())
+            .map_err(|e| svc_err(&live.service, format!("{}: {e}", live.name)))
+    }
+
+    /// Everything but the process: namespace, address, files, volumes.
+    fn prepare(
+        &mut self,
+        project: &Project,
+        images: &BTreeMap<String, ServiceImage>,
+        service: &str,
+        number: u32,
+        name: &str,
+        inherit: Option<Vec<AnonymousVolume>>,
+    ) -> Result<Live> {
+        let svc = project
+            .services
+            .get(service)
+            .ok_or_else(|| svc_err(service, "not in the project"))?
+            .clone();
+        let wanted = images
+            .get(service)
+            .ok_or_else(|| svc_err(service, "no image (build or pull it first)"))?;
+        let image = self
+            .engine
+            .store
+            .image(&wanted.name, &Platform::host())
+            .map_err(|e| svc_err(service, e))?;
+        let layers = self
+            .engine
+            .sandbox
+            .layers()
+            .unpack_image(&self.engine.store, &image)
+            .map_err(|e| svc_err(service, e))?;
+        let restart =
+            RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
+        let mounted = svc
+            .volumes_from()
+            .into_iter()
+            .filter_map(|vf| match vf {
+                VolumesFrom::Service { name, .. } => {
+                    let digest = images.get(&name)?.digest.clone();
+                    Some((name, digest))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut live = Live {
+            service: service.to_string(),
+            number,
+            name: name.to_string(),
+            id: incarnation_id(name),
+            config_hash: service_hash(&svc),
+            image_digest: wanted.digest.clone(),
+            mounted,
+            named_volumes: Vec::new(),
+            svc,
+            image,
+            layers,
+            mounts: Vec::new(),
+            volume_mounts: Vec::new(),
+            anonymous: Vec::new(),
+            container: None,
+            netns: None,
+            owns_netns: false,
+            ip: None,
+            exited: None,
+            proxy: None,
+            restart,
+            restarts: 0,
+            started_at: Instant::now(),
+            backoff: None,
+            restart_at: None,
+        };
+        match self.prepare_in(project, &mut live, inherit) {
+            Ok(()) => Ok(live),
+            Err(e) => {
+                self.discard(live, &[]);
+                Err(e)
+            }
+        }
+    }
+
+    fn prepare_in(
+        &mut self,
+        project: &Project,
+        live: &mut Live,
+        inherit: Option<Vec<AnonymousVolume>>,
+    ) -> Result<()> {
+        let service = live.service.clone();
+        match live.svc.network_mode.as_deref() {
+            Some("host") | Some("none") => {}
+            Some(mode) if mode.starts_with("service:") => {
+                let other = &mode["service:".len()..];
+                let theirs = self
+                    .current(other)
+                    .and_then(|l| l.netns.clone().map(|ns| (ns, l.ip)))
+                    .ok_or_else(|| {
+                        svc_err(
+                            &service,
+                            format!("network_mode {mode}: {other} has no network namespace"),
+                        )
+                    })?;
+                live.netns = Some(theirs.0);
+                live.ip = theirs.1;
+            }
+            _ => {
+                let ns = format!("berth-{}", live.id);
+                let path = berth_network::create_netns(&ns).map_err(|e| svc_err(&service, e))?;
+                live.netns = Some(path.clone());
+                live.owns_netns = true;
+                let network = self.network.clone().unwrap_or_default();
+                let ep = self.engine.networks.attach(
+                    &network,
+                    &live.id,
+                    &path,
+                    None,
+                    &AttachOptions::default(),
+                )?;
+                live.ip = Some(IpAddr::V4(ep.ip));
+            }
+        }
+
+        let dir = live.files(&self.engine.state);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let resolv = ResolvConf::for_containers()
+            .map_err(|e| svc_err(&service, format!("cannot prepare resolv.conf: {e}")))?
+            .render(None);
+        fs::write(dir.join("resolv.conf"), &resolv).map_err(io_err(&dir))?;
+        fs::write(dir.join("hosts"), self.hosts_for(live)).map_err(io_err(&dir))?;
+        live.mounts = vec![
+            bind(dir.join("hosts"), "/etc/hosts", false),
+            bind(dir.join("resolv.conf"), "/etc/resolv.conf", false),
+        ];
+        self.volumes(project, live, inherit)?;
+        for t in string_list(live.svc.extra.get("tmpfs")) {
+            let (target, _opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            live.mounts.push(MountSpec {
+                target: target.to_string(),
+                kind: MountKind::Tmpfs {
+                    size: None,
+                    mode: None,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The hosts file of `live`: itself, every service's current address
+    /// and every container's, and `extra_hosts`.
+    fn hosts_for(&self, live: &Live) -> String {
+        let mut names: BTreeMap<String, IpAddr> = BTreeMap::new();
+        for other in &self.live {
+            if let Some(ip) = other.ip {
+                names.insert(other.name.clone(), ip);
+            }
+        }
+        let services: Vec<&String> = self.live.iter().map(|l| &l.service).collect();
+        for s in services {
+            if let Some(ip) = self.current(s).and_then(|l| l.ip) {
+                names.insert(s.clone(), ip);
+            }
+        }
+        let hostname = live
+            .svc
+            .hostname
+            .clone()
+            .unwrap_or_else(|| live.service.clone());
+        names.remove(&hostname);
+        let mut text =
+            berth_network::render_hosts(&hostname, live.ip, &names).unwrap_or_else(|_| {
+                // A service name that is not a valid host name: leave it out
+                // rather than refuse to run.
+                berth_network::render_hosts("localhost", live.ip, &BTreeMap::new())
+                    .unwrap_or_default()
+            });
+        for entry in string_list(live.svc.extra.get("extra_hosts")) {
+            if let Some((host, ip)) = entry.split_once('=') {
+                text.push_str(&format!("{ip}\t{host}\n"));
+            }
+        }
+        text
+    }
+
+    /// Rewrite every container's hosts file in place (the same inode, so
+    /// the bind mount sees it) where it changed.
+    fn refresh_hosts(&self) {
+        for l in &self.live {
+            let path = l.files(&self.engine.state).join("hosts");
+            let text = self.hosts_for(l);
+            if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                let _ = fs::write(&path, text);
+            }
+        }
+    }
+
+    fn volumes(
+        &self,
+        project: &Project,
+        live: &mut Live,
+        inherit: Option<Vec<AnonymousVolume>>,
+    ) -> Result<()> {
+        let service = live.service.clone();
+        let mut out: Vec<MountSpec> = Vec::new();
+        for vf in live.svc.volumes_from() {
+            let (theirs, read_only) = match vf {
+                VolumesFrom::Service { name, read_only } => (
+                    self.current(&name)
+                        .ok_or_else(|| svc_err(&service, format!("volumes_from {name}: it has no container")))?,
+                    read_only,
+                ),
+                VolumesFrom::Container { name, read_only } => (
+                    self.live
+                        .iter()
+                        .rev()
+                        .find(|l| l.name == name)
+                        .ok_or_else(|| svc_err(&service, format!("volumes_from container:{name}: no such container in this project")))?,
+                    read_only,
+                ),
+            };
+            for m in &theirs.volume_mounts {
+                if let MountKind::Bind {
+                    source,
+                    read_only: ro,
+                } = &m.kind
+                {
+                    out.push(bind(source.clone(), &m.target, *ro || read_only));
+                }
+            }
+        }
+        let inherited = inherit.unwrap_or_default();
+        let anonymous = |target: &str, live: &mut Live| -> PathBuf {
+            let dir = inherited
+                .iter()
+                .find(|a| a.target == target)
+                .map(|a| a.dir.clone())
+                .unwrap_or_else(|| self.anonymous_dir(&live.id, target));
+            live.anonymous.push(AnonymousVolume {
+                target: target.to_string(),
+                dir: dir.clone(),
+            });
+            dir.join("_data")
+        };
+        for m in &live.svc.volumes.clone() {
+            match m.kind.as_str() {
+                "bind" => {
+                    let src = PathBuf::from(m.source.clone().unwrap_or_default());
+                    if !src.exists() {
+                        fs::create_dir_all(&src).map_err(io_err(&src))?;
+                    }
+                    out.push(bind(src, &m.target, m.read_only == Some(true)));
+                }
+                "tmpfs" => out.push(MountSpec {
+                    target: m.target.clone(),
+                    kind: MountKind::Tmpfs {
+                        size: tmpfs_size(m),
+                        mode: None,
+                    },
+                }),
+                _ => {
+                    let data = match &m.source {
+                        Some(named) => {
+                            let full = project
+                                .volumes
+                                .get(named)
+                                .and_then(|v| v.name.clone())
+                                .unwrap_or_else(|| format!("{}_{named}", project.name));
+                            live.named_volumes.push(full.clone());
+                            self.engine.state.join("volumes").join(full).join("_data")
+                        }
+                        None => anonymous(&m.target, live),
+                    };
+                    self.prepare_volume(&data, &live.layers, &m.target, &service)?;
+                    out.push(bind(data, &m.target, m.read_only == Some(true)));
+                }
+            }
+        }
+        // The image's VOLUMEs not covered above become anonymous volumes.
+        let image_volumes: Vec<String> = live
+            .image
+            .config
+            .config
+            .volumes
+            .iter()
+            .flat_map(|v| v.keys().cloned())
+            .collect();
+        for target in image_volumes {
+            if out.iter().any(|m| m.target == target) {
+                continue;
+            }
+            let data = anonymous(&target, live);
+            self.prepare_volume(&data, &live.layers, &target, &service)?;
+            out.push(bind(data, &target, false));
+        }
+        live.volume_mounts = out
+            .iter()
+            .filter(|m| matches!(m.kind, MountKind::Bind { .. }))
+            .cloned()
+            .collect();
+        live.mounts.extend(out);
+        Ok(())
+    }
+
+    fn anonymous_dir(&self, id: &str, target: &str) -> PathBuf {
+        let digest = berth_oci::Digest::of(format!("{id}\0{target}").as_bytes());
+        self.engine
+            .state
+            .join("volumes")
+            .join(format!("anon-{}", &digest.hex()[..24]))
+    }
+
+    /// A new volume is filled from the image's content at its mount point.
+    fn prepare_volume(
+        &self,
+        dir: &Path,
+        layers: &[PathBuf],
+        target: &str,
+        service: &str,
+    ) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        // Populate beside it and rename: a crash never leaves a half-filled
+        // volume that the next start would take as complete.
+        let parent = dir.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let tmp = parent.join("_data.tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        berth_sandbox::populate(layers, target, &tmp)
+            .map_err(|e| svc_err(service, format!("populating the volume at {target}: {e}")))?;
+        fs::rename(&tmp, dir).map_err(io_err(dir))
+    }
+
+    /// Create and start the container process of `live`.
+    fn spawn(&self, live: &mut Live) -> Result<()> {
+        let mut spec = ContainerSpec::new(live.id.clone(), &live.image);
+        spec.entrypoint = live.svc.entrypoint.clone();
+        spec.cmd = live.svc.command.clone();
+        spec.env = live
+            .svc
+            .environment
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect();
+        spec.working_dir = live.svc.working_dir.clone();
+        spec.user = live.svc.user.clone();
+        spec.hostname = Some(
+            live.svc
+                .hostname
+                .clone()
+                .unwrap_or_else(|| live.service.clone()),
+        );
+        spec.mounts = live.mounts.clone();
+        spec.read_only_rootfs = live.svc.read_only == Some(true);
+        spec.network = match live.svc.network_mode.as_deref() {
+            Some("host") => Network::Host,
+            Some("none") => Network::None,
+            _ => match &live.netns {
+                Some(p) => Network::Netns(p.clone()),
+                None => Network::None,
+            },
+        };
+        let dir = live.files(&self.engine.state);
+        let (out_r, out_w) = pipe().map_err(io_err(&dir))?;
+        spec.stdout = Stdio::Fd(out_w);
+        let (err_r, err_w) = pipe().map_err(io_err(&dir))?;
+        spec.stderr = Stdio::Fd(err_w);
+        let mut container = self
+            .engine
+            .sandbox
+            .create(&live.layers, spec)
+            .map_err(|e| svc_err(&live.service, e))?;
+        // The spec (and with it the write ends) is gone: the readers end
+        // when the container's last process closes its streams.
+        forward_lines(out_r, live.name.clone(), self.logs.clone());
+        forward_lines(err_r, live.name.clone(), self.logs.clone());
+        if let Err(e) = container.start() {
+            let _ = container.delete();
+            return Err(svc_err(&live.service, e));
+        }
+        live.container = Some(container);
+        live.exited = None;
+        live.started_at = Instant::now();
+        Ok(())
+    }
+
+    /// Start `live[i]` again in the same namespace, with the same volumes
+    /// and ports (restart policies, `Start`, `Restart`).
+    fn respawn(&mut self, i: usize) -> Result<()> {
+        if let Some(c) = self.live[i].container.take() {
+            c.delete().map_err(|e| svc_err(&self.live[i].service, e))?;
+        }
+        // Out of the list while `spawn` borrows the runtime.
+        let mut live = self.live.remove(i);
+        let result = self.spawn(&mut live);
+        live.restart_at = None;
+        self.live.insert(i, live);
+        result
+    }
+
+    /// A start-first swap of `live[old]`: the new container starts beside
+    /// it; once it accepts connections on every published TCP port, the
+    /// proxy switches to it, the old one's open connections drain and it is
+    /// stopped. If the new one never gets ready, it goes and the old one
+    /// keeps serving.
+    fn swap(
+        &mut self,
+        project: &Project,
+        images: &BTreeMap<String, ServiceImage>,
+        service: &str,
+        number: u32,
+        old: usize,
+        inherit: Option<Vec<AnonymousVolume>>,
+    ) -> Result<()> {
+        let name = self.live[old].name.clone();
+        let inherited: Vec<PathBuf> = inherit
+            .as_ref()
+            .map(|v| v.iter().map(|a| a.dir.clone()).collect())
+            .unwrap_or_default();
+        let mut new = self.prepare(project, images, service, number, &name, inherit)?;
+        new.proxy = None;
+        if let Err(e) = self.spawn(&mut new) {
+            self.discard(new, &inherited);
+            return Err(e);
+        }
+        let timeout = ready_timeout(&new.svc).map_err(|e| svc_err(service, e))?;
+        if let Err(why) = wait_ready(&mut new, timeout) {
+            self.stop_live(&mut new, Duration::ZERO);
+            self.discard(new, &inherited);
+            return Err(svc_err(
+                service,
+                format!("the new container never became ready ({why}); {name} keeps serving"),
+            ));
+        }
+        let proxy = self.live[old].proxy.take();
+        let mut old_targets: Vec<Target> = Vec::new();
+        if let (Some(p), Some(ns)) = (&proxy, &new.netns) {
+            match p.switch_netns(ns) {
+                Ok(t) => old_targets = t,
+                Err(e) => {
+                    self.live[old].proxy = proxy;
+                    self.stop_live(&mut new, Duration::ZERO);
+                    self.discard(new, &inherited);
+                    return Err(svc_err(service, format!("switching the ports: {e}")));
+                }
+            }
+        }
+        new.proxy = proxy;
+        self.live.push(new);
+        self.refresh_hosts();
+        let grace = self.stop_timeout(old, None);
+        if let Some(p) = &self.live.last().and_then(|l| l.proxy.as_ref()) {
+            p.drain(&old_targets, grace);
+        }
+        let mut gone = self.live.remove(old);
+        self.stop_live(&mut gone, grace);
+        self.discard(gone, &inherited);
+        Ok(())
+    }
+
+    fn stop_timeout(&self, i: usize, override_: Option<Duration>) -> Duration {
+        override_
+            .or_else(|| self.live[i].grace())
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Stop `live[i]` (its stop signal, then SIGKILL after `timeout`; the
+    /// service's `stop_grace_period` when `None`).
+    fn stop(&mut self, i: usize, timeout: Option<Duration>) {
+        let t = self.stop_timeout(i, timeout);
+        let mut live = self.live.remove(i);
+        self.stop_live(&mut live, t);
+        self.live.insert(i, live);
+    }
+
+    fn stop_live(&self, live: &mut Live, timeout: Duration) {
+        live.restart_at = None;
+        let sig = live.stop_signal();
+        let Some(c) = live.container.as_mut() else {
+            return;
+        };
+        if live.exited.is_some() {
+            return;
+        }
+        // The kernel drops signals a namespace's PID 1 has no handler for,
+        // so one it does not catch would only make us wait out the timeout
+        // (docker does). Kill it at once instead.
+        let sig = if signal::catches(c.pid(), sig) {
+            sig
+        } else {
+            signal::SIGKILL
+        };
+        let _ = c.kill(sig);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                live.exited = Some(s);
+                return;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill(signal::SIGKILL);
+        if let Ok(s) = c.wait() {
+            live.exited = Some(s);
+        }
+    }
+
+    /// Remove what `live` made, except the anonymous volumes in `keep`
+    /// (carried over to its successor); the rest are released.
+    fn discard(&mut self, mut live: Live, keep: &[PathBuf]) {
+        if let Some(p) = live.proxy.take() {
+            p.close(Duration::ZERO);
+        }
+        if let Some(c) = live.container.take() {
+            let _ = c.delete();
+        }
+        if live.owns_netns {
+            if let Some(network) = &self.network {
+                let _ = self.engine.networks.detach(network, &live.id);
+            }
+            let _ = berth_network::delete_netns(&format!("berth-{}", live.id));
+        }
+        let _ = fs::remove_dir_all(live.files(&self.engine.state));
+        for a in live.anonymous {
+            if !keep.contains(&a.dir) {
+                self.released.push(a.dir);
+            }
+        }
+    }
+
+    /// Remove released anonymous volumes that no container mounts any more.
+    fn release_volumes(&mut self) {
+        let live = &self.live;
+        self.released.retain(|dir| {
+            let used = live.iter().any(|l| {
+                l.mounts.iter().any(|m| match &m.kind {
+                    MountKind::Bind { source, .. } => source.starts_with(dir),
+                    _ => false,
+                })
+            });
+            if !used {
+                let _ = fs::remove_dir_all(dir);
+            }
+            used
+        });
+    }
+
+    /// Reap exits and apply restart policies; returns what happened.
+    pub fn poll(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let now = Instant::now();
+        for i in 0..self.live.len() {
+            let l = &mut self.live[i];
+            if l.exited.is_none() {
+                let Some(c) = l.container.as_mut() else {
+                    continue;
+                };
+                if let Ok(Some(status)) = c.try_wait() {
+                    l.exited = Some(status);
+                    events.push(Event::Exited {
+                        container: l.name.clone(),
+                        code: status.code(),
+                    });
+                    if l.restart.restarts(status.code(), l.restarts) {
+                        let wait = restart::backoff(l.backoff, now - l.started_at);
+                        l.backoff = Some(wait);
+                        l.restart_at = Some(now + wait);
+                    }
+                }
+            }
+            if self.live[i].restart_at.is_some_and(|t| t <= now) {
+                let result = self.respawn(i);
+                let l = &mut self.live[i];
+                match result {
+                    Ok(()) => {
+                        l.restarts += 1;
+                        events.push(Event::Restarted {
+                            container: l.name.clone(),
+                            restarts: l.restarts,
+                        });
+                    }
+                    Err(e) => events.push(Event::RestartFailed {
+                        container: l.name.clone(),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+        events
+    }
+
+    /// True while some container runs or waits to be restarted.
+    pub fn any_running(&self) -> bool {
+        self.live
+            .iter()
+            .any(|l| l.running() || l.restart_at.is_some())
+    }
+
+    /// Stop (each container's stop signal, then SIGKILL after `timeout`)
+    /// and remove everything: containers, namespaces, anonymous volumes, the
+    /// network. Named volumes stay.
+    pub fn down(mut self, timeout: Duration) -> Result<()> {
+        for l in &mut self.live {
+            l.restart_at = None;
+            if let Some(p) = l.proxy.take() {
+                p.close(Duration::ZERO);
+            }
+        }
+        // Signal everything first, then wait once for all of them.
+        for l in &self.live {
+            if let (Some(c), None) = (&l.container, &l.exited) {
+                let sig = l.stop_signal();
+                let sig = if signal::catches(c.pid(), sig) {
+                    sig
+                } else {
+                    signal::SIGKILL
+                };
+                let _ = c.kill(sig);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && self.live.iter().any(|l| l.running()) {
+            for l in &mut self.live {
+                if let (Some(c), None) = (l.container.as_mut(), l.exited) {
+                    if let Ok(Some(s)) = c.try_wait() {
+                        l.exited = Some(s);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut first_error = None;
+        while let Some(mut l) = self.live.pop() {
+            if let Some(c) = l.container.take() {
+                if let Err(e) = c.delete() {
+                    first_error.get_or_insert(svc_err(&l.service, e));
+                }
+            }
+            self.discard(l, &[]);
+        }
+        self.release_volumes();
+        if let Some(network) = self.network.take() {
+            if let Err(e) = self.engine.networks.remove(&network) {
+                first_error.get_or_insert(EngineError::Network(e));
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What `ps` shows of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub service: String,
+    pub name: String,
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub restarting: bool,
+    pub restarts: u32,
+    pub ip: Option<IpAddr>,
+    pub ports: Vec<String>,
+}
+
+/// `x-berth: {ready_timeout: 30s}` on the service, else the default.
+fn ready_timeout(svc: &Service) -> std::result::Result<Duration, String> {
+    match svc
+        .extra
+        .get("x-berth")
+        .and_then(|x| x.get("ready_timeout"))
+    {
+        None => Ok(READY_TIMEOUT),
+        Some(v) => {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            berth_compose::units::parse_duration(&text)
+                .ok_or_else(|| format!("x-berth.ready_timeout: invalid duration {text:?}"))
+        }
+    }
+}
+
+/// Wait until `live` accepts TCP connections on each published target
+/// port inside its namespace; fails when it exits or `timeout` passes.
+fn wait_ready(live: &mut Live, timeout: Duration) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let targets = ports::tcp_targets(&live.svc.ports);
+    let Some(netns) = live.netns.clone() else {
+        return Ok(());
+    };
+    let mut pending = targets;
+    loop {
+        if let Some(c) = live.container.as_mut() {
+            if let Ok(Some(s)) = c.try_wait() {
+                live.exited = Some(s);
+                return Err(format!("it exited with code {}", s.code()));
+            }
+        }
+        pending.retain(|&port| {
+            let target = Target::InNetns {
+                netns: netns.clone(),
+                port,
+            };
+            berth_proxy::probe_tcp(&target, Duration::from_millis(500)).is_err()
+        });
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let list: Vec<String> = pending.iter().map(|p| p.to_string()).collect();
+            return Err(format!(
+                "nothing accepted connections on port {} within {}",
+                list.join(", "),
+                berth_compose::units::format_duration(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `name.<12 hex>`: unique per incarnation, stable for its lifetime.
+fn incarnation_id(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{name}\0{nanos}\0{}", std::process::id());
+    let digest = berth_oci::Digest::of(seed.as_bytes());
+    format!("{name}.{}", &digest.hex()[..12])
+}
+
+fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn tmpfs_size(m: &Mount) -> Option<u64> {
+    let size = m.extra.get("tmpfs")?.get("size")?;
+    match size {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => berth_compose::units::parse_bytes(s),
+        _ => None,
+    }
+}
+
+fn bind(source: PathBuf, target: &str, read_only: bool) -> MountSpec {
+    MountSpec {
+        target: target.to_string(),
+        kind: MountKind::Bind { source, read_only },
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = std::io::pipe()?;
+    Ok((OwnedFd::from(r), OwnedFd::from(w)))
+}
+
+/// A thread per stream: lines to the sink until the container closes it.
+fn forward_lines(fd: OwnedFd, container: String, sink: Arc<dyn LogSink>) {
+    let file = fs::File::from(fd);
+    std::thread::spawn(move || {
+        for line in BufReader::new(file).lines() {
+            match line {
+                Ok(l) => sink.line(&container, &l),
+                Err(_) => break,
+            }
+        }
+    });
+}
