@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -22,7 +22,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(port: u16) -> Option<String> {
+pub(crate) fn http_get(port: u16) -> Option<String> {
     let mut s =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -33,9 +33,9 @@ fn http_get(port: u16) -> Option<String> {
     Some(body)
 }
 
-struct Registry {
-    port: u16,
-    storage: std::path::PathBuf,
+pub(crate) struct Registry {
+    pub(crate) port: u16,
+    pub(crate) storage: std::path::PathBuf,
 }
 
 impl Drop for Registry {
@@ -52,9 +52,9 @@ impl Drop for Registry {
 
 /// Takes a project down when the test ends, passing or failing, so a failed
 /// assertion never leaves a supervisor and its containers behind.
-struct DownOnDrop {
-    dir: std::path::PathBuf,
-    state: std::path::PathBuf,
+pub(crate) struct DownOnDrop {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) state: std::path::PathBuf,
 }
 
 impl Drop for DownOnDrop {
