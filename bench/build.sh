@@ -16,7 +16,7 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 cargo build --release -q -p berth-cli
-berth=$root/target/release/berth
+berth=${CARGO_TARGET_DIR:-$root/target}/release/berth
 
 work=$(mktemp -d)
 export BERTH_STATE_DIR=$work/state

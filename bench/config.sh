@@ -9,7 +9,7 @@ root=$PWD
 command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null; }
 command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 cargo build --release -q -p berth-cli
-berth=$root/target/release/berth
+berth=${CARGO_TARGET_DIR:-$root/target}/release/berth
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

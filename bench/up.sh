@@ -20,7 +20,7 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 cargo build --release -q -p berth-cli
-export BERTH=$root/target/release/berth
+export BERTH=${CARGO_TARGET_DIR:-$root/target}/release/berth
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
