@@ -27,6 +27,7 @@ pub mod semver_range;
 pub mod spec;
 pub mod store;
 pub mod version;
+pub mod vulns;
 
 pub use config::{RuntimesConfig, SourceKind};
 pub use fetch::{Progress, ProgressFn};
