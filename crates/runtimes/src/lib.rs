@@ -23,9 +23,11 @@
 pub mod config;
 pub mod fetch;
 pub mod index;
+pub mod rewrite;
 pub mod semver_range;
 pub mod spec;
 pub mod store;
+pub mod upgrade;
 pub mod version;
 pub mod vulns;
 

@@ -134,21 +134,31 @@ impl Vuln {
     }
 }
 
-/// A correction berth applies to the working group's list.
+/// A correction berth applies to the working group's list: more versions
+/// affected, or more releases carrying the fix.
 pub struct Correction {
-    pub cve: &'static str,
-    pub also_vulnerable: &'static str,
+    /// The entry: a CVE it lists, or berth's `NSWG-CORE-<n>` id for it.
+    pub id: &'static str,
+    pub also_vulnerable: Option<&'static str>,
     pub also_patched: &'static str,
     pub note: &'static str,
 }
 
 /// Known gaps in the working group's list, as facts from the release notes.
-pub const CORRECTIONS: &[Correction] = &[Correction {
-    cve: "CVE-2015-8027",
-    also_vulnerable: ">=0.12.0 <0.12.9",
-    also_patched: ">=0.12.9 <0.13.0",
-    note: "0.12.x before 0.12.9 was affected too (fixed in 0.12.9, December 2015 security release); the working group's entry names only 4.x and 5.x",
-}];
+pub const CORRECTIONS: &[Correction] = &[
+    Correction {
+        id: "CVE-2015-8027",
+        also_vulnerable: Some(">=0.12.0 <0.12.9"),
+        also_patched: ">=0.12.9 <0.13.0",
+        note: "0.12.x before 0.12.9 was affected too (fixed in 0.12.9, December 2015 security release); the working group's entry names only 4.x and 5.x",
+    },
+    Correction {
+        id: "NSWG-CORE-26",
+        also_vulnerable: None,
+        also_patched: "^4.4.2",
+        note: "the entry's patched range names 4.4.2 alone; every later 4.x release carries the fix too",
+    },
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VulnDb {
@@ -240,21 +250,28 @@ impl VulnDb {
 
     fn apply_corrections(&mut self) {
         for c in CORRECTIONS {
-            let probe: Version = c
-                .also_vulnerable
-                .parse::<Range>()
-                .ok()
-                .and_then(|r| r.lower_bounds().into_iter().next())
-                .unwrap_or(Version::new(0, 0, 0));
-            for v in self.vulnerabilities.iter_mut().filter(|v| v.cves.iter().any(|x| x == c.cve)) {
-                if v.vulnerable.matches(&probe) {
-                    continue; // the list has it already
+            let entries = self
+                .vulnerabilities
+                .iter_mut()
+                .filter(|v| v.id == c.id || v.cves.iter().any(|x| x == c.id));
+            for v in entries {
+                if v.patched.as_str().contains(c.also_patched) {
+                    continue; // applied already (or the list has caught up)
                 }
-                v.vulnerable = format!("{} || {}", v.vulnerable, c.also_vulnerable).parse().expect("valid range");
+                if let Some(more) = c.also_vulnerable {
+                    v.vulnerable = format!("{} || {more}", v.vulnerable).parse().expect("valid range");
+                }
                 v.patched = format!("{} || {}", v.patched, c.also_patched).parse().expect("valid range");
                 v.correction = Some(c.note.to_string());
             }
         }
+    }
+
+    /// Does `v`'s release line have a release that fixes `vuln`? (An
+    /// end-of-life line may not: those vulnerabilities stay whatever the patch.)
+    pub fn fixable_in_line(vuln: &Vuln, v: &Version) -> bool {
+        let line = v.line();
+        vuln.patched.lower_bounds().iter().any(|b| line.contains(b))
     }
 
     /// What affects `v` on Linux, most severe first.
