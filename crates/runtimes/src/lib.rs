@@ -20,6 +20,7 @@
 //! # let _ = installed; Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod config;
 pub mod fetch;
 pub mod index;
