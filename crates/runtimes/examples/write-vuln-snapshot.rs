@@ -10,14 +10,19 @@ use berth_runtimes::vulns::VulnDb;
 use berth_runtimes::RuntimesConfig;
 
 fn main() {
-    let out = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/data/node-vulns.json").to_string());
+    let out = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/node-vulns.json").to_string()
+    });
     let config = RuntimesConfig::from_env_and_file().unwrap_or_else(|e| fail(&e));
     let scratch = std::env::temp_dir();
-    let db = VulnDb::fetch(&Http::new(), &config, &scratch, &mut |_| {}).unwrap_or_else(|e| fail(&e));
+    let db =
+        VulnDb::fetch(&Http::new(), &config, &scratch, &mut |_| {}).unwrap_or_else(|e| fail(&e));
     std::fs::write(&out, db.to_json_pretty()).unwrap_or_else(|e| fail(&e));
-    eprintln!("{out}: {} entries from {}", db.vulnerabilities.len(), db.source);
+    eprintln!(
+        "{out}: {} entries from {}",
+        db.vulnerabilities.len(),
+        db.source
+    );
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ! {

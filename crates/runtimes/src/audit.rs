@@ -34,7 +34,10 @@ pub struct Detected {
 /// The runtime a service runs, if berth recognises one.
 pub fn detect(service: &Service, images: Option<&berth_oci::Store>) -> Option<Detected> {
     if let Some(value) = service.extra.get("x-runtime") {
-        let declared = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        let declared = value
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
         let spec = declared.parse::<RuntimeSpec>().map_err(|e| e.to_string());
         let version = spec.as_ref().ok().and_then(|s| s.exact().cloned());
         return Some(Detected {
@@ -148,17 +151,21 @@ pub fn audit_project(
     let today = vulns::today();
     let mut out = Vec::new();
     for (name, service) in &project.services {
-        let Some(d) = detect(service, images) else { continue };
+        let Some(d) = detect(service, images) else {
+            continue;
+        };
         let mut error = None;
         let version = match (&d.version, &d.spec) {
             (Some(v), _) => Some(v.clone()),
-            (None, Some(Ok(spec))) if !matches!(spec.req, VersionReq::Exact(_)) => match resolve(spec) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    error = Some(e);
-                    None
+            (None, Some(Ok(spec))) if !matches!(spec.req, VersionReq::Exact(_)) => {
+                match resolve(spec) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        error = Some(e);
+                        None
+                    }
                 }
-            },
+            }
             (None, Some(Err(e))) => {
                 error = Some(e.clone());
                 None
@@ -173,8 +180,14 @@ pub fn audit_project(
             declared: d.declared,
             line: line.map(|l| l.to_string()),
             end_of_life: line.and_then(|l| vulns::is_eol(l, &today)),
-            end_of_life_date: line.and_then(vulns::eol_date).filter(|d| !d.is_empty()).map(String::from),
-            vulnerabilities: version.as_ref().map(|v| findings(db, v)).unwrap_or_default(),
+            end_of_life_date: line
+                .and_then(vulns::eol_date)
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+            vulnerabilities: version
+                .as_ref()
+                .map(|v| findings(db, v))
+                .unwrap_or_default(),
             upgrade_to: version
                 .as_ref()
                 .and_then(|v| choose(v, &Strategy::Security, db, Err(String::new())).ok())
@@ -190,7 +203,8 @@ pub fn audit_project(
 /// otherwise findings graded at or above it (ungraded ones do not count).
 pub fn fails(audits: &[ServiceAudit], threshold: Severity) -> bool {
     audits.iter().flat_map(|a| &a.vulnerabilities).any(|f| {
-        threshold == Severity::Unknown || (f.severity != Severity::Unknown && f.severity >= threshold)
+        threshold == Severity::Unknown
+            || (f.severity != Severity::Unknown && f.severity >= threshold)
     })
 }
 
@@ -237,7 +251,12 @@ mod tests {
     #[test]
     fn thresholds() {
         let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n");
-        let audits = audit_project(&p, &VulnDb::embedded(), None, &mut |_| Err("offline".into()));
+        let audits = audit_project(
+            &p,
+            &VulnDb::embedded(),
+            None,
+            &mut |_| Err("offline".into()),
+        );
         let worst = audits[0].worst().unwrap();
         assert!(fails(&audits, Severity::Unknown));
         assert!(fails(&audits, worst));
@@ -245,6 +264,9 @@ mod tests {
             assert!(!fails(&audits, Severity::Critical));
         }
         let clean = project("services:\n  db:\n    image: postgres\n");
-        assert!(!fails(&audit_project(&clean, &VulnDb::embedded(), None, &mut |_| Err("x".into())), Severity::Unknown));
+        assert!(!fails(
+            &audit_project(&clean, &VulnDb::embedded(), None, &mut |_| Err("x".into())),
+            Severity::Unknown
+        ));
     }
 }

@@ -13,9 +13,17 @@ pub enum RewriteError {
     #[error("{}: {message}", path.display())]
     Yaml { path: PathBuf, message: String },
     #[error("service {service:?} has no {key} in {files}")]
-    NotFound { service: String, key: String, files: String },
+    NotFound {
+        service: String,
+        key: String,
+        files: String,
+    },
     #[error("{}:{line}: {reason}; edit it by hand", path.display())]
-    CannotEdit { path: PathBuf, line: usize, reason: String },
+    CannotEdit {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Where a service's value is written.
@@ -39,7 +47,11 @@ fn services_of(doc: &Node) -> Option<&Node> {
 
 /// The last of `files` (path, text) that sets `key` on `service`: the file
 /// whose value wins when they are merged.
-pub fn locate(files: &[(PathBuf, String)], service: &str, key: &str) -> Result<Located, RewriteError> {
+pub fn locate(
+    files: &[(PathBuf, String)],
+    service: &str,
+    key: &str,
+) -> Result<Located, RewriteError> {
     for (i, (path, text)) in files.iter().enumerate().rev() {
         let docs = yaml::parse(text).map_err(|e| RewriteError::Yaml {
             path: path.clone(),
@@ -105,15 +117,22 @@ pub fn replace(text: &str, path: &Path, at: &Located, new: &str) -> Result<Strin
     let rest = &text[start..];
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
     if let Some(q) = quote {
-        if at.value.contains(q) || at.value.contains('\\') || new.contains(q) || new.contains('\\') {
+        if at.value.contains(q) || at.value.contains('\\') || new.contains(q) || new.contains('\\')
+        {
             return Err(refuse("the quoted value has escapes"));
         }
         start += 1;
-    } else if new.starts_with(['"', '\'', '&', '*', '!', '#', '{', '[']) || new.contains(": ") || new.contains(" #") {
+    } else if new.starts_with(['"', '\'', '&', '*', '!', '#', '{', '['])
+        || new.contains(": ")
+        || new.contains(" #")
+    {
         return Err(refuse("the new value would need quoting"));
     }
     if !text[start..].starts_with(&at.value) {
-        return Err(refuse(&format!("the text there does not read {:?} (interpolated, folded or an alias?)", at.value)));
+        return Err(refuse(&format!(
+            "the text there does not read {:?} (interpolated, folded or an alias?)",
+            at.value
+        )));
     }
     let end = start + at.value.len();
     if let Some(q) = quote {
@@ -147,7 +166,13 @@ pub fn image_version(image: &str) -> Option<(std::ops::Range<usize>, Version)> {
     let registry_ok = match repo_last {
         "node" => {
             let prefix = &without_digest[..slash];
-            matches!(prefix, "" | "library/" | "docker.io/library/" | "index.docker.io/library/" | "registry-1.docker.io/library/")
+            matches!(
+                prefix,
+                "" | "library/"
+                    | "docker.io/library/"
+                    | "index.docker.io/library/"
+                    | "registry-1.docker.io/library/"
+            )
         }
         "alpine-nodejs" | "alpine-node" => true,
         _ => false,
@@ -166,7 +191,12 @@ pub fn image_version(image: &str) -> Option<(std::ops::Range<usize>, Version)> {
 /// The reference with its version replaced (`node:4.2.2-alpine` → `node:4.2.3-alpine`).
 pub fn image_with_version(image: &str, new: &Version) -> Option<String> {
     let (range, _) = image_version(image)?;
-    Some(format!("{}{}{}", &image[..range.start], new, &image[range.end..]))
+    Some(format!(
+        "{}{}{}",
+        &image[..range.start],
+        new,
+        &image[range.end..]
+    ))
 }
 
 #[cfg(test)]
@@ -175,7 +205,12 @@ mod tests {
 
     const SEED: &str = "# the seed, v1 format\ncode:\n  build: .   # code only\napp:\n  # node runtime\n  image: quay.io/oddnetworks/alpine-nodejs:4.2.2  # pinned\n  volumes_from:\n    - code\n  ports:\n    - \"8080:3000\"\n";
 
-    fn edit(text: &str, service: &str, key: &str, new: impl Fn(&str) -> String) -> Result<String, RewriteError> {
+    fn edit(
+        text: &str,
+        service: &str,
+        key: &str,
+        new: impl Fn(&str) -> String,
+    ) -> Result<String, RewriteError> {
         let files = vec![(PathBuf::from("c.yml"), text.to_string())];
         let at = locate(&files, service, key)?;
         replace(text, Path::new("c.yml"), &at, &new(&at.value))
@@ -183,8 +218,17 @@ mod tests {
 
     #[test]
     fn image_tag_in_a_v1_file_changes_alone() {
-        let got = edit(SEED, "app", "image", |old| image_with_version(old, &"4.2.3".parse().unwrap()).unwrap()).unwrap();
-        assert_eq!(got, SEED.replace("alpine-nodejs:4.2.2  # pinned", "alpine-nodejs:4.2.3  # pinned"));
+        let got = edit(SEED, "app", "image", |old| {
+            image_with_version(old, &"4.2.3".parse().unwrap()).unwrap()
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            SEED.replace(
+                "alpine-nodejs:4.2.2  # pinned",
+                "alpine-nodejs:4.2.3  # pinned"
+            )
+        );
         assert_eq!(
             diff(Path::new("c.yml"), SEED, &got),
             "--- c.yml\n+++ c.yml\n@@ -6 +6 @@\n-  image: quay.io/oddnetworks/alpine-nodejs:4.2.2  # pinned\n+  image: quay.io/oddnetworks/alpine-nodejs:4.2.3  # pinned\n"
@@ -199,13 +243,28 @@ mod tests {
         let got = edit(text, "other", "x-runtime", |_| "node@4.9.1".into()).unwrap();
         assert_eq!(got, text.replace("'node@4.2.2'", "'node@4.9.1'"));
         let files = vec![
-            (PathBuf::from("a.yml"), "services:\n  app:\n    x-runtime: node@4.2.2\n".to_string()),
-            (PathBuf::from("b.yml"), "services:\n  app:\n    environment: {A: b}\n".to_string()),
-            (PathBuf::from("c.yml"), "services:\n  web:\n    x-runtime: node@20\n".to_string()),
+            (
+                PathBuf::from("a.yml"),
+                "services:\n  app:\n    x-runtime: node@4.2.2\n".to_string(),
+            ),
+            (
+                PathBuf::from("b.yml"),
+                "services:\n  app:\n    environment: {A: b}\n".to_string(),
+            ),
+            (
+                PathBuf::from("c.yml"),
+                "services:\n  web:\n    x-runtime: node@20\n".to_string(),
+            ),
         ];
         let at = locate(&files, "app", "x-runtime").unwrap();
-        assert_eq!((at.file, at.line, at.column, at.value.as_str()), (0, 3, 16, "node@4.2.2"));
-        assert!(matches!(locate(&files, "db", "x-runtime"), Err(RewriteError::NotFound { .. })));
+        assert_eq!(
+            (at.file, at.line, at.column, at.value.as_str()),
+            (0, 3, 16, "node@4.2.2")
+        );
+        assert!(matches!(
+            locate(&files, "db", "x-runtime"),
+            Err(RewriteError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -222,7 +281,10 @@ mod tests {
             folded.replace("4.2.2", "4.2.3")
         );
         let split = "services:\n  app:\n    x-runtime: node@4.2.2\n      -beta\n";
-        assert!(matches!(edit(split, "app", "x-runtime", |_| "node@4.2.3".into()), Err(RewriteError::CannotEdit { .. })));
+        assert!(matches!(
+            edit(split, "app", "x-runtime", |_| "node@4.2.3".into()),
+            Err(RewriteError::CannotEdit { .. })
+        ));
         let plain = "services:\n  app:\n    x-runtime: node@4.2.2\n";
         assert!(edit(plain, "app", "x-runtime", |_| "#x".into()).is_err());
     }
@@ -232,8 +294,14 @@ mod tests {
         let v = |s: &str| image_version(s).map(|(_, v)| v.to_string());
         assert_eq!(v("node:4.2.2"), Some("4.2.2".into()));
         assert_eq!(v("node:4.2.2-alpine"), Some("4.2.2".into()));
-        assert_eq!(v("docker.io/library/node:20.1.0-bookworm-slim"), Some("20.1.0".into()));
-        assert_eq!(v("quay.io/oddnetworks/alpine-nodejs:4.2.2"), Some("4.2.2".into()));
+        assert_eq!(
+            v("docker.io/library/node:20.1.0-bookworm-slim"),
+            Some("20.1.0".into())
+        );
+        assert_eq!(
+            v("quay.io/oddnetworks/alpine-nodejs:4.2.2"),
+            Some("4.2.2".into())
+        );
         assert_eq!(v("mhart/alpine-node:v6.2.0"), Some("6.2.0".into()));
         assert_eq!(v("node:20"), None);
         assert_eq!(v("node"), None);

@@ -51,7 +51,11 @@ pub fn choose(
         }
         Strategy::Security => {
             let mut candidates: Vec<Version> = match published {
-                Ok(list) => list.iter().filter(|v| line.contains(v) && !v.is_prerelease()).cloned().collect(),
+                Ok(list) => list
+                    .iter()
+                    .filter(|v| line.contains(v) && !v.is_prerelease())
+                    .cloned()
+                    .collect(),
                 Err(_) => db.fix_releases(line),
             };
             candidates.push(current.clone());
@@ -60,7 +64,11 @@ pub fn choose(
             candidates.dedup();
             candidates
                 .iter()
-                .find(|v| db.affecting(v).iter().all(|x| !VulnDb::fixable_in_line(x, v)))
+                .find(|v| {
+                    db.affecting(v)
+                        .iter()
+                        .all(|x| !VulnDb::fixable_in_line(x, v))
+                })
                 .cloned()
                 .ok_or_else(|| UpgradeError::NoFix {
                     line: line.to_string(),
@@ -90,44 +98,133 @@ mod tests {
 
     #[test]
     fn security_picks_the_lowest_release_fixing_everything() {
-        let published = [v("4.2.2"), v("4.2.3"), v("4.2.4"), v("4.3.0"), v("4.3.1"), v("5.0.0")];
+        let published = [
+            v("4.2.2"),
+            v("4.2.3"),
+            v("4.2.4"),
+            v("4.3.0"),
+            v("4.3.1"),
+            v("5.0.0"),
+        ];
         let got = choose(&v("4.2.2"), &Strategy::Security, &db(), Ok(&published)).unwrap();
-        assert_eq!(got, v("4.3.0"), "4.2.3 fixes the December ones but not CVE-2016-0001");
+        assert_eq!(
+            got,
+            v("4.3.0"),
+            "4.2.3 fixes the December ones but not CVE-2016-0001"
+        );
         // Offline: the fix releases the data names.
-        let got = choose(&v("4.2.2"), &Strategy::Security, &db(), Err("offline".into())).unwrap();
+        let got = choose(
+            &v("4.2.2"),
+            &Strategy::Security,
+            &db(),
+            Err("offline".into()),
+        )
+        .unwrap();
         assert_eq!(got, v("4.3.0"));
         // Already clean: stays.
-        assert_eq!(choose(&v("4.3.1"), &Strategy::Security, &db(), Ok(&published)).unwrap(), v("4.3.1"));
+        assert_eq!(
+            choose(&v("4.3.1"), &Strategy::Security, &db(), Ok(&published)).unwrap(),
+            v("4.3.1")
+        );
         // 0.12.x before 0.12.9: the correction makes 0.12.9 the answer.
         let got = choose(&v("0.12.7"), &Strategy::Security, &VulnDb::from_wg_core(b"{\"1\":{\"cve\":[\"CVE-2015-8027\"],\"vulnerable\":\"4.x\",\"patched\":\"^4.2.3\",\"severity\":\"unknown\"}}", "t").unwrap(), Ok(&[v("0.12.7"), v("0.12.8"), v("0.12.9"), v("0.12.10")])).unwrap();
         assert_eq!(got, v("0.12.9"));
         // A line that never got the fix: nothing a patch release can do.
-        assert_eq!(choose(&v("0.10.1"), &Strategy::Security, &db(), Ok(&[v("0.10.1"), v("0.10.2")])).unwrap(), v("0.10.1"));
-        let err = choose(&v("4.2.2"), &Strategy::Security, &db(), Ok(&[v("4.2.2"), v("4.2.3")])).unwrap_err();
-        assert_eq!(err.to_string(), "no release of node 4.x fixes every known vulnerability (newest known: 4.2.3)");
+        assert_eq!(
+            choose(
+                &v("0.10.1"),
+                &Strategy::Security,
+                &db(),
+                Ok(&[v("0.10.1"), v("0.10.2")])
+            )
+            .unwrap(),
+            v("0.10.1")
+        );
+        let err = choose(
+            &v("4.2.2"),
+            &Strategy::Security,
+            &db(),
+            Ok(&[v("4.2.2"), v("4.2.3")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no release of node 4.x fixes every known vulnerability (newest known: 4.2.3)"
+        );
     }
 
     #[test]
     fn the_real_data_moves_4_2_2_past_4_2_3() {
-        let got = choose(&v("4.2.2"), &Strategy::Security, &VulnDb::embedded(), Err("offline".into())).unwrap();
+        let got = choose(
+            &v("4.2.2"),
+            &Strategy::Security,
+            &VulnDb::embedded(),
+            Err("offline".into()),
+        )
+        .unwrap();
         assert!(got > v("4.2.3"), "{got}");
         assert_eq!(got.major, 4);
         let db = VulnDb::embedded();
-        assert!(db.affecting(&got).iter().all(|x| !VulnDb::fixable_in_line(x, &got)));
+        assert!(db
+            .affecting(&got)
+            .iter()
+            .all(|x| !VulnDb::fixable_in_line(x, &got)));
         // Every release of 4.x before it misses a fix that 4.x got.
-        let before: Version = format!("{}.{}.{}", got.major, got.minor, got.patch.saturating_sub(1)).parse().unwrap();
+        let before: Version = format!(
+            "{}.{}.{}",
+            got.major,
+            got.minor,
+            got.patch.saturating_sub(1)
+        )
+        .parse()
+        .unwrap();
         if before != got {
-            assert!(db.affecting(&before).iter().any(|x| VulnDb::fixable_in_line(x, &before)));
+            assert!(db
+                .affecting(&before)
+                .iter()
+                .any(|x| VulnDb::fixable_in_line(x, &before)));
         }
     }
 
     #[test]
     fn latest_patch_and_to() {
         let published = [v("4.2.2"), v("4.2.3"), v("4.9.1"), v("5.0.0")];
-        assert_eq!(choose(&v("4.2.2"), &Strategy::LatestPatch, &db(), Ok(&published)).unwrap(), v("4.9.1"));
-        assert!(matches!(choose(&v("4.2.2"), &Strategy::LatestPatch, &db(), Err("x".into())), Err(UpgradeError::NeedIndex(_))));
-        assert_eq!(choose(&v("4.2.2"), &Strategy::To(v("4.2.3")), &db(), Ok(&published)).unwrap(), v("4.2.3"));
-        assert_eq!(choose(&v("4.2.2"), &Strategy::To(v("4.2.9")), &db(), Ok(&published)), Err(UpgradeError::Unpublished(v("4.2.9"))));
-        assert_eq!(choose(&v("4.2.2"), &Strategy::To(v("4.2.9")), &db(), Err("offline".into())).unwrap(), v("4.2.9"));
+        assert_eq!(
+            choose(&v("4.2.2"), &Strategy::LatestPatch, &db(), Ok(&published)).unwrap(),
+            v("4.9.1")
+        );
+        assert!(matches!(
+            choose(&v("4.2.2"), &Strategy::LatestPatch, &db(), Err("x".into())),
+            Err(UpgradeError::NeedIndex(_))
+        ));
+        assert_eq!(
+            choose(
+                &v("4.2.2"),
+                &Strategy::To(v("4.2.3")),
+                &db(),
+                Ok(&published)
+            )
+            .unwrap(),
+            v("4.2.3")
+        );
+        assert_eq!(
+            choose(
+                &v("4.2.2"),
+                &Strategy::To(v("4.2.9")),
+                &db(),
+                Ok(&published)
+            ),
+            Err(UpgradeError::Unpublished(v("4.2.9")))
+        );
+        assert_eq!(
+            choose(
+                &v("4.2.2"),
+                &Strategy::To(v("4.2.9")),
+                &db(),
+                Err("offline".into())
+            )
+            .unwrap(),
+            v("4.2.9")
+        );
     }
 }

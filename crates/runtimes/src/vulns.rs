@@ -47,7 +47,9 @@ fn invalid(what: &str, reason: impl Into<String>) -> VulnError {
 }
 
 /// Severity as the working group grades it; `Unknown` sorts lowest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Unknown,
@@ -82,7 +84,7 @@ impl Severity {
 
 impl std::fmt::Display for Severity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -194,11 +196,20 @@ impl VulnDb {
     /// The working group's core list (an object keyed by entry number) to
     /// berth's format, corrections applied.
     pub fn from_wg_core(bytes: &[u8], source: &str) -> Result<VulnDb, VulnError> {
-        let json: Json = serde_json::from_slice(bytes).map_err(|e| invalid(source, e.to_string()))?;
-        let obj = json.as_object().ok_or_else(|| invalid(source, "expected a JSON object"))?;
+        let json: Json =
+            serde_json::from_slice(bytes).map_err(|e| invalid(source, e.to_string()))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| invalid(source, "expected a JSON object"))?;
         let mut keyed: Vec<(u64, &Json)> = obj
             .iter()
-            .map(|(k, v)| Ok((k.parse::<u64>().map_err(|_| invalid(source, format!("entry key {k:?}")))?, v)))
+            .map(|(k, v)| {
+                Ok((
+                    k.parse::<u64>()
+                        .map_err(|_| invalid(source, format!("entry key {k:?}")))?,
+                    v,
+                ))
+            })
             .collect::<Result<_, VulnError>>()?;
         keyed.sort_by_key(|(k, _)| *k);
         let mut out = Vec::new();
@@ -208,7 +219,12 @@ impl VulnDb {
             let cves: Vec<String> = entry
                 .get("cve")
                 .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default();
             let parse_range = |k: &str| -> Result<Range, VulnError> {
                 text(k)
@@ -219,12 +235,18 @@ impl VulnDb {
             let vulnerable = parse_range("vulnerable")?;
             // An empty `patched` means no fix: it must match nothing.
             let patched = match text("patched").filter(|p| !p.trim().is_empty()) {
-                Some(p) => p.parse::<Range>().map_err(|e| invalid(&what, e.to_string()))?,
+                Some(p) => p
+                    .parse::<Range>()
+                    .map_err(|e| invalid(&what, e.to_string()))?,
                 None => "<0.0.0-0".parse::<Range>().expect("valid range"),
             };
-            let severity = Severity::parse(&text("severity").unwrap_or_default()).unwrap_or(Severity::Unknown);
+            let severity =
+                Severity::parse(&text("severity").unwrap_or_default()).unwrap_or(Severity::Unknown);
             out.push(Vuln {
-                id: cves.first().cloned().unwrap_or_else(|| format!("NSWG-CORE-{key}")),
+                id: cves
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| format!("NSWG-CORE-{key}")),
                 cves,
                 severity,
                 vulnerable,
@@ -232,7 +254,12 @@ impl VulnDb {
                 environments: entry
                     .get("affectedEnvironments")
                     .and_then(Json::as_array)
-                    .map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Json::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 reference: text("ref").filter(|r| !r.is_empty()),
                 correction: None,
@@ -259,9 +286,13 @@ impl VulnDb {
                     continue; // applied already (or the list has caught up)
                 }
                 if let Some(more) = c.also_vulnerable {
-                    v.vulnerable = format!("{} || {more}", v.vulnerable).parse().expect("valid range");
+                    v.vulnerable = format!("{} || {more}", v.vulnerable)
+                        .parse()
+                        .expect("valid range");
                 }
-                v.patched = format!("{} || {}", v.patched, c.also_patched).parse().expect("valid range");
+                v.patched = format!("{} || {}", v.patched, c.also_patched)
+                    .parse()
+                    .expect("valid range");
                 v.correction = Some(c.note.to_string());
             }
         }
@@ -276,7 +307,11 @@ impl VulnDb {
 
     /// What affects `v` on Linux, most severe first.
     pub fn affecting(&self, v: &Version) -> Vec<&Vuln> {
-        let mut out: Vec<&Vuln> = self.vulnerabilities.iter().filter(|x| x.affects(v)).collect();
+        let mut out: Vec<&Vuln> = self
+            .vulnerabilities
+            .iter()
+            .filter(|x| x.affects(v))
+            .collect();
         out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
         out
     }
@@ -303,39 +338,68 @@ impl VulnDb {
     /// Fetch the working group's list: from `BERTH_NODE_VULNS_URL` when set,
     /// else from the npm registry's `is-my-node-vulnerable` package (its
     /// `core.json`, integrity-checked).
-    pub fn fetch(http: &Http, config: &RuntimesConfig, scratch_dir: &Path, progress: ProgressFn<'_>) -> Result<VulnDb, VulnError> {
-        if let Some(url) = std::env::var(WG_URL_ENV).ok().filter(|u| !u.trim().is_empty()) {
+    pub fn fetch(
+        http: &Http,
+        config: &RuntimesConfig,
+        scratch_dir: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<VulnDb, VulnError> {
+        if let Some(url) = std::env::var(WG_URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
             let bytes = http.get(&url, None, 64 << 20)?;
             return VulnDb::from_wg_core(&bytes, &url);
         }
         let doc_url = format!("{}/{WG_PACKAGE}/latest", config.npm_registry);
-        let doc: Json = serde_json::from_slice(&http.get(&doc_url, Some("application/json"), 16 << 20)?)
-            .map_err(|e| invalid(&doc_url, e.to_string()))?;
+        let doc: Json =
+            serde_json::from_slice(&http.get(&doc_url, Some("application/json"), 16 << 20)?)
+                .map_err(|e| invalid(&doc_url, e.to_string()))?;
         let field = |k: &str| doc.pointer(k).and_then(Json::as_str).map(String::from);
-        let (Some(version), Some(tarball), Some(integrity)) = (field("/version"), field("/dist/tarball"), field("/dist/integrity")) else {
-            return Err(invalid(&doc_url, "no version, dist.tarball or dist.integrity"));
+        let (Some(version), Some(tarball), Some(integrity)) = (
+            field("/version"),
+            field("/dist/tarball"),
+            field("/dist/integrity"),
+        ) else {
+            return Err(invalid(
+                &doc_url,
+                "no version, dist.tarball or dist.integrity",
+            ));
         };
         std::fs::create_dir_all(scratch_dir).map_err(|source| VulnError::Io {
             path: scratch_dir.to_path_buf(),
             source,
         })?;
-        let file = http.download(&tarball, scratch_dir, &Expected::Integrity(integrity), progress)?;
+        let file = http.download(
+            &tarball,
+            scratch_dir,
+            &Expected::Integrity(integrity),
+            progress,
+        )?;
         let f = std::fs::File::open(&file.path).map_err(|source| VulnError::Io {
             path: file.path.clone(),
             source,
         })?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
-        let entries = archive.entries().map_err(|e| invalid(&tarball, e.to_string()))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| invalid(&tarball, e.to_string()))?;
         for entry in entries {
             let entry = entry.map_err(|e| invalid(&tarball, e.to_string()))?;
-            let is_core = entry.path().map(|p| p.as_os_str() == "package/core.json").unwrap_or(false);
+            let is_core = entry
+                .path()
+                .map(|p| p.as_os_str() == "package/core.json")
+                .unwrap_or(false);
             if is_core {
                 let mut bytes = Vec::new();
                 entry
                     .take(64 << 20)
                     .read_to_end(&mut bytes)
                     .map_err(|e| invalid(&tarball, e.to_string()))?;
-                return VulnDb::from_wg_core(&bytes, &format!("npm:{WG_PACKAGE}@{version} core.json"));
+                return VulnDb::from_wg_core(
+                    &bytes,
+                    &format!("npm:{WG_PACKAGE}@{version} core.json"),
+                );
             }
         }
         Err(invalid(&tarball, "no package/core.json inside"))
@@ -438,7 +502,11 @@ mod tests {
     }
 
     fn ids(db: &VulnDb, version: &str) -> Vec<String> {
-        let mut out: Vec<String> = db.affecting(&v(version)).iter().map(|x| x.id.clone()).collect();
+        let mut out: Vec<String> = db
+            .affecting(&v(version))
+            .iter()
+            .map(|x| x.id.clone())
+            .collect();
         out.sort();
         out
     }
@@ -455,12 +523,20 @@ mod tests {
         let db = VulnDb::from_wg_core(WG_SAMPLE.as_bytes(), "sample").unwrap();
         assert_eq!(db.vulnerabilities.len(), 4);
         assert_eq!(db.vulnerabilities[0].id, "NSWG-CORE-2");
-        assert_eq!(ids(&db, "4.2.2"), ["CVE-2015-6764", "CVE-2015-8027", "NSWG-CORE-2"], "win32-only left out");
+        assert_eq!(
+            ids(&db, "4.2.2"),
+            ["CVE-2015-6764", "CVE-2015-8027", "NSWG-CORE-2"],
+            "win32-only left out"
+        );
         assert_eq!(ids(&db, "4.2.3"), ["NSWG-CORE-2"]);
         assert_eq!(ids(&db, "0.12.7"), ["CVE-2015-8027"], "berth's correction");
         assert!(ids(&db, "0.12.9").is_empty());
         assert!(ids(&db, "0.10.40").is_empty());
-        let c = db.vulnerabilities.iter().find(|x| x.id == "CVE-2015-8027").unwrap();
+        let c = db
+            .vulnerabilities
+            .iter()
+            .find(|x| x.id == "CVE-2015-8027")
+            .unwrap();
         assert!(c.correction.is_some());
         assert_eq!(c.fixed_in_line(&v("0.12.7")), Some(v("0.12.9")));
         assert_eq!(c.fixed_in_line(&v("4.2.2")), Some(v("4.2.3")));
@@ -469,7 +545,10 @@ mod tests {
         assert_eq!(again, db);
         again.apply_corrections();
         assert_eq!(again, db);
-        assert_eq!(db.fix_releases(v("4.0.0").line()), [v("4.2.3"), v("4.8.4"), v("4.9.0")]);
+        assert_eq!(
+            db.fix_releases(v("4.0.0").line()),
+            [v("4.2.3"), v("4.8.4"), v("4.9.0")]
+        );
     }
 
     #[test]
@@ -479,10 +558,17 @@ mod tests {
         for cve in ["CVE-2015-8027", "CVE-2015-6764"] {
             assert!(found.iter().any(|f| f == cve), "{cve} in {found:?}");
         }
-        let sev: Vec<Severity> = db.affecting(&v("4.2.2")).iter().filter(|x| x.id.starts_with("CVE-2015-")).map(|x| x.severity).collect();
+        let sev: Vec<Severity> = db
+            .affecting(&v("4.2.2"))
+            .iter()
+            .filter(|x| x.id.starts_with("CVE-2015-"))
+            .map(|x| x.severity)
+            .collect();
         assert!(sev.contains(&Severity::Unknown));
         assert!(ids(&db, "0.12.7").iter().any(|f| f == "CVE-2015-8027"));
-        assert!(!ids(&db, "4.2.3").iter().any(|f| f == "CVE-2015-8027" || f == "CVE-2015-6764"));
+        assert!(!ids(&db, "4.2.3")
+            .iter()
+            .any(|f| f == "CVE-2015-8027" || f == "CVE-2015-6764"));
     }
 
     #[test]
