@@ -7,4 +7,5 @@ mod images;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
+mod runtime;
 mod up;
