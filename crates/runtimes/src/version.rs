@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn orders_by_precedence() {
-        let mut list = vec![
+        let mut list = [
             v("4.10.0"),
             v("4.2.3"),
             v("4.2.3-rc.1"),
