@@ -7,6 +7,7 @@ mod image_cmd;
 mod logs;
 mod options;
 mod project_cmd;
+mod runtime_cmd;
 mod supervisor;
 mod up_cmd;
 
@@ -120,6 +121,13 @@ pub enum Command {
     Save(image_cmd::SaveArgs),
     /// Load images from a tar archive made by `berth save` or `docker save`
     Load(image_cmd::LoadArgs),
+    /// Name the known vulnerabilities of each service's runtime (exit 1 at --fail-on)
+    Audit(runtime_cmd::AuditArgs),
+    /// Move services to a patched runtime release, editing the compose file in place
+    Upgrade(runtime_cmd::UpgradeArgs),
+    /// Manage the runtime store (ls, pull, rm, prune)
+    #[command(subcommand)]
+    Runtime(runtime_cmd::RuntimeCommand),
     /// Show the berth version
     Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -199,6 +207,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Image(cmd) => image_cmd::image(cmd),
         Command::Save(args) => image_cmd::save(args),
         Command::Load(args) => image_cmd::load(args),
+        Command::Audit(args) => runtime_cmd::audit(&cli.global, args),
+        Command::Upgrade(args) => runtime_cmd::upgrade(&cli.global, args),
+        Command::Runtime(cmd) => runtime_cmd::runtime(&cli.global, cmd),
         Command::Version(args) => {
             let version = env!("CARGO_PKG_VERSION");
             if args.short {

@@ -7,5 +7,6 @@ mod images;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
+mod runtime;
 mod swap;
 mod up;

@@ -1,0 +1,272 @@
+//! Which runtime each service runs, and what is known against it.
+
+use crate::rewrite::image_version;
+use crate::spec::{RuntimeSpec, VersionReq};
+use crate::upgrade::{choose, Strategy};
+use crate::version::Version;
+use crate::vulns::{self, Severity, VulnDb};
+use berth_compose::model::{Project, Service};
+
+/// Where berth learnt the runtime of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// `x-runtime: node@…`
+    XRuntime,
+    /// The `NODE_VERSION` of the image in berth's image store.
+    ImageEnv,
+    /// A recognised image tag (`node:4.2.2`, `…/alpine-nodejs:4.2.2`).
+    ImageTag,
+}
+
+/// A service's runtime as written, before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub origin: Origin,
+    /// The `x-runtime` value or the image reference.
+    pub declared: String,
+    /// For `x-runtime`, the parsed spec (`Err`: why it does not parse).
+    pub spec: Option<Result<RuntimeSpec, String>>,
+    /// Known without resolution: exact specs, image tags and env.
+    pub version: Option<Version>,
+}
+
+/// The runtime a service runs, if berth recognises one.
+pub fn detect(service: &Service, images: Option<&berth_oci::Store>) -> Option<Detected> {
+    if let Some(value) = service.extra.get("x-runtime") {
+        let declared = value
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        let spec = declared.parse::<RuntimeSpec>().map_err(|e| e.to_string());
+        let version = spec.as_ref().ok().and_then(|s| s.exact().cloned());
+        return Some(Detected {
+            origin: Origin::XRuntime,
+            declared,
+            spec: Some(spec),
+            version,
+        });
+    }
+    let image = service.image.as_deref()?;
+    let from_env = images.and_then(|store| image_node_version(store, image));
+    let from_tag = image_version(image).map(|(_, v)| v);
+    match (from_env, from_tag) {
+        (Some(v), _) => Some(Detected {
+            origin: Origin::ImageEnv,
+            declared: image.to_string(),
+            spec: None,
+            version: Some(v),
+        }),
+        (None, Some(v)) => Some(Detected {
+            origin: Origin::ImageTag,
+            declared: image.to_string(),
+            spec: None,
+            version: Some(v),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// `NODE_VERSION` from the config of `image` in berth's image store.
+fn image_node_version(store: &berth_oci::Store, image: &str) -> Option<Version> {
+    let platform = berth_oci::Platform::host();
+    let img = store.image(image, &platform).ok().or_else(|| {
+        let familiar = berth_registry::Reference::parse(image).ok()?.familiar();
+        store.image(&familiar, &platform).ok()
+    })?;
+    img.config
+        .config
+        .env
+        .as_ref()?
+        .iter()
+        .find_map(|e| e.strip_prefix("NODE_VERSION="))
+        .and_then(|v| v.parse().ok())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub id: String,
+    pub cves: Vec<String>,
+    pub severity: Severity,
+    /// The first release of the same line with the fix (`None`: the line never got one).
+    pub fixed_in_line: Option<Version>,
+    pub vulnerable: String,
+    pub patched: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceAudit {
+    pub service: String,
+    pub runtime: String,
+    pub origin: Origin,
+    pub declared: String,
+    /// `None` when the version could not be told (see `error`).
+    pub version: Option<Version>,
+    pub line: Option<String>,
+    /// `None`: berth does not know the line's end of life.
+    pub end_of_life: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_of_life_date: Option<String>,
+    pub vulnerabilities: Vec<Finding>,
+    /// The lowest release of the line with every fix the line got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_to: Option<Version>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ServiceAudit {
+    pub fn worst(&self) -> Option<Severity> {
+        self.vulnerabilities.iter().map(|f| f.severity).max()
+    }
+}
+
+/// The findings for one version.
+pub fn findings(db: &VulnDb, v: &Version) -> Vec<Finding> {
+    db.affecting(v)
+        .into_iter()
+        .map(|x| Finding {
+            id: x.id.clone(),
+            cves: x.cves.clone(),
+            severity: x.severity,
+            fixed_in_line: x.fixed_in_line(v),
+            vulnerable: x.vulnerable.to_string(),
+            patched: x.patched.to_string(),
+            reference: x.reference.clone(),
+        })
+        .collect()
+}
+
+/// Audit every service of `project` that runs a recognised runtime, in
+/// service order. `resolve` turns a non-exact `x-runtime` (`node@4.2`,
+/// `node@lts`) into a version (the CLI passes [`crate::Runtimes::resolve`]).
+pub fn audit_project(
+    project: &Project,
+    db: &VulnDb,
+    images: Option<&berth_oci::Store>,
+    resolve: &mut dyn FnMut(&RuntimeSpec) -> Result<Version, String>,
+) -> Vec<ServiceAudit> {
+    let today = vulns::today();
+    let mut out = Vec::new();
+    for (name, service) in &project.services {
+        let Some(d) = detect(service, images) else {
+            continue;
+        };
+        let mut error = None;
+        let version = match (&d.version, &d.spec) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(Ok(spec))) if !matches!(spec.req, VersionReq::Exact(_)) => {
+                match resolve(spec) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        error = Some(e);
+                        None
+                    }
+                }
+            }
+            (None, Some(Err(e))) => {
+                error = Some(e.clone());
+                None
+            }
+            _ => None,
+        };
+        let line = version.as_ref().map(|v| v.line());
+        out.push(ServiceAudit {
+            service: name.clone(),
+            runtime: "node".into(),
+            origin: d.origin,
+            declared: d.declared,
+            line: line.map(|l| l.to_string()),
+            end_of_life: line.and_then(|l| vulns::is_eol(l, &today)),
+            end_of_life_date: line
+                .and_then(vulns::eol_date)
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+            vulnerabilities: version
+                .as_ref()
+                .map(|v| findings(db, v))
+                .unwrap_or_default(),
+            upgrade_to: version
+                .as_ref()
+                .and_then(|v| choose(v, &Strategy::Security, db, Err(String::new())).ok())
+                .filter(|to| Some(to) != version.as_ref()),
+            version,
+            error,
+        });
+    }
+    out
+}
+
+/// Should a CI gate fail? `threshold` `Unknown` means any finding at all;
+/// otherwise findings graded at or above it (ungraded ones do not count).
+pub fn fails(audits: &[ServiceAudit], threshold: Severity) -> bool {
+    audits.iter().flat_map(|a| &a.vulnerabilities).any(|f| {
+        threshold == Severity::Unknown
+            || (f.severity != Severity::Unknown && f.severity >= threshold)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(yaml: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+        let opts = berth_compose::Options {
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        berth_compose::load(&opts).unwrap().project
+    }
+
+    #[test]
+    fn december_2015() {
+        let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n  web:\n    image: quay.io/oddnetworks/alpine-nodejs:4.2.3\n  db:\n    image: postgres:16\n  range:\n    x-runtime: node@4.2\n");
+        let db = VulnDb::embedded();
+        let audits = audit_project(&p, &db, None, &mut |s| {
+            assert_eq!(s.to_string(), "node@4.2");
+            Ok("4.2.6".parse().unwrap())
+        });
+        let names: Vec<&str> = audits.iter().map(|a| a.service.as_str()).collect();
+        assert_eq!(names, ["app", "web", "range"]);
+        let app = &audits[0];
+        assert_eq!(app.origin, Origin::XRuntime);
+        assert_eq!(app.end_of_life, Some(true));
+        for cve in ["CVE-2015-8027", "CVE-2015-6764"] {
+            let f = app.vulnerabilities.iter().find(|f| f.id == cve).unwrap();
+            assert_eq!(f.fixed_in_line, Some("4.2.3".parse().unwrap()));
+            assert_eq!(f.severity, Severity::Unknown);
+        }
+        assert!(app.upgrade_to.as_ref().unwrap() > &"4.2.3".parse::<Version>().unwrap());
+        let web = &audits[1];
+        assert_eq!(web.origin, Origin::ImageTag);
+        assert!(!web.vulnerabilities.iter().any(|f| f.id == "CVE-2015-8027"));
+        assert_eq!(audits[2].version, Some("4.2.6".parse().unwrap()));
+        assert!(fails(&audits, Severity::Unknown));
+    }
+
+    #[test]
+    fn thresholds() {
+        let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n");
+        let audits = audit_project(
+            &p,
+            &VulnDb::embedded(),
+            None,
+            &mut |_| Err("offline".into()),
+        );
+        let worst = audits[0].worst().unwrap();
+        assert!(fails(&audits, Severity::Unknown));
+        assert!(fails(&audits, worst));
+        if worst < Severity::Critical {
+            assert!(!fails(&audits, Severity::Critical));
+        }
+        let clean = project("services:\n  db:\n    image: postgres\n");
+        assert!(!fails(
+            &audit_project(&clean, &VulnDb::embedded(), None, &mut |_| Err("x".into())),
+            Severity::Unknown
+        ));
+    }
+}
