@@ -163,11 +163,35 @@ impl Sandbox {
         let cwd = spec::working_dir(&spec)?;
         let hostname = spec::hostname(&spec)?;
 
-        let kind = rootfs::prepare(dir, layers, self.rootfs_mode)?;
         let rootfs = rootfs::rootfs_dir(dir);
-        let user = user::resolve(&rootfs, spec.user.as_deref().unwrap_or(""))?;
+        let (kind, host_root_dirs) = if spec.host_root {
+            // An empty root the runtime mounts the host overlay onto.
+            let upper = dir.join("upper");
+            let work = dir.join("work");
+            for d in [&rootfs, &upper, &work] {
+                fs::create_dir_all(d).map_err(io_err(d))?;
+            }
+            make_working_dir(&upper, &cwd)?;
+            (
+                RootfsKind::Overlay {
+                    upper: upper.clone(),
+                },
+                Some((upper, work)),
+            )
+        } else {
+            (rootfs::prepare(dir, layers, self.rootfs_mode)?, None)
+        };
+        // Users and the working dir are looked up where the files are.
+        let files_root = if spec.host_root {
+            Path::new("/")
+        } else {
+            rootfs.as_path()
+        };
+        let user = user::resolve(files_root, spec.user.as_deref().unwrap_or(""))?;
         let env = spec::environment(&spec, &hostname, &user.home)?;
-        make_working_dir(&rootfs, &cwd)?;
+        if !spec.host_root {
+            make_working_dir(&rootfs, &cwd)?;
+        }
         let oci = spec::runtime_spec(
             &spec,
             &Resolved {
@@ -179,6 +203,7 @@ impl Sandbox {
                 rootfs: &rootfs,
                 cgroups_path: format!("/berth/{}", spec.id),
                 readonly_cgroups: spec::host_cgroup_mounts(),
+                host_root_dirs,
             },
         )?;
         let config = dir.join("config.json");

@@ -143,6 +143,7 @@ impl Engine {
             live: Vec::new(),
             logs,
             released: Vec::new(),
+            retiring: Vec::new(),
         }
     }
 }
@@ -250,6 +251,18 @@ pub struct ProjectRuntime {
     /// Anonymous volumes whose container is gone, removed once nothing
     /// mounts them (an old app still serving from the old code volume).
     released: Vec<PathBuf>,
+    /// Containers a swap replaced, sent their stop signal and waited for
+    /// by [`poll`](Self::poll): `up` returns once traffic moved, not after
+    /// the old one's grace period.
+    retiring: Vec<Retiring>,
+}
+
+struct Retiring {
+    live: Live,
+    /// SIGKILL after this.
+    deadline: Instant,
+    /// Anonymous volumes its successor carried over.
+    keep: Vec<PathBuf>,
 }
 
 /// How long a start-first swap waits for the new container by default.
@@ -937,8 +950,13 @@ impl ProjectRuntime {
             p.drain(&old_targets, grace);
         }
         let mut gone = self.live.remove(old);
-        self.stop_live(&mut gone, grace);
-        self.discard(gone, &inherited);
+        signal_stop(&gone);
+        gone.restart_at = None;
+        self.retiring.push(Retiring {
+            live: gone,
+            deadline: Instant::now() + grace,
+            keep: inherited,
+        });
         Ok(())
     }
 
@@ -1018,8 +1036,10 @@ impl ProjectRuntime {
     /// Remove released anonymous volumes that no container mounts any more.
     fn release_volumes(&mut self) {
         let live = &self.live;
+        let retiring = self.retiring.iter().map(|r| &r.live);
+        let all: Vec<&Live> = live.iter().chain(retiring).collect();
         self.released.retain(|dir| {
-            let used = live.iter().any(|l| {
+            let used = all.iter().any(|l| {
                 l.mounts.iter().any(|m| match &m.kind {
                     MountKind::Bind { source, .. } => source.starts_with(dir),
                     _ => false,
@@ -1036,6 +1056,26 @@ impl ProjectRuntime {
     pub fn poll(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let now = Instant::now();
+        let mut i = 0;
+        while i < self.retiring.len() {
+            let r = &mut self.retiring[i];
+            let exited = match r.live.container.as_mut() {
+                Some(c) => {
+                    if now >= r.deadline {
+                        let _ = c.kill(signal::SIGKILL);
+                    }
+                    matches!(c.try_wait(), Ok(Some(_)))
+                }
+                None => true,
+            };
+            if exited {
+                let r = self.retiring.remove(i);
+                self.discard(r.live, &r.keep);
+                self.release_volumes();
+            } else {
+                i += 1;
+            }
+        }
         for i in 0..self.live.len() {
             let l = &mut self.live[i];
             if l.exited.is_none() {
@@ -1087,6 +1127,10 @@ impl ProjectRuntime {
     /// and remove everything: containers, namespaces, anonymous volumes, the
     /// network. Named volumes stay.
     pub fn down(mut self, timeout: Duration) -> Result<()> {
+        // Containers on their way out go with the rest.
+        for r in std::mem::take(&mut self.retiring) {
+            self.live.push(r.live);
+        }
         for l in &mut self.live {
             l.restart_at = None;
             if let Some(p) = l.proxy.take() {
@@ -1149,6 +1193,21 @@ pub struct ContainerInfo {
     pub restarts: u32,
     pub ip: Option<IpAddr>,
     pub ports: Vec<String>,
+}
+
+/// Send `live` its stop signal. The kernel drops signals a namespace's
+/// PID 1 has no handler for, so one it does not catch would only make us
+/// wait out the timeout (docker does): then it gets SIGKILL at once.
+fn signal_stop(live: &Live) {
+    if let Some(c) = &live.container {
+        let sig = live.stop_signal();
+        let sig = if signal::catches(c.pid(), sig) {
+            sig
+        } else {
+            signal::SIGKILL
+        };
+        let _ = c.kill(sig);
+    }
 }
 
 /// `x-berth: {ready_timeout: 30s}` on the service, else the default.
