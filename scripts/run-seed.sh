@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${1:-5000}
 cargo build --release -q -p berth-cli
-export BERTH="$PWD/target/release/berth"
+export BERTH="${CARGO_TARGET_DIR:-$PWD/target}/release/berth"
 eval "$(bash scripts/seed-registry.sh "$port" --node-versions 4.2.2)"
 cd examples/seed
 exec "$BERTH" up

@@ -61,7 +61,7 @@ while (($#)); do
   case $1 in
     --storage) STORAGE=${2:?--storage needs a directory}; shift 2 ;;
     --cache) CACHE=${2:?--cache needs a directory}; shift 2 ;;
-    --node-versions) VERSIONS=${2:?--node-versions needs a list}; shift 2 ;;
+    --node-versions) VERSIONS=${2?--node-versions needs a list (may be empty)}; shift 2 ;;
     --stop) STOP=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
     [0-9]*) PORT=$1; shift ;;

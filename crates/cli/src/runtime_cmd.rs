@@ -93,7 +93,7 @@ fn open_runtimes() -> Result<Runtimes> {
 }
 
 /// Progress on stderr: steps as lines, download counts in place on a terminal.
-fn progress_printer() -> impl FnMut(&Progress<'_>) {
+pub fn progress_printer() -> impl FnMut(&Progress<'_>) {
     let tty = std::io::stderr().is_terminal();
     move |p: &Progress<'_>| match p {
         Progress::Step(s) => eprintln!("{s}"),

@@ -415,7 +415,8 @@ fn up(
 ) -> Result<()> {
     let loaded = berth_compose::load(&load.into())?;
     let names = image_names(&loaded)?;
-    let images = service_images(rt.store(), &names)?;
+    let runtimes = crate::up_cmd::runtime_mounts(&loaded, true)?;
+    let images = service_images(rt.store(), &names, &runtimes)?;
     let mut desired = Desired::new(&loaded.project);
     for (service, image) in &images {
         desired = desired.with_image_digest(service, &image.digest);

@@ -11,6 +11,8 @@ use crate::options::load_options;
 use crate::supervisor::{project_dir, read_state, send, LoadRequest, PlanFlags, Request};
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{bail, Context, Result};
+use berth_engine::embedded::RuntimeMount;
+use berth_oci::store::state_dir;
 use berth_registry::{Client, PullOptions, Reference};
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
@@ -129,14 +131,86 @@ pub fn install_signal_handlers() {
     }
 }
 
-/// The store name of every service's image, which must be present.
+/// Whether a service runs without an image: an `x-runtime` on the
+/// host's filesystem.
+fn runtime_only(svc: &berth_compose::model::Service) -> bool {
+    svc.image.is_none() && svc.build.is_none() && svc.extra.contains_key("x-runtime")
+}
+
+/// The store name of every service's image, which must be present
+/// (services that run a runtime without an image have none).
 pub fn image_names(loaded: &berth_compose::Loaded) -> Result<BTreeMap<String, String>> {
     let project = &loaded.project;
     let mut images = BTreeMap::new();
     for (name, svc) in &project.services {
+        if runtime_only(svc) {
+            continue;
+        }
         images.insert(name.clone(), service_image(project, name, svc)?.to_string());
     }
     Ok(images)
+}
+
+/// The runtime of every service with `x-runtime`, resolved, verified and
+/// in the store. `install`: fetch what is missing (with progress on
+/// stderr); otherwise a runtime not yet installed is left out.
+pub fn runtime_mounts(
+    loaded: &berth_compose::Loaded,
+    install: bool,
+) -> Result<BTreeMap<String, RuntimeMount>> {
+    use berth_runtimes::{RuntimeSpec, Runtimes, VersionReq};
+    let mut out = BTreeMap::new();
+    let wanted: Vec<(&String, &serde_json::Value)> = loaded
+        .project
+        .services
+        .iter()
+        .filter_map(|(n, s)| s.extra.get("x-runtime").map(|v| (n, v)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let runtimes = Runtimes::open(&state_dir()).context("opening the runtime store")?;
+    let cache = runtimes.npm_cache_dir();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let ca = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    for (service, value) in wanted {
+        let text = value.as_str().with_context(|| {
+            format!("services.{service}.x-runtime: must be a string like node@4.2.3")
+        })?;
+        let spec: RuntimeSpec = text
+            .parse()
+            .with_context(|| format!("services.{service}.x-runtime"))?;
+        let installed = match (&spec.req, install) {
+            // An exact version needs no index when it is installed.
+            (VersionReq::Exact(v), false) => runtimes.find_installed(spec.kind, v)?,
+            (_, false) => match runtimes.resolve(&spec) {
+                Ok(r) => runtimes.find_installed(r.kind, &r.version)?,
+                Err(_) => None,
+            },
+            (_, true) => {
+                let resolved = runtimes
+                    .resolve(&spec)
+                    .with_context(|| format!("services.{service}.x-runtime: {text}"))?;
+                let mut progress = crate::runtime_cmd::progress_printer();
+                let r = runtimes
+                    .ensure(&resolved, &mut progress)
+                    .with_context(|| format!("service {service:?}: installing {text}"))?;
+                Some(r)
+            }
+        };
+        if let Some(r) = installed {
+            out.insert(
+                service.clone(),
+                RuntimeMount {
+                    root: r.root.clone(),
+                    digest: r.digest.clone(),
+                    npm_cache: Some(cache.clone()),
+                    ca_bundle: ca.is_file().then(|| ca.to_path_buf()),
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Build or pull what is missing (or everything buildable with `build`).
@@ -155,6 +229,9 @@ pub fn ensure_images(
     };
     let no_args = indexmap::IndexMap::new();
     for (name, svc) in &project.services {
+        if runtime_only(svc) {
+            continue;
+        }
         let image = service_image(project, name, svc)?;
         let present = store.resolve(&image.to_string())?.is_some();
         match &svc.build {
@@ -238,6 +315,7 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     ensure_images(&loaded, args.build, args.no_build, args.pull)?;
+    runtime_mounts(&loaded, true)?;
 
     install_signal_handlers();
     let follower = (!args.detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
@@ -331,12 +409,14 @@ pub fn plan_against(
     flags: &PlanFlags,
 ) -> Result<berth_engine::Plan> {
     let store = open_store()?;
-    let names = image_names(loaded)?;
+    let mut names = image_names(loaded)?;
+    // A service whose image is missing is left out of the digests.
+    names.retain(|_, name| store.image(name, &berth_oci::Platform::host()).is_ok());
+    let runtimes = runtime_mounts(loaded, false)?;
+    let images = berth_engine::embedded::service_images(&store, &names, &runtimes)?;
     let mut desired = berth_engine::Desired::new(&loaded.project);
-    for (service, name) in &names {
-        if let Ok(image) = store.image(name, &berth_oci::Platform::host()) {
-            desired = desired.with_image_digest(service, &image.manifest_digest.to_string());
-        }
+    for (service, image) in &images {
+        desired = desired.with_image_digest(service, &image.digest);
     }
     Ok(berth_engine::plan(&desired, observed, &flags.into())?)
 }

@@ -279,3 +279,133 @@ fn copy_seed(to: &Path) {
         std::fs::copy(repo().join("examples/seed").join(f), to.join(f)).unwrap();
     }
 }
+
+/// examples/seed-runtime: the seed with `x-runtime: node@4.2.2` instead of
+/// an image, rooted on the host's filesystem with node from the npm
+/// registry. Audit names the Dec 2015 CVEs; `upgrade --to 4.2.3` is the
+/// 2015 step and `upgrade --security` the lowest 4.x fixing everything
+/// fixable; each `up -d` after them swaps with zero failed requests and
+/// leaves the code image as it was.
+#[test]
+fn seed_runtime_audit_upgrade_and_swap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry {
+        port: free_port(),
+        storage: tmp.path().join("registry"),
+    };
+    // Only tianon/true, for the code image: the runtime needs no image.
+    let prep = Command::new("bash")
+        .arg(repo().join("scripts/seed-registry.sh"))
+        .arg(registry.port.to_string())
+        .args(["--node-versions", "", "--storage"])
+        .arg(&registry.storage)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .output()
+        .unwrap();
+    assert!(
+        prep.status.success(),
+        "seed-registry.sh: {}",
+        text(&prep.stderr)
+    );
+    let project = format!("seedrt{}", std::process::id());
+    let dir = tmp.path().join(&project);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "docker-compose.yml",
+        "Dockerfile",
+        ".dockerignore",
+        "index.js",
+        "package.json",
+    ] {
+        std::fs::copy(repo().join("examples/seed-runtime").join(f), dir.join(f)).unwrap();
+    }
+    let port = free_port();
+    let seed = Seed {
+        dir: dir.clone(),
+        state: tmp.path().join("state"),
+        mirrors: format!("docker.io=http://127.0.0.1:{}", registry.port),
+        config: tmp.path().join("none.toml"),
+    };
+    std::fs::write(&seed.config, "").unwrap();
+    seed.edit(
+        "docker-compose.yml",
+        "\"8080:3000\"",
+        &format!("\"{port}:3000\""),
+    );
+    let _down = DownOnDrop {
+        dir: dir.clone(),
+        state: seed.state.clone(),
+    };
+
+    let up = seed.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    wait_for(port, "I am running nodejs version: 4.2.2");
+    let code_before = code_image_id(&seed, &project);
+
+    let audit = seed.berth(&["audit"]);
+    let report = text(&audit.stdout);
+    assert_eq!(
+        audit.status.code(),
+        Some(1),
+        "{report}{}",
+        text(&audit.stderr)
+    );
+    for cve in ["CVE-2015-8027", "CVE-2015-6764"] {
+        let line = report
+            .lines()
+            .find(|l| l.contains(cve))
+            .unwrap_or_else(|| panic!("{cve} missing: {report}"));
+        assert!(line.trim_end().ends_with("4.2.3"), "{line}");
+    }
+
+    let file = dir.join("docker-compose.yml");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let mut served = Vec::new();
+    for (args, version) in [
+        (&["upgrade", "--to", "4.2.3"][..], "4.2.3"),
+        (&["upgrade", "--security"][..], "4.9.0"),
+    ] {
+        let out = seed.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let after = std::fs::read_to_string(&file).unwrap();
+        let changed: Vec<(&str, &str)> = before
+            .lines()
+            .zip(after.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            changed,
+            [(
+                "  x-runtime: node@4.2.2",
+                &*format!("  x-runtime: node@{version}")
+            )],
+            "{args:?} changed more than the runtime line"
+        );
+        let poller = Poller::start(port);
+        std::thread::sleep(Duration::from_millis(200));
+        let up = seed.berth(&["up", "-d"]);
+        assert!(
+            up.status.success(),
+            "up -d ({version}): {}",
+            text(&up.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let (requests, failures, last) = poller.finish();
+        assert!(
+            failures.is_empty(),
+            "{} of {requests} requests failed moving to {version}: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        served.push(last);
+        assert_eq!(code_image_id(&seed, &project), code_before);
+    }
+    assert_eq!(
+        served,
+        [
+            "I am running nodejs version: 4.2.3",
+            "I am running nodejs version: 4.9.0"
+        ]
+    );
+    drop(registry);
+}

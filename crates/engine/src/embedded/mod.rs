@@ -25,7 +25,7 @@ use berth_compose::hash::service_hash;
 use berth_compose::model::{Mount, Service, VolumesFrom};
 use berth_compose::Project;
 use berth_network::{AttachOptions, NetworkOptions, Networks, PoolConfig, ResolvConf};
-use berth_oci::store::Image;
+use berth_oci::spec::ContainerConfig;
 use berth_oci::{Platform, Store};
 use berth_proxy::{ProxyOptions, ProxySet, Target};
 use berth_sandbox::{
@@ -80,31 +80,70 @@ pub trait LogSink: Send + Sync {
     fn line(&self, container: &str, line: &str);
 }
 
-/// The image a service runs: its name in the store and its digest (the
-/// single-platform manifest digest, which is what the planner compares).
+/// What a service's container is made from: an image from the store, a
+/// language runtime (`x-runtime`), or both. `digest` is what the planner
+/// compares: the image's single-platform manifest digest, the runtime's
+/// digest, or both joined by `+`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceImage {
-    pub name: String,
+    /// The image's name in the store; `None`: the container is rooted on
+    /// the host's filesystem (a runtime without an image).
+    pub name: Option<String>,
+    pub runtime: Option<RuntimeMount>,
     pub digest: String,
 }
 
-/// Resolve each service's image name to its digest in `store`.
+/// A language runtime mounted read-only into a container and put first on
+/// its `PATH`, with a shared package cache and the host's CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeMount {
+    /// Host directory holding `bin/node` (and `bin/npm`).
+    pub root: PathBuf,
+    pub digest: String,
+    /// Shared npm cache (`npm_config_cache`), so reinstalling the same
+    /// dependencies after a runtime patch stays off the network.
+    pub npm_cache: Option<PathBuf>,
+    /// The host's CA bundle (`NODE_EXTRA_CA_CERTS`, `npm_config_cafile`).
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Where a runtime appears inside the container.
+pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
+const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
+const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
+
+/// Resolve each service's image name to its digest in `store`, and join
+/// the runtimes given for services.
 pub fn service_images(
     store: &Store,
     names: &BTreeMap<String, String>,
+    runtimes: &BTreeMap<String, RuntimeMount>,
 ) -> Result<BTreeMap<String, ServiceImage>> {
     let mut out = BTreeMap::new();
     for (service, name) in names {
         let image = store
             .image(name, &Platform::host())
             .map_err(|e| svc_err(service, e))?;
+        let runtime = runtimes.get(service).cloned();
+        let mut digest = image.manifest_digest.to_string();
+        if let Some(r) = &runtime {
+            digest = format!("{digest}+{}", r.digest);
+        }
         out.insert(
             service.clone(),
             ServiceImage {
-                name: name.clone(),
-                digest: image.manifest_digest.to_string(),
+                name: Some(name.clone()),
+                runtime,
+                digest,
             },
         );
+    }
+    for (service, r) in runtimes {
+        out.entry(service.clone()).or_insert_with(|| ServiceImage {
+            name: None,
+            runtime: Some(r.clone()),
+            digest: r.digest.clone(),
+        });
     }
     Ok(out)
 }
@@ -186,7 +225,10 @@ struct Live {
     mounted: BTreeMap<String, String>,
     named_volumes: Vec<String>,
     svc: Service,
-    image: Image,
+    /// The image's runtime defaults (empty for a host-rooted container).
+    config: ContainerConfig,
+    host_root: bool,
+    runtime: Option<RuntimeMount>,
     layers: Vec<PathBuf>,
     /// Every mount, the hosts file and volumes included.
     mounts: Vec<MountSpec>,
@@ -216,7 +258,7 @@ impl Live {
         self.svc
             .stop_signal
             .as_deref()
-            .or(self.image.config.config.stop_signal.as_deref())
+            .or(self.config.stop_signal.as_deref())
             .and_then(signal::parse)
             .unwrap_or(signal::SIGTERM)
     }
@@ -517,17 +559,23 @@ impl ProjectRuntime {
         let wanted = images
             .get(service)
             .ok_or_else(|| svc_err(service, "no image (build or pull it first)"))?;
-        let image = self
-            .engine
-            .store
-            .image(&wanted.name, &Platform::host())
-            .map_err(|e| svc_err(service, e))?;
-        let layers = self
-            .engine
-            .sandbox
-            .layers()
-            .unpack_image(&self.engine.store, &image)
-            .map_err(|e| svc_err(service, e))?;
+        let (config, layers) = match &wanted.name {
+            Some(name) => {
+                let image = self
+                    .engine
+                    .store
+                    .image(name, &Platform::host())
+                    .map_err(|e| svc_err(service, e))?;
+                let layers = self
+                    .engine
+                    .sandbox
+                    .layers()
+                    .unpack_image(&self.engine.store, &image)
+                    .map_err(|e| svc_err(service, e))?;
+                (image.config.config, layers)
+            }
+            None => (ContainerConfig::default(), Vec::new()),
+        };
         let restart =
             RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
         let mounted = svc
@@ -551,7 +599,9 @@ impl ProjectRuntime {
             mounted,
             named_volumes: Vec::new(),
             svc,
-            image,
+            config,
+            host_root: wanted.name.is_none(),
+            runtime: wanted.runtime.clone(),
             layers,
             mounts: Vec::new(),
             volume_mounts: Vec::new(),
@@ -773,8 +823,6 @@ impl ProjectRuntime {
         }
         // The image's VOLUMEs not covered above become anonymous volumes.
         let image_volumes: Vec<String> = live
-            .image
-            .config
             .config
             .volumes
             .iter()
@@ -830,15 +878,22 @@ impl ProjectRuntime {
 
     /// Create and start the container process of `live`.
     fn spawn(&self, live: &mut Live) -> Result<()> {
-        let mut spec = ContainerSpec::new(live.id.clone(), &live.image);
+        let mut spec = ContainerSpec {
+            id: live.id.clone(),
+            image: live.config.clone(),
+            host_root: live.host_root,
+            ..ContainerSpec::default()
+        };
         spec.entrypoint = live.svc.entrypoint.clone();
         spec.cmd = live.svc.command.clone();
-        spec.env = live
-            .svc
-            .environment
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-            .collect();
+        spec.env = runtime_env(live.runtime.as_ref(), &live.config, &live.svc);
+        spec.env.extend(
+            live.svc
+                .environment
+                .iter()
+                .filter(|(k, _)| !(live.runtime.is_some() && k.as_str() == "PATH"))
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))),
+        );
         spec.working_dir = live.svc.working_dir.clone();
         spec.user = live.svc.user.clone();
         spec.hostname = Some(
@@ -848,6 +903,15 @@ impl ProjectRuntime {
                 .unwrap_or_else(|| live.service.clone()),
         );
         spec.mounts = live.mounts.clone();
+        if let Some(r) = &live.runtime {
+            spec.mounts.push(bind(r.root.clone(), RUNTIME_DIR, true));
+            if let Some(cache) = &r.npm_cache {
+                spec.mounts.push(bind(cache.clone(), NPM_CACHE_DIR, false));
+            }
+            if let Some(ca) = &r.ca_bundle {
+                spec.mounts.push(bind(ca.clone(), CA_BUNDLE, true));
+            }
+        }
         spec.read_only_rootfs = live.svc.read_only == Some(true);
         spec.network = match live.svc.network_mode.as_deref() {
             Some("host") => Network::Host,
@@ -1208,6 +1272,41 @@ fn signal_stop(live: &Live) {
         };
         let _ = c.kill(sig);
     }
+}
+
+/// The environment a runtime brings: its `bin` first on `PATH` (ahead of
+/// the image's, or the user's own `PATH`), the shared npm cache and the CA
+/// bundle. The service's own settings for the latter win.
+fn runtime_env(
+    runtime: Option<&RuntimeMount>,
+    config: &ContainerConfig,
+    svc: &Service,
+) -> Vec<String> {
+    let Some(r) = runtime else {
+        return Vec::new();
+    };
+    let path = svc
+        .environment
+        .get("PATH")
+        .cloned()
+        .flatten()
+        .or_else(|| {
+            config
+                .env
+                .iter()
+                .flatten()
+                .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+        })
+        .unwrap_or_else(|| berth_sandbox::DEFAULT_PATH.to_string());
+    let mut env = vec![format!("PATH={RUNTIME_DIR}/bin:{path}")];
+    if r.npm_cache.is_some() {
+        env.push(format!("npm_config_cache={NPM_CACHE_DIR}"));
+    }
+    if r.ca_bundle.is_some() {
+        env.push(format!("NODE_EXTRA_CA_CERTS={CA_BUNDLE}"));
+        env.push(format!("npm_config_cafile={CA_BUNDLE}"));
+    }
+    env
 }
 
 /// `x-berth: {ready_timeout: 30s}` on the service, else the default.
