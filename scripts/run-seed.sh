@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# The main job: the seed example, verbatim, on berth's embedded engine.
-# No image registry is reachable here, so the seed's images are first made
-# from the npm registry and Debian packages and put into a loopback registry
-# (scripts/seed-registry.sh); berth then pulls them through that mirror.
+# The main job: the seed on berth's embedded engine.
+#
+#   bash scripts/run-seed.sh                  examples/seed-runtime: the seed with
+#                                             `x-runtime: node@4.2.2` (node from the npm
+#                                             registry, verified, rooted on the host)
+#   bash scripts/run-seed.sh examples/seed    the 2015 seed verbatim (image:
+#                                             quay.io/oddnetworks/alpine-nodejs:4.2.2)
+#
+# No image registry is reachable here, so the images the example needs
+# (tianon/true for the code image; the alpine-nodejs runtime image for the
+# verbatim seed) are first made from the npm registry and Debian packages and
+# put into a loopback registry (scripts/seed-registry.sh on port
+# BERTH_SEED_PORT, default 5000); berth pulls them through that mirror.
 # `berth up` stays attached: open http://127.0.0.1:8080, Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-port=${1:-5000}
+example=${1:-examples/seed-runtime}
+port=${BERTH_SEED_PORT:-5000}
 cargo build --release -q -p berth-cli
 export BERTH="${CARGO_TARGET_DIR:-$PWD/target}/release/berth"
-eval "$(bash scripts/seed-registry.sh "$port" --node-versions 4.2.2)"
-cd examples/seed
+versions=""
+grep -q "alpine-nodejs:4.2.2" "$example/docker-compose.yml" && versions=4.2.2
+eval "$(bash scripts/seed-registry.sh "$port" --node-versions "$versions")"
+cd "$example"
 exec "$BERTH" up
