@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod config_v2;
+mod engine;
 mod images;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]

@@ -926,18 +926,22 @@ impl ProjectRuntime {
         spec.stdout = Stdio::Fd(out_w);
         let (err_r, err_w) = pipe().map_err(io_err(&dir))?;
         spec.stderr = Stdio::Fd(err_w);
+        // Errors name the container as users know it, not its incarnation.
+        let named = |e: berth_sandbox::SandboxError| {
+            svc_err(&live.service, e.to_string().replace(&live.id, &live.name))
+        };
         let mut container = self
             .engine
             .sandbox
             .create(&live.layers, spec)
-            .map_err(|e| svc_err(&live.service, e))?;
+            .map_err(named)?;
         // The spec (and with it the write ends) is gone: the readers end
         // when the container's last process closes its streams.
         forward_lines(out_r, live.name.clone(), self.logs.clone());
         forward_lines(err_r, live.name.clone(), self.logs.clone());
         if let Err(e) = container.start() {
             let _ = container.delete();
-            return Err(svc_err(&live.service, e));
+            return Err(named(e));
         }
         live.container = Some(container);
         live.exited = None;

@@ -1,0 +1,232 @@
+//! The embedded engine on bad input and on crashing containers: a port in
+//! use, an image that cannot be found, a command missing from the image, a
+//! container that exits at once each fail `up -d` with one clear line and
+//! leave nothing behind; `restart: on-failure` restarts a crashing
+//! container with back-off and `down` then removes it all.
+
+use crate::common::text;
+use crate::up::free_port;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A project directory with a busybox image built by berth into its own
+/// state directory (no registry involved).
+struct Project {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    state: PathBuf,
+    name: String,
+}
+
+impl Project {
+    fn new(tag: &str) -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = format!("{tag}{}", std::process::id());
+        let dir = tmp.path().join(&name);
+        let ctx = dir.join("img");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"sleep\", \"600\"]\n",
+        )
+        .unwrap();
+        let p = Project {
+            state: tmp.path().join("state"),
+            dir,
+            name,
+            _tmp: tmp,
+        };
+        std::fs::write(p.dir.join("none.toml"), "").unwrap();
+        p.write("services:\n  box:\n    build: img\n    image: berth-test/busybox:1\n");
+        let built = p.berth(&["build", "-q"]);
+        assert!(built.status.success(), "build: {}", text(&built.stderr));
+        p
+    }
+
+    fn write(&self, compose: &str) {
+        std::fs::write(self.dir.join("compose.yaml"), compose).unwrap();
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("BERTH_STATE_DIR", &self.state)
+            .env("BERTH_CONFIG", self.dir.join("none.toml"))
+            .env("BERTH_REGISTRY_MIRRORS", "docker.io=http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    }
+
+    /// `up -d` fails with one line containing every `needle`, and nothing
+    /// of the project is left.
+    fn up_fails_with(&self, needles: &[&str]) {
+        let out = self.berth(&["up", "-d"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "up -d succeeded: {err}");
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{err}");
+        for n in needles {
+            assert!(last.contains(n), "{n:?} not in {last:?}\n{err}");
+        }
+        self.assert_nothing_left();
+    }
+
+    fn assert_nothing_left(&self) {
+        assert_nothing_left(&self.name, &self.state);
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", "-t", "0"]);
+    }
+}
+
+/// No namespace, bridge, firewall rule, container process, cgroup, mount,
+/// volume, supervisor or state of `project` remains.
+pub(crate) fn assert_nothing_left(project: &str, state: &Path) {
+    let netns = run("ip", &["netns", "list"]);
+    assert!(!netns.contains(project), "namespaces left: {netns}");
+    let bridge = berth_network::bridge::bridge_name(&format!("{project}_default"));
+    let links = run("ip", &["-o", "link"]);
+    assert!(
+        !links.contains(&format!(" {bridge}:")),
+        "bridge {bridge} left: {links}"
+    );
+    let rules = format!(
+        "{}{}",
+        run("iptables", &["-S"]),
+        run("iptables", &["-t", "nat", "-S"])
+    );
+    assert!(
+        !rules.contains(&format!("berth:{project}_")),
+        "rules left: {rules}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(state.to_str().unwrap()),
+        "mounts left: {mounts}"
+    );
+    let marker = format!("/berth/{project}-");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        assert!(
+            !cgroup.contains(&marker),
+            "process {:?} still runs in a container of {project}",
+            entry.file_name()
+        );
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(
+            !(cmdline.contains("__supervise") && cmdline.contains(project)),
+            "a supervisor of {project} still runs"
+        );
+    }
+    for hierarchy in ["memory", "pids", "cpu,cpuacct", "unified"] {
+        let base = Path::new("/sys/fs/cgroup").join(hierarchy).join("berth");
+        let left: Vec<_> = std::fs::read_dir(&base)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{project}-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "cgroups left in {}: {left:?}",
+            base.display()
+        );
+    }
+    let volumes: Vec<_> = std::fs::read_dir(state.join("volumes"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(volumes.is_empty(), "volumes left: {volumes:?}");
+    let project_dir = state.join("projects").join(project);
+    for f in ["supervisor.sock", "state.json"] {
+        assert!(!project_dir.join(f).exists(), "{f} left");
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    text(&Command::new(cmd).args(args).output().unwrap().stdout)
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_leaves_nothing() {
+    let p = Project::new("badin");
+
+    // A published port someone else holds.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    p.write(&format!(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    ports: [\"{port}:80\"]\n"
+    ));
+    p.up_fails_with(&["box", &port.to_string(), "in use"]);
+    drop(taken);
+
+    // An image that is nowhere (its registry refuses connections).
+    p.write("services:\n  box:\n    image: berth-test/not-there:1\n");
+    p.up_fails_with(&["berth-test/not-there:1", "box"]);
+
+    // A command the image does not have.
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    command: [\"/usr/bin/not-here\"]\n",
+    );
+    p.up_fails_with(&["box", "/usr/bin/not-here"]);
+
+    // A container that exits at once, with a second service that started fine.
+    p.write(&format!(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"exit 3\"]\n  \
+         ok:\n    image: berth-test/busybox:1\n    ports: [\"{}:80\"]\n",
+        free_port()
+    ));
+    p.up_fails_with(&["exited with code 3"]);
+}
+
+#[test]
+fn on_failure_restarts_with_backoff_and_down_removes_it_all() {
+    let p = Project::new("restart");
+    p.write(
+        "services:\n  crash:\n    image: berth-test/busybox:1\n    restart: on-failure\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"echo boot; sleep 0.4; exit 3\"]\n  \
+         once:\n    image: berth-test/busybox:1\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"sleep 0.4; exit 4\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (crash, once) = loop {
+        let ps: serde_json::Value =
+            serde_json::from_slice(&p.berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
+        let find = |svc: &str| {
+            ps.as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["Service"] == svc)
+                .cloned()
+                .unwrap()
+        };
+        let (crash, once) = (find("crash"), find("once"));
+        if crash["RestartCount"].as_u64().unwrap_or(0) >= 3 && once["State"] == "exited" {
+            break (crash, once);
+        }
+        assert!(Instant::now() < deadline, "no restarts: {ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_ne!(crash["State"], "exited", "{crash}");
+    // Without a policy, a container that exits stays exited.
+    assert_eq!(once["ExitCode"], 4, "{once}");
+    assert_eq!(once["RestartCount"], 0, "{once}");
+    let logs = text(&p.berth(&["logs", "crash"]).stdout);
+    assert!(logs.matches("| boot").count() >= 3, "{logs}");
+
+    let down = p.berth(&["down", "-t", "1"]);
+    assert!(down.status.success(), "down: {}", text(&down.stderr));
+    p.assert_nothing_left();
+}
