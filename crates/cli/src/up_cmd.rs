@@ -198,13 +198,20 @@ pub fn runtime_mounts(
                 Some(r)
             }
         };
+        // `x-berth: {npm_cache: false}` opts a service out of the shared cache.
+        let use_cache = loaded.project.services[service.as_str()]
+            .extra
+            .get("x-berth")
+            .and_then(|x| x.get("npm_cache"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
         if let Some(r) = installed {
             out.insert(
                 service.clone(),
                 RuntimeMount {
                     root: r.root.clone(),
                     digest: r.digest.clone(),
-                    npm_cache: Some(cache.clone()),
+                    npm_cache: use_cache.then(|| cache.clone()),
                     ca_bundle: ca.is_file().then(|| ca.to_path_buf()),
                 },
             );

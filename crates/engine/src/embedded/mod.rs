@@ -1305,6 +1305,10 @@ fn runtime_env(
     let mut env = vec![format!("PATH={RUNTIME_DIR}/bin:{path}")];
     if r.npm_cache.is_some() {
         env.push(format!("npm_config_cache={NPM_CACHE_DIR}"));
+        // Take what the cache has without asking the registry again: npm ≥ 5
+        // reads prefer-offline, older ones cache-min (seconds).
+        env.push("npm_config_prefer_offline=true".to_string());
+        env.push("npm_config_cache_min=86400".to_string());
     }
     if r.ca_bundle.is_some() {
         env.push(format!("NODE_EXTRA_CA_CERTS={CA_BUNDLE}"));
