@@ -57,9 +57,73 @@ pub fn split(line: &str) -> (&str, &str) {
 const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
 
 /// How lines are printed.
+#[derive(Default)]
 pub struct Printer {
     pub colour: bool,
     pub timestamps: bool,
+    /// Only lines stamped at or after / before these (canonical stamps).
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// A `--since`/`--until` value → a canonical stamp: RFC 3339 (`2026-11-28T00:23:14Z`,
+/// with a fraction or an offset), a date, Unix seconds, or a duration back
+/// from now (`10m`, `1h30m`).
+pub fn parse_when(text: &str) -> Option<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Some(d) = berth_compose::units::parse_duration(text) {
+        if text.chars().any(|c| c.is_ascii_alphabetic()) {
+            let t = now.saturating_sub(d);
+            return Some(format_time(t.as_secs() as i64, t.subsec_nanos()));
+        }
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(format_time(secs, 0));
+    }
+    let (date, time) = text.split_once('T').unwrap_or((text, "00:00:00Z"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Split off the zone: Z, +HH:MM or -HH:MM.
+    let (clock, offset) = if let Some(c) = time.strip_suffix('Z') {
+        (c, 0)
+    } else if let Some(i) = time.rfind(['+', '-']) {
+        let (c, z) = time.split_at(i);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        let (h, mi) = z[1..].split_once(':')?;
+        (
+            c,
+            sign * (h.parse::<i64>().ok()? * 3600 + mi.parse::<i64>().ok()? * 60),
+        )
+    } else {
+        (time, 0)
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next().unwrap_or(Some(0))?);
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}")[..9].parse::<u32>().ok()?
+    };
+    let secs =
+        days_from_civil(y, m as u32, day as u32) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    Some(format_time(secs, nanos))
+}
+
+/// (year, month, day) → days since 1970-01-01 (inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Follows every `*.log` in a directory, picking up new ones as they appear.
@@ -158,6 +222,10 @@ impl Follower {
 
 fn print(p: &Printer, name: &str, width: usize, i: usize, stored: &str) -> bool {
     let (time, text) = split(stored);
+    if p.since.as_deref().is_some_and(|s| time < s) || p.until.as_deref().is_some_and(|u| time >= u)
+    {
+        return true;
+    }
     let mut o = std::io::stdout().lock();
     let stamp = if p.timestamps && !time.is_empty() {
         format!("{time} ")
@@ -208,6 +276,27 @@ mod tests {
             format_time(951_782_400, 0),
             "2000-02-29T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn when_values_parse() {
+        assert_eq!(
+            parse_when("2026-11-28T00:23:14Z").unwrap(),
+            "2026-11-28T00:23:14.000000000Z"
+        );
+        assert_eq!(
+            parse_when("2026-11-28T01:23:14.5+01:00").unwrap(),
+            "2026-11-28T00:23:14.500000000Z"
+        );
+        assert_eq!(
+            parse_when("2000-02-29").unwrap(),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(parse_when("0").unwrap(), "1970-01-01T00:00:00.000000000Z");
+        let ten = parse_when("10m").unwrap();
+        assert!(ten < timestamp_now(), "{ten}");
+        assert!(parse_when("yesterday").is_none());
+        assert!(parse_when("2026-13-01").is_none());
     }
 
     #[test]

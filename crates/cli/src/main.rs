@@ -4,6 +4,7 @@
 mod build_cmd;
 mod config_cmd;
 mod image_cmd;
+mod lifecycle_cmd;
 mod logs;
 mod options;
 mod project_cmd;
@@ -101,6 +102,26 @@ pub enum Command {
     Ps(project_cmd::PsArgs),
     /// Show the output of the project's containers
     Logs(project_cmd::LogsArgs),
+    /// Stop containers (they stay, exited, until start, up or rm)
+    Stop(lifecycle_cmd::StopArgs),
+    /// Start stopped containers
+    Start(lifecycle_cmd::StartArgs),
+    /// Restart containers
+    Restart(lifecycle_cmd::StopArgs),
+    /// Send a signal to containers
+    Kill(lifecycle_cmd::KillArgs),
+    /// Remove stopped containers
+    Rm(lifecycle_cmd::RmArgs),
+    /// Wait for containers to exit; print their exit codes
+    Wait(lifecycle_cmd::WaitArgs),
+    /// Print the host address a container port is published on
+    Port(lifecycle_cmd::PortArgs),
+    /// Show the processes running in containers
+    Top(lifecycle_cmd::TopArgs),
+    /// Follow container events (start, die, kill, destroy, restart)
+    Events(lifecycle_cmd::EventsArgs),
+    /// List running projects
+    Ls(lifecycle_cmd::LsArgs),
     /// The per-project supervisor `up -d` starts (internal)
     #[command(name = "__supervise", hide = true)]
     Supervise { project: String },
@@ -198,6 +219,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down(args) => project_cmd::down(&cli.global, args),
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
+        Command::Stop(args) => lifecycle_cmd::stop(&cli.global, args),
+        Command::Start(args) => lifecycle_cmd::start(&cli.global, args),
+        Command::Restart(args) => lifecycle_cmd::restart(&cli.global, args),
+        Command::Kill(args) => lifecycle_cmd::kill(&cli.global, args),
+        Command::Rm(args) => lifecycle_cmd::rm(&cli.global, args),
+        Command::Wait(args) => lifecycle_cmd::wait(&cli.global, args),
+        Command::Port(args) => lifecycle_cmd::port(&cli.global, args),
+        Command::Top(args) => lifecycle_cmd::top(&cli.global, args),
+        Command::Events(args) => lifecycle_cmd::events(&cli.global, args),
+        Command::Ls(args) => lifecycle_cmd::ls(args),
         Command::Supervise { project } => supervisor::supervise(&project),
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),

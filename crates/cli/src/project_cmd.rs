@@ -68,6 +68,12 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     timestamps: bool,
+    /// Only lines since this time (RFC 3339, a date, Unix seconds, or a duration like 10m)
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only lines before this time (same forms as --since)
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
     /// Don't colour the prefixes
     #[arg(long)]
     no_color: bool,
@@ -183,9 +189,20 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
         }
     }
     let dir = project_dir(&project);
+    let when = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
+        v.as_deref()
+            .map(|t| {
+                crate::logs::parse_when(t).with_context(|| {
+                    format!("{flag} {t:?}: expected RFC 3339, a date, Unix seconds or a duration")
+                })
+            })
+            .transpose()
+    };
     let printer = Printer {
         colour: !args.no_color && std::io::stdout().is_terminal() && global.colour(),
         timestamps: args.timestamps,
+        since: when("--since", &args.since)?,
+        until: when("--until", &args.until)?,
     };
     let mut follower = Follower::new(&dir.join("logs"), &project, &args.services, false);
     if !follower.pump(&printer, args.tail) {

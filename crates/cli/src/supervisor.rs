@@ -116,6 +116,25 @@ pub enum Request {
     Down {
         timeout_secs: u64,
     },
+    Stop {
+        services: Vec<String>,
+        timeout_secs: Option<u64>,
+    },
+    Start {
+        services: Vec<String>,
+    },
+    Restart {
+        services: Vec<String>,
+        timeout_secs: Option<u64>,
+    },
+    Kill {
+        services: Vec<String>,
+        signal: i32,
+    },
+    Rm {
+        services: Vec<String>,
+        force: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,6 +161,10 @@ pub struct ContainerState {
     pub name: String,
     #[serde(rename = "Service")]
     pub service: String,
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Pid")]
+    pub pid: Option<i32>,
     /// running, exited or restarting
     #[serde(rename = "State")]
     pub state: String,
@@ -149,6 +172,9 @@ pub struct ContainerState {
     pub exit_code: Option<i32>,
     #[serde(rename = "RestartCount")]
     pub restarts: u32,
+    /// starting, healthy or unhealthy; absent without a healthcheck
+    #[serde(rename = "Health", default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     #[serde(rename = "IPAddress")]
     pub ip: Option<String>,
     #[serde(rename = "Publishers")]
@@ -182,8 +208,11 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
                 },
                 name: c.name,
                 service: c.service,
+                id: c.id,
+                pid: c.pid,
                 exit_code: c.exit_code,
                 restarts: c.restarts,
+                health: c.health,
                 ip: c.ip.map(|ip| ip.to_string()),
                 ports: c.ports,
             })
@@ -222,9 +251,43 @@ pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result
     )
 }
 
-/// Start the supervisor of `project` and connect to it.
+/// An exclusive `flock` on `path`, held until the file is dropped.
+fn lock(path: &Path, wait: bool) -> Result<Option<fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on an fd this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        Ok(Some(f))
+    } else {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// Start the supervisor of `project` and connect to it. Two commands
+/// doing this at once serialize on a lock: the second finds the first's
+/// supervisor and uses it.
 fn start(project: &str) -> Result<UnixStream> {
     let dir = project_dir(project);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _guard = lock(&dir.join("start.lock"), true)?;
+    if let Ok(s) = UnixStream::connect(dir.join("supervisor.sock")) {
+        return Ok(s);
+    }
     // Whatever a dead supervisor left (its state, its socket) is stale;
     // logs of a previous run are kept, as docker keeps a container's.
     for f in ["supervisor.sock", "state.json", "ready"] {
@@ -310,6 +373,10 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     install_signal_handlers();
     let dir = project_dir(project);
     fs::create_dir_all(dir.join("logs"))?;
+    // One supervisor per project, for as long as it lives.
+    let Some(_lock) = lock(&dir.join("supervisor.lock"), false)? else {
+        bail!("another supervisor already runs project {project}");
+    };
     let store = crate::image_cmd::open_store()?;
     let engine = Engine::open(&state_dir(), store)?;
     let sink = Arc::new(FileLogs {
@@ -326,20 +393,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     let mut reply_to: Option<UnixStream> = None;
     loop {
         let events = rt.poll();
-        for e in &events {
-            match e {
-                Event::Exited { container, code } => {
-                    eprintln!("{container} exited with code {code}")
-                }
-                Event::Restarted {
-                    container,
-                    restarts,
-                } => eprintln!("{container} restarted ({restarts})"),
-                Event::RestartFailed { container, message } => {
-                    eprintln!("{container} could not be restarted: {message}")
-                }
-            }
-        }
+        record(&dir, &events);
         if !events.is_empty() {
             write_state(&dir, &rt)?;
         }
@@ -354,7 +408,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                 match serde_json::from_str::<Request>(&line) {
                     Ok(Request::Up { load, flags }) => {
                         let first = rt.containers().is_empty();
-                        let result = up(&mut rt, *load, &flags, &mut stream);
+                        let result = up(&mut rt, *load, &flags, &mut stream, &dir);
                         let _ = write_state(&dir, &rt);
                         match result {
                             Ok(()) => reply(&mut stream, &Reply::Ok),
@@ -379,6 +433,16 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                         reply_to = Some(stream);
                         break;
                     }
+                    Ok(other) => {
+                        let result = lifecycle(&mut rt, other, &mut stream);
+                        let events = rt.poll();
+                        record(&dir, &events);
+                        let _ = write_state(&dir, &rt);
+                        match result {
+                            Ok(()) => reply(&mut stream, &Reply::Ok),
+                            Err(e) => reply(&mut stream, &Reply::Error(crate::error_chain(&e))),
+                        }
+                    }
                     Err(e) => reply(&mut stream, &Reply::Error(format!("bad request: {e}"))),
                 }
             }
@@ -400,6 +464,103 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `stop`, `start`, `restart`, `kill`, `rm` on the containers of some services.
+fn lifecycle(rt: &mut ProjectRuntime, request: Request, stream: &mut UnixStream) -> Result<()> {
+    let secs = |t: Option<u64>| t.map(Duration::from_secs);
+    let mut say = |verb: &str, names: &[String]| {
+        for n in names {
+            reply(stream, &Reply::Progress(format!("Container {n}  {verb}")));
+        }
+    };
+    match request {
+        Request::Stop {
+            services,
+            timeout_secs,
+        } => {
+            let names = rt.select(&services)?;
+            rt.stop_containers(&names, secs(timeout_secs));
+            say("Stopped", &names);
+        }
+        Request::Start { services } => {
+            let names = rt.select(&services)?;
+            let started = rt.start_containers(&names)?;
+            say("Started", &started);
+        }
+        Request::Restart {
+            services,
+            timeout_secs,
+        } => {
+            let names = rt.select(&services)?;
+            rt.stop_containers(&names, secs(timeout_secs));
+            let started = rt.start_containers(&names)?;
+            say("Restarted", &started);
+        }
+        Request::Kill { services, signal } => {
+            let names = rt.select(&services)?;
+            rt.kill_containers(&names, signal)?;
+            say("Killed", &names);
+        }
+        Request::Rm { services, force } => {
+            let names = rt.select(&services)?;
+            let removed = rt.remove_containers(&names, force)?;
+            say("Removed", &removed);
+        }
+        Request::Up { .. } | Request::Down { .. } => bail!("not a lifecycle request"),
+    }
+    Ok(())
+}
+
+/// One line of `events.jsonl` per event (what `berth events` reads), and
+/// the same in the supervisor's log.
+fn record(dir: &Path, events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    let mut lines = String::new();
+    for e in events {
+        let (action, container, attrs) = match e {
+            Event::Started { container } => ("start", container, serde_json::json!({})),
+            Event::Exited { container, code } => {
+                ("die", container, serde_json::json!({ "exitCode": code }))
+            }
+            Event::Killed { container, signal } => {
+                ("kill", container, serde_json::json!({ "signal": signal }))
+            }
+            Event::Removed { container } => ("destroy", container, serde_json::json!({})),
+            Event::Restarted {
+                container,
+                restarts,
+            } => (
+                "restart",
+                container,
+                serde_json::json!({ "restartCount": restarts }),
+            ),
+            Event::RestartFailed { container, message } => (
+                "restart-failed",
+                container,
+                serde_json::json!({ "error": message }),
+            ),
+        };
+        let line = serde_json::json!({
+            "time": crate::logs::timestamp_now(),
+            "type": "container",
+            "action": action,
+            "id": container,
+            "attributes": attrs,
+        });
+        eprintln!("{line}");
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("events.jsonl"))
+    {
+        let _ = f.write_all(lines.as_bytes());
+    }
+}
+
 fn cleanup(dir: &Path) {
     for f in ["supervisor.sock", "state.json", "state.json.tmp"] {
         let _ = fs::remove_file(dir.join(f));
@@ -412,6 +573,7 @@ fn up(
     load: LoadRequest,
     flags: &PlanFlags,
     stream: &mut UnixStream,
+    dir: &Path,
 ) -> Result<()> {
     let loaded = berth_compose::load(&load.into())?;
     let names = image_names(&loaded)?;
@@ -438,7 +600,9 @@ fn up(
     if changed {
         let settle = Instant::now() + Duration::from_millis(250);
         while Instant::now() < settle {
-            for e in rt.poll() {
+            let events = rt.poll();
+            record(dir, &events);
+            for e in events {
                 if let Event::Exited { container, code } = e {
                     let restarting = rt
                         .containers()

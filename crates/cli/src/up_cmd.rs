@@ -77,6 +77,12 @@ pub struct UpArgs {
     /// Exit with the exit code of this service's container (implies --abort-on-container-exit)
     #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
     exit_code_from: Option<String>,
+    /// Wait until services are running (healthy, when they have a healthcheck); implies -d
+    #[arg(long, conflicts_with_all = ["abort_on_container_exit", "exit_code_from"])]
+    wait: bool,
+    /// Seconds to wait with --wait
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    wait_timeout: Option<u64>,
     /// Show the plan, with the reason for every step, and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -325,16 +331,57 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     runtime_mounts(&loaded, true)?;
 
     install_signal_handlers();
-    let follower = (!args.detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
+    let detach = args.detach || args.wait;
+    let follower = (!detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
     let request = Request::Up {
         load: Box::new(LoadRequest::from(&options)),
         flags,
     };
     send(&project, &request, &|line| eprintln!(" {line}"))?;
+    if args.wait {
+        wait_ready(&project, args.wait_timeout.map(Duration::from_secs))?;
+    }
     let Some(mut follower) = follower else {
         return Ok(ExitCode::SUCCESS);
     };
     attached(global, &args, &project, &mut follower)
+}
+
+/// `--wait`: until every container runs (or completed successfully) and
+/// every one with a healthcheck is healthy.
+fn wait_ready(project: &str, timeout: Option<Duration>) -> Result<()> {
+    let dir = project_dir(project);
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let state = read_state(&dir).with_context(|| format!("{project} is not running"))?;
+        if let Some(c) = state
+            .containers
+            .iter()
+            .find(|c| c.state == "exited" && c.exit_code != Some(0))
+        {
+            bail!(
+                "container {} exited with code {}",
+                c.name,
+                c.exit_code.unwrap_or(-1)
+            );
+        }
+        let pending: Vec<&str> = state
+            .containers
+            .iter()
+            .filter(|c| {
+                c.state != "exited"
+                    && (c.state != "running" || c.health.as_deref().is_some_and(|h| h != "healthy"))
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            bail!("timed out waiting for {}", pending.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Attached: show the containers' output until Ctrl-C, until every
@@ -349,7 +396,7 @@ fn attached(
     let dir = project_dir(project);
     let printer = Printer {
         colour: std::io::stdout().is_terminal() && global.colour(),
-        timestamps: false,
+        ..Printer::default()
     };
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
     let mut code = 0;

@@ -230,3 +230,120 @@ fn on_failure_restarts_with_backoff_and_down_removes_it_all() {
     assert!(down.status.success(), "down: {}", text(&down.stderr));
     p.assert_nothing_left();
 }
+
+#[test]
+fn lifecycle_commands_act_on_running_containers() {
+    let p = Project::new("life");
+    let port = free_port();
+    p.write(&format!(
+        "services:\n  web:\n    image: berth-test/busybox:1\n    ports: [\"127.0.0.1:{port}:80\"]\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"echo serving; exec /bin/busybox httpd -f -p 80 -h /\"]\n  \
+         worker:\n    image: berth-test/busybox:1\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"echo working; exec /bin/busybox sleep 600\"]\n"
+    ));
+    let ok = |args: &[&str]| {
+        let out = p.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let state_of = |service: &str| -> serde_json::Value {
+        let ps: serde_json::Value =
+            serde_json::from_str(&ok(&["ps", "-a", "--format", "json"])).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == service)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    ok(&["up", "--wait", "--wait-timeout", "30"]);
+    assert_eq!(state_of("web")["State"], "running");
+
+    let ls: serde_json::Value = serde_json::from_str(&ok(&["ls", "--format", "json"])).unwrap();
+    assert!(
+        ls.as_array()
+            .unwrap()
+            .iter()
+            .any(|p2| p2["Name"] == p.name.as_str()),
+        "{ls}"
+    );
+    assert_eq!(
+        ok(&["port", "web", "80"]).trim(),
+        format!("127.0.0.1:{port}")
+    );
+    let top = ok(&["top", "web"]);
+    assert!(top.contains("httpd -f -p 80"), "{top}");
+
+    // Events while a container is stopped and started again.
+    let events = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["events", "--json"])
+        .current_dir(&p.dir)
+        .env("BERTH_STATE_DIR", &p.state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&["stop", "-t", "1", "worker"]);
+    assert_eq!(state_of("worker")["State"], "exited");
+    let running = ok(&["ps", "--services"]);
+    assert_eq!(
+        running.trim(),
+        "web",
+        "ps without -a lists running ones only"
+    );
+    ok(&["start", "worker"]);
+    assert_eq!(state_of("worker")["State"], "running");
+    std::thread::sleep(Duration::from_millis(400));
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    let seen = {
+        let out = events.wait_with_output().unwrap();
+        text(&out.stdout)
+    };
+    let actions: Vec<String> = seen
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["id"] == format!("{}-worker-1", p.name).as_str())
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(actions, ["die", "start"], "{seen}");
+
+    // `wait` returns the exit code once the container is killed.
+    let waiter = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["wait", "worker"])
+        .current_dir(&p.dir)
+        .env("BERTH_STATE_DIR", &p.state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&["kill", "-s", "KILL", "worker"]);
+    let waited = waiter.wait_with_output().unwrap();
+    assert_eq!(text(&waited.stdout).trim(), "137");
+    assert_eq!(waited.status.code(), Some(137));
+
+    // Logs with timestamps, and time windows.
+    let logs = ok(&["logs", "-t", "worker"]);
+    let line = logs.lines().find(|l| l.contains("working")).expect(&logs);
+    assert!(
+        line.contains(" | 20") && line.contains("Z working"),
+        "{line}"
+    );
+    assert!(!ok(&["logs", "--since", "1h", "worker"]).is_empty());
+    assert!(ok(&["logs", "--until", "1h", "worker"]).is_empty());
+    let bad = p.berth(&["logs", "--since", "yesterday"]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("--since"));
+
+    // rm refuses a running container without -f.
+    let refused = p.berth(&["rm", "web"]);
+    assert!(!refused.status.success(), "rm removed a running container");
+    assert!(
+        text(&refused.stderr).contains("running"),
+        "{}",
+        text(&refused.stderr)
+    );
+    ok(&["rm", "worker"]);
+    assert!(state_of("worker").is_null());
+    ok(&["restart", "web"]);
+    assert_eq!(state_of("web")["State"], "running");
+    ok(&["down", "-t", "1"]);
+    p.assert_nothing_left();
+}

@@ -19,6 +19,7 @@ mod restart;
 mod signal;
 
 pub use restart::RestartPolicy;
+pub use signal::parse as parse_signal;
 
 use crate::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
 use berth_compose::hash::service_hash;
@@ -182,6 +183,7 @@ impl Engine {
             live: Vec::new(),
             logs,
             released: Vec::new(),
+            pending: Default::default(),
             retiring: Vec::new(),
         }
     }
@@ -247,6 +249,8 @@ struct Live {
     started_at: Instant,
     backoff: Option<Duration>,
     restart_at: Option<Instant>,
+    /// Stopped or killed on request: restart policies leave it alone.
+    user_stopped: bool,
 }
 
 impl Live {
@@ -278,7 +282,10 @@ impl Live {
 /// What [`ProjectRuntime::poll`] saw happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    Started { container: String },
     Exited { container: String, code: i32 },
+    Killed { container: String, signal: i32 },
+    Removed { container: String },
     Restarted { container: String, restarts: u32 },
     RestartFailed { container: String, message: String },
 }
@@ -293,6 +300,8 @@ pub struct ProjectRuntime {
     /// Anonymous volumes whose container is gone, removed once nothing
     /// mounts them (an old app still serving from the old code volume).
     released: Vec<PathBuf>,
+    /// What happened outside `poll`, handed out by the next `poll`.
+    pending: std::cell::RefCell<Vec<Event>>,
     /// Containers a swap replaced, sent their stop signal and waited for
     /// by [`poll`](Self::poll): `up` returns once traffic moved, not after
     /// the old one's grace period.
@@ -350,10 +359,17 @@ impl ProjectRuntime {
             .map(|l| ContainerInfo {
                 service: l.service.clone(),
                 name: l.name.clone(),
+                id: l.id.clone(),
+                pid: l
+                    .container
+                    .as_ref()
+                    .filter(|_| l.exited.is_none())
+                    .map(|c| c.pid()),
                 running: l.running(),
                 exit_code: l.exited.map(|s| s.code()),
                 restarting: l.restart_at.is_some(),
                 restarts: l.restarts,
+                health: None,
                 ip: l.ip,
                 ports: l
                     .svc
@@ -617,6 +633,7 @@ impl ProjectRuntime {
             started_at: Instant::now(),
             backoff: None,
             restart_at: None,
+            user_stopped: false,
         };
         match self.prepare_in(project, &mut live, inherit) {
             Ok(()) => Ok(live),
@@ -946,6 +963,9 @@ impl ProjectRuntime {
         live.container = Some(container);
         live.exited = None;
         live.started_at = Instant::now();
+        self.event(Event::Started {
+            container: live.name.clone(),
+        });
         Ok(())
     }
 
@@ -959,6 +979,7 @@ impl ProjectRuntime {
         let mut live = self.live.remove(i);
         let result = self.spawn(&mut live);
         live.restart_at = None;
+        live.user_stopped = false;
         self.live.insert(i, live);
         result
     }
@@ -1062,25 +1083,33 @@ impl ProjectRuntime {
         };
         let _ = c.kill(sig);
         let deadline = Instant::now() + timeout;
-        loop {
+        let status = loop {
             if let Ok(Some(s)) = c.try_wait() {
-                live.exited = Some(s);
-                return;
+                break Some(s);
             }
             if Instant::now() >= deadline {
-                break;
+                let _ = c.kill(signal::SIGKILL);
+                break c.wait().ok();
             }
             std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = c.kill(signal::SIGKILL);
-        if let Ok(s) = c.wait() {
+        };
+        if let Some(s) = status {
             live.exited = Some(s);
+            self.event(Event::Exited {
+                container: live.name.clone(),
+                code: s.code(),
+            });
         }
     }
 
     /// Remove what `live` made, except the anonymous volumes in `keep`
     /// (carried over to its successor); the rest are released.
     fn discard(&mut self, mut live: Live, keep: &[PathBuf]) {
+        if live.container.is_some() {
+            self.event(Event::Removed {
+                container: live.name.clone(),
+            });
+        }
         if let Some(p) = live.proxy.take() {
             p.close(Duration::ZERO);
         }
@@ -1120,9 +1149,114 @@ impl ProjectRuntime {
         });
     }
 
+    fn event(&self, e: Event) {
+        self.pending.borrow_mut().push(e);
+    }
+
+    /// Names of the containers of `services` (all when empty), in creation
+    /// order; an unknown service is an error.
+    pub fn select(&self, services: &[String]) -> Result<Vec<String>> {
+        for s in services {
+            if !self.live.iter().any(|l| &l.service == s) {
+                return Err(svc_err(s, "no such service, or it has no container"));
+            }
+        }
+        Ok(self
+            .live
+            .iter()
+            .filter(|l| services.is_empty() || services.contains(&l.service))
+            .map(|l| l.name.clone())
+            .collect())
+    }
+
+    /// `stop`: the stop signal, SIGKILL after `timeout` (each container's
+    /// `stop_grace_period` when `None`). Stopped containers stay, exited,
+    /// and restart policies leave them alone until `start` or `up`.
+    pub fn stop_containers(&mut self, names: &[String], timeout: Option<Duration>) {
+        for name in names {
+            if let Some(i) = self.live.iter().position(|l| &l.name == name) {
+                self.live[i].user_stopped = true;
+                self.stop(i, timeout);
+            }
+        }
+    }
+
+    /// `start`: start stopped containers again, in the same namespace, with
+    /// the same volumes and ports. Running ones are left alone.
+    pub fn start_containers(&mut self, names: &[String]) -> Result<Vec<String>> {
+        let mut started = Vec::new();
+        for name in names {
+            if let Some(i) = self.live.iter().position(|l| &l.name == name) {
+                if !self.live[i].running() {
+                    self.respawn(i)?;
+                    started.push(name.clone());
+                }
+            }
+        }
+        self.refresh_hosts();
+        Ok(started)
+    }
+
+    /// `kill -s`: send `signal` to each running container's PID 1. SIGKILL
+    /// and SIGTERM count as a stop for restart policies, as in docker.
+    pub fn kill_containers(&mut self, names: &[String], signal: i32) -> Result<()> {
+        for name in names {
+            if let Some(l) = self.live.iter_mut().find(|l| &l.name == name) {
+                if let (Some(c), true) = (&l.container, l.exited.is_none()) {
+                    if signal == signal::SIGKILL || signal == signal::SIGTERM {
+                        l.user_stopped = true;
+                    }
+                    c.kill(signal).map_err(|e| svc_err(&l.service, e))?;
+                    self.pending.borrow_mut().push(Event::Killed {
+                        container: name.clone(),
+                        signal,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `rm`: remove stopped containers (running ones are an error unless
+    /// `force`, which stops them first); their anonymous volumes go when
+    /// nothing mounts them any more.
+    pub fn remove_containers(&mut self, names: &[String], force: bool) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for name in names {
+            let Some(i) = self.live.iter().position(|l| &l.name == name) else {
+                continue;
+            };
+            if self.live[i].running() {
+                if !force {
+                    return Err(svc_err(
+                        &self.live[i].service,
+                        format!("container {name} is running: stop it first, or use -f"),
+                    ));
+                }
+                self.live[i].user_stopped = true;
+                self.stop(i, None);
+            }
+            let old = self.live.remove(i);
+            self.discard(old, &[]);
+            removed.push(name.clone());
+        }
+        self.release_volumes();
+        self.refresh_hosts();
+        Ok(removed)
+    }
+
+    /// The sandbox id (incarnation) of each container, for `exec` and `top`
+    /// from other processes.
+    pub fn ids(&self) -> Vec<(String, String)> {
+        self.live
+            .iter()
+            .map(|l| (l.name.clone(), l.id.clone()))
+            .collect()
+    }
+
     /// Reap exits and apply restart policies; returns what happened.
     pub fn poll(&mut self) -> Vec<Event> {
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut *self.pending.borrow_mut());
         let now = Instant::now();
         let mut i = 0;
         while i < self.retiring.len() {
@@ -1156,7 +1290,7 @@ impl ProjectRuntime {
                         container: l.name.clone(),
                         code: status.code(),
                     });
-                    if l.restart.restarts(status.code(), l.restarts) {
+                    if !l.user_stopped && l.restart.restarts(status.code(), l.restarts) {
                         let wait = restart::backoff(l.backoff, now - l.started_at);
                         l.backoff = Some(wait);
                         l.restart_at = Some(now + wait);
@@ -1255,10 +1389,15 @@ impl ProjectRuntime {
 pub struct ContainerInfo {
     pub service: String,
     pub name: String,
+    /// The sandbox id of this incarnation (for `exec`, `top`).
+    pub id: String,
+    pub pid: Option<i32>,
     pub running: bool,
     pub exit_code: Option<i32>,
     pub restarting: bool,
     pub restarts: u32,
+    /// starting, healthy or unhealthy; `None` without a healthcheck.
+    pub health: Option<String>,
     pub ip: Option<IpAddr>,
     pub ports: Vec<String>,
 }
