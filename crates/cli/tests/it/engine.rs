@@ -347,3 +347,114 @@ fn lifecycle_commands_act_on_running_containers() {
     ok(&["down", "-t", "1"]);
     p.assert_nothing_left();
 }
+
+#[test]
+fn networks_aliases_internal_links_dns_and_shared_namespaces() {
+    let p = Project::new("nets");
+    // A /24 from the pool's range, unlikely to be taken by other tests.
+    let third = 200 + (std::process::id() % 50);
+    let compose = format!(
+        r#"services:
+  web:
+    image: berth-test/busybox:1
+    command: ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/"]
+    networks:
+      front:
+        aliases: [www]
+      back:
+        ipv4_address: 172.31.{third}.50
+  db:
+    image: berth-test/busybox:1
+    networks: [back]
+    dns: [192.0.2.53]
+    dns_search: [example.test]
+  client:
+    image: berth-test/busybox:1
+    networks: [front]
+    links: ["web:legacy-web"]
+  sidecar:
+    image: berth-test/busybox:1
+    network_mode: "service:web"
+networks:
+  front: {{}}
+  back:
+    internal: true
+    ipam:
+      config:
+        - subnet: 172.31.{third}.0/24
+"#
+    );
+    p.write(&compose);
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let exec = |svc: &str, script: &str| -> String {
+        // No `exec` yet for the embedded engine: read through /proc of the container's PID 1.
+        let ps: serde_json::Value =
+            serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+        let pid = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == svc)
+            .and_then(|c| c["Pid"].as_i64())
+            .unwrap_or_else(|| panic!("{svc} has no pid: {ps}"));
+        let out = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-m", "-n", "-u", "-p", "-r", "-w"])
+            .args(["/bin/busybox", "sh", "-c", script])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let client_hosts = exec("client", "cat /etc/hosts");
+    for name in ["web", "www", "legacy-web"] {
+        assert!(
+            client_hosts.split_whitespace().any(|w| w == name),
+            "{name} not in client's hosts:\n{client_hosts}"
+        );
+    }
+    assert!(
+        !client_hosts.split_whitespace().any(|w| w == "db"),
+        "client shares no network with db:\n{client_hosts}"
+    );
+    let db_hosts = exec("db", "cat /etc/hosts");
+    let web_line = db_hosts
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == "web"))
+        .unwrap_or_else(|| panic!("web not in db's hosts:\n{db_hosts}"));
+    assert!(
+        web_line.starts_with(&format!("172.31.{third}.50")),
+        "{web_line}"
+    );
+    // Internal: no default route out of the back network.
+    let routes = exec("db", "/bin/busybox ip route");
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(exec("client", "/bin/busybox ip route").contains("default"));
+    let resolv = exec("db", "cat /etc/resolv.conf");
+    assert!(
+        resolv.contains("nameserver 192.0.2.53") && resolv.contains("search example.test"),
+        "{resolv}"
+    );
+    // The sidecar shares web's namespace: web answers on its loopback.
+    let page = exec(
+        "sidecar",
+        "/bin/busybox wget -qO- http://127.0.0.1:80/etc/hosts && echo fetched",
+    );
+    assert!(
+        page.contains("localhost") && page.contains("fetched"),
+        "{page}"
+    );
+    let web_addrs = exec("web", "/bin/busybox ip -o -4 addr");
+    assert!(
+        web_addrs.contains("eth1"),
+        "two networks, two interfaces: {web_addrs}"
+    );
+    let down = p.berth(&["down", "-t", "1"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    p.assert_nothing_left();
+
+    // An external network that is not there.
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    networks: [outside]\nnetworks:\n  outside:\n    external: true\n    name: no-such-net\n",
+    );
+    p.up_fails_with(&["no-such-net", "external"]);
+}

@@ -14,10 +14,12 @@
 //! container unless it must get fresh ones (new code, `-V`), and removed
 //! once no container mounts them any more.
 
+mod health;
 mod ports;
 mod restart;
 mod signal;
 
+pub use health::{Health, HealthCheck, Probe};
 pub use restart::RestartPolicy;
 pub use signal::parse as parse_signal;
 
@@ -179,7 +181,7 @@ impl Engine {
         ProjectRuntime {
             engine: self,
             project: name.to_string(),
-            network: None,
+            networks: Vec::new(),
             live: Vec::new(),
             logs,
             released: Vec::new(),
@@ -241,7 +243,10 @@ struct Live {
     /// A namespace of its own (`berth-<id>`), or one it joined.
     netns: Option<PathBuf>,
     owns_netns: bool,
+    /// Its first network's address (what `ps` shows).
     ip: Option<IpAddr>,
+    /// Every network it is attached to, with its address and aliases there.
+    attachments: Vec<Attachment>,
     exited: Option<ExitStatus>,
     proxy: Option<ProxySet>,
     restart: RestartPolicy,
@@ -279,6 +284,16 @@ impl Live {
     }
 }
 
+/// A container on one network.
+#[derive(Debug, Clone)]
+struct Attachment {
+    /// The engine-level network name (`seed_default`).
+    network: String,
+    ip: IpAddr,
+    /// Other names it answers to on this network (`aliases`, the service).
+    aliases: Vec<String>,
+}
+
 /// What [`ProjectRuntime::poll`] saw happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -294,7 +309,9 @@ pub enum Event {
 pub struct ProjectRuntime {
     engine: Engine,
     project: String,
-    network: Option<String>,
+    /// Engine names of the networks this runtime created (external ones
+    /// are used, never created or removed).
+    networks: Vec<String>,
     live: Vec<Live>,
     logs: Arc<dyn LogSink>,
     /// Anonymous volumes whose container is gone, removed once nothing
@@ -339,7 +356,7 @@ impl ProjectRuntime {
                 config_hash: l.config_hash.clone(),
                 image_digest: Some(l.image_digest.clone()),
                 mounted_image_digests: l.mounted.clone(),
-                networks: self.network.iter().cloned().collect(),
+                networks: l.attachments.iter().map(|a| a.network.clone()).collect(),
                 volumes: l.named_volumes.clone(),
                 state: match (&l.exited, l.restart_at) {
                     (Some(_), Some(_)) => ContainerState::Restarting,
@@ -395,13 +412,7 @@ impl ProjectRuntime {
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<()> {
-        if self.network.is_none() {
-            let network = format!("{}_default", project.name);
-            self.engine
-                .networks
-                .create(&network, &NetworkOptions::default())?;
-            self.network = Some(network);
-        }
+        self.ensure_networks(project)?;
         for step in &plan.steps {
             let service = step.service.as_str();
             match &step.action {
@@ -626,6 +637,7 @@ impl ProjectRuntime {
             netns: None,
             owns_netns: false,
             ip: None,
+            attachments: Vec::new(),
             exited: None,
             proxy: None,
             restart,
@@ -667,27 +679,85 @@ impl ProjectRuntime {
                 live.netns = Some(theirs.0);
                 live.ip = theirs.1;
             }
+            Some(mode) if mode.starts_with("container:") => {
+                let other = &mode["container:".len()..];
+                let theirs = self
+                    .live
+                    .iter()
+                    .rev()
+                    .find(|l| l.name == other)
+                    .and_then(|l| l.netns.clone().map(|ns| (ns, l.ip)))
+                    .ok_or_else(|| {
+                        svc_err(
+                            &service,
+                            format!("network_mode {mode}: no such container in this project"),
+                        )
+                    })?;
+                live.netns = Some(theirs.0);
+                live.ip = theirs.1;
+            }
             _ => {
                 let ns = format!("berth-{}", live.id);
                 let path = berth_network::create_netns(&ns).map_err(|e| svc_err(&service, e))?;
                 live.netns = Some(path.clone());
                 live.owns_netns = true;
-                let network = self.network.clone().unwrap_or_default();
-                let ep = self.engine.networks.attach(
-                    &network,
-                    &live.id,
-                    &path,
-                    None,
-                    &AttachOptions::default(),
-                )?;
-                live.ip = Some(IpAddr::V4(ep.ip));
+                let wanted = service_networks(project, &live.svc, &service);
+                // The default route goes out of the first network that has one;
+                // a container only on internal networks has none.
+                let first_routed = wanted.iter().position(|w| !w.internal);
+                for (n, w) in wanted.iter().enumerate() {
+                    let ip = match &w.ipv4_address {
+                        Some(a) => Some(a.parse().map_err(|_| {
+                            svc_err(
+                                &service,
+                                format!("networks.{}.ipv4_address: invalid address {a:?}", w.key),
+                            )
+                        })?),
+                        None => None,
+                    };
+                    let ep = self.engine.networks.attach(
+                        &w.network,
+                        &live.id,
+                        &path,
+                        ip,
+                        &AttachOptions {
+                            ifname: format!("eth{n}"),
+                            default_route: Some(n) == first_routed,
+                        },
+                    )?;
+                    live.ip.get_or_insert(IpAddr::V4(ep.ip));
+                    live.attachments.push(Attachment {
+                        network: w.network.clone(),
+                        ip: IpAddr::V4(ep.ip),
+                        aliases: w.aliases.clone(),
+                    });
+                }
             }
         }
 
         let dir = live.files(&self.engine.state);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let resolv = ResolvConf::for_containers()
-            .map_err(|e| svc_err(&service, format!("cannot prepare resolv.conf: {e}")))?
+        let dns: Vec<IpAddr> = string_list(live.svc.extra.get("dns"))
+            .iter()
+            .map(|d| {
+                d.parse()
+                    .map_err(|_| svc_err(&service, format!("dns: invalid address {d:?}")))
+            })
+            .collect::<Result<_>>()?;
+        let base = if dns.is_empty() {
+            ResolvConf::for_containers()
+                .map_err(|e| svc_err(&service, format!("cannot prepare resolv.conf: {e}")))?
+        } else {
+            // Explicit servers: the host's may all be unusable, and need not be read.
+            ResolvConf::for_containers().unwrap_or_default()
+        };
+        let resolv = base
+            .with_overrides(
+                &dns,
+                &string_list(live.svc.extra.get("dns_search")),
+                &string_list(live.svc.extra.get("dns_opt")),
+            )
+            .map_err(|e| svc_err(&service, e))?
             .render(None);
         fs::write(dir.join("resolv.conf"), &resolv).map_err(io_err(&dir))?;
         fs::write(dir.join("hosts"), self.hosts_for(live)).map_err(io_err(&dir))?;
@@ -709,19 +779,52 @@ impl ProjectRuntime {
         Ok(())
     }
 
-    /// The hosts file of `live`: itself, every service's current address
-    /// and every container's, and `extra_hosts`.
+    /// The hosts file of `live`: itself, then on every network it shares
+    /// with others their container names, service names (the service's
+    /// current container) and aliases, then `links` and `extra_hosts`.
     fn hosts_for(&self, live: &Live) -> String {
         let mut names: BTreeMap<String, IpAddr> = BTreeMap::new();
-        for other in &self.live {
-            if let Some(ip) = other.ip {
-                names.insert(other.name.clone(), ip);
+        // `network_mode: service:x` shares x's namespace and so its networks.
+        let own: Vec<&Attachment> = match &live.netns {
+            Some(ns) => self
+                .live
+                .iter()
+                .filter(|l| l.netns.as_ref() == Some(ns))
+                .flat_map(|l| &l.attachments)
+                .chain(&live.attachments)
+                .collect(),
+            None => Vec::new(),
+        };
+        for mine in &own {
+            for other in &self.live {
+                for theirs in other
+                    .attachments
+                    .iter()
+                    .filter(|a| a.network == mine.network)
+                {
+                    names.entry(other.name.clone()).or_insert(theirs.ip);
+                    for alias in &theirs.aliases {
+                        names.entry(alias.clone()).or_insert(theirs.ip);
+                    }
+                }
+            }
+            for s in self.live.iter().map(|l| &l.service) {
+                let current = self.current(s).and_then(|l| {
+                    l.attachments
+                        .iter()
+                        .find(|a| a.network == mine.network)
+                        .map(|a| a.ip)
+                });
+                if let Some(ip) = current {
+                    names.insert(s.clone(), ip);
+                }
             }
         }
-        let services: Vec<&String> = self.live.iter().map(|l| &l.service).collect();
-        for s in services {
-            if let Some(ip) = self.current(s).and_then(|l| l.ip) {
-                names.insert(s.clone(), ip);
+        // v1 `links: [db, "db:database"]`: the alias names db's container.
+        for link in &live.svc.links {
+            let (target, alias) = link.split_once(':').unwrap_or((link, link));
+            if let Some(ip) = self.current(target).and_then(|l| l.ip) {
+                names.insert(alias.to_string(), ip);
             }
         }
         let hostname = live
@@ -732,8 +835,8 @@ impl ProjectRuntime {
         names.remove(&hostname);
         let mut text =
             berth_network::render_hosts(&hostname, live.ip, &names).unwrap_or_else(|_| {
-                // A service name that is not a valid host name: leave it out
-                // rather than refuse to run.
+                // A name that is not a valid host name: leave the others
+                // out rather than refuse to run.
                 berth_network::render_hosts("localhost", live.ip, &BTreeMap::new())
                     .unwrap_or_default()
             });
@@ -743,6 +846,55 @@ impl ProjectRuntime {
             }
         }
         text
+    }
+
+    /// Create the networks the project's services use; external ones must
+    /// exist already.
+    fn ensure_networks(&mut self, project: &Project) -> Result<()> {
+        let mut keys: Vec<&str> = Vec::new();
+        for svc in project.services.values() {
+            for (k, _) in effective_networks(svc) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        for key in keys {
+            let decl = project.networks.get(key);
+            let name = network_name(project, key);
+            if self.networks.contains(&name) {
+                continue;
+            }
+            if decl.and_then(|d| d.external) == Some(true) {
+                if self.engine.networks.get(&name)?.is_none() {
+                    return Err(svc_err(
+                        "-",
+                        format!("network {name} is declared as external, but could not be found"),
+                    ));
+                }
+                continue;
+            }
+            // compose's `ipam: {config: [{subnet: …}]}`, the first entry.
+            let subnet = decl
+                .and_then(|d| d.extra.get("ipam"))
+                .and_then(|i| i.get("config"))
+                .and_then(|c| c.get(0))
+                .and_then(|c| c.get("subnet"))
+                .and_then(|s| s.as_str())
+                .map(|s| {
+                    s.parse::<berth_network::Subnet>().map_err(|e| {
+                        svc_err("-", format!("networks.{key}.ipam.config[0].subnet: {e}"))
+                    })
+                })
+                .transpose()?;
+            let options = NetworkOptions {
+                internal: decl.and_then(|d| d.internal) == Some(true),
+                subnet,
+            };
+            self.engine.networks.create(&name, &options)?;
+            self.networks.push(name);
+        }
+        Ok(())
     }
 
     /// Rewrite every container's hosts file in place (the same inode, so
@@ -1117,8 +1269,8 @@ impl ProjectRuntime {
             let _ = c.delete();
         }
         if live.owns_netns {
-            if let Some(network) = &self.network {
-                let _ = self.engine.networks.detach(network, &live.id);
+            for a in &live.attachments {
+                let _ = self.engine.networks.detach(&a.network, &live.id);
             }
             let _ = berth_network::delete_netns(&format!("berth-{}", live.id));
         }
@@ -1372,7 +1524,7 @@ impl ProjectRuntime {
             self.discard(l, &[]);
         }
         self.release_volumes();
-        if let Some(network) = self.network.take() {
+        for network in std::mem::take(&mut self.networks) {
             if let Err(e) = self.engine.networks.remove(&network) {
                 first_error.get_or_insert(EngineError::Network(e));
             }
@@ -1454,6 +1606,62 @@ fn runtime_env(
         env.push(format!("npm_config_cafile={CA_BUNDLE}"));
     }
     env
+}
+
+/// The networks a service joins: its `networks:`, or the project's default
+/// one when it names none (v1 files say `network_mode: bridge`, docker's
+/// default bridge, which for a project is its default network).
+fn effective_networks(svc: &Service) -> Vec<(&str, Option<&serde_json::Value>)> {
+    match (&svc.networks, svc.network_mode.as_deref()) {
+        (Some(nets), _) => nets.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect(),
+        (None, None | Some("bridge")) => vec![("default", None)],
+        (None, _) => Vec::new(),
+    }
+}
+
+/// One network a service asks for.
+struct WantedNetwork {
+    key: String,
+    network: String,
+    internal: bool,
+    ipv4_address: Option<String>,
+    aliases: Vec<String>,
+}
+
+/// The engine-level name of network `key`: its `name:`, else `<project>_<key>`.
+fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
+}
+
+/// A service's networks in compose's order (higher `priority` first, then
+/// by name), each with its address and aliases.
+fn service_networks(project: &Project, svc: &Service, service: &str) -> Vec<WantedNetwork> {
+    let mut out: Vec<(i64, WantedNetwork)> = effective_networks(svc)
+        .into_iter()
+        .map(|(key, settings)| {
+            let get = |k: &str| settings.as_ref().and_then(|s| s.get(k));
+            let mut aliases = string_list(get("aliases"));
+            aliases.retain(|a| a != service);
+            (
+                get("priority").and_then(|p| p.as_i64()).unwrap_or(0),
+                WantedNetwork {
+                    key: key.to_string(),
+                    network: network_name(project, key),
+                    internal: project.networks.get(key).and_then(|n| n.internal) == Some(true),
+                    ipv4_address: get("ipv4_address")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    aliases,
+                },
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
+    out.into_iter().map(|(_, w)| w).collect()
 }
 
 /// `x-berth: {ready_timeout: 30s}` on the service, else the default.
