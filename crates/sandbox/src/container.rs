@@ -288,6 +288,41 @@ impl Sandbox {
         }
     }
 
+    /// Freeze every process of the running container `id` (the freezer
+    /// cgroup, as `docker pause`). It can be paused from any process.
+    pub fn pause(&self, id: &str) -> Result<(), SandboxError> {
+        self.freeze(id, true)
+    }
+
+    /// Thaw the paused container `id`.
+    pub fn resume(&self, id: &str) -> Result<(), SandboxError> {
+        self.freeze(id, false)
+    }
+
+    fn freeze(&self, id: &str, frozen: bool) -> Result<(), SandboxError> {
+        validate_id(id)?;
+        let state = self.runtime_root().join(id);
+        if !state.is_dir() {
+            return Err(SandboxError::NoSuchContainer(id.to_string()));
+        }
+        let (op, wrong_state) = if frozen {
+            ("pause", "it is not running")
+        } else {
+            ("resume", "it is not paused")
+        };
+        let _guard = runtime_lock();
+        let mut c = libcontainer::container::Container::load(state)
+            .map_err(|e| runtime_error(id, op, &e))?;
+        let result = if frozen { c.pause() } else { c.resume() };
+        result.map_err(|e| match e {
+            libcontainer::error::LibcontainerError::IncorrectStatus(_) => SandboxError::State {
+                id: id.to_string(),
+                message: wrong_state,
+            },
+            e => runtime_error(id, op, &e),
+        })
+    }
+
     /// Remove whatever is left of container `id` after its handle was lost
     /// (a crash): kills its processes, removes its cgroup, its runtime state
     /// and its rootfs. Not an error if nothing is there.
@@ -436,14 +471,37 @@ impl Container {
             return Ok(());
         };
         match sys::pidfd_send_signal(pidfd, signal) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(e) => Err(SandboxError::Runtime {
-                id: self.id.clone(),
-                op: "kill",
-                message: e.to_string(),
-            }),
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(e) => {
+                return Err(SandboxError::Runtime {
+                    id: self.id.clone(),
+                    op: "kill",
+                    message: e.to_string(),
+                })
+            }
         }
+        if signal == libc::SIGKILL {
+            self.thaw()?;
+        }
+        Ok(())
+    }
+
+    /// Resume the container if it was paused (by [`Sandbox::pause`], maybe
+    /// from another process): under the cgroup v1 freezer a frozen process
+    /// acts on no signal, not even SIGKILL, and would never be reaped.
+    fn thaw(&self) -> Result<(), SandboxError> {
+        let _guard = runtime_lock();
+        let Ok(mut saved) = libcontainer::container::Container::load(self.inner.root.clone())
+        else {
+            return Ok(());
+        };
+        if saved.status() == libcontainer::container::ContainerStatus::Paused {
+            saved
+                .resume()
+                .map_err(|e| runtime_error(&self.id, "resume", &e))?;
+        }
+        Ok(())
     }
 
     /// Kill what still runs, reap the init, and remove the container's

@@ -9,7 +9,8 @@
 //! - [`Container`]: `start`, `wait`/`try_wait` (this process reaps the init),
 //!   `kill`, `delete` (cgroup, state, mount and files gone);
 //! - [`Sandbox::exec`]: another process in a running container, from any
-//!   process that knows the state dir and the container's id.
+//!   process that knows the state dir and the container's id;
+//!   [`Sandbox::pause`] and [`Sandbox::resume`] likewise.
 //!
 //! What the calling process must allow (libcontainer runs in it, see
 //! `container.rs`): it runs as root; it does not reap children it did not

@@ -7,5 +7,6 @@ mod layers;
 mod lifecycle;
 mod mounts;
 mod netns;
+mod pause;
 mod run;
 mod support;
