@@ -21,12 +21,12 @@
 //! - the init is cloned from this (possibly multi-threaded) process without
 //!   exec: any lock another thread held at that moment stays held in the
 //!   init forever. libcontainer's default executor takes std's environment
-//!   lock; `exec::EnvExecutor` replaces it. Allocation in the init still
+//!   lock; `executor::EnvExecutor` replaces it. Allocation in the init still
 //!   goes through malloc, which glibc keeps per thread arena;
 //! - a failed `build()` leaves the init and the intermediate process as
 //!   zombies of the caller; they are reaped here.
 
-use crate::exec::EnvExecutor;
+use crate::executor::EnvExecutor;
 use crate::rootfs::{self, RootfsKind, RootfsMode};
 use crate::spec::{self, ContainerSpec, Network, Resolved, Stdio};
 use crate::{sys, user, LayerCache, SandboxError};
@@ -42,7 +42,7 @@ use std::time::Duration;
 /// Serializes libcontainer's build/start/delete within this process.
 static RUNTIME_LOCK: Mutex<()> = Mutex::new(());
 
-fn runtime_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn runtime_lock() -> std::sync::MutexGuard<'static, ()> {
     // A panic while holding the lock leaves nothing inconsistent behind it.
     RUNTIME_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -67,6 +67,15 @@ impl ExitStatus {
 
     pub fn success(&self) -> bool {
         *self == ExitStatus::Exited(0)
+    }
+}
+
+impl From<sys::Reaped> for ExitStatus {
+    fn from(r: sys::Reaped) -> ExitStatus {
+        match r {
+            sys::Reaped::Exited(c) => ExitStatus::Exited(c),
+            sys::Reaped::Signaled(s) => ExitStatus::Signaled(s),
+        }
     }
 }
 
@@ -120,7 +129,7 @@ impl Sandbox {
         self.root.join("bundles").join(id)
     }
 
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.root.join("runtime")
     }
 
@@ -212,7 +221,7 @@ impl Sandbox {
             source: io::Error::other(e.to_string()),
         })?;
 
-        let stdin = open_null()?;
+        let stdin = open_stdin(std::mem::take(&mut spec.stdin))?;
         let stdout = open_stdio(std::mem::take(&mut spec.stdout), io::stdout().as_fd())?;
         let stderr = open_stdio(std::mem::take(&mut spec.stderr), io::stderr().as_fd())?;
         let pid_file = dir.join("init.pid");
@@ -224,7 +233,7 @@ impl Sandbox {
                 .with_root_path(self.runtime_root())
                 .and_then(|b| b.with_pid_file(Some(&pid_file)))
                 .map(|b| {
-                    b.with_executor(EnvExecutor)
+                    b.with_executor(EnvExecutor::default())
                         .with_stdin(stdin)
                         .with_stdout(stdout)
                         .with_stderr(stderr)
@@ -241,7 +250,7 @@ impl Sandbox {
             }
             result
         };
-        let inner = built.map_err(|e| create_error(&spec.id, &args[0], &e))?;
+        let inner = built.map_err(|e| create_error(&spec.id, "create", &args[0], &e))?;
 
         let pid = inner
             .pid()
@@ -277,6 +286,41 @@ impl Sandbox {
                 Err(e)
             }
         }
+    }
+
+    /// Freeze every process of the running container `id` (the freezer
+    /// cgroup, as `docker pause`). It can be paused from any process.
+    pub fn pause(&self, id: &str) -> Result<(), SandboxError> {
+        self.freeze(id, true)
+    }
+
+    /// Thaw the paused container `id`.
+    pub fn resume(&self, id: &str) -> Result<(), SandboxError> {
+        self.freeze(id, false)
+    }
+
+    fn freeze(&self, id: &str, frozen: bool) -> Result<(), SandboxError> {
+        validate_id(id)?;
+        let state = self.runtime_root().join(id);
+        if !state.is_dir() {
+            return Err(SandboxError::NoSuchContainer(id.to_string()));
+        }
+        let (op, wrong_state) = if frozen {
+            ("pause", "it is not running")
+        } else {
+            ("resume", "it is not paused")
+        };
+        let _guard = runtime_lock();
+        let mut c = libcontainer::container::Container::load(state)
+            .map_err(|e| runtime_error(id, op, &e))?;
+        let result = if frozen { c.pause() } else { c.resume() };
+        result.map_err(|e| match e {
+            libcontainer::error::LibcontainerError::IncorrectStatus(_) => SandboxError::State {
+                id: id.to_string(),
+                message: wrong_state,
+            },
+            e => runtime_error(id, op, &e),
+        })
     }
 
     /// Remove whatever is left of container `id` after its handle was lost
@@ -410,10 +454,7 @@ impl Container {
             message: e.to_string(),
         })?;
         Ok(reaped.map(|r| {
-            let status = match r {
-                sys::Reaped::Exited(c) => ExitStatus::Exited(c),
-                sys::Reaped::Signaled(s) => ExitStatus::Signaled(s),
-            };
+            let status = ExitStatus::from(r);
             self.state = State::Exited(status);
             status
         }))
@@ -430,14 +471,37 @@ impl Container {
             return Ok(());
         };
         match sys::pidfd_send_signal(pidfd, signal) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(e) => Err(SandboxError::Runtime {
-                id: self.id.clone(),
-                op: "kill",
-                message: e.to_string(),
-            }),
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(e) => {
+                return Err(SandboxError::Runtime {
+                    id: self.id.clone(),
+                    op: "kill",
+                    message: e.to_string(),
+                })
+            }
         }
+        if signal == libc::SIGKILL {
+            self.thaw()?;
+        }
+        Ok(())
+    }
+
+    /// Resume the container if it was paused (by [`Sandbox::pause`], maybe
+    /// from another process): under the cgroup v1 freezer a frozen process
+    /// acts on no signal, not even SIGKILL, and would never be reaped.
+    fn thaw(&self) -> Result<(), SandboxError> {
+        let _guard = runtime_lock();
+        let Ok(mut saved) = libcontainer::container::Container::load(self.inner.root.clone())
+        else {
+            return Ok(());
+        };
+        if saved.status() == libcontainer::container::ContainerStatus::Paused {
+            saved
+                .resume()
+                .map_err(|e| runtime_error(&self.id, "resume", &e))?;
+        }
+        Ok(())
     }
 
     /// Kill what still runs, reap the init, and remove the container's
@@ -472,7 +536,7 @@ impl Container {
     }
 }
 
-fn validate_id(id: &str) -> Result<(), SandboxError> {
+pub(crate) fn validate_id(id: &str) -> Result<(), SandboxError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id != "."
@@ -487,7 +551,7 @@ fn validate_id(id: &str) -> Result<(), SandboxError> {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
     move |source| SandboxError::Io {
         path: path.to_path_buf(),
         source,
@@ -528,14 +592,19 @@ fn make_working_dir(rootfs: &Path, cwd: &str) -> Result<(), SandboxError> {
         .map_err(err)
 }
 
-fn open_null() -> Result<OwnedFd, SandboxError> {
-    let p = Path::new("/dev/null");
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .map(OwnedFd::from)
-        .map_err(io_err(p))
+/// The fd for a process's stdin.
+pub(crate) fn open_stdin(stdio: Stdio) -> Result<OwnedFd, SandboxError> {
+    let open = |p: &Path| File::open(p).map(OwnedFd::from).map_err(io_err(p));
+    match stdio {
+        Stdio::Null => open(Path::new("/dev/null")),
+        // `try_clone_to_owned` dups with F_DUPFD_CLOEXEC.
+        Stdio::Inherit => io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_err(Path::new("stdin"))),
+        Stdio::File(path) => open(&path),
+        Stdio::Fd(fd) => Ok(fd),
+    }
 }
 
 /// The fd for a container's stdout or stderr.
@@ -545,7 +614,7 @@ fn open_null() -> Result<OwnedFd, SandboxError> {
 /// with EBADF (`cat: write error: Bad file descriptor`). Output meant for
 /// `/dev/null` goes to `/dev/zero` instead: it discards writes just the same
 /// and is left alone.
-fn open_stdio(stdio: Stdio, inherit: BorrowedFd<'_>) -> Result<OwnedFd, SandboxError> {
+pub(crate) fn open_stdio(stdio: Stdio, inherit: BorrowedFd<'_>) -> Result<OwnedFd, SandboxError> {
     let fd = match stdio {
         Stdio::Null => return open_discard(),
         // `try_clone_to_owned` dups with F_DUPFD_CLOEXEC.
@@ -589,7 +658,7 @@ fn is_dev_null(fd: &OwnedFd) -> bool {
 
 /// After a failed `build()`: the init (if libcontainer got as far as writing
 /// its pid) and the intermediate process are our unreaped children.
-fn reap_failed_create(pid_file: &Path) {
+pub(crate) fn reap_failed_create(pid_file: &Path) {
     if let Some(pid) = fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -653,7 +722,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn runtime_error(
+pub(crate) fn runtime_error(
     id: &str,
     op: &'static str,
     e: &libcontainer::error::LibcontainerError,
@@ -665,8 +734,9 @@ fn runtime_error(
     }
 }
 
-fn create_error(
+pub(crate) fn create_error(
     id: &str,
+    op: &'static str,
     command: &str,
     e: &libcontainer::error::LibcontainerError,
 ) -> SandboxError {
@@ -683,7 +753,7 @@ fn create_error(
     }
     SandboxError::Runtime {
         id: id.to_string(),
-        op: "create",
+        op,
         message,
     }
 }

@@ -1,87 +1,324 @@
-//! The last step of a container's init: exec its command.
+//! Running another process inside a running container, as `docker exec`.
 //!
-//! libcontainer's default executor first rewrites the process environment
-//! with `std::env::{remove_var, set_var}`, which take std's global
-//! environment lock. The init is cloned (without exec) from the caller,
-//! which may be multi-threaded: if another thread held that lock at the
-//! moment of the clone, the init waits for it forever and the create hangs
-//! (seen in this crate's tests with 16 threads). This executor never touches
-//! the process environment: it hands the spec's env straight to `execve`,
-//! searching the command in the spec's `PATH`, as runc does.
+//! Only the sandbox's state dir and the container's id are needed, not its
+//! [`Container`](crate::Container) handle: `berth exec` runs this in its own
+//! process (so the terminal and stdio are its own), a supervisor runs it for
+//! healthchecks.
+//!
+//! The process is made by libcontainer's tenant builder: it joins the
+//! namespaces of the container's init (through `/proc/<pid>/ns`) and its
+//! cgroup, and reports a failure inside (a missing command) back through a
+//! pipe. Left to itself it would rebuild the process from oci-spec's
+//! defaults (root, `/`, `nofile` 1024, `noNewPrivileges`), so berth hands it
+//! a complete process spec instead, made from the container's saved
+//! `config.json`: its environment, working dir, user, capabilities, rlimits
+//! and `noNewPrivileges`, with the exec's own overrides on top.
+//!
+//! ```text
+//! <state>/bundles/<id>/exec-<pid>-<n>.json   the process spec, while building
+//! <state>/bundles/<id>/exec-<pid>-<n>.pid    the process's pid, while building
+//! ```
 
-use libcontainer::oci_spec::runtime::Spec;
-use libcontainer::workload::default::DefaultExecutor;
-use libcontainer::workload::{
-    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+use crate::container::{
+    create_error, io_err, open_stdin, open_stdio, reap_failed_create, runtime_error, runtime_lock,
+    validate_id,
 };
-use std::collections::HashMap;
-use std::ffi::CString;
+use crate::executor::EnvExecutor;
+use crate::spec::{self, SpecError, Stdio};
+use crate::{sys, user, ExitStatus, Sandbox, SandboxError};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::ContainerStatus;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use serde_json::json;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
-#[derive(Clone)]
-pub struct EnvExecutor;
+/// A process to run in a running container.
+#[derive(Debug, Default)]
+pub struct ExecSpec {
+    /// The command and its arguments; the command is searched in the
+    /// container's `PATH`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries over the container's own environment; a bare
+    /// `KEY` unsets.
+    pub env: Vec<String>,
+    /// Absolute; defaults to the container's working dir.
+    pub cwd: Option<String>,
+    /// `user[:group]`, names resolved in the container's own files; defaults
+    /// to the container's user. `HOME` then follows the new user unless
+    /// `env` sets it.
+    pub user: Option<String>,
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// Make stdin (a terminal, such as a pty's slave) the process's
+    /// controlling terminal.
+    pub tty: bool,
+}
 
-impl Executor for EnvExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
-        let args = process.args().as_ref().ok_or(ExecutorError::InvalidArg)?;
-        let env = process.env().clone().unwrap_or_default();
-        let cstrings = |v: &[String]| -> Result<Vec<CString>, ExecutorError> {
-            v.iter()
-                .map(|s| CString::new(s.as_bytes()).map_err(|_| ExecutorError::InvalidArg))
-                .collect()
+/// A process started by [`Sandbox::exec`]. It is a child of the calling
+/// process: [`ExecProcess::wait`] reaps it, and a handle dropped before
+/// that leaves a zombie until the caller exits.
+#[derive(Debug)]
+pub struct ExecProcess {
+    id: String,
+    pid: i32,
+    pidfd: OwnedFd,
+    status: Option<ExitStatus>,
+}
+
+/// Tells apart the files of concurrent execs from one process.
+static EXEC_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Sandbox {
+    /// Run `spec` inside the running container `id`, in its namespaces and
+    /// cgroup, with its capabilities and rlimits. Returns once the command
+    /// was exec'd; a command missing from the container fails with
+    /// [`SandboxError::CommandNotFound`], a container that does not exist
+    /// with [`SandboxError::NoSuchContainer`], one that is not running with
+    /// [`SandboxError::State`].
+    pub fn exec(&self, id: &str, spec: ExecSpec) -> Result<ExecProcess, SandboxError> {
+        validate_id(id)?;
+        let command = match spec.args.first() {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => return Err(SpecError::NoExecCommand.into()),
         };
-        let argv = cstrings(args)?;
-        let envp = cstrings(&env)?;
-        let program = args.first().ok_or(ExecutorError::InvalidArg)?;
-        let path = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(crate::spec::DEFAULT_PATH);
-        let candidates: Vec<String> = if program.contains('/') {
-            vec![program.clone()]
-        } else {
-            path.split(':')
-                .map(|dir| {
-                    let dir = if dir.is_empty() { "." } else { dir };
-                    format!("{}/{program}", dir.trim_end_matches('/'))
-                })
-                .collect()
-        };
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-        envp_ptrs.push(std::ptr::null());
-        let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
-        for candidate in candidates {
-            let Ok(file) = CString::new(candidate) else {
-                continue;
-            };
-            // SAFETY: null-terminated arrays of valid C strings that outlive
-            // the call; execve only returns on failure.
-            unsafe { libc::execve(file.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-            let err = std::io::Error::last_os_error();
-            // Like execvp: keep searching past missing or inaccessible entries.
-            match err.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
-                Some(libc::EACCES) => last = err,
-                _ => {
-                    last = err;
-                    break;
-                }
-            }
+        for a in &spec.args {
+            spec::no_nul("an argument", a)?;
         }
-        Err(ExecutorError::Execution(
-            format!("exec {program:?}: {last}").into(),
-        ))
+        let (init, bundle) = self.running(id)?;
+        let not = |message| SandboxError::State {
+            id: id.to_string(),
+            message,
+        };
+        let config = bundle.join("config.json");
+        let oci = Spec::load(&config).map_err(|e| SandboxError::Io {
+            path: config.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let process = oci
+            .process()
+            .as_ref()
+            .ok_or_else(|| not("its config.json has no process"))?;
+
+        let mut env_entries = process.env().clone().unwrap_or_default();
+        let (uid, gid, additional_gids) = match spec.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => {
+                // The init's root is the container's, from any mount namespace.
+                let root = PathBuf::from(format!("/proc/{init}/root"));
+                let user = user::resolve(&root, u)?;
+                env_entries.push(format!("HOME={}", user.home));
+                (user.uid, user.gid, user.additional_gids)
+            }
+            None => (
+                process.user().uid(),
+                process.user().gid(),
+                process.user().additional_gids().clone().unwrap_or_default(),
+            ),
+        };
+        env_entries.extend(spec.env.iter().cloned());
+        let env = spec::merge_env(&env_entries)?;
+        let cwd = match spec.cwd.filter(|c| !c.is_empty()) {
+            Some(c) => {
+                spec::no_nul("the working directory", &c)?;
+                if !c.starts_with('/') {
+                    return Err(SpecError::RelativeWorkingDir(c).into());
+                }
+                c
+            }
+            None => process.cwd().to_string_lossy().into_owned(),
+        };
+        let process_json = json!({
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
+            "args": spec.args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": process.capabilities(),
+            "rlimits": process.rlimits().clone().unwrap_or_default(),
+            "noNewPrivileges": process.no_new_privileges(),
+        });
+
+        let stdin = open_stdin(spec.stdin)?;
+        let stdout = open_stdio(spec.stdout, io::stdout().as_fd())?;
+        let stderr = open_stdio(spec.stderr, io::stderr().as_fd())?;
+
+        let name = format!(
+            "exec-{}-{}",
+            std::process::id(),
+            EXEC_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let process_file = bundle.join(format!("{name}.json"));
+        let pid_file = bundle.join(format!("{name}.pid"));
+        let bytes = serde_json::to_vec(&process_json).map_err(|e| SandboxError::Io {
+            path: process_file.clone(),
+            source: io::Error::other(e),
+        })?;
+        fs::write(&process_file, bytes).map_err(io_err(&process_file))?;
+
+        let built = {
+            let _guard = runtime_lock();
+            sweep_notify_sockets(&self.runtime_root().join(id));
+            let dumpable = sys::dumpable().unwrap_or(true);
+            let result = ContainerBuilder::new(id.to_string(), SyscallType::default())
+                .with_root_path(self.runtime_root())
+                .and_then(|b| b.with_pid_file(Some(&pid_file)))
+                .map(|b| {
+                    b.with_executor(EnvExecutor {
+                        controlling_tty: spec.tty,
+                    })
+                    .with_stdin(stdin)
+                    .with_stdout(stdout)
+                    .with_stderr(stderr)
+                    .as_tenant()
+                    .with_process(Some(&process_file))
+                    .with_detach(true)
+                })
+                .and_then(|b| b.build());
+            // See `Sandbox::create`: the flag is process-wide.
+            let _ = sys::set_dumpable(dumpable);
+            if result.is_err() {
+                reap_failed_create(&pid_file);
+            }
+            result
+        };
+        let _ = fs::remove_file(&process_file);
+        let _ = fs::remove_file(&pid_file);
+        let pid = built
+            .map_err(|e| create_error(id, "exec", &command, &e))?
+            .as_raw();
+        // Our unreaped child: the pid cannot have been reused yet.
+        let pidfd = sys::pidfd_open(pid).map_err(|e| {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            sys::reap_blocking(pid);
+            io_err(Path::new("pidfd"))(e)
+        })?;
+        Ok(ExecProcess {
+            id: id.to_string(),
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+}
+
+impl Sandbox {
+    /// A pseudo-terminal from the running container's own `/dev/pts`, as
+    /// `docker exec -t` allocates: `(master, slave)`. Give the slave to
+    /// [`Sandbox::exec`] as stdio with [`ExecSpec::tty`]; the process then
+    /// sees it as `/dev/pts/N` (a pty of the host's would work as a
+    /// terminal too, but has no name inside, so `tty` says "not a tty").
+    pub fn open_pty(&self, id: &str) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+        validate_id(id)?;
+        let (init, _) = self.running(id)?;
+        // The init's root leads into the container's mount namespace.
+        let ptmx = PathBuf::from(format!("/proc/{init}/root/dev/pts/ptmx"));
+        sys::open_pty(&ptmx).map_err(io_err(&ptmx))
     }
 
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        // Reads only the spec and the filesystem: no locks involved.
-        DefaultExecutor {}.validate(spec)
+    /// The init pid and bundle dir of the running container `id`.
+    fn running(&self, id: &str) -> Result<(i32, PathBuf), SandboxError> {
+        let state_dir = self.runtime_root().join(id);
+        if !state_dir.is_dir() {
+            return Err(SandboxError::NoSuchContainer(id.to_string()));
+        }
+        let container = libcontainer::container::Container::load(state_dir)
+            .map_err(|e| runtime_error(id, "load the state of", &e))?;
+        let not = |message| SandboxError::State {
+            id: id.to_string(),
+            message,
+        };
+        match container.status() {
+            ContainerStatus::Running => {}
+            ContainerStatus::Paused => return Err(not("it is paused")),
+            _ => return Err(not("it is not running")),
+        }
+        let init = container.pid().ok_or_else(|| not("it is not running"))?;
+        Ok((init.as_raw(), container.bundle().to_path_buf()))
+    }
+}
+
+/// libcontainer leaves the unix socket of every exec in the container's
+/// state dir. A socket is only used while its exec starts, which takes
+/// milliseconds; one a minute old is left over (from this process or
+/// another one), and removing it bounds what a healthcheck every few
+/// seconds would pile up.
+fn sweep_notify_sockets(state_dir: &Path) {
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return;
+    };
+    let cutoff = SystemTime::now() - Duration::from_secs(60);
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("tenant-notify-") && name.ends_with(".sock")) {
+            continue;
+        }
+        if e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+impl ExecProcess {
+    /// Its pid in the host's pid namespace. Stays valid (never reused) until
+    /// [`ExecProcess::wait`] has reaped it.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
-    fn setup_envs(&self, _envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
-        // The environment goes to execve directly; see the module docs.
-        Ok(())
+    /// A pidfd of the process: readable (in `poll`/`epoll`) once it exited.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Block until it exits; reaps it. Once reaped, returns the same status.
+    pub fn wait(&mut self) -> Result<ExitStatus, SandboxError> {
+        self.reap(true)?.ok_or_else(|| SandboxError::State {
+            id: self.id.clone(),
+            message: "the exec'd process still runs after a blocking wait",
+        })
+    }
+
+    /// The exit status if it has exited (reaping it), else `None`.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
+        self.reap(false)
+    }
+
+    fn reap(&mut self, block: bool) -> Result<Option<ExitStatus>, SandboxError> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        let reaped = sys::wait_pidfd(&self.pidfd, block).map_err(|e| SandboxError::Runtime {
+            id: self.id.clone(),
+            op: "wait for an exec'd process",
+            message: e.to_string(),
+        })?;
+        self.status = reaped.map(ExitStatus::from);
+        Ok(self.status)
+    }
+
+    /// Send `signal` to the process. A no-op once it exited.
+    pub fn kill(&self, signal: i32) -> Result<(), SandboxError> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match sys::pidfd_send_signal(&self.pidfd, signal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(SandboxError::Runtime {
+                id: self.id.clone(),
+                op: "kill an exec'd process",
+                message: e.to_string(),
+            }),
+        }
     }
 }

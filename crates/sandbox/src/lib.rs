@@ -7,7 +7,10 @@
 //!   image config and overrides turned into an OCI runtime spec with
 //!   docker's defaults, and the container's init created, waiting;
 //! - [`Container`]: `start`, `wait`/`try_wait` (this process reaps the init),
-//!   `kill`, `delete` (cgroup, state, mount and files gone).
+//!   `kill`, `delete` (cgroup, state, mount and files gone);
+//! - [`Sandbox::exec`]: another process in a running container, from any
+//!   process that knows the state dir and the container's id;
+//!   [`Sandbox::pause`] and [`Sandbox::resume`] likewise.
 //!
 //! What the calling process must allow (libcontainer runs in it, see
 //! `container.rs`): it runs as root; it does not reap children it did not
@@ -36,6 +39,7 @@
 
 mod container;
 mod exec;
+mod executor;
 mod flatten;
 mod layers;
 mod rootfs;
@@ -45,6 +49,7 @@ mod unpack;
 mod user;
 
 pub use container::{Container, ExitStatus, Sandbox};
+pub use exec::{ExecProcess, ExecSpec};
 pub use flatten::populate;
 pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
@@ -60,6 +65,8 @@ pub enum SandboxError {
     InvalidId(String),
     #[error("container {0} already exists")]
     Exists(String),
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
     #[error("container {id}: {command:?}: executable file not found in $PATH (or not executable)")]
     CommandNotFound { id: String, command: String },
     #[error("container {id}: cannot {op}: {message}")]
@@ -95,6 +102,7 @@ mod tests {
         fn sync<T: Sync>() {}
         send::<super::Container>();
         send::<super::Sandbox>();
+        send::<super::ExecProcess>();
         sync::<super::Sandbox>();
         send::<super::SandboxError>();
         sync::<super::SandboxError>();

@@ -44,6 +44,7 @@ pub struct ContainerSpec {
     /// `/run` and other mounted filesystems of the host stay out.
     pub host_root: bool,
     pub network: Network,
+    pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
 }
@@ -90,14 +91,16 @@ pub enum Network {
     Netns(PathBuf),
 }
 
-/// Where a container's stdout or stderr goes. Stdin is always `/dev/null`.
+/// Where a process's stdin comes from, or its stdout or stderr goes.
 #[derive(Debug, Default)]
 pub enum Stdio {
+    /// `/dev/null`.
     #[default]
     Null,
     /// The calling process's own stream.
     Inherit,
-    /// Appended to this file, created if missing.
+    /// For stdin, this file read from the start; for output, appended to
+    /// this file, created if missing.
     File(PathBuf),
     /// This fd (a pipe, a socket, a file), which the container then holds.
     Fd(OwnedFd),
@@ -107,6 +110,8 @@ pub enum Stdio {
 pub enum SpecError {
     #[error("no command specified: the image has no Entrypoint or Cmd and none was given")]
     NoCommand,
+    #[error("no command given to exec")]
+    NoExecCommand,
     #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
     RelativeWorkingDir(String),
     #[error("invalid mount target {0:?}: it needs to be an absolute path without `..`")]
@@ -220,12 +225,25 @@ pub fn environment(
     hostname: &str,
     home: &str,
 ) -> Result<Vec<String>, SpecError> {
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), DEFAULT_PATH.into()),
-        ("HOSTNAME".into(), hostname.into()),
+    let defaults = [
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
     ];
     let image_env = spec.image.env.iter().flatten();
-    for entry in image_env.chain(&spec.env) {
+    let mut env = merge_env(defaults.iter().chain(image_env).chain(&spec.env))?;
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    Ok(env)
+}
+
+/// Apply `KEY=VALUE` entries in order: a later entry replaces an earlier one
+/// of the same key in place, a bare `KEY` removes it.
+pub fn merge_env<'a>(
+    entries: impl IntoIterator<Item = &'a String>,
+) -> Result<Vec<String>, SpecError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for entry in entries {
         no_nul("an environment variable", entry)?;
         match entry.split_once('=') {
             Some((k, v)) if !k.is_empty() => match env.iter_mut().find(|(ek, _)| ek == k) {
@@ -235,9 +253,6 @@ pub fn environment(
             Some(_) => {} // `=value` names nothing
             None => env.retain(|(k, _)| k != entry),
         }
-    }
-    if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), home.into()));
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
@@ -277,7 +292,7 @@ pub fn hostname(spec: &ContainerSpec) -> Result<String, SpecError> {
     }
 }
 
-fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
+pub fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
     if value.contains('\0') {
         return Err(SpecError::Nul {
             what,

@@ -492,3 +492,28 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
     // SAFETY: valid fd.
     cvt(unsafe { libc::syncfs(f.as_raw_fd()) }).map(drop)
 }
+
+/// Open a pty master on the devpts instance of `ptmx` and its slave
+/// (`TIOCGPTPEER`: no lookup of `/dev/pts/N` by path, which may not be
+/// reachable from here). Both fds are `O_CLOEXEC`.
+pub fn open_pty(ptmx: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
+    let p = cstr(ptmx)?;
+    // SAFETY: valid C string; the fd returned is owned right after.
+    let master =
+        cvt(unsafe { libc::open(p.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    // SAFETY: the fd was just returned to us.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: valid fd and a pointer to an int, as TIOCSPTLCK takes.
+    cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    // SAFETY: valid fd; TIOCGPTPEER takes open flags and returns a new fd.
+    let slave = cvt(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the fd was just returned to us.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
+}

@@ -1,10 +1,12 @@
 //! Integration tests: real containers (root), on images built here from
 //! Debian's `busybox-static`. One binary, so the suite links once.
 
+mod exec;
 mod host_root;
 mod layers;
 mod lifecycle;
 mod mounts;
 mod netns;
+mod pause;
 mod run;
 mod support;
