@@ -527,6 +527,11 @@ fn record(dir: &Path, events: &[Event]) {
                 ("kill", container, serde_json::json!({ "signal": signal }))
             }
             Event::Removed { container } => ("destroy", container, serde_json::json!({})),
+            Event::Health { container, status } => (
+                "health_status",
+                container,
+                serde_json::json!({ "status": status.as_str() }),
+            ),
             Event::Restarted {
                 container,
                 restarts,

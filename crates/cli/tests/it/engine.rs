@@ -458,3 +458,103 @@ networks:
     );
     p.up_fails_with(&["no-such-net", "external"]);
 }
+
+#[test]
+fn healthchecks_gate_dependants_and_show_in_ps() {
+    let p = Project::new("health");
+    // An image with its own HEALTHCHECK, inherited by a service.
+    let ctx = p.dir.join("hc");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nHEALTHCHECK --interval=1s CMD [\"/bin/busybox\", \"true\"]\n\
+         CMD [\"/bin/busybox\", \"sleep\", \"600\"]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let probe = r#"["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:80/etc/hosts"]"#;
+    let compose = |env: &str| {
+        format!(
+            r#"services:
+  web:
+    image: berth-test/busybox:1
+    command: ["/bin/busybox", "sh", "-c", "sleep 0.5; exec /bin/busybox httpd -f -p 80 -h /"]
+    environment: [GEN={env}]
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: {probe}
+      interval: 200ms
+      retries: 2
+      start_period: 10s
+      start_interval: 100ms
+  worker:
+    image: berth-test/busybox:1
+    depends_on:
+      web: {{condition: service_healthy}}
+  inherited:
+    build: hc
+    image: berth-test/hc:1
+"#
+        )
+    };
+    p.write(&compose("1"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let err = text(&up.stderr);
+    let web_at = err.find("web-1  Started").expect(&err);
+    let worker_at = err.find("worker-1  Creating").expect(&err);
+    assert!(web_at < worker_at, "{err}");
+    let health = |svc: &str| -> String {
+        let ps: serde_json::Value =
+            serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == svc)
+            .and_then(|c| c["Health"].as_str())
+            .unwrap_or("none")
+            .to_string()
+    };
+    // web was healthy before worker started.
+    assert_eq!(health("web"), "healthy");
+    assert_eq!(health("worker"), "none");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while health("inherited") != "healthy" {
+        assert!(
+            Instant::now() < deadline,
+            "the image's HEALTHCHECK never passed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A swap waits for the new container's healthcheck.
+    p.write(&compose("2"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(
+        text(&up.stderr).contains("web-1  Swapped"),
+        "{}",
+        text(&up.stderr)
+    );
+    assert_eq!(health("web"), "healthy");
+
+    // A dependency that never gets healthy fails the dependant's `up`.
+    p.write(
+        r#"services:
+  sick:
+    image: berth-test/busybox:1
+    healthcheck:
+      test: ["CMD", "/bin/busybox", "false"]
+      interval: 100ms
+      retries: 2
+  needs:
+    image: berth-test/busybox:1
+    depends_on:
+      sick: {condition: service_healthy}
+"#,
+    );
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success());
+    p.up_fails_with(&["dependency sick failed", "healthcheck failed"]);
+}

@@ -256,6 +256,14 @@ struct Live {
     restart_at: Option<Instant>,
     /// Stopped or killed on request: restart policies leave it alone.
     user_stopped: bool,
+    check: Option<HealthCheck>,
+    health: Option<HealthState>,
+}
+
+/// A container's health and the probe running for it, if one is.
+struct HealthState {
+    tracker: health::Tracker,
+    inflight: Option<(Instant, std::sync::mpsc::Receiver<bool>)>,
 }
 
 impl Live {
@@ -301,6 +309,7 @@ pub enum Event {
     Exited { container: String, code: i32 },
     Killed { container: String, signal: i32 },
     Removed { container: String },
+    Health { container: String, status: Health },
     Restarted { container: String, restarts: u32 },
     RestartFailed { container: String, message: String },
 }
@@ -386,7 +395,11 @@ impl ProjectRuntime {
                 exit_code: l.exited.map(|s| s.code()),
                 restarting: l.restart_at.is_some(),
                 restarts: l.restarts,
-                health: None,
+                health: l
+                    .health
+                    .as_ref()
+                    .filter(|_| l.running())
+                    .map(|h| h.tracker.status.as_str().to_string()),
                 ip: l.ip,
                 ports: l
                     .svc
@@ -507,6 +520,7 @@ impl ProjectRuntime {
         inherit: Option<Vec<AnonymousVolume>>,
         proxy: Option<ProxySet>,
     ) -> Result<usize> {
+        self.wait_dependencies(project, service)?;
         let mut live = self.prepare(project, images, service, number, name, inherit)?;
         let bound = match proxy {
             Some(p) => match &live.netns {
@@ -605,6 +619,8 @@ impl ProjectRuntime {
         };
         let restart =
             RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
+        let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
+            .map_err(|e| svc_err(service, e))?;
         let mounted = svc
             .volumes_from()
             .into_iter()
@@ -646,6 +662,8 @@ impl ProjectRuntime {
             backoff: None,
             restart_at: None,
             user_stopped: false,
+            check,
+            health: None,
         };
         match self.prepare_in(project, &mut live, inherit) {
             Ok(()) => Ok(live),
@@ -1115,6 +1133,10 @@ impl ProjectRuntime {
         live.container = Some(container);
         live.exited = None;
         live.started_at = Instant::now();
+        live.health = live.check.clone().map(|c| HealthState {
+            tracker: health::Tracker::new(c, live.started_at),
+            inflight: None,
+        });
         self.event(Event::Started {
             container: live.name.clone(),
         });
@@ -1162,7 +1184,24 @@ impl ProjectRuntime {
             return Err(e);
         }
         let timeout = ready_timeout(&new.svc).map_err(|e| svc_err(service, e))?;
-        if let Err(why) = wait_ready(&mut new, timeout) {
+        // Ready: healthy by its own healthcheck if it has one, else
+        // accepting connections on its published ports.
+        let ready = if new.check.is_some() {
+            let mut events = Vec::new();
+            let r = wait_healthy(
+                &mut new,
+                &self.engine.state.join("sandbox"),
+                timeout,
+                &mut events,
+            );
+            for e in events {
+                self.event(e);
+            }
+            r
+        } else {
+            wait_ready(&mut new, timeout)
+        };
+        if let Err(why) = ready {
             self.stop_live(&mut new, Duration::ZERO);
             self.discard(new, &inherited);
             return Err(svc_err(
@@ -1299,6 +1338,54 @@ impl ProjectRuntime {
             }
             used
         });
+    }
+
+    /// Collect a finished probe of `live[i]`, or start one when it is due.
+    fn tick_health(&mut self, i: usize, now: Instant) -> Option<Event> {
+        let sandbox_dir = self.engine.state.join("sandbox");
+        tick_health(&mut self.live[i], &sandbox_dir, now)
+    }
+
+    /// `depends_on: {x: {condition: service_healthy}}`: wait for x's
+    /// current container to be healthy before `service` is created.
+    fn wait_dependencies(&mut self, project: &Project, service: &str) -> Result<()> {
+        let Some(svc) = project.services.get(service) else {
+            return Ok(());
+        };
+        let sandbox_dir = self.engine.state.join("sandbox");
+        for (dep, d) in &svc.depends_on {
+            if d.condition != "service_healthy" {
+                continue;
+            }
+            let Some(i) = self
+                .live
+                .iter()
+                .rposition(|l| &l.service == dep && l.running())
+            else {
+                if d.required {
+                    return Err(svc_err(service, format!("dependency {dep} is not running")));
+                }
+                continue;
+            };
+            if self.live[i].check.is_none() {
+                return Err(svc_err(
+                    service,
+                    format!("depends on {dep} being healthy, but {dep} has no healthcheck"),
+                ));
+            }
+            let mut events = Vec::new();
+            let result = wait_healthy(
+                &mut self.live[i],
+                &sandbox_dir,
+                HEALTHY_TIMEOUT,
+                &mut events,
+            );
+            for e in events {
+                self.event(e);
+            }
+            result.map_err(|why| svc_err(service, format!("dependency {dep} failed: {why}")))?;
+        }
+        Ok(())
     }
 
     fn event(&self, e: Event) {
@@ -1448,6 +1535,9 @@ impl ProjectRuntime {
                         l.restart_at = Some(now + wait);
                     }
                 }
+            }
+            if let Some(e) = self.tick_health(i, now) {
+                events.push(e);
             }
             if self.live[i].restart_at.is_some_and(|t| t <= now) {
                 let result = self.respawn(i);
@@ -1662,6 +1752,107 @@ fn service_networks(project: &Project, svc: &Service, service: &str) -> Vec<Want
         .collect();
     out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
     out.into_iter().map(|(_, w)| w).collect()
+}
+
+/// How long `service_healthy` dependencies are waited for.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Collect a finished probe of `l`, or start one when it is due. Probes
+/// run on their own threads: a slow one holds up nothing else.
+fn tick_health(l: &mut Live, sandbox_dir: &Path, now: Instant) -> Option<Event> {
+    if !l.running() {
+        return None;
+    }
+    let h = l.health.as_mut()?;
+    if let Some((began, rx)) = &h.inflight {
+        let passed = match rx.try_recv() {
+            Ok(passed) => passed,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => false,
+        };
+        let before = h.tracker.status;
+        h.tracker.record(passed, *began, now);
+        h.inflight = None;
+        return (h.tracker.status != before).then(|| Event::Health {
+            container: l.name.clone(),
+            status: h.tracker.status,
+        });
+    }
+    if h.tracker.due(now) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (id, check, dir) = (
+            l.id.clone(),
+            h.tracker.check.clone(),
+            sandbox_dir.to_path_buf(),
+        );
+        std::thread::spawn(move || {
+            let _ = tx.send(probe(&dir, &id, &check));
+        });
+        h.inflight = Some((now, rx));
+    }
+    None
+}
+
+/// Run probes for `l` until it is healthy; an error when it turns
+/// unhealthy, exits, or `timeout` passes. Health changes go to `events`.
+fn wait_healthy(
+    l: &mut Live,
+    sandbox_dir: &Path,
+    timeout: Duration,
+    events: &mut Vec<Event>,
+) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = Instant::now();
+        if let Some(e) = tick_health(l, sandbox_dir, now) {
+            events.push(e);
+        }
+        if let Some(c) = l.container.as_mut() {
+            if let Ok(Some(s)) = c.try_wait() {
+                l.exited = Some(s);
+                return Err(format!("it exited with code {}", s.code()));
+            }
+        }
+        match l.health.as_ref().map(|h| h.tracker.status) {
+            None | Some(Health::Healthy) => return Ok(()),
+            Some(Health::Unhealthy) => return Err("its healthcheck failed".into()),
+            Some(Health::Starting) => {}
+        }
+        if now >= deadline {
+            return Err(format!(
+                "not healthy within {}",
+                berth_compose::units::format_duration(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `check`'s probe once in container `id`: passed when it exits 0
+/// within the check's timeout.
+fn probe(sandbox_dir: &Path, id: &str, check: &HealthCheck) -> bool {
+    let Ok(sandbox) = Sandbox::open(sandbox_dir) else {
+        return false;
+    };
+    let spec = berth_sandbox::ExecSpec {
+        args: check.probe.args(),
+        ..Default::default()
+    };
+    let Ok(mut p) = sandbox.exec(id, spec) else {
+        return false;
+    };
+    let deadline = Instant::now() + check.timeout;
+    loop {
+        match p.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = p.kill(signal::SIGKILL);
+                let _ = p.wait();
+                return false;
+            }
+        }
+    }
 }
 
 /// `x-berth: {ready_timeout: 30s}` on the service, else the default.
