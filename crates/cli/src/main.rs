@@ -3,6 +3,7 @@
 
 mod build_cmd;
 mod config_cmd;
+mod exec_cmd;
 mod image_cmd;
 mod lifecycle_cmd;
 mod logs;
@@ -102,6 +103,8 @@ pub enum Command {
     Ps(project_cmd::PsArgs),
     /// Show the output of the project's containers
     Logs(project_cmd::LogsArgs),
+    /// Run a command in a running service container
+    Exec(exec_cmd::ExecArgs),
     /// Stop containers (they stay, exited, until start, up or rm)
     Stop(lifecycle_cmd::StopArgs),
     /// Start stopped containers
@@ -219,6 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down(args) => project_cmd::down(&cli.global, args),
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
+        Command::Exec(args) => exec_cmd::exec(&cli.global, args),
         Command::Stop(args) => lifecycle_cmd::stop(&cli.global, args),
         Command::Start(args) => lifecycle_cmd::start(&cli.global, args),
         Command::Restart(args) => lifecycle_cmd::restart(&cli.global, args),

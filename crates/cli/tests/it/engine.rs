@@ -273,6 +273,51 @@ fn lifecycle_commands_act_on_running_containers() {
     let top = ok(&["top", "web"]);
     assert!(top.contains("httpd -f -p 80"), "{top}");
 
+    // exec: env, working dir, user, exit code passed through.
+    let out = p.berth(&[
+        "exec",
+        "-T",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/bin",
+        "-u",
+        "1000:1000",
+        "web",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo $GREETING; pwd; /bin/busybox id -u; exit 7",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "hi\n/bin\n1000\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let nowhere = p.berth(&[
+        "exec",
+        "-T",
+        "-w",
+        "/nowhere",
+        "web",
+        "/bin/busybox",
+        "true",
+    ]);
+    assert!(
+        text(&nowhere.stderr).contains("working directory /nowhere does not exist"),
+        "{}",
+        text(&nowhere.stderr)
+    );
+    let missing = p.berth(&["exec", "-T", "web", "/no/such/tool"]);
+    assert!(!missing.status.success());
+    let err = text(&missing.stderr);
+    assert!(
+        err.contains("/no/such/tool") && !err.contains(".0"),
+        "{err}"
+    );
+
     // Events while a container is stopped and started again.
     let events = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["events", "--json"])
