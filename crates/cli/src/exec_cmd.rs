@@ -124,7 +124,7 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
 
 /// Terminal → pty on a thread, pty → terminal here until the pty closes
 /// (the process and everything holding its slave ended).
-fn pump(master: OwnedFd) {
+pub fn pump(master: OwnedFd) {
     let mut to_pty = std::fs::File::from(master);
     let mut from_pty = match to_pty.try_clone() {
         Ok(f) => f,
@@ -151,7 +151,7 @@ fn pump(master: OwnedFd) {
 }
 
 /// The pty gets the size of our terminal.
-fn copy_window_size(master: &OwnedFd) {
+pub fn copy_window_size(master: &OwnedFd) {
     // SAFETY: winsize is plain data; ioctls on fds we own or stdin.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
@@ -162,10 +162,10 @@ fn copy_window_size(master: &OwnedFd) {
 }
 
 /// Our terminal in raw mode (keys go to the container as typed) until dropped.
-struct RawMode(Option<libc::termios>);
+pub struct RawMode(Option<libc::termios>);
 
 impl RawMode {
-    fn enter() -> RawMode {
+    pub fn enter() -> RawMode {
         // SAFETY: termios is plain data; tcgetattr/tcsetattr on stdin.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();

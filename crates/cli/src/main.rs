@@ -4,11 +4,13 @@
 mod build_cmd;
 mod config_cmd;
 mod exec_cmd;
+mod fdpass;
 mod image_cmd;
 mod lifecycle_cmd;
 mod logs;
 mod options;
 mod project_cmd;
+mod run_cmd;
 mod runtime_cmd;
 mod supervisor;
 mod up_cmd;
@@ -40,8 +42,9 @@ pub struct GlobalArgs {
     /// Given before the command, as with docker compose (`logs -f` follows).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Vec<PathBuf>,
-    /// Project name
-    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    /// Project name. Given before the command, as with docker compose
+    /// (`run -p` publishes a port).
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Alternate working directory (default: the directory of the first file)
     #[arg(long, global = true, value_name = "DIR")]
@@ -105,6 +108,8 @@ pub enum Command {
     Logs(project_cmd::LogsArgs),
     /// Run a command in a running service container
     Exec(exec_cmd::ExecArgs),
+    /// Run a one-off container of a service
+    Run(run_cmd::RunArgs),
     /// Stop containers (they stay, exited, until start, up or rm)
     Stop(lifecycle_cmd::StopArgs),
     /// Start stopped containers
@@ -223,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
         Command::Exec(args) => exec_cmd::exec(&cli.global, args),
+        Command::Run(args) => run_cmd::run(&cli.global, args),
         Command::Stop(args) => lifecycle_cmd::stop(&cli.global, args),
         Command::Start(args) => lifecycle_cmd::start(&cli.global, args),
         Command::Restart(args) => lifecycle_cmd::restart(&cli.global, args),

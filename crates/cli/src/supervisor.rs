@@ -15,7 +15,7 @@
 use crate::up_cmd::{image_names, install_signal_handlers, interrupted};
 use anyhow::{bail, Context, Result};
 use berth_compose::Options;
-use berth_engine::embedded::{service_images, Engine, Event, LogSink, ProjectRuntime};
+use berth_engine::embedded::{service_images, Engine, Event, LogSink, OneOff, ProjectRuntime};
 use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
 use berth_oci::store::state_dir;
 use indexmap::IndexMap;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -135,6 +136,23 @@ pub enum Request {
         services: Vec<String>,
         force: bool,
     },
+    /// A one-off container; its stdin, stdout and stderr come with the
+    /// request (`SCM_RIGHTS`) unless detached.
+    Run {
+        load: Box<LoadRequest>,
+        service: String,
+        command: Option<Vec<String>>,
+        entrypoint: Option<Vec<String>>,
+        env: Vec<String>,
+        user: Option<String>,
+        workdir: Option<String>,
+        service_ports: bool,
+        ports: Vec<String>,
+        name: Option<String>,
+        no_deps: bool,
+        rm: bool,
+        detach: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -143,6 +161,10 @@ pub enum Reply {
     Progress(String),
     Ok,
     Error(String),
+    /// A one-off container's name, once it started.
+    Started(String),
+    /// An attached one-off exited with this code.
+    Exited(i32),
 }
 
 /// What `ps` shows; written by the supervisor whenever it changes.
@@ -225,14 +247,22 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
     Ok(())
 }
 
+/// A connection to the project's supervisor; one is started when none
+/// runs and `start_one` says so.
+pub fn connect(project: &str, start_one: bool) -> Result<Option<UnixStream>> {
+    match UnixStream::connect(project_dir(project).join("supervisor.sock")) {
+        Ok(s) => Ok(Some(s)),
+        Err(_) if start_one => Ok(Some(start(project)?)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Send `request` to the project's supervisor, starting one if none runs
 /// (only for `up`). Progress lines go to `progress`.
 pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result<bool> {
     let dir = project_dir(project);
-    let stream = match UnixStream::connect(dir.join("supervisor.sock")) {
-        Ok(s) => s,
-        Err(_) if matches!(request, Request::Up { .. }) => start(project)?,
-        Err(_) => return Ok(false),
+    let Some(stream) = connect(project, matches!(request, Request::Up { .. }))? else {
+        return Ok(false);
     };
     let mut writer = stream.try_clone()?;
     writeln!(writer, "{}", serde_json::to_string(request)?)?;
@@ -242,6 +272,7 @@ pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result
             Ok(Reply::Progress(p)) => progress(&p),
             Ok(Reply::Ok) => return Ok(true),
             Ok(Reply::Error(e)) => bail!("{e}"),
+            Ok(Reply::Started(_) | Reply::Exited(_)) => {}
             Err(_) => bail!("unexpected reply from the supervisor: {line}"),
         }
     }
@@ -391,10 +422,26 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     write_state(&dir, &rt)?;
     let mut timeout = Duration::from_secs(10);
     let mut reply_to: Option<UnixStream> = None;
+    // Attached one-offs: (container, the client's stream, --rm).
+    let mut attached_runs: Vec<(String, UnixStream, bool)> = Vec::new();
     loop {
         let events = rt.poll();
         record(&dir, &events);
         if !events.is_empty() {
+            let mut i = 0;
+            while i < attached_runs.len() {
+                match rt.exit_code(&attached_runs[i].0) {
+                    Some(code) => {
+                        let (name, mut stream, rm) = attached_runs.remove(i);
+                        if rm {
+                            let _ = rt.remove_containers(&[name], false);
+                            record(&dir, &rt.poll());
+                        }
+                        reply(&mut stream, &Reply::Exited(code));
+                    }
+                    None => i += 1,
+                }
+            }
             write_state(&dir, &rt)?;
         }
         if interrupted() {
@@ -403,8 +450,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
         match listener.accept() {
             Ok((mut stream, _)) => {
                 stream.set_nonblocking(false)?;
-                let mut line = String::new();
-                let _ = BufReader::new(stream.try_clone()?).read_line(&mut line);
+                let (line, fds) = crate::fdpass::recv_line_with_fds(&stream).unwrap_or_default();
                 match serde_json::from_str::<Request>(&line) {
                     Ok(Request::Up { load, flags }) => {
                         let first = rt.containers().is_empty();
@@ -432,6 +478,52 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                         timeout = Duration::from_secs(timeout_secs);
                         reply_to = Some(stream);
                         break;
+                    }
+                    Ok(Request::Run {
+                        load,
+                        service,
+                        command,
+                        entrypoint,
+                        env,
+                        user,
+                        workdir,
+                        service_ports,
+                        ports,
+                        name,
+                        no_deps,
+                        rm,
+                        detach,
+                    }) => {
+                        let stdio = <[OwnedFd; 3]>::try_from(fds).ok();
+                        let run = OneOffRequest {
+                            service,
+                            one_off: OneOff {
+                                command,
+                                entrypoint,
+                                env,
+                                user,
+                                workdir,
+                                service_ports,
+                                ports: Vec::new(),
+                                name,
+                                stdio: if detach { None } else { stdio },
+                            },
+                            ports,
+                            no_deps,
+                        };
+                        let result = run_one_off(&mut rt, *load, run, &mut stream, &dir);
+                        let _ = write_state(&dir, &rt);
+                        match result {
+                            Ok(name) => {
+                                reply(&mut stream, &Reply::Started(name.clone()));
+                                if detach {
+                                    reply(&mut stream, &Reply::Ok);
+                                } else {
+                                    attached_runs.push((name, stream, rm));
+                                }
+                            }
+                            Err(e) => reply(&mut stream, &Reply::Error(crate::error_chain(&e))),
+                        }
                     }
                     Ok(other) => {
                         let result = lifecycle(&mut rt, other, &mut stream);
@@ -505,7 +597,9 @@ fn lifecycle(rt: &mut ProjectRuntime, request: Request, stream: &mut UnixStream)
             let removed = rt.remove_containers(&names, force)?;
             say("Removed", &removed);
         }
-        Request::Up { .. } | Request::Down { .. } => bail!("not a lifecycle request"),
+        Request::Up { .. } | Request::Down { .. } | Request::Run { .. } => {
+            bail!("not a lifecycle request")
+        }
     }
     Ok(())
 }
@@ -570,6 +664,64 @@ fn cleanup(dir: &Path) {
     for f in ["supervisor.sock", "state.json", "state.json.tmp"] {
         let _ = fs::remove_file(dir.join(f));
     }
+}
+
+struct OneOffRequest {
+    service: String,
+    one_off: OneOff,
+    ports: Vec<String>,
+    no_deps: bool,
+}
+
+/// `run`: bring up what the service depends on (unless `--no-deps`), then
+/// start the one-off container.
+fn run_one_off(
+    rt: &mut ProjectRuntime,
+    load: LoadRequest,
+    mut run: OneOffRequest,
+    stream: &mut UnixStream,
+    dir: &Path,
+) -> Result<String> {
+    let loaded = berth_compose::load(&load.into())?;
+    let project = &loaded.project;
+    let svc = project
+        .services
+        .get(&run.service)
+        .with_context(|| format!("no such service: {}", run.service))?;
+    for (i, spec) in run.ports.iter().enumerate() {
+        let path = berth_compose::error::KeyPath::root()
+            .key("--publish")
+            .index(i);
+        for p in berth_compose::normalize::parse_port_spec(spec, &path)
+            .map_err(|e| anyhow::anyhow!("--publish {spec}: {}", e.message))?
+        {
+            run.one_off.ports.push(serde_json::from_value(p)?);
+        }
+    }
+    let names = image_names(&loaded)?;
+    let runtimes = crate::up_cmd::runtime_mounts(&loaded, true)?;
+    let images = service_images(rt.store(), &names, &runtimes)?;
+    let deps: Vec<String> = svc.depends_on.keys().cloned().collect();
+    if !run.no_deps && !deps.is_empty() {
+        let mut desired = Desired::new(project);
+        for (service, image) in &images {
+            desired = desired.with_image_digest(service, &image.digest);
+        }
+        let options = PlanOptions {
+            services: deps,
+            ..PlanOptions::default()
+        };
+        let plan = plan(&desired, &rt.observed(), &options)?;
+        let progress = |line: &str| {
+            let mut s: &UnixStream = stream;
+            if let Ok(text) = serde_json::to_string(&Reply::Progress(line.to_string())) {
+                let _ = writeln!(s, "{text}");
+            }
+        };
+        rt.apply(project, &images, &plan, &progress)?;
+        record(dir, &rt.poll());
+    }
+    Ok(rt.run_one_off(project, &images, &run.service, run.one_off)?)
 }
 
 /// Load, plan against what runs, apply; progress to the client.

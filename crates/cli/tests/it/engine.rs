@@ -603,3 +603,89 @@ fn healthchecks_gate_dependants_and_show_in_ps() {
     assert!(down.status.success());
     p.up_fails_with(&["dependency sick failed", "healthcheck failed"]);
 }
+
+#[test]
+fn run_makes_one_off_containers() {
+    let p = Project::new("oneoff");
+    let port = free_port();
+    p.write(
+        "services:\n  web:\n    image: berth-test/busybox:1\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n  \
+         job:\n    image: berth-test/busybox:1\n    depends_on: [web]\n",
+    );
+    let services = |all: bool| -> Vec<String> {
+        let args: &[&str] = if all {
+            &["ps", "-a", "--format", "json"]
+        } else {
+            &["ps", "--format", "json"]
+        };
+        let ps: serde_json::Value = serde_json::from_slice(&p.berth(args).stdout).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["Name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Attached, --rm, --no-deps: output and exit code come back, nothing stays.
+    let out = p.berth(&[
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "-e",
+        "X=y",
+        "job",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo one-off $X; exit 5",
+    ]);
+    assert_eq!(text(&out.stdout), "one-off y\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(services(true).is_empty(), "{:?}", services(true));
+
+    // Detached with a name and a published port; its dependency comes up first.
+    let out = p.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "adhoc-web",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "web",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "adhoc-web");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /etc/hosts HTTP/1.0\r\n\r\n").unwrap();
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            if body.contains("200 OK") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the one-off's port never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = p.berth(&["run", "-T", "job", "/bin/busybox", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names = services(true);
+    assert!(names.contains(&"adhoc-web".to_string()), "{names:?}");
+    assert!(
+        names.contains(&format!("{}-web-1", p.name)),
+        "run started the dependency: {names:?}"
+    );
+    // `up` leaves one-offs alone, `down` removes them.
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(services(false).contains(&"adhoc-web".to_string()));
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success());
+    p.assert_nothing_left();
+}

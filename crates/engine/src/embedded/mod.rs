@@ -258,6 +258,30 @@ struct Live {
     user_stopped: bool,
     check: Option<HealthCheck>,
     health: Option<HealthState>,
+    /// Made by `run`: the planner leaves it alone.
+    one_off: bool,
+    /// A one-off's stdin, stdout and stderr (the caller's terminal or
+    /// pipes), used by its first start instead of log pipes.
+    stdio: Option<[OwnedFd; 3]>,
+}
+
+/// A one-off container (`berth run`): a service's container with its
+/// command, environment or ports changed, attached to the caller's stdio.
+#[derive(Debug, Default)]
+pub struct OneOff {
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` over the service's environment.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Publish the service's own ports (`--service-ports`).
+    pub service_ports: bool,
+    /// Extra `-p` ports, compose's short syntax.
+    pub ports: Vec<berth_compose::model::Port>,
+    pub name: Option<String>,
+    /// stdin, stdout, stderr; `None`: output goes to the log like any container.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A container's health and the probe running for it, if one is.
@@ -372,7 +396,7 @@ impl ProjectRuntime {
                     (Some(s), None) => ContainerState::Exited { code: s.code() },
                     (None, _) => ContainerState::Running,
                 },
-                one_off: false,
+                one_off: l.one_off,
             })
             .collect()
     }
@@ -499,7 +523,12 @@ impl ProjectRuntime {
     /// The current container of `service`: the newest one still running,
     /// else the newest.
     fn current(&self, service: &str) -> Option<&Live> {
-        let of = || self.live.iter().filter(|l| l.service == service);
+        // One-offs (`run`) do not answer to the service's name.
+        let of = || {
+            self.live
+                .iter()
+                .filter(|l| l.service == service && !l.one_off)
+        };
         of().rev()
             .find(|l| l.running())
             .or_else(|| of().next_back())
@@ -664,6 +693,8 @@ impl ProjectRuntime {
             user_stopped: false,
             check,
             health: None,
+            one_off: false,
+            stdio: None,
         };
         match self.prepare_in(project, &mut live, inherit) {
             Ok(()) => Ok(live),
@@ -1109,10 +1140,18 @@ impl ProjectRuntime {
             },
         };
         let dir = live.files(&self.engine.state);
-        let (out_r, out_w) = pipe().map_err(io_err(&dir))?;
-        spec.stdout = Stdio::Fd(out_w);
-        let (err_r, err_w) = pipe().map_err(io_err(&dir))?;
-        spec.stderr = Stdio::Fd(err_w);
+        let mut readers = Vec::new();
+        if let Some([i, o, e]) = live.stdio.take() {
+            spec.stdin = Stdio::Fd(i);
+            spec.stdout = Stdio::Fd(o);
+            spec.stderr = Stdio::Fd(e);
+        } else {
+            let (out_r, out_w) = pipe().map_err(io_err(&dir))?;
+            spec.stdout = Stdio::Fd(out_w);
+            let (err_r, err_w) = pipe().map_err(io_err(&dir))?;
+            spec.stderr = Stdio::Fd(err_w);
+            readers = vec![out_r, err_r];
+        }
         // Errors name the container as users know it, not its incarnation.
         let named = |e: berth_sandbox::SandboxError| {
             svc_err(&live.service, e.to_string().replace(&live.id, &live.name))
@@ -1124,8 +1163,9 @@ impl ProjectRuntime {
             .map_err(named)?;
         // The spec (and with it the write ends) is gone: the readers end
         // when the container's last process closes its streams.
-        forward_lines(out_r, live.name.clone(), self.logs.clone());
-        forward_lines(err_r, live.name.clone(), self.logs.clone());
+        for r in readers {
+            forward_lines(r, live.name.clone(), self.logs.clone());
+        }
         if let Err(e) = container.start() {
             let _ = container.delete();
             return Err(named(e));
@@ -1386,6 +1426,87 @@ impl ProjectRuntime {
             result.map_err(|why| svc_err(service, format!("dependency {dep} failed: {why}")))?;
         }
         Ok(())
+    }
+
+    /// `run`: a one-off container of `service`, started now. Returns its name.
+    pub fn run_one_off(
+        &mut self,
+        project: &Project,
+        images: &BTreeMap<String, ServiceImage>,
+        service: &str,
+        run: OneOff,
+    ) -> Result<String> {
+        self.ensure_networks(project)?;
+        let mut project = project.clone();
+        let svc = project
+            .services
+            .get_mut(service)
+            .ok_or_else(|| svc_err(service, "no such service"))?;
+        if run.entrypoint.is_some() {
+            svc.entrypoint = run.entrypoint;
+            svc.command = None;
+        }
+        if run.command.is_some() {
+            svc.command = run.command;
+        }
+        for e in &run.env {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            svc.environment.insert(k.to_string(), Some(v.to_string()));
+        }
+        if run.user.is_some() {
+            svc.user = run.user;
+        }
+        if run.workdir.is_some() {
+            svc.working_dir = run.workdir;
+        }
+        if !run.service_ports {
+            svc.ports.clear();
+        }
+        svc.ports.extend(run.ports);
+        // One-offs run once: restart policies and healthchecks are the
+        // service's long-running containers' business.
+        svc.restart = None;
+        svc.container_name = None;
+        let name = run.name.unwrap_or_else(|| {
+            format!(
+                "{}-{service}-run-{}",
+                project.name,
+                &incarnation_id("run")[4..16]
+            )
+        });
+        if self.live.iter().any(|l| l.name == name) {
+            return Err(svc_err(
+                service,
+                format!("a container named {name} already exists"),
+            ));
+        }
+        let mut live = self.prepare(&project, images, service, 0, &name, None)?;
+        live.one_off = true;
+        live.check = None;
+        live.stdio = run.stdio;
+        let proxy = match self.bind_ports(&live) {
+            Ok(p) => p,
+            Err(e) => {
+                self.discard(live, &[]);
+                return Err(e);
+            }
+        };
+        live.proxy = Some(proxy);
+        if let Err(e) = self.spawn(&mut live) {
+            self.discard(live, &[]);
+            return Err(e);
+        }
+        self.live.push(live);
+        self.refresh_hosts();
+        Ok(name)
+    }
+
+    /// The exit code of container `name` once it exited.
+    pub fn exit_code(&self, name: &str) -> Option<i32> {
+        self.live
+            .iter()
+            .find(|l| l.name == name)
+            .and_then(|l| l.exited.map(|s| s.code()))
     }
 
     fn event(&self, e: Event) {
