@@ -6,8 +6,10 @@
 //! (read-only) and `/sys/fs/cgroup` (read-only) mounts, masked and read-only
 //! `/proc` paths, a device cgroup that only allows the standard nodes, and
 //! PID, IPC, UTS, mount and network namespaces (no cgroup namespace, as
-//! docker on a cgroup v1 host). No seccomp profile is applied yet.
+//! docker on a cgroup v1 host), and a seccomp profile with docker's policy
+//! (see `seccomp`). `privileged` lifts all of that as docker does.
 
+use crate::seccomp::{Profile, SeccompError};
 use crate::user::ResolvedUser;
 use berth_oci::spec::ContainerConfig;
 use berth_oci::store::Image;
@@ -44,6 +46,19 @@ pub struct ContainerSpec {
     /// `/run` and other mounted filesystems of the host stay out.
     pub host_root: bool,
     pub network: Network,
+    /// Capabilities added to docker's default set: `NET_ADMIN` or
+    /// `CAP_NET_ADMIN`, any case; `ALL` adds every one.
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from the set; `ALL` leaves only `cap_add`.
+    pub cap_drop: Vec<String>,
+    /// Every capability, every host device, no seccomp profile (unless
+    /// [`SeccompChoice::Profile`]), no masked or read-only paths, and a
+    /// writable `/sys`.
+    pub privileged: bool,
+    /// The process and its children can never gain privileges (setuid
+    /// binaries, file capabilities).
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompChoice,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -77,6 +92,19 @@ pub enum MountKind {
         size: Option<u64>,
         mode: Option<u32>,
     },
+}
+
+/// The seccomp profile a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompChoice {
+    /// berth's default profile (docker's policy), adjusted to the
+    /// container's capabilities.
+    #[default]
+    Default,
+    /// No profile.
+    Unconfined,
+    /// A docker-format JSON profile.
+    Profile(PathBuf),
 }
 
 /// Which network namespace the container gets.
@@ -120,6 +148,12 @@ pub enum SpecError {
     Nul { what: &'static str, value: String },
     #[error("hostname {0:?} is longer than 64 bytes")]
     LongHostname(String),
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error("capability {0} is not in berth's own bounding set, so no container can have it")]
+    UnavailableCapability(String),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     #[error("building the runtime spec: {0}")]
     Invalid(String),
 }
@@ -144,6 +178,130 @@ const CAPABILITIES: &[&str] = &[
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
+
+/// Every capability, by number.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities a container can be given: those of this process's
+/// bounding set (which also leaves out any the kernel does not know). A
+/// privileged container gets these, not more: asking libcontainer for one
+/// outside the set fails the whole container.
+fn available_capabilities() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// `net_admin`, `CAP_NET_ADMIN` → `CAP_NET_ADMIN`; `all` → `ALL`.
+fn capability_name(name: &str) -> Result<String, SpecError> {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(upper);
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if ALL_CAPABILITIES.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(SpecError::UnknownCapability(name.to_string()))
+    }
+}
+
+/// The container's capability set, as docker computes it: all of them
+/// when `cap_add` has `ALL` (less `cap_drop`), only `cap_add` when
+/// `cap_drop` has `ALL`, else the default set (every capability when
+/// privileged) plus `cap_add` less `cap_drop`.
+pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
+    let names = |v: &[String]| {
+        v.iter()
+            .map(|n| capability_name(n))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let add = names(&spec.cap_add)?;
+    let drop = names(&spec.cap_drop)?;
+    let all = available_capabilities();
+    if let Some(missing) = add
+        .iter()
+        .find(|c| *c != "ALL" && !all.contains(&c.as_str()))
+    {
+        return Err(SpecError::UnavailableCapability(missing.clone()));
+    }
+    let base: Vec<&str> = if spec.privileged {
+        all.to_vec()
+    } else {
+        CAPABILITIES.to_vec()
+    };
+    let has = |v: &[String], c: &str| v.iter().any(|x| x == c);
+    Ok(all
+        .iter()
+        .filter(|c| {
+            if has(&add, "ALL") {
+                !has(&drop, c)
+            } else if has(&drop, "ALL") {
+                has(&add, c)
+            } else {
+                (base.contains(c) || has(&add, c)) && !has(&drop, c)
+            }
+        })
+        .map(|c| c.to_string())
+        .collect())
+}
 
 const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -323,7 +481,9 @@ fn clean_target(target: &str) -> Result<String, SpecError> {
     Ok(out.to_string_lossy().into_owned())
 }
 
-fn default_mounts() -> Vec<Value> {
+fn default_mounts(privileged: bool) -> Vec<Value> {
+    // Docker gives a privileged container a writable /sys and cgroupfs.
+    let sys = if privileged { "rw" } else { "ro" };
     vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
                "options": ["nosuid", "noexec", "nodev"]}),
@@ -332,9 +492,9 @@ fn default_mounts() -> Vec<Value> {
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", sys]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+               "options": [sys, "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
@@ -387,6 +547,57 @@ fn device_rules() -> Value {
     ])
 }
 
+/// Every device node of the host's `/dev` (as docker gives a privileged
+/// container), less the pseudo-terminals and mounts the container has its
+/// own of.
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if !["/dev/pts", "/dev/shm", "/dev/mqueue"]
+                    .iter()
+                    .any(|skip| path == Path::new(skip))
+                {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == Path::new("/dev/ptmx") || path == Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": path,
+                "type": typ,
+                "major": libc::major(rdev),
+                "minor": libc::minor(rdev),
+                "fileMode": meta.mode() & 0o7777,
+                "uid": meta.uid(),
+                "gid": meta.gid(),
+            }));
+        }
+    }
+    out
+}
+
 /// Everything the runtime spec needs that is not in [`ContainerSpec`].
 pub struct Resolved<'a> {
     pub args: Vec<String>,
@@ -417,7 +628,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             .map_or(0, |d| d.matches('/').count())
     });
     // A user mount on a default destination (say a bigger /dev/shm) replaces it.
-    let mut defaults = default_mounts();
+    let mut defaults = default_mounts(spec.privileged);
     if let Some((upper, work)) = &r.host_root_dirs {
         // First, so everything else lands on top of it. Mounted by the
         // runtime inside the container's mount namespace: the host never
@@ -460,13 +671,29 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         Network::Netns(path) => namespaces.push(json!({"type": "network", "path": path})),
     }
 
-    let readonly: Vec<&str> = READONLY_PATHS
-        .iter()
-        .copied()
-        .chain(r.readonly_cgroups.iter().map(String::as_str))
-        .collect();
-    let caps = CAPABILITIES;
-    let doc = json!({
+    let caps = capabilities(spec)?;
+    let seccomp = match (&spec.seccomp, spec.privileged) {
+        (SeccompChoice::Default, false) => Some(Profile::default_profile().to_oci(&caps)),
+        (SeccompChoice::Default, true) | (SeccompChoice::Unconfined, _) => None,
+        (SeccompChoice::Profile(path), _) => Some(Profile::load(path)?.to_oci(&caps)),
+    };
+    let (readonly, masked, devices, device_cgroup): (Vec<&str>, &[&str], _, _) = if spec.privileged
+    {
+        (
+            Vec::new(),
+            &[],
+            host_devices(),
+            json!([{"allow": true, "access": "rwm"}]),
+        )
+    } else {
+        let readonly = READONLY_PATHS
+            .iter()
+            .copied()
+            .chain(r.readonly_cgroups.iter().map(String::as_str))
+            .collect();
+        (readonly, MASKED_PATHS, Vec::new(), device_rules())
+    };
+    let mut doc = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -490,11 +717,21 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": r.cgroups_path,
-            "resources": {"devices": device_rules()},
-            "maskedPaths": MASKED_PATHS,
+            "resources": {"devices": device_cgroup},
+            "devices": devices,
+            "maskedPaths": masked,
             "readonlyPaths": readonly,
         },
     });
+    // Left out rather than `false`: libcontainer 0.7 loads the seccomp
+    // filter after dropping capabilities whenever the field is present,
+    // which fails without CAP_SYS_ADMIN.
+    if spec.no_new_privileges {
+        doc["process"]["noNewPrivileges"] = json!(true);
+    }
+    if let Some(seccomp) = seccomp {
+        doc["linux"]["seccomp"] = seccomp;
+    }
     serde_json::from_value(doc).map_err(|e| SpecError::Invalid(e.to_string()))
 }
 

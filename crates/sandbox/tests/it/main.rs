@@ -9,4 +9,5 @@ mod mounts;
 mod netns;
 mod pause;
 mod run;
+mod security;
 mod support;
