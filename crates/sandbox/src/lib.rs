@@ -56,7 +56,8 @@ pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
 pub use seccomp::SeccompError;
 pub use spec::{
-    ContainerSpec, MountKind, MountSpec, Network, SeccompChoice, SpecError, Stdio, DEFAULT_PATH,
+    ContainerSpec, DeviceSpec, MountKind, MountSpec, Network, SeccompChoice, SpecError, Stdio,
+    DEFAULT_PATH,
 };
 pub use unpack::UnpackError;
 pub use user::UserError;

@@ -8,6 +8,10 @@
 //! PID, IPC, UTS, mount and network namespaces (no cgroup namespace, as
 //! docker on a cgroup v1 host), and a seccomp profile with docker's policy
 //! (see `seccomp`). `privileged` lifts all of that as docker does.
+//!
+//! Resource limits go into `linux.resources`, which libcgroups writes for
+//! cgroup v1 (this machine: a hybrid layout) and v2 alike; rlimits,
+//! sysctls, devices and added groups into the spec's own fields.
 
 use crate::seccomp::{Profile, SeccompError};
 use crate::user::ResolvedUser;
@@ -59,6 +63,31 @@ pub struct ContainerSpec {
     /// binaries, file capabilities).
     pub no_new_privileges: bool,
     pub seccomp: SeccompChoice,
+    /// Memory limit in bytes (`mem_limit`), at least 6 MiB.
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes (`memswap_limit`), at least `memory`; -1
+    /// is unlimited. Needs `memory`; unset, it is twice `memory` (where
+    /// the kernel accounts swap), as docker does.
+    pub memory_swap: Option<i64>,
+    /// CPUs the container may use in each period (`cpus: 1.5`).
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (docker's default is 1024).
+    pub cpu_shares: Option<u64>,
+    /// The most processes and threads at once; 0 or -1 is unlimited.
+    pub pids_limit: Option<i64>,
+    /// `(name, soft, hard)`: `nofile`, `nproc`, `core`, ... as docker's
+    /// `--ulimit`.
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// Size of the `/dev/shm` tmpfs in bytes (docker's default: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// Kernel parameters: only namespaced ones, as docker allows: `net.*`
+    /// (not with [`Network::Host`]), `kernel.msg*`, `kernel.sem`,
+    /// `kernel.shm*`, `fs.mqueue.*`.
+    pub sysctls: Vec<(String, String)>,
+    /// Host devices given to the container.
+    pub devices: Vec<DeviceSpec>,
+    /// Supplementary groups, names (from the image's `/etc/group`) or gids.
+    pub group_add: Vec<String>,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -92,6 +121,17 @@ pub enum MountKind {
         size: Option<u64>,
         mode: Option<u32>,
     },
+}
+
+/// A host device node made available in the container (`--device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// A character or block device on the host (symlinks followed).
+    pub host_path: PathBuf,
+    /// Where it appears, under `/dev`.
+    pub container_path: String,
+    /// Some of `rwm` (read, write, mknod); empty means `rwm`.
+    pub permissions: String,
 }
 
 /// The seccomp profile a container runs under.
@@ -154,6 +194,12 @@ pub enum SpecError {
     UnavailableCapability(String),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error("invalid {what}: {message}")]
+    Resource { what: &'static str, message: String },
+    #[error("sysctl {name:?} is not allowed in a container: {reason}")]
+    Sysctl { name: String, reason: &'static str },
+    #[error("device {}: {message}", path.display())]
+    Device { path: PathBuf, message: String },
     #[error("building the runtime spec: {0}")]
     Invalid(String),
 }
@@ -481,7 +527,8 @@ fn clean_target(target: &str) -> Result<String, SpecError> {
     Ok(out.to_string_lossy().into_owned())
 }
 
-fn default_mounts(privileged: bool) -> Vec<Value> {
+fn default_mounts(privileged: bool, shm_size: Option<u64>) -> Vec<Value> {
+    let shm_size = shm_size.map_or("size=65536k".to_string(), |b| format!("size={b}"));
     // Docker gives a privileged container a writable /sys and cgroupfs.
     let sys = if privileged { "rw" } else { "ro" };
     vec![
@@ -498,7 +545,7 @@ fn default_mounts(privileged: bool) -> Vec<Value> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", shm_size]}),
     ]
 }
 
@@ -528,23 +575,231 @@ fn user_mount(m: &MountSpec) -> Result<Value, SpecError> {
 
 /// Docker's device cgroup: nothing but the standard nodes (and mknod of any,
 /// which is harmless without access).
-fn device_rules() -> Value {
+fn device_rules() -> Vec<Value> {
     let allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
-    json!([
-        {"allow": false, "access": "rwm"},
+    vec![
+        json!({"allow": false, "access": "rwm"}),
         allow("c", None, None, "m"),
         allow("b", None, None, "m"),
-        allow("c", Some(1), Some(3), "rwm"),   // null
-        allow("c", Some(1), Some(5), "rwm"),   // zero
-        allow("c", Some(1), Some(7), "rwm"),   // full
-        allow("c", Some(1), Some(8), "rwm"),   // random
-        allow("c", Some(1), Some(9), "rwm"),   // urandom
-        allow("c", Some(5), Some(0), "rwm"),   // tty
-        allow("c", Some(5), Some(1), "rwm"),   // console
-        allow("c", Some(5), Some(2), "rwm"),   // ptmx
-        allow("c", Some(136), None, "rwm"),    // pts/*
+        allow("c", Some(1), Some(3), "rwm"),    // null
+        allow("c", Some(1), Some(5), "rwm"),    // zero
+        allow("c", Some(1), Some(7), "rwm"),    // full
+        allow("c", Some(1), Some(8), "rwm"),    // random
+        allow("c", Some(1), Some(9), "rwm"),    // urandom
+        allow("c", Some(5), Some(0), "rwm"),    // tty
+        allow("c", Some(5), Some(1), "rwm"),    // console
+        allow("c", Some(5), Some(2), "rwm"),    // ptmx
+        allow("c", Some(136), None, "rwm"),     // pts/*
         allow("c", Some(10), Some(200), "rwm"), // net/tun
-    ])
+    ]
+}
+
+/// Docker's names for rlimits.
+const RLIMITS: &[(&str, &str)] = &[
+    ("as", "RLIMIT_AS"),
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
+];
+
+fn rlimits(spec: &ContainerSpec) -> Result<Vec<Value>, SpecError> {
+    spec.ulimits
+        .iter()
+        .map(|(name, soft, hard)| {
+            let bad = |message: String| SpecError::Resource {
+                what: "ulimit",
+                message,
+            };
+            let typ = RLIMITS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| bad(format!("unknown ulimit {name:?}")))?;
+            if soft > hard {
+                return Err(bad(format!(
+                    "{name}: the soft limit {soft} is above the hard limit {hard}"
+                )));
+            }
+            Ok(json!({"type": typ, "soft": soft, "hard": hard}))
+        })
+        .collect()
+}
+
+/// Docker's rule: only parameters of namespaces the container owns.
+fn check_sysctl(name: &str, network: &Network) -> Result<(), SpecError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let reason = if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        return Ok(());
+    } else if !name.starts_with("net.") {
+        "only net.*, kernel.msg*, kernel.sem, kernel.shm* and fs.mqueue.* are namespaced"
+    } else if *network == Network::Host {
+        "the container shares the host's network namespace"
+    } else {
+        return Ok(());
+    };
+    Err(SpecError::Sysctl {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+fn sysctls(spec: &ContainerSpec) -> Result<serde_json::Map<String, Value>, SpecError> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in &spec.sysctls {
+        no_nul("a sysctl", name)?;
+        no_nul("a sysctl", value)?;
+        // `/` separators are accepted as by sysctl(8).
+        let name = name.replace('/', ".");
+        check_sysctl(&name, &spec.network)?;
+        out.insert(name, json!(value));
+    }
+    Ok(out)
+}
+
+/// Is swap accounted, so that a memory+swap limit can be set? cgroup v1
+/// has a file for it; on v2 the memory controller always accounts swap.
+fn swap_accounting() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// `linux.resources` less devices: memory, CPU and pids limits. libcgroups
+/// writes them for cgroup v1 and v2 alike (translating shares to weights
+/// and memory+swap to swap alone on v2).
+fn resources(spec: &ContainerSpec) -> Result<Value, SpecError> {
+    const MIN_MEMORY: u64 = 6 << 20;
+    const PERIOD: i64 = 100_000;
+    let bad = |what, message: String| SpecError::Resource { what, message };
+    let mut out = json!({});
+    match (spec.memory, spec.memory_swap) {
+        (None, Some(_)) => {
+            return Err(bad(
+                "memory_swap",
+                "a memory+swap limit needs a memory limit too".into(),
+            ))
+        }
+        (Some(m), _) if m < MIN_MEMORY => {
+            return Err(bad(
+                "memory",
+                format!("{m} bytes is below the minimum of 6 MiB"),
+            ))
+        }
+        (Some(m), swap) => {
+            let m = i64::try_from(m).map_err(|_| bad("memory", format!("{m} is too large")))?;
+            out["memory"] = json!({ "limit": m });
+            let swap = match swap {
+                Some(-1) => Some(-1),
+                Some(s) if s < m => {
+                    return Err(bad(
+                        "memory_swap",
+                        format!("{s} is below the memory limit {m}: it counts memory plus swap"),
+                    ))
+                }
+                Some(s) => Some(s),
+                None if swap_accounting() => Some(m.saturating_mul(2)),
+                None => None,
+            };
+            if let Some(s) = swap {
+                out["memory"]["swap"] = json!(s);
+            }
+        }
+        (None, None) => {}
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(cpus) = spec.cpus {
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if !(0.01..=host).contains(&cpus) {
+            return Err(bad(
+                "cpus",
+                format!("{cpus}: the range is from 0.01 to {host}"),
+            ));
+        }
+        cpu.insert("quota".into(), json!((cpus * PERIOD as f64).round() as i64));
+        cpu.insert("period".into(), json!(PERIOD));
+    }
+    if let Some(shares) = spec.cpu_shares {
+        if !(2..=262_144).contains(&shares) {
+            return Err(bad(
+                "cpu_shares",
+                format!("{shares}: the range is from 2 to 262144"),
+            ));
+        }
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    if let Some(limit) = spec.pids_limit.filter(|l| *l > 0) {
+        out["pids"] = json!({ "limit": limit });
+    }
+    Ok(out)
+}
+
+/// The nodes and device-cgroup rules for [`ContainerSpec::devices`].
+fn user_devices(spec: &ContainerSpec) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for d in &spec.devices {
+        let err = |message: String| SpecError::Device {
+            path: d.host_path.clone(),
+            message,
+        };
+        let meta = std::fs::metadata(&d.host_path).map_err(|e| err(e.to_string()))?;
+        let typ = if meta.file_type().is_char_device() {
+            "c"
+        } else if meta.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(err("not a character or block device".into()));
+        };
+        let target = clean_target(&d.container_path)
+            .map_err(|_| err(format!("bad container path {:?}", d.container_path)))?;
+        if !target.starts_with("/dev/") {
+            return Err(err(format!(
+                "{target}: the container path must be under /dev"
+            )));
+        }
+        let access = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            d.permissions.as_str()
+        };
+        if !access.chars().all(|c| "rwm".contains(c)) {
+            return Err(err(format!("permissions {access:?}: use some of rwm")));
+        }
+        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        nodes.push(json!({
+            "path": target, "type": typ, "major": major, "minor": minor,
+            "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+        }));
+        rules.push(
+            json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}),
+        );
+    }
+    Ok((nodes, rules))
 }
 
 /// Every device node of the host's `/dev` (as docker gives a privileged
@@ -628,7 +883,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             .map_or(0, |d| d.matches('/').count())
     });
     // A user mount on a default destination (say a bigger /dev/shm) replaces it.
-    let mut defaults = default_mounts(spec.privileged);
+    let mut defaults = default_mounts(spec.privileged, spec.shm_size);
     if let Some((upper, work)) = &r.host_root_dirs {
         // First, so everything else lands on top of it. Mounted by the
         // runtime inside the container's mount namespace: the host never
@@ -677,22 +932,29 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         (SeccompChoice::Default, true) | (SeccompChoice::Unconfined, _) => None,
         (SeccompChoice::Profile(path), _) => Some(Profile::load(path)?.to_oci(&caps)),
     };
-    let (readonly, masked, devices, device_cgroup): (Vec<&str>, &[&str], _, _) = if spec.privileged
-    {
-        (
-            Vec::new(),
-            &[],
-            host_devices(),
-            json!([{"allow": true, "access": "rwm"}]),
-        )
-    } else {
-        let readonly = READONLY_PATHS
-            .iter()
-            .copied()
-            .chain(r.readonly_cgroups.iter().map(String::as_str))
-            .collect();
-        (readonly, MASKED_PATHS, Vec::new(), device_rules())
-    };
+    let (readonly, masked, mut devices, mut device_cgroup): (Vec<&str>, &[&str], _, _) =
+        if spec.privileged {
+            (
+                Vec::new(),
+                &[],
+                host_devices(),
+                vec![json!({"allow": true, "access": "rwm"})],
+            )
+        } else {
+            let readonly = READONLY_PATHS
+                .iter()
+                .copied()
+                .chain(r.readonly_cgroups.iter().map(String::as_str))
+                .collect();
+            (readonly, MASKED_PATHS, Vec::new(), device_rules())
+        };
+    let (nodes, rules) = user_devices(spec)?;
+    // A given device replaces a host one of the same path.
+    devices.retain(|d| !nodes.iter().any(|n| n["path"] == d["path"]));
+    devices.extend(nodes);
+    device_cgroup.extend(rules);
+    let mut resources = resources(spec)?;
+    resources["devices"] = json!(device_cgroup);
     let mut doc = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -705,6 +967,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             "args": r.args,
             "env": r.env,
             "cwd": r.cwd,
+            "rlimits": rlimits(spec)?,
             "capabilities": {
                 "bounding": caps,
                 "effective": caps,
@@ -717,7 +980,8 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": r.cgroups_path,
-            "resources": {"devices": device_cgroup},
+            "resources": resources,
+            "sysctl": sysctls(spec)?,
             "devices": devices,
             "maskedPaths": masked,
             "readonlyPaths": readonly,
