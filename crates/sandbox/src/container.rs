@@ -196,7 +196,12 @@ impl Sandbox {
         } else {
             rootfs.as_path()
         };
-        let user = user::resolve(files_root, spec.user.as_deref().unwrap_or(""))?;
+        let mut user = user::resolve(files_root, spec.user.as_deref().unwrap_or(""))?;
+        for gid in user::group_ids(files_root, &spec.group_add)? {
+            if !user.additional_gids.contains(&gid) {
+                user.additional_gids.push(gid);
+            }
+        }
         let env = spec::environment(&spec, &hostname, &user.home)?;
         if !spec.host_root {
             make_working_dir(&rootfs, &cwd)?;

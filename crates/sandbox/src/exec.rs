@@ -12,7 +12,10 @@
 //! defaults (root, `/`, `nofile` 1024, `noNewPrivileges`), so berth hands it
 //! a complete process spec instead, made from the container's saved
 //! `config.json`: its environment, working dir, user, capabilities, rlimits
-//! and `noNewPrivileges`, with the exec's own overrides on top.
+//! and `noNewPrivileges`, with the exec's own overrides on top. The tenant
+//! builder also drops the container's seccomp profile: berth's executor
+//! loads it just before exec, under `noNewPrivileges` (see
+//! `EnvExecutor::seccomp`).
 //!
 //! ```text
 //! <state>/bundles/<id>/exec-<pid>-<n>.json   the process spec, while building
@@ -133,6 +136,16 @@ impl Sandbox {
             }
             None => process.cwd().to_string_lossy().into_owned(),
         };
+        let seccomp = oci.linux().as_ref().and_then(|l| l.seccomp().clone());
+        // The filter is loaded after capabilities are dropped (see
+        // `EnvExecutor::seccomp`), which the kernel allows only under
+        // no_new_privs: an exec'd setuid binary gains nothing in a
+        // container with a seccomp profile.
+        let no_new_privileges = if seccomp.is_some() {
+            Some(true)
+        } else {
+            process.no_new_privileges()
+        };
         let process_json = json!({
             "terminal": false,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
@@ -141,7 +154,7 @@ impl Sandbox {
             "cwd": cwd,
             "capabilities": process.capabilities(),
             "rlimits": process.rlimits().clone().unwrap_or_default(),
-            "noNewPrivileges": process.no_new_privileges(),
+            "noNewPrivileges": no_new_privileges,
         });
 
         let stdin = open_stdin(spec.stdin)?;
@@ -171,6 +184,7 @@ impl Sandbox {
                 .map(|b| {
                     b.with_executor(EnvExecutor {
                         controlling_tty: spec.tty,
+                        seccomp,
                     })
                     .with_stdin(stdin)
                     .with_stdout(stdout)

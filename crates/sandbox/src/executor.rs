@@ -10,7 +10,7 @@
 //! the process environment: it hands the spec's env straight to `execve`,
 //! searching the command in the spec's `PATH`, as runc does.
 
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
@@ -24,6 +24,10 @@ pub struct EnvExecutor {
     /// already made the process a session leader (`setsid`), and only a
     /// session leader without a terminal may acquire one.
     pub controlling_tty: bool,
+    /// A filter to load last: libcontainer's tenant builder (exec) does not
+    /// carry the container's `linux.seccomp` over. Loading it this late,
+    /// with the capabilities already dropped, needs `noNewPrivileges`.
+    pub seccomp: Option<LinuxSeccomp>,
 }
 
 impl Executor for EnvExecutor {
@@ -36,6 +40,10 @@ impl Executor for EnvExecutor {
                     format!("make stdin the controlling terminal: {err}").into(),
                 ));
             }
+        }
+        if let Some(seccomp) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| ExecutorError::Execution(format!("load seccomp: {e}").into()))?;
         }
         let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
         let args = process.args().as_ref().ok_or(ExecutorError::InvalidArg)?;

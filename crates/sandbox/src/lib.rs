@@ -43,6 +43,7 @@ mod executor;
 mod flatten;
 mod layers;
 mod rootfs;
+mod seccomp;
 mod spec;
 mod sys;
 mod unpack;
@@ -53,7 +54,11 @@ pub use exec::{ExecProcess, ExecSpec};
 pub use flatten::populate;
 pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
-pub use spec::{ContainerSpec, MountKind, MountSpec, Network, SpecError, Stdio, DEFAULT_PATH};
+pub use seccomp::SeccompError;
+pub use spec::{
+    ContainerSpec, DeviceSpec, MountKind, MountSpec, Network, SeccompChoice, SpecError, Stdio,
+    DEFAULT_PATH,
+};
 pub use unpack::UnpackError;
 pub use user::UserError;
 

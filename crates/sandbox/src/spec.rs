@@ -6,8 +6,14 @@
 //! (read-only) and `/sys/fs/cgroup` (read-only) mounts, masked and read-only
 //! `/proc` paths, a device cgroup that only allows the standard nodes, and
 //! PID, IPC, UTS, mount and network namespaces (no cgroup namespace, as
-//! docker on a cgroup v1 host). No seccomp profile is applied yet.
+//! docker on a cgroup v1 host), and a seccomp profile with docker's policy
+//! (see `seccomp`). `privileged` lifts all of that as docker does.
+//!
+//! Resource limits go into `linux.resources`, which libcgroups writes for
+//! cgroup v1 (this machine: a hybrid layout) and v2 alike; rlimits,
+//! sysctls, devices and added groups into the spec's own fields.
 
+use crate::seccomp::{Profile, SeccompError};
 use crate::user::ResolvedUser;
 use berth_oci::spec::ContainerConfig;
 use berth_oci::store::Image;
@@ -44,6 +50,44 @@ pub struct ContainerSpec {
     /// `/run` and other mounted filesystems of the host stay out.
     pub host_root: bool,
     pub network: Network,
+    /// Capabilities added to docker's default set: `NET_ADMIN` or
+    /// `CAP_NET_ADMIN`, any case; `ALL` adds every one.
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from the set; `ALL` leaves only `cap_add`.
+    pub cap_drop: Vec<String>,
+    /// Every capability, every host device, no seccomp profile (unless
+    /// [`SeccompChoice::Profile`]), no masked or read-only paths, and a
+    /// writable `/sys`.
+    pub privileged: bool,
+    /// The process and its children can never gain privileges (setuid
+    /// binaries, file capabilities).
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompChoice,
+    /// Memory limit in bytes (`mem_limit`), at least 6 MiB.
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes (`memswap_limit`), at least `memory`; -1
+    /// is unlimited. Needs `memory`; unset, it is twice `memory` (where
+    /// the kernel accounts swap), as docker does.
+    pub memory_swap: Option<i64>,
+    /// CPUs the container may use in each period (`cpus: 1.5`).
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (docker's default is 1024).
+    pub cpu_shares: Option<u64>,
+    /// The most processes and threads at once; 0 or -1 is unlimited.
+    pub pids_limit: Option<i64>,
+    /// `(name, soft, hard)`: `nofile`, `nproc`, `core`, ... as docker's
+    /// `--ulimit`.
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// Size of the `/dev/shm` tmpfs in bytes (docker's default: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// Kernel parameters: only namespaced ones, as docker allows: `net.*`
+    /// (not with [`Network::Host`]), `kernel.msg*`, `kernel.sem`,
+    /// `kernel.shm*`, `fs.mqueue.*`.
+    pub sysctls: Vec<(String, String)>,
+    /// Host devices given to the container.
+    pub devices: Vec<DeviceSpec>,
+    /// Supplementary groups, names (from the image's `/etc/group`) or gids.
+    pub group_add: Vec<String>,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -77,6 +121,30 @@ pub enum MountKind {
         size: Option<u64>,
         mode: Option<u32>,
     },
+}
+
+/// A host device node made available in the container (`--device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// A character or block device on the host (symlinks followed).
+    pub host_path: PathBuf,
+    /// Where it appears, under `/dev`.
+    pub container_path: String,
+    /// Some of `rwm` (read, write, mknod); empty means `rwm`.
+    pub permissions: String,
+}
+
+/// The seccomp profile a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompChoice {
+    /// berth's default profile (docker's policy), adjusted to the
+    /// container's capabilities.
+    #[default]
+    Default,
+    /// No profile.
+    Unconfined,
+    /// A docker-format JSON profile.
+    Profile(PathBuf),
 }
 
 /// Which network namespace the container gets.
@@ -120,6 +188,18 @@ pub enum SpecError {
     Nul { what: &'static str, value: String },
     #[error("hostname {0:?} is longer than 64 bytes")]
     LongHostname(String),
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error("capability {0} is not in berth's own bounding set, so no container can have it")]
+    UnavailableCapability(String),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    #[error("invalid {what}: {message}")]
+    Resource { what: &'static str, message: String },
+    #[error("sysctl {name:?} is not allowed in a container: {reason}")]
+    Sysctl { name: String, reason: &'static str },
+    #[error("device {}: {message}", path.display())]
+    Device { path: PathBuf, message: String },
     #[error("building the runtime spec: {0}")]
     Invalid(String),
 }
@@ -144,6 +224,130 @@ const CAPABILITIES: &[&str] = &[
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
+
+/// Every capability, by number.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities a container can be given: those of this process's
+/// bounding set (which also leaves out any the kernel does not know). A
+/// privileged container gets these, not more: asking libcontainer for one
+/// outside the set fails the whole container.
+fn available_capabilities() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// `net_admin`, `CAP_NET_ADMIN` → `CAP_NET_ADMIN`; `all` → `ALL`.
+fn capability_name(name: &str) -> Result<String, SpecError> {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(upper);
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if ALL_CAPABILITIES.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(SpecError::UnknownCapability(name.to_string()))
+    }
+}
+
+/// The container's capability set, as docker computes it: all of them
+/// when `cap_add` has `ALL` (less `cap_drop`), only `cap_add` when
+/// `cap_drop` has `ALL`, else the default set (every capability when
+/// privileged) plus `cap_add` less `cap_drop`.
+pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
+    let names = |v: &[String]| {
+        v.iter()
+            .map(|n| capability_name(n))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let add = names(&spec.cap_add)?;
+    let drop = names(&spec.cap_drop)?;
+    let all = available_capabilities();
+    if let Some(missing) = add
+        .iter()
+        .find(|c| *c != "ALL" && !all.contains(&c.as_str()))
+    {
+        return Err(SpecError::UnavailableCapability(missing.clone()));
+    }
+    let base: Vec<&str> = if spec.privileged {
+        all.to_vec()
+    } else {
+        CAPABILITIES.to_vec()
+    };
+    let has = |v: &[String], c: &str| v.iter().any(|x| x == c);
+    Ok(all
+        .iter()
+        .filter(|c| {
+            if has(&add, "ALL") {
+                !has(&drop, c)
+            } else if has(&drop, "ALL") {
+                has(&add, c)
+            } else {
+                (base.contains(c) || has(&add, c)) && !has(&drop, c)
+            }
+        })
+        .map(|c| c.to_string())
+        .collect())
+}
 
 const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -323,7 +527,10 @@ fn clean_target(target: &str) -> Result<String, SpecError> {
     Ok(out.to_string_lossy().into_owned())
 }
 
-fn default_mounts() -> Vec<Value> {
+fn default_mounts(privileged: bool, shm_size: Option<u64>) -> Vec<Value> {
+    let shm_size = shm_size.map_or("size=65536k".to_string(), |b| format!("size={b}"));
+    // Docker gives a privileged container a writable /sys and cgroupfs.
+    let sys = if privileged { "rw" } else { "ro" };
     vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
                "options": ["nosuid", "noexec", "nodev"]}),
@@ -332,13 +539,13 @@ fn default_mounts() -> Vec<Value> {
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", sys]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+               "options": [sys, "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", shm_size]}),
     ]
 }
 
@@ -368,23 +575,282 @@ fn user_mount(m: &MountSpec) -> Result<Value, SpecError> {
 
 /// Docker's device cgroup: nothing but the standard nodes (and mknod of any,
 /// which is harmless without access).
-fn device_rules() -> Value {
+fn device_rules() -> Vec<Value> {
     let allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
-    json!([
-        {"allow": false, "access": "rwm"},
+    vec![
+        json!({"allow": false, "access": "rwm"}),
         allow("c", None, None, "m"),
         allow("b", None, None, "m"),
-        allow("c", Some(1), Some(3), "rwm"),   // null
-        allow("c", Some(1), Some(5), "rwm"),   // zero
-        allow("c", Some(1), Some(7), "rwm"),   // full
-        allow("c", Some(1), Some(8), "rwm"),   // random
-        allow("c", Some(1), Some(9), "rwm"),   // urandom
-        allow("c", Some(5), Some(0), "rwm"),   // tty
-        allow("c", Some(5), Some(1), "rwm"),   // console
-        allow("c", Some(5), Some(2), "rwm"),   // ptmx
-        allow("c", Some(136), None, "rwm"),    // pts/*
+        allow("c", Some(1), Some(3), "rwm"),    // null
+        allow("c", Some(1), Some(5), "rwm"),    // zero
+        allow("c", Some(1), Some(7), "rwm"),    // full
+        allow("c", Some(1), Some(8), "rwm"),    // random
+        allow("c", Some(1), Some(9), "rwm"),    // urandom
+        allow("c", Some(5), Some(0), "rwm"),    // tty
+        allow("c", Some(5), Some(1), "rwm"),    // console
+        allow("c", Some(5), Some(2), "rwm"),    // ptmx
+        allow("c", Some(136), None, "rwm"),     // pts/*
         allow("c", Some(10), Some(200), "rwm"), // net/tun
-    ])
+    ]
+}
+
+/// Docker's names for rlimits.
+const RLIMITS: &[(&str, &str)] = &[
+    ("as", "RLIMIT_AS"),
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
+];
+
+fn rlimits(spec: &ContainerSpec) -> Result<Vec<Value>, SpecError> {
+    spec.ulimits
+        .iter()
+        .map(|(name, soft, hard)| {
+            let bad = |message: String| SpecError::Resource {
+                what: "ulimit",
+                message,
+            };
+            let typ = RLIMITS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| bad(format!("unknown ulimit {name:?}")))?;
+            if soft > hard {
+                return Err(bad(format!(
+                    "{name}: the soft limit {soft} is above the hard limit {hard}"
+                )));
+            }
+            Ok(json!({"type": typ, "soft": soft, "hard": hard}))
+        })
+        .collect()
+}
+
+/// Docker's rule: only parameters of namespaces the container owns.
+fn check_sysctl(name: &str, network: &Network) -> Result<(), SpecError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let reason = if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        return Ok(());
+    } else if !name.starts_with("net.") {
+        "only net.*, kernel.msg*, kernel.sem, kernel.shm* and fs.mqueue.* are namespaced"
+    } else if *network == Network::Host {
+        "the container shares the host's network namespace"
+    } else {
+        return Ok(());
+    };
+    Err(SpecError::Sysctl {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+fn sysctls(spec: &ContainerSpec) -> Result<serde_json::Map<String, Value>, SpecError> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in &spec.sysctls {
+        no_nul("a sysctl", name)?;
+        no_nul("a sysctl", value)?;
+        // `/` separators are accepted as by sysctl(8).
+        let name = name.replace('/', ".");
+        check_sysctl(&name, &spec.network)?;
+        out.insert(name, json!(value));
+    }
+    Ok(out)
+}
+
+/// Is swap accounted, so that a memory+swap limit can be set? cgroup v1
+/// has a file for it; on v2 the memory controller always accounts swap.
+fn swap_accounting() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// `linux.resources` less devices: memory, CPU and pids limits. libcgroups
+/// writes them for cgroup v1 and v2 alike (translating shares to weights
+/// and memory+swap to swap alone on v2).
+fn resources(spec: &ContainerSpec) -> Result<Value, SpecError> {
+    const MIN_MEMORY: u64 = 6 << 20;
+    const PERIOD: i64 = 100_000;
+    let bad = |what, message: String| SpecError::Resource { what, message };
+    let mut out = json!({});
+    match (spec.memory, spec.memory_swap) {
+        (None, Some(_)) => {
+            return Err(bad(
+                "memory_swap",
+                "a memory+swap limit needs a memory limit too".into(),
+            ))
+        }
+        (Some(m), _) if m < MIN_MEMORY => {
+            return Err(bad(
+                "memory",
+                format!("{m} bytes is below the minimum of 6 MiB"),
+            ))
+        }
+        (Some(m), swap) => {
+            let m = i64::try_from(m).map_err(|_| bad("memory", format!("{m} is too large")))?;
+            out["memory"] = json!({ "limit": m });
+            let swap = match swap {
+                Some(-1) => Some(-1),
+                Some(s) if s < m => {
+                    return Err(bad(
+                        "memory_swap",
+                        format!("{s} is below the memory limit {m}: it counts memory plus swap"),
+                    ))
+                }
+                Some(s) => Some(s),
+                None if swap_accounting() => Some(m.saturating_mul(2)),
+                None => None,
+            };
+            if let Some(s) = swap {
+                out["memory"]["swap"] = json!(s);
+            }
+        }
+        (None, None) => {}
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(cpus) = spec.cpus {
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if !(0.01..=host).contains(&cpus) {
+            return Err(bad(
+                "cpus",
+                format!("{cpus}: the range is from 0.01 to {host}"),
+            ));
+        }
+        cpu.insert("quota".into(), json!((cpus * PERIOD as f64).round() as i64));
+        cpu.insert("period".into(), json!(PERIOD));
+    }
+    if let Some(shares) = spec.cpu_shares {
+        if !(2..=262_144).contains(&shares) {
+            return Err(bad(
+                "cpu_shares",
+                format!("{shares}: the range is from 2 to 262144"),
+            ));
+        }
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    if let Some(limit) = spec.pids_limit.filter(|l| *l > 0) {
+        out["pids"] = json!({ "limit": limit });
+    }
+    Ok(out)
+}
+
+/// The nodes and device-cgroup rules for [`ContainerSpec::devices`].
+fn user_devices(spec: &ContainerSpec) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for d in &spec.devices {
+        let err = |message: String| SpecError::Device {
+            path: d.host_path.clone(),
+            message,
+        };
+        let meta = std::fs::metadata(&d.host_path).map_err(|e| err(e.to_string()))?;
+        let typ = if meta.file_type().is_char_device() {
+            "c"
+        } else if meta.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(err("not a character or block device".into()));
+        };
+        let target = clean_target(&d.container_path)
+            .map_err(|_| err(format!("bad container path {:?}", d.container_path)))?;
+        if !target.starts_with("/dev/") {
+            return Err(err(format!(
+                "{target}: the container path must be under /dev"
+            )));
+        }
+        let access = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            d.permissions.as_str()
+        };
+        if !access.chars().all(|c| "rwm".contains(c)) {
+            return Err(err(format!("permissions {access:?}: use some of rwm")));
+        }
+        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        nodes.push(json!({
+            "path": target, "type": typ, "major": major, "minor": minor,
+            "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+        }));
+        rules.push(
+            json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}),
+        );
+    }
+    Ok((nodes, rules))
+}
+
+/// Every device node of the host's `/dev` (as docker gives a privileged
+/// container), less the pseudo-terminals and mounts the container has its
+/// own of.
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if !["/dev/pts", "/dev/shm", "/dev/mqueue"]
+                    .iter()
+                    .any(|skip| path == Path::new(skip))
+                {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == Path::new("/dev/ptmx") || path == Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": path,
+                "type": typ,
+                "major": libc::major(rdev),
+                "minor": libc::minor(rdev),
+                "fileMode": meta.mode() & 0o7777,
+                "uid": meta.uid(),
+                "gid": meta.gid(),
+            }));
+        }
+    }
+    out
 }
 
 /// Everything the runtime spec needs that is not in [`ContainerSpec`].
@@ -417,7 +883,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             .map_or(0, |d| d.matches('/').count())
     });
     // A user mount on a default destination (say a bigger /dev/shm) replaces it.
-    let mut defaults = default_mounts();
+    let mut defaults = default_mounts(spec.privileged, spec.shm_size);
     if let Some((upper, work)) = &r.host_root_dirs {
         // First, so everything else lands on top of it. Mounted by the
         // runtime inside the container's mount namespace: the host never
@@ -460,13 +926,36 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         Network::Netns(path) => namespaces.push(json!({"type": "network", "path": path})),
     }
 
-    let readonly: Vec<&str> = READONLY_PATHS
-        .iter()
-        .copied()
-        .chain(r.readonly_cgroups.iter().map(String::as_str))
-        .collect();
-    let caps = CAPABILITIES;
-    let doc = json!({
+    let caps = capabilities(spec)?;
+    let seccomp = match (&spec.seccomp, spec.privileged) {
+        (SeccompChoice::Default, false) => Some(Profile::default_profile().to_oci(&caps)),
+        (SeccompChoice::Default, true) | (SeccompChoice::Unconfined, _) => None,
+        (SeccompChoice::Profile(path), _) => Some(Profile::load(path)?.to_oci(&caps)),
+    };
+    let (readonly, masked, mut devices, mut device_cgroup): (Vec<&str>, &[&str], _, _) =
+        if spec.privileged {
+            (
+                Vec::new(),
+                &[],
+                host_devices(),
+                vec![json!({"allow": true, "access": "rwm"})],
+            )
+        } else {
+            let readonly = READONLY_PATHS
+                .iter()
+                .copied()
+                .chain(r.readonly_cgroups.iter().map(String::as_str))
+                .collect();
+            (readonly, MASKED_PATHS, Vec::new(), device_rules())
+        };
+    let (nodes, rules) = user_devices(spec)?;
+    // A given device replaces a host one of the same path.
+    devices.retain(|d| !nodes.iter().any(|n| n["path"] == d["path"]));
+    devices.extend(nodes);
+    device_cgroup.extend(rules);
+    let mut resources = resources(spec)?;
+    resources["devices"] = json!(device_cgroup);
+    let mut doc = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -478,6 +967,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             "args": r.args,
             "env": r.env,
             "cwd": r.cwd,
+            "rlimits": rlimits(spec)?,
             "capabilities": {
                 "bounding": caps,
                 "effective": caps,
@@ -490,11 +980,22 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": r.cgroups_path,
-            "resources": {"devices": device_rules()},
-            "maskedPaths": MASKED_PATHS,
+            "resources": resources,
+            "sysctl": sysctls(spec)?,
+            "devices": devices,
+            "maskedPaths": masked,
             "readonlyPaths": readonly,
         },
     });
+    // Left out rather than `false`: libcontainer 0.7 loads the seccomp
+    // filter after dropping capabilities whenever the field is present,
+    // which fails without CAP_SYS_ADMIN.
+    if spec.no_new_privileges {
+        doc["process"]["noNewPrivileges"] = json!(true);
+    }
+    if let Some(seccomp) = seccomp {
+        doc["linux"]["seccomp"] = seccomp;
+    }
     serde_json::from_value(doc).map_err(|e| SpecError::Invalid(e.to_string()))
 }
 

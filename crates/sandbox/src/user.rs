@@ -87,6 +87,36 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, UserError> {
     resolve_with(spec, &passwd, &groups)
 }
 
+/// The gids of `groups` (names or numbers, as `group_add`), names looked up
+/// in the rootfs's `/etc/group`.
+pub fn group_ids(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>, UserError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = File::open(rootfs).map_err(|source| UserError::Read { file: "/", source })?;
+    let table = read_in_root(&root, "etc/group")
+        .map(|t| parse_group(&t))
+        .map_err(|source| UserError::Read {
+            file: "/etc/group",
+            source,
+        })?;
+    group_ids_with(groups, &table)
+}
+
+fn group_ids_with(groups: &[String], table: &[Group]) -> Result<Vec<u32>, UserError> {
+    groups
+        .iter()
+        .map(|g| match parse_id(g, g)? {
+            Some(gid) => Ok(gid),
+            None => table
+                .iter()
+                .find(|e| e.name == *g)
+                .map(|e| e.gid)
+                .ok_or_else(|| UserError::NoSuchGroup(g.clone())),
+        })
+        .collect()
+}
+
 fn resolve_with(
     spec: &str,
     passwd: &[Passwd],
@@ -229,6 +259,17 @@ mod tests {
         assert_eq!(r("app:staff").unwrap().gid, 50);
         assert_eq!(r("4242:77").unwrap().gid, 77);
         assert_eq!(r("app:").unwrap().gid, 1001);
+    }
+
+    #[test]
+    fn added_groups_by_name_or_number() {
+        let table = parse_group(GROUP);
+        let ids = group_ids_with(&["staff".into(), "4242".into()], &table).unwrap();
+        assert_eq!(ids, [50, 4242]);
+        assert!(matches!(
+            group_ids_with(&["nogroup".into()], &table),
+            Err(UserError::NoSuchGroup(_))
+        ));
     }
 
     #[test]

@@ -77,13 +77,17 @@ fn exec_joins_the_containers_namespaces_cgroup_and_capabilities() {
         fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap(),
         fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap()
     );
-    for field in ["CapEff:", "CapBnd:", "CapPrm:", "NoNewPrivs:"] {
+    for field in ["CapEff:", "CapBnd:", "CapPrm:", "Seccomp:"] {
         assert_eq!(
             status_field(p.pid(), field),
             status_field(c.pid(), field),
             "{field}"
         );
     }
+    assert_eq!(status_field(c.pid(), "Seccomp:"), "2");
+    // The filter is loaded after the capabilities were dropped, which needs
+    // no_new_privs.
+    assert_eq!(status_field(p.pid(), "NoNewPrivs:"), "1");
     assert_eq!(p.try_wait().unwrap(), None);
     p.kill(libc::SIGKILL).unwrap();
     assert_eq!(p.wait().unwrap(), ExitStatus::Signaled(libc::SIGKILL));

@@ -8,5 +8,7 @@ mod lifecycle;
 mod mounts;
 mod netns;
 mod pause;
+mod resources;
 mod run;
+mod security;
 mod support;

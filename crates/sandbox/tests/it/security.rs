@@ -1,0 +1,197 @@
+//! Docker's security defaults: capabilities, seccomp, masked and read-only
+//! paths, a pid namespace; and what cap_add, cap_drop, privileged,
+//! no_new_privileges and seccomp change.
+
+use crate::support::*;
+use berth_sandbox::{ContainerSpec, SandboxError, SeccompChoice, SpecError};
+
+/// Docker's default capability set as a /proc/PID/status mask.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+fn status_line(out: &str, field: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("{field} missing from {out}"))
+}
+
+const MOUNT: &str = "mkdir -p /mnt && mount -t tmpfs x /mnt && echo mounted";
+
+#[test]
+fn a_default_container_is_confined_like_dockers() {
+    let out = run(sh(
+        "confined",
+        "echo junk > /tmp/m.ko; insmod /tmp/m.ko 2>&1; \
+         mount -t tmpfs x /tmp 2>&1; \
+         unshare -U true 2>&1; \
+         echo x > /proc/sys/kernel/hostname; \
+         echo x > /sys/kernel/uevent_helper; \
+         echo pids: $(ls /proc | grep -E '^[0-9]+$'); \
+         cat /proc/self/status",
+    ));
+    let o = &out.stdout;
+    assert!(!o.contains("mounted"), "{o}");
+    // init_module, mount and a new user namespace: EPERM.
+    assert!(
+        o.contains("insmod: can't insert '/tmp/m.ko': Operation not permitted"),
+        "{o}"
+    );
+    assert!(o.contains("mount: permission denied"), "{o}");
+    assert!(
+        o.contains("unshare(0x10000000): Operation not permitted"),
+        "{o}"
+    );
+    // Redirection errors go to the shell's stderr.
+    let e = &out.stderr;
+    assert!(
+        e.contains("/proc/sys/kernel/hostname: Read-only file system"),
+        "{e}"
+    );
+    assert!(
+        e.contains("/sys/kernel/uevent_helper: Read-only file system"),
+        "{e}"
+    );
+    let pids: Vec<u32> = o
+        .lines()
+        .find_map(|l| l.strip_prefix("pids:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        pids.contains(&1) && pids.iter().all(|p| *p < 10),
+        "{pids:?}"
+    );
+    assert_eq!(status_line(o, "CapEff:"), DOCKER_CAPS);
+    assert_eq!(status_line(o, "CapBnd:"), DOCKER_CAPS);
+    assert_eq!(status_line(o, "Seccomp:"), "2");
+    assert_eq!(status_line(o, "NoNewPrivs:"), "0");
+}
+
+#[test]
+fn sys_admin_and_unconfined_allow_a_mount() {
+    let mut spec = sh(
+        "sysadmin-unconfined",
+        &format!("{MOUNT}; grep Seccomp: /proc/self/status"),
+    );
+    spec.cap_add = vec!["SYS_ADMIN".into()];
+    spec.seccomp = SeccompChoice::Unconfined;
+    let out = run(spec);
+    assert!(
+        out.stdout.contains("mounted"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(status_line(&out.stdout, "Seccomp:"), "0");
+
+    // The default profile allows mount to a container holding CAP_SYS_ADMIN.
+    let mut spec = sh("sysadmin-default", MOUNT);
+    spec.cap_add = vec!["cap_sys_admin".into()];
+    let out = run(spec);
+    assert!(
+        out.stdout.contains("mounted"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn privileged_lifts_the_confinement() {
+    let mut spec = sh(
+        "privileged",
+        &format!("{MOUNT}; cat /proc/self/status; grep ' /sys ' /proc/mounts; ls /dev"),
+    );
+    spec.privileged = true;
+    let out = run(spec);
+    let o = &out.stdout;
+    assert!(o.contains("mounted"), "{o}{}", out.stderr);
+    assert_eq!(status_line(o, "Seccomp:"), "0");
+    // Every capability this process may hand out.
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert_eq!(status_line(o, "CapEff:"), status_line(&ours, "CapBnd:"));
+    assert!(o.contains("sysfs /sys sysfs rw"), "{o}");
+    // Host devices are there (the host's own device list varies; /dev/kmsg
+    // exists wherever /dev is populated).
+    assert!(o.lines().any(|l| l == "kmsg"), "{o}");
+}
+
+#[test]
+fn no_new_privileges_is_set() {
+    let mut spec = sh("nnp", "grep NoNewPrivs: /proc/self/status");
+    spec.no_new_privileges = true;
+    let out = run(spec);
+    assert_eq!(
+        status_line(&out.stdout, "NoNewPrivs:"),
+        "1",
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn cap_drop_all_and_cap_add_leave_only_the_added() {
+    let mut spec = sh(
+        "capdrop",
+        "grep CapEff: /proc/self/status; chown 1 /tmp 2>&1",
+    );
+    spec.cap_drop = vec!["ALL".into()];
+    spec.cap_add = vec!["NET_ADMIN".into()];
+    let out = run(spec);
+    assert_eq!(status_line(&out.stdout, "CapEff:"), "0000000000001000");
+    assert!(
+        out.stdout.contains("Operation not permitted"),
+        "{}",
+        out.stdout
+    );
+
+    let mut spec = sh("capdrop-one", "grep CapEff: /proc/self/status");
+    spec.cap_drop = vec!["chown".into()];
+    let out = run(spec);
+    assert_eq!(status_line(&out.stdout, "CapEff:"), "00000000a80425fa");
+}
+
+#[test]
+fn bad_capabilities_and_profiles_are_clear_errors() {
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    let mut spec = sh("badcap", "true");
+    spec.cap_add = vec!["NET_WIZARD".into()];
+    let err = f.sandbox.create(&layers, spec).unwrap_err();
+    assert!(
+        matches!(err, SandboxError::Spec(SpecError::UnknownCapability(ref c)) if c == "NET_WIZARD"),
+        "{err}"
+    );
+    let mut spec = sh("badprofile", "true");
+    spec.seccomp = SeccompChoice::Profile("/nonexistent/profile.json".into());
+    let err = f.sandbox.create(&layers, spec).unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/profile.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_docker_format_profile_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let mut spec: ContainerSpec = sh("profile", "touch /tmp/f && echo touched; mkdir /tmp/d 2>&1");
+    spec.seccomp = SeccompChoice::Profile(profile);
+    let out = run(spec);
+    assert!(out.stdout.contains("touched"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Operation not permitted"),
+        "{}",
+        out.stdout
+    );
+}
