@@ -153,6 +153,18 @@ pub fn kill(global: &GlobalArgs, args: KillArgs) -> Result<ExitCode> {
     )
 }
 
+/// `pause` (`pause: true`) and `unpause`.
+pub fn pause(global: &GlobalArgs, args: StartArgs, pause: bool) -> Result<ExitCode> {
+    let name = project(global)?.project.name;
+    ask(
+        &name,
+        Request::Pause {
+            services: args.services,
+            pause,
+        },
+    )
+}
+
 pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<ExitCode> {
     let name = project(global)?.project.name;
     let _ = args.volumes;

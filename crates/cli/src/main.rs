@@ -118,6 +118,10 @@ pub enum Command {
     Restart(lifecycle_cmd::StopArgs),
     /// Send a signal to containers
     Kill(lifecycle_cmd::KillArgs),
+    /// Freeze every process of containers
+    Pause(lifecycle_cmd::StartArgs),
+    /// Thaw paused containers
+    Unpause(lifecycle_cmd::StartArgs),
     /// Remove stopped containers
     Rm(lifecycle_cmd::RmArgs),
     /// Wait for containers to exit; print their exit codes
@@ -233,6 +237,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Start(args) => lifecycle_cmd::start(&cli.global, args),
         Command::Restart(args) => lifecycle_cmd::restart(&cli.global, args),
         Command::Kill(args) => lifecycle_cmd::kill(&cli.global, args),
+        Command::Pause(args) => lifecycle_cmd::pause(&cli.global, args, true),
+        Command::Unpause(args) => lifecycle_cmd::pause(&cli.global, args, false),
         Command::Rm(args) => lifecycle_cmd::rm(&cli.global, args),
         Command::Wait(args) => lifecycle_cmd::wait(&cli.global, args),
         Command::Port(args) => lifecycle_cmd::port(&cli.global, args),

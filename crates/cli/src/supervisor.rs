@@ -136,6 +136,10 @@ pub enum Request {
         services: Vec<String>,
         force: bool,
     },
+    Pause {
+        services: Vec<String>,
+        pause: bool,
+    },
     /// A one-off container; its stdin, stdout and stderr come with the
     /// request (`SCM_RIGHTS`) unless detached.
     Run {
@@ -221,7 +225,9 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
             .containers()
             .into_iter()
             .map(|c| ContainerState {
-                state: if c.restarting {
+                state: if c.paused {
+                    "paused".into()
+                } else if c.restarting {
                     "restarting".into()
                 } else if c.running {
                     "running".into()
@@ -591,6 +597,11 @@ fn lifecycle(rt: &mut ProjectRuntime, request: Request, stream: &mut UnixStream)
             let names = rt.select(&services)?;
             rt.kill_containers(&names, signal)?;
             say("Killed", &names);
+        }
+        Request::Pause { services, pause } => {
+            let names = rt.select(&services)?;
+            rt.pause_containers(&names, pause)?;
+            say(if pause { "Paused" } else { "Unpaused" }, &names);
         }
         Request::Rm { services, force } => {
             let names = rt.select(&services)?;

@@ -689,3 +689,105 @@ fn run_makes_one_off_containers() {
     assert!(down.status.success());
     p.assert_nothing_left();
 }
+
+#[test]
+fn security_defaults_resources_and_pause() {
+    let p = Project::new("secure");
+    p.write(
+        r#"services:
+  plain:
+    image: berth-test/busybox:1
+    mem_limit: 64m
+    pids_limit: 40
+    ulimits:
+      nofile: {soft: 512, hard: 1024}
+  admin:
+    image: berth-test/busybox:1
+    cap_add: [SYS_ADMIN]
+    security_opt: ["seccomp=unconfined"]
+  ticker:
+    image: berth-test/busybox:1
+    command: ["/bin/busybox", "sh", "-c", "while true; do echo tick; /bin/busybox sleep 0.05; done"]
+"#,
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let exec = |svc: &str, script: &str| -> (bool, String) {
+        let out = p.berth(&["exec", "-T", svc, "/bin/busybox", "sh", "-c", script]);
+        (
+            out.status.success(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    // Docker's defaults hold: no mounts, no modules, no host processes, no
+    // writes to the kernel's settings.
+    let (ok, out) = exec(
+        "plain",
+        "/bin/busybox mkdir -p /mnt && /bin/busybox mount -t tmpfs x /mnt",
+    );
+    assert!(!ok, "a default container mounted a filesystem: {out}");
+    let (ok, out) = exec("plain", "/bin/busybox insmod /nonexistent.ko");
+    assert!(!ok, "{out}");
+    let (_, procs) = exec(
+        "plain",
+        "/bin/busybox ls /proc | /bin/busybox grep -c '^[0-9]'",
+    );
+    assert!(
+        procs.trim().parse::<u32>().unwrap_or(99) < 5,
+        "host processes visible: {procs}"
+    );
+    let (ok, out) = exec("plain", "echo x > /proc/sys/kernel/hostname");
+    assert!(!ok, "{out}");
+    // Limits reach the kernel.
+    let (_, nofile) = exec("plain", "ulimit -n");
+    assert_eq!(nofile.trim(), "512");
+    let ps: serde_json::Value =
+        serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+    let id_of = |svc: &str| {
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == svc)
+            .and_then(|c| c["ID"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let plain = id_of("plain");
+    let read = |path: String| std::fs::read_to_string(&path).map(|s| s.trim().to_string());
+    let memory = read(format!(
+        "/sys/fs/cgroup/memory/berth/{plain}/memory.limit_in_bytes"
+    ))
+    .or_else(|_| read(format!("/sys/fs/cgroup/berth/{plain}/memory.max")))
+    .unwrap();
+    assert_eq!(memory, (64u64 << 20).to_string());
+    let pids = read(format!("/sys/fs/cgroup/pids/berth/{plain}/pids.max"))
+        .or_else(|_| read(format!("/sys/fs/cgroup/berth/{plain}/pids.max")))
+        .unwrap();
+    assert_eq!(pids, "40");
+    // The explicit opt-out: SYS_ADMIN without seccomp may mount.
+    let (ok, out) = exec(
+        "admin",
+        "/bin/busybox mkdir -p /mnt && /bin/busybox mount -t tmpfs x /mnt && echo mounted",
+    );
+    assert!(ok && out.contains("mounted"), "{out}");
+
+    // pause freezes, unpause thaws.
+    let count = || {
+        text(&p.berth(&["logs", "ticker"]).stdout)
+            .matches("tick")
+            .count()
+    };
+    let ok = p.berth(&["pause", "ticker"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let ps = text(&p.berth(&["ps", "--format", "json"]).stdout);
+    assert!(ps.contains("\"paused\""), "{ps}");
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(), frozen, "a paused container kept running");
+    assert!(p.berth(&["unpause", "ticker"]).status.success());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(count() > frozen, "unpause did not thaw it");
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    p.assert_nothing_left();
+}

@@ -16,6 +16,7 @@
 
 mod health;
 mod ports;
+mod resources;
 mod restart;
 mod signal;
 
@@ -260,6 +261,8 @@ struct Live {
     health: Option<HealthState>,
     /// Made by `run`: the planner leaves it alone.
     one_off: bool,
+    /// Frozen by `pause`.
+    paused: bool,
     /// A one-off's stdin, stdout and stderr (the caller's terminal or
     /// pipes), used by its first start instead of log pipes.
     stdio: Option<[OwnedFd; 3]>,
@@ -392,6 +395,7 @@ impl ProjectRuntime {
                 networks: l.attachments.iter().map(|a| a.network.clone()).collect(),
                 volumes: l.named_volumes.clone(),
                 state: match (&l.exited, l.restart_at) {
+                    (None, _) if l.paused => ContainerState::Paused,
                     (Some(_), Some(_)) => ContainerState::Restarting,
                     (Some(s), None) => ContainerState::Exited { code: s.code() },
                     (None, _) => ContainerState::Running,
@@ -418,6 +422,7 @@ impl ProjectRuntime {
                 running: l.running(),
                 exit_code: l.exited.map(|s| s.code()),
                 restarting: l.restart_at.is_some(),
+                paused: l.paused && l.running(),
                 restarts: l.restarts,
                 health: l
                     .health
@@ -694,6 +699,7 @@ impl ProjectRuntime {
             check,
             health: None,
             one_off: false,
+            paused: false,
             stdio: None,
         };
         match self.prepare_in(project, &mut live, inherit) {
@@ -1131,6 +1137,7 @@ impl ProjectRuntime {
             }
         }
         spec.read_only_rootfs = live.svc.read_only == Some(true);
+        resources::apply(&live.svc, &mut spec).map_err(|e| svc_err(&live.service, e))?;
         spec.network = match live.svc.network_mode.as_deref() {
             Some("host") => Network::Host,
             Some("none") => Network::None,
@@ -1194,6 +1201,7 @@ impl ProjectRuntime {
         let result = self.spawn(&mut live);
         live.restart_at = None;
         live.user_stopped = false;
+        live.paused = false;
         self.live.insert(i, live);
         result
     }
@@ -1577,6 +1585,27 @@ impl ProjectRuntime {
         Ok(())
     }
 
+    /// `pause` / `unpause`: freeze or thaw every process of the running
+    /// containers (the freezer cgroup).
+    pub fn pause_containers(&mut self, names: &[String], pause: bool) -> Result<()> {
+        for name in names {
+            let Some(l) = self.live.iter_mut().find(|l| &l.name == name) else {
+                continue;
+            };
+            if !l.running() || l.paused == pause {
+                continue;
+            }
+            let result = if pause {
+                self.engine.sandbox.pause(&l.id)
+            } else {
+                self.engine.sandbox.resume(&l.id)
+            };
+            result.map_err(|e| svc_err(&l.service, e.to_string().replace(&l.id, &l.name)))?;
+            l.paused = pause;
+        }
+        Ok(())
+    }
+
     /// `rm`: remove stopped containers (running ones are an error unless
     /// `force`, which stops them first); their anonymous volumes go when
     /// nothing mounts them any more.
@@ -1758,6 +1787,7 @@ pub struct ContainerInfo {
     pub running: bool,
     pub exit_code: Option<i32>,
     pub restarting: bool,
+    pub paused: bool,
     pub restarts: u32,
     /// starting, healthy or unhealthy; `None` without a healthcheck.
     pub health: Option<String>,
@@ -1881,7 +1911,7 @@ const HEALTHY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Collect a finished probe of `l`, or start one when it is due. Probes
 /// run on their own threads: a slow one holds up nothing else.
 fn tick_health(l: &mut Live, sandbox_dir: &Path, now: Instant) -> Option<Event> {
-    if !l.running() {
+    if !l.running() || l.paused {
         return None;
     }
     let h = l.health.as_mut()?;
