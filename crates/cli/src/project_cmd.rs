@@ -93,14 +93,16 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     let loaded = berth_compose::load(&load_options(global)?)?;
     let project = &loaded.project;
     let dir = project_dir(&project.name);
-    let stopped = send(
-        &project.name,
-        &Request::Down {
-            timeout_secs: args.timeout,
-        },
-        &|_| {},
-    )
-    .with_context(|| project.name.clone())?;
+    let recovered = crate::supervisor::recover(&project.name)?;
+    let stopped = recovered
+        || send(
+            &project.name,
+            &Request::Down {
+                timeout_secs: args.timeout,
+            },
+            &|_| {},
+        )
+        .with_context(|| project.name.clone())?;
     let _ = fs::remove_dir_all(&dir);
     if stopped {
         eprintln!(" ✔ {} removed", project.name);

@@ -15,7 +15,9 @@
 use crate::up_cmd::{image_names, install_signal_handlers, interrupted};
 use anyhow::{bail, Context, Result};
 use berth_compose::Options;
-use berth_engine::embedded::{service_images, Engine, Event, LogSink, OneOff, ProjectRuntime};
+use berth_engine::embedded::{
+    service_images, Engine, Event, Footprint, LogSink, OneOff, ProjectRuntime,
+};
 use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
 use berth_oci::store::state_dir;
 use indexmap::IndexMap;
@@ -179,6 +181,9 @@ pub struct ProjectState {
     pub containers: Vec<ContainerState>,
     /// What the planner compares on the next `up`.
     pub observed: Vec<ObservedContainer>,
+    /// What to clean up if the supervisor dies without `down`.
+    #[serde(default)]
+    pub footprint: Footprint,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,8 +212,33 @@ pub struct ContainerState {
     pub ports: Vec<String>,
 }
 
+/// Whether `pid` is a live berth supervisor (not a process that reused
+/// the pid of a dead one).
 fn alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("__supervise"))
+        .unwrap_or(false)
+}
+
+/// After a supervisor died without `down` (killed, a crash, a reboot):
+/// remove what it left from its last recorded state. True when there was
+/// something to clean.
+pub fn recover(project: &str) -> Result<bool> {
+    let dir = project_dir(project);
+    let Ok(bytes) = fs::read(dir.join("state.json")) else {
+        return Ok(false);
+    };
+    let Ok(state) = serde_json::from_slice::<ProjectState>(&bytes) else {
+        return Ok(false);
+    };
+    if alive(state.supervisor_pid) {
+        return Ok(false);
+    }
+    for problem in state.footprint.remove(&state_dir()) {
+        eprintln!("warning: cleaning up after the supervisor of {project}: {problem}");
+    }
+    cleanup(&dir);
+    Ok(true)
 }
 
 /// The state of a project whose supervisor is alive.
@@ -246,6 +276,7 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
             })
             .collect(),
         observed: rt.observed(),
+        footprint: rt.footprint(),
     };
     let tmp = dir.join("state.json.tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
@@ -324,6 +355,9 @@ fn start(project: &str) -> Result<UnixStream> {
     let _guard = lock(&dir.join("start.lock"), true)?;
     if let Ok(s) = UnixStream::connect(dir.join("supervisor.sock")) {
         return Ok(s);
+    }
+    if recover(project)? {
+        eprintln!("{project}: its supervisor had died; removed what it left");
     }
     // Whatever a dead supervisor left (its state, its socket) is stale;
     // logs of a previous run are kept, as docker keeps a container's.
@@ -448,7 +482,12 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                     None => i += 1,
                 }
             }
-            write_state(&dir, &rt)?;
+            // A full disk must not take the project down: the old state
+            // stays whole (writes go through a rename) and the next change
+            // tries again.
+            if let Err(e) = write_state(&dir, &rt) {
+                eprintln!("cannot write state.json: {e:#}");
+            }
         }
         if interrupted() {
             break;

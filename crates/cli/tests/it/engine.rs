@@ -791,3 +791,46 @@ fn security_defaults_resources_and_pause() {
     assert!(down.status.success(), "{}", text(&down.stderr));
     p.assert_nothing_left();
 }
+
+#[test]
+fn a_killed_supervisor_leaves_nothing_behind() {
+    let p = Project::new("crash");
+    let port = free_port();
+    p.write(&format!(
+        "services:\n  web:\n    image: berth-test/busybox:1\n    ports: [\"127.0.0.1:{port}:80\"]\n    \
+         command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n"
+    ));
+    let supervisor = || -> i32 {
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(p.state.join("projects").join(&p.name).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        state["supervisor_pid"].as_i64().unwrap() as i32
+    };
+    for next in ["up", "down"] {
+        let up = p.berth(&["up", "-d"]);
+        assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+        let pid = supervisor();
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if next == "up" {
+            // The next `up` cleans up first: one container, answering.
+            let again = p.berth(&["up", "-d"]);
+            assert!(again.status.success(), "{}", text(&again.stderr));
+            assert!(
+                text(&again.stderr).contains("supervisor had died"),
+                "{}",
+                text(&again.stderr)
+            );
+            let names = text(&p.berth(&["ps", "-q"]).stdout);
+            assert_eq!(names.lines().count(), 1, "{names}");
+            let netns = run("ip", &["netns", "list"]);
+            assert_eq!(netns.matches(&p.name).count(), 1, "{netns}");
+        }
+    }
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    p.assert_nothing_left();
+}

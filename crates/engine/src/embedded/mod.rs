@@ -1634,13 +1634,23 @@ impl ProjectRuntime {
         Ok(removed)
     }
 
-    /// The sandbox id (incarnation) of each container, for `exec` and `top`
-    /// from other processes.
-    pub fn ids(&self) -> Vec<(String, String)> {
-        self.live
+    /// Everything this runtime made on the host, for a later command to
+    /// clean up should this process die without `down`.
+    pub fn footprint(&self) -> Footprint {
+        let lives = self
+            .live
             .iter()
-            .map(|l| (l.name.clone(), l.id.clone()))
-            .collect()
+            .chain(self.retiring.iter().map(|r| &r.live));
+        let mut f = Footprint {
+            networks: self.networks.clone(),
+            ..Footprint::default()
+        };
+        for l in lives {
+            f.containers.push(l.id.clone());
+            f.volumes.extend(l.anonymous.iter().map(|a| a.dir.clone()));
+        }
+        f.volumes.extend(self.released.iter().cloned());
+        f
     }
 
     /// Reap exits and apply restart policies; returns what happened.
@@ -1773,6 +1783,49 @@ impl ProjectRuntime {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// What a project's runtime made on the host: sandbox ids (each with its
+/// namespace `berth-<id>`), the networks it created, its anonymous volumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Footprint {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<PathBuf>,
+}
+
+impl Footprint {
+    /// Remove it all (after the runtime that made it died): kill and delete
+    /// the containers, their namespaces and network attachments, the
+    /// networks and the anonymous volumes. Best effort; what cannot be
+    /// removed is reported.
+    pub fn remove(&self, state_dir: &Path) -> Vec<String> {
+        let mut problems = Vec::new();
+        let networks = Networks::open(state_dir.join("network"), PoolConfig::default());
+        match Sandbox::open(state_dir.join("sandbox")) {
+            Ok(sandbox) => {
+                for id in &self.containers {
+                    if let Err(e) = sandbox.remove(id) {
+                        problems.push(format!("container {id}: {e}"));
+                    }
+                    for n in &self.networks {
+                        let _ = networks.detach(n, id);
+                    }
+                    let _ = berth_network::delete_netns(&format!("berth-{id}"));
+                }
+            }
+            Err(e) => problems.push(format!("container runtime: {e}")),
+        }
+        for n in &self.networks {
+            if let Err(e) = networks.remove(n) {
+                problems.push(format!("network {n}: {e}"));
+            }
+        }
+        for v in &self.volumes {
+            let _ = fs::remove_dir_all(v);
+        }
+        problems
     }
 }
 
