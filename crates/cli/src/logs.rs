@@ -54,6 +54,91 @@ pub fn split(line: &str) -> (&str, &str) {
     }
 }
 
+/// A container's `logging:` settings that berth acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub driver: String,
+    /// Rotate once the file would pass this many bytes.
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included (at least 1).
+    pub max_file: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            driver: "json-file".into(),
+            max_size: None,
+            max_file: 1,
+        }
+    }
+}
+
+impl LogConfig {
+    /// From compose's `logging: {driver, options: {max-size, max-file}}`;
+    /// `local` rotates by default as docker's does (20 MB × 5).
+    pub fn from_compose(logging: Option<&serde_json::Value>) -> LogConfig {
+        let driver = logging
+            .and_then(|l| l.get("driver"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("json-file")
+            .to_string();
+        let option = |k: &str| {
+            logging
+                .and_then(|l| l.get("options"))
+                .and_then(|o| o.get(k))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+        };
+        let local = driver == "local";
+        let max_size = option("max-size")
+            .and_then(|s| berth_compose::units::parse_bytes(&s))
+            .or(local.then_some(20 << 20));
+        let max_file = option("max-file")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if local { 5 } else { 1 })
+            .max(1);
+        LogConfig {
+            driver,
+            max_size,
+            max_file,
+        }
+    }
+}
+
+/// Shift `<path>.1`… up by one, dropping what passes `max_file`, and move
+/// the current file to `<path>.1`. With `max_file` 1 the current file just
+/// starts over, as docker's json-file does.
+pub fn rotate(path: &Path, max_file: u32) {
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    if max_file <= 1 {
+        let _ = fs::remove_file(path);
+        return;
+    }
+    let _ = fs::remove_file(numbered(max_file - 1));
+    for n in (1..max_file - 1).rev() {
+        let _ = fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = fs::rename(path, numbered(1));
+}
+
+/// The rotated files of `path`, oldest first.
+fn rotated(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let p = PathBuf::from(format!("{}.{n}", path.display()));
+        if !p.exists() {
+            break;
+        }
+        out.push(p);
+    }
+    out.reverse();
+    out
+}
+
 const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
 
 /// How lines are printed.
@@ -131,6 +216,9 @@ pub struct Follower {
     dir: PathBuf,
     /// (container, file, colour index)
     files: Vec<(String, fs::File, usize)>,
+    /// Lines read from rotated files when a container's log was first
+    /// opened from its start, printed before the current file's.
+    backlog: Vec<(usize, String)>,
     /// Only containers of these services (all when empty).
     services: Vec<String>,
     project: String,
@@ -158,6 +246,7 @@ impl Follower {
             project: project.to_string(),
             start,
             width: 0,
+            backlog: Vec::new(),
         }
     }
 
@@ -180,10 +269,19 @@ impl Follower {
             let Ok(mut f) = fs::File::open(&path) else {
                 continue;
             };
-            if let Some(&off) = self.start.get(&name) {
-                let _ = f.seek(SeekFrom::Start(off));
-            }
             let i = self.files.len();
+            match self.start.get(&name) {
+                Some(&off) => {
+                    let _ = f.seek(SeekFrom::Start(off));
+                }
+                None => {
+                    for r in rotated(&path) {
+                        let text = fs::read_to_string(&r).unwrap_or_default();
+                        self.backlog
+                            .extend(text.lines().map(|l| (i, l.to_string())));
+                    }
+                }
+            }
             self.width = self.width.max(name.len());
             self.files.push((name, f, i));
         }
@@ -194,7 +292,29 @@ impl Follower {
     pub fn pump(&mut self, printer: &Printer, tail: Option<usize>) -> bool {
         self.discover();
         let width = self.width;
+        let dir = self.dir.clone();
         for (name, f, i) in &mut self.files {
+            // Rotated under us: finish the old file, then follow the new one.
+            let path = dir.join(format!("{name}.log"));
+            let replaced = match (fs::metadata(&path), f.metadata()) {
+                (Ok(now), Ok(open)) => {
+                    use std::os::unix::fs::MetadataExt;
+                    now.ino() != open.ino()
+                }
+                _ => false,
+            };
+            if replaced {
+                let mut rest = String::new();
+                let _ = f.read_to_string(&mut rest);
+                for l in rest.lines() {
+                    if !print(printer, name, width, *i, l) {
+                        return false;
+                    }
+                }
+                if let Ok(new) = fs::File::open(&path) {
+                    *f = new;
+                }
+            }
             let Ok(pos) = f.stream_position() else {
                 continue;
             };
@@ -203,12 +323,24 @@ impl Follower {
                 continue;
             }
             // Only whole lines; a partial one is read again next time.
-            let Some(end) = text.rfind('\n') else {
-                let _ = f.seek(SeekFrom::Start(pos));
-                continue;
+            let end = match text.rfind('\n') {
+                Some(end) => {
+                    let _ = f.seek(SeekFrom::Start(pos + end as u64 + 1));
+                    end
+                }
+                None => {
+                    let _ = f.seek(SeekFrom::Start(pos));
+                    0
+                }
             };
-            let _ = f.seek(SeekFrom::Start(pos + end as u64 + 1));
-            let lines: Vec<&str> = text[..end].lines().collect();
+            let earlier: Vec<String> = self
+                .backlog
+                .iter()
+                .filter(|(j, _)| j == i)
+                .map(|(_, l)| l.clone())
+                .collect();
+            let mut lines: Vec<&str> = earlier.iter().map(String::as_str).collect();
+            lines.extend(text[..end].lines());
             let skip = tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
             for l in &lines[skip..] {
                 if !print(printer, name, width, *i, l) {
@@ -216,6 +348,7 @@ impl Follower {
                 }
             }
         }
+        self.backlog.clear();
         true
     }
 }

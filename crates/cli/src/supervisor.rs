@@ -409,26 +409,63 @@ fn start(project: &str) -> Result<UnixStream> {
 }
 
 /// Container output to `logs/<container>.log`, one line per line,
-/// prefixed with the time it was read (for `logs -t`).
+/// prefixed with the time it was read (for `logs -t`), rotated to
+/// `<container>.log.1`… by `logging.options` `max-size`/`max-file`.
 struct FileLogs {
     dir: PathBuf,
-    files: Mutex<std::collections::HashMap<String, fs::File>>,
+    files: Mutex<std::collections::HashMap<String, LogFile>>,
+    configs: Mutex<std::collections::HashMap<String, crate::logs::LogConfig>>,
+}
+
+struct LogFile {
+    file: fs::File,
+    size: u64,
 }
 
 impl LogSink for FileLogs {
+    fn configure(&self, container: &str, logging: Option<&serde_json::Value>) {
+        let config = crate::logs::LogConfig::from_compose(logging);
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        configs.insert(container.to_string(), config);
+    }
+
     fn line(&self, container: &str, line: &str) {
+        let config = self
+            .configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(container)
+            .cloned()
+            .unwrap_or_default();
+        if config.driver == "none" {
+            return;
+        }
+        let path = self.dir.join(format!("{container}.log"));
+        let entry = format!("{} {line}\n", crate::logs::timestamp_now());
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let rotate = config.max_size.is_some_and(|max| {
+            files
+                .get(container)
+                .is_some_and(|f| f.size + entry.len() as u64 > max)
+        });
+        if rotate {
+            files.remove(container);
+            crate::logs::rotate(&path, config.max_file);
+        }
         if !files.contains_key(container) {
-            let path = self.dir.join(format!("{container}.log"));
-            match fs::OpenOptions::new().create(true).append(true).open(path) {
+            match fs::OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => {
-                    files.insert(container.to_string(), f);
+                    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    files.insert(container.to_string(), LogFile { file: f, size });
                 }
                 Err(_) => return,
             }
         }
         if let Some(f) = files.get_mut(container) {
-            let _ = writeln!(f, "{} {line}", crate::logs::timestamp_now());
+            // A full disk loses lines, never the container.
+            if f.file.write_all(entry.as_bytes()).is_ok() {
+                f.size += entry.len() as u64;
+            }
         }
     }
 }
@@ -453,6 +490,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     let sink = Arc::new(FileLogs {
         dir: dir.join("logs"),
         files: Mutex::new(Default::default()),
+        configs: Mutex::new(Default::default()),
     });
     let mut rt = engine.project(project, sink);
     let socket_path = dir.join("supervisor.sock");

@@ -834,3 +834,67 @@ fn a_killed_supervisor_leaves_nothing_behind() {
     assert!(down.status.success(), "{}", text(&down.stderr));
     p.assert_nothing_left();
 }
+
+#[test]
+fn log_rotation_and_drivers() {
+    let p = Project::new("logrot");
+    p.write(
+        r#"services:
+  chatty:
+    image: berth-test/busybox:1
+    command: ["/bin/busybox", "sh", "-c", "for i in $$(/bin/busybox seq 1 60); do echo line-$$i; done; /bin/busybox sleep 600"]
+    logging:
+      driver: json-file
+      options: {max-size: "400", max-file: "3"}
+  silent:
+    image: berth-test/busybox:1
+    command: ["/bin/busybox", "sh", "-c", "echo not-kept; /bin/busybox sleep 600"]
+    logging:
+      driver: none
+"#,
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let logs_dir = p.state.join("projects").join(&p.name).join("logs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = text(&p.berth(&["logs", "--no-color", "chatty"]).stdout);
+        if logs.contains("line-60") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let files: Vec<String> = std::fs::read_dir(&logs_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("chatty"))
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        let size = std::fs::metadata(logs_dir.join(f)).unwrap().len();
+        assert!(size <= 400, "{f} is {size} bytes");
+    }
+    // What the rotation kept comes back in order, across the files.
+    let numbers: Vec<u32> = logs
+        .lines()
+        .filter_map(|l| l.rsplit("line-").next()?.trim().parse().ok())
+        .collect();
+    assert!(numbers.len() > 10, "{logs}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    assert_eq!(numbers.last(), Some(&60));
+    assert_eq!(
+        text(&p.berth(&["logs", "--tail", "2", "chatty"]).stdout)
+            .lines()
+            .count(),
+        2
+    );
+    let silent = text(&p.berth(&["logs", "silent"]).stdout);
+    assert!(!silent.contains("not-kept"), "{silent}");
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success());
+
+    p.write("services:\n  x:\n    image: berth-test/busybox:1\n    logging: {driver: syslog}\n");
+    p.up_fails_with(&["syslog", "json-file"]);
+}

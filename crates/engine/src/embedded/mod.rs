@@ -82,7 +82,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 /// attached `up` prefixes and colours it).
 pub trait LogSink: Send + Sync {
     fn line(&self, container: &str, line: &str);
+    /// The service's `logging:` settings for `container`, before its first
+    /// line (checked already: the driver is json-file, local or none).
+    fn configure(&self, _container: &str, _logging: Option<&serde_json::Value>) {}
 }
+
+/// The logging drivers the embedded engine writes: docker's file-based ones
+/// and none.
+const LOG_DRIVERS: &[&str] = &["json-file", "local", "none"];
 
 /// What a service's container is made from: an image from the store, a
 /// language runtime (`x-runtime`), or both. `digest` is what the planner
@@ -655,6 +662,22 @@ impl ProjectRuntime {
             RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
         let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
             .map_err(|e| svc_err(service, e))?;
+        if let Some(driver) = svc
+            .extra
+            .get("logging")
+            .and_then(|l| l.get("driver"))
+            .and_then(|d| d.as_str())
+        {
+            if !LOG_DRIVERS.contains(&driver) {
+                return Err(svc_err(
+                    service,
+                    format!(
+                        "logging.driver {driver:?}: the embedded engine supports {}",
+                        LOG_DRIVERS.join(", ")
+                    ),
+                ));
+            }
+        }
         let mounted = svc
             .volumes_from()
             .into_iter()
@@ -1170,6 +1193,10 @@ impl ProjectRuntime {
             .map_err(named)?;
         // The spec (and with it the write ends) is gone: the readers end
         // when the container's last process closes its streams.
+        if !readers.is_empty() {
+            self.logs
+                .configure(&live.name, live.svc.extra.get("logging"));
+        }
         for r in readers {
             forward_lines(r, live.name.clone(), self.logs.clone());
         }
