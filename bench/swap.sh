@@ -32,9 +32,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 export BERTH_STATE_DIR=$work/state BERTH_CONFIG=$work/none.toml
 : > "$BERTH_CONFIG"
 cleanup() {
+  if [ -n "${KEEP:-}" ]; then echo "kept $work (projects still up)" >&2; return; fi
   (cd "$work/berth/seed" 2>/dev/null && "$BERTH" down -t 1 >/dev/null 2>&1) || true
   (cd "$work/docker-compose/seed" 2>/dev/null && docker-compose down -t 1 >/dev/null 2>&1) || true
   bash scripts/seed-registry.sh "$port" --storage "$work/registry" --stop >/dev/null 2>&1 || true
+  docker rmi -f seed_code >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -44,6 +46,9 @@ for tool in "${tools[@]}"; do
   mkdir -p "$work/$tool"
   cp -r examples/seed "$work/$tool/seed"
 done
+# A code image left by an earlier run would be used as is by docker-compose
+# (it builds only what is missing) and start it with that run's code.
+docker rmi -f seed_code >/dev/null 2>&1 || true
 # Both runtime images in berth's store (a compose file naming them both).
 mkdir -p "$work/pull"
 printf 'services:\n  a: {image: "quay.io/oddnetworks/alpine-nodejs:4.2.2"}\n  b: {image: "quay.io/oddnetworks/alpine-nodejs:4.2.3"}\n' > "$work/pull/compose.yaml"
@@ -114,7 +119,7 @@ for tool in "${tools[@]}"; do
   sed -i "s/'I am running nodejs version: '/'Now running nodejs version: '/" index.js
   step code-change "Now running" "${up[@]}" --build
   step no-op "version: 4.2.3" "${up[@]}"
-  "${down[@]}" >/dev/null 2>&1
+  [ -n "${KEEP:-}" ] && [ "$tool" = docker-compose ] || "${down[@]}" >/dev/null 2>&1
   cd "$root"
 done
 cat "$work/results"

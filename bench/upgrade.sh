@@ -61,6 +61,7 @@ for v in 4.2.2 "$target"; do
   docker load -i "$work/rt-$v.tar" >/dev/null
 done
 python3 bench/lib/true_image.py "$work/true.tar"; docker load -i "$work/true.tar" >/dev/null
+docker rmi -f docker_code >/dev/null 2>&1 || true  # an earlier run's code image would be reused as is
 
 now() { python3 -c 'import time; print(f"{time.monotonic():.3f}")'; }
 wait_body() { # text timeout_s
