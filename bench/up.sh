@@ -136,6 +136,8 @@ section = "\n".join([
     "|---|---|---|---|",
     *rows,
     "",
+    "`down` is the same for both: the seed's PID 1 is npm, which catches SIGTERM without stopping the node process it started, so both engines wait out the 10 s timeout and then kill. Container start latency on its own is in *lifecycle* below (`run --rm` of `true`).",
+    "",
     "Reproduce: `bash bench/up.sh` (`RUNS=` sets the run count).",
     "",
 ])
