@@ -3,6 +3,7 @@
 
 mod build_cmd;
 mod config_cmd;
+mod cp_cmd;
 mod exec_cmd;
 mod fdpass;
 mod image_cmd;
@@ -110,6 +111,8 @@ pub enum Command {
     Exec(exec_cmd::ExecArgs),
     /// Run a one-off container of a service
     Run(run_cmd::RunArgs),
+    /// Copy files between a service container and the host
+    Cp(cp_cmd::CpArgs),
     /// Stop containers (they stay, exited, until start, up or rm)
     Stop(lifecycle_cmd::StopArgs),
     /// Start stopped containers
@@ -233,6 +236,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
         Command::Exec(args) => exec_cmd::exec(&cli.global, args),
         Command::Run(args) => run_cmd::run(&cli.global, args),
+        Command::Cp(args) => cp_cmd::cp(&cli.global, args),
         Command::Stop(args) => lifecycle_cmd::stop(&cli.global, args),
         Command::Start(args) => lifecycle_cmd::start(&cli.global, args),
         Command::Restart(args) => lifecycle_cmd::restart(&cli.global, args),

@@ -38,6 +38,7 @@
 //! ```
 
 mod container;
+pub mod cp;
 mod exec;
 mod executor;
 mod flatten;

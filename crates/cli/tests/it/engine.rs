@@ -318,6 +318,55 @@ fn lifecycle_commands_act_on_running_containers() {
         "{err}"
     );
 
+    // cp both ways, and no way out of the container's root.
+    let host = p.dir.join("to-copy");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    std::fs::write(host.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(host.join("sub/b.txt"), "beta\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", host.join("link")).unwrap();
+    ok(&["cp", host.to_str().unwrap(), "web:/srv"]);
+    let (listing, out) = (
+        p.berth(&[
+            "exec",
+            "-T",
+            "web",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cat /srv/a.txt /srv/sub/b.txt; /bin/busybox readlink /srv/link",
+        ]),
+        (),
+    );
+    let _ = out;
+    assert_eq!(
+        text(&listing.stdout),
+        "alpha\nbeta\na.txt\n",
+        "{}",
+        text(&listing.stderr)
+    );
+    let back = p.dir.join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    ok(&["cp", "web:/etc/hosts", back.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(back.join("hosts"))
+        .unwrap()
+        .contains("localhost"));
+    ok(&[
+        "exec",
+        "-T",
+        "web",
+        "/bin/busybox",
+        "ln",
+        "-s",
+        "/",
+        "/escape",
+    ]);
+    let escape = p.berth(&["cp", "web:/escape/etc/os-release", back.to_str().unwrap()]);
+    assert!(
+        !escape.status.success(),
+        "copied the host's os-release through a symlink"
+    );
+    assert!(!back.join("os-release").exists());
+
     // Events while a container is stopped and started again.
     let events = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["events", "--json"])
