@@ -325,19 +325,15 @@ fn lifecycle_commands_act_on_running_containers() {
     std::fs::write(host.join("sub/b.txt"), "beta\n").unwrap();
     std::os::unix::fs::symlink("a.txt", host.join("link")).unwrap();
     ok(&["cp", host.to_str().unwrap(), "web:/srv"]);
-    let (listing, out) = (
-        p.berth(&[
-            "exec",
-            "-T",
-            "web",
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "cat /srv/a.txt /srv/sub/b.txt; /bin/busybox readlink /srv/link",
-        ]),
-        (),
-    );
-    let _ = out;
+    let listing = p.berth(&[
+        "exec",
+        "-T",
+        "web",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cat /srv/a.txt /srv/sub/b.txt; /bin/busybox readlink /srv/link",
+    ]);
     assert_eq!(
         text(&listing.stdout),
         "alpha\nbeta\na.txt\n",
