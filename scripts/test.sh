@@ -15,6 +15,10 @@ command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+# The multi-service test builds an image around Debian's redis-server;
+# nsenter (util-linux) looks into containers from the host.
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then

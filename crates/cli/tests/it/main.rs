@@ -5,6 +5,7 @@ mod common;
 mod config_v2;
 mod engine;
 mod images;
+mod multiservice;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
