@@ -28,7 +28,7 @@
 
 use crate::executor::EnvExecutor;
 use crate::rootfs::{self, RootfsKind, RootfsMode};
-use crate::spec::{self, ContainerSpec, Network, Resolved, Stdio};
+use crate::spec::{self, ContainerSpec, MountKind, MountSpec, Network, Resolved, Stdio};
 use crate::{sys, user, LayerCache, SandboxError};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -46,6 +46,11 @@ pub(crate) fn runtime_lock() -> std::sync::MutexGuard<'static, ()> {
     // A panic while holding the lock leaves nothing inconsistent behind it.
     RUNTIME_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Where berth-init appears in `init: true` containers.
+const INIT_PATH: &str = "/sbin/berth-init";
+/// The static berth-init binary (see build.rs and init/main.rs).
+static INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));
 
 /// How a container's init ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +126,21 @@ impl Sandbox {
     }
 
     /// The shared cache of unpacked layers.
+    /// berth-init on the host, written from the copy built into berth the
+    /// first time a container needs it.
+    fn init_binary(&self) -> Result<PathBuf, SandboxError> {
+        let path = self.root.join("berth-init");
+        let same = fs::metadata(&path).is_ok_and(|m| m.len() == INIT_BINARY.len() as u64);
+        if !same {
+            let tmp = self.root.join(format!("berth-init.{}", std::process::id()));
+            fs::write(&tmp, INIT_BINARY).map_err(io_err(&tmp))?;
+            fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        }
+        Ok(path)
+    }
+
     pub fn layers(&self) -> &LayerCache {
         &self.layers
     }
@@ -168,7 +188,21 @@ impl Sandbox {
         mut spec: ContainerSpec,
     ) -> Result<Container, SandboxError> {
         // Pure checks first: a bad spec should cost no mount.
-        let args = spec::command(&spec)?;
+        let command = spec::command(&spec)?;
+        let args = if spec.init {
+            spec.mounts.push(MountSpec {
+                target: INIT_PATH.into(),
+                kind: MountKind::Bind {
+                    source: self.init_binary()?,
+                    read_only: true,
+                },
+            });
+            let mut a = vec![INIT_PATH.to_string(), "--".to_string()];
+            a.extend(command.iter().cloned());
+            a
+        } else {
+            command.clone()
+        };
         let cwd = spec::working_dir(&spec)?;
         let hostname = spec::hostname(&spec)?;
 

@@ -49,6 +49,9 @@ pub struct ContainerSpec {
     /// The overlay does not cross the host's submounts, so `/proc`, `/sys`,
     /// `/run` and other mounted filesystems of the host stay out.
     pub host_root: bool,
+    /// Run the command under berth-init (compose's `init: true`): a minimal
+    /// PID 1 that forwards signals to it and reaps orphans.
+    pub init: bool,
     pub network: Network,
     /// Capabilities added to docker's default set: `NET_ADMIN` or
     /// `CAP_NET_ADMIN`, any case; `ALL` adds every one.

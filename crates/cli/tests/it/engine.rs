@@ -943,3 +943,48 @@ fn log_rotation_and_drivers() {
     p.write("services:\n  x:\n    image: berth-test/busybox:1\n    logging: {driver: syslog}\n");
     p.up_fails_with(&["syslog", "json-file"]);
 }
+
+#[test]
+fn init_forwards_the_stop_signal() {
+    let p = Project::new("initpid");
+    let script = r#"["/bin/busybox", "sh", "-c", "/bin/busybox sleep 600; echo never"]"#;
+    p.write(&format!(
+        "services:\n  with-init:\n    image: berth-test/busybox:1\n    init: true\n    command: {script}\n  \
+         without:\n    image: berth-test/busybox:1\n    command: {script}\n"
+    ));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let pid1 = text(
+        &p.berth(&[
+            "exec",
+            "-T",
+            "with-init",
+            "/bin/busybox",
+            "cat",
+            "/proc/1/cmdline",
+        ])
+        .stdout,
+    );
+    assert!(
+        pid1.starts_with("/sbin/berth-init\0--\0/bin/busybox"),
+        "{pid1:?}"
+    );
+    let stop = p.berth(&["stop", "-t", "30"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let ps: serde_json::Value =
+        serde_json::from_slice(&p.berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
+    let code = |svc: &str| {
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == svc)
+            .map(|c| c["ExitCode"].clone())
+            .unwrap()
+    };
+    // Under berth-init the shell got SIGTERM and died of it (128 + 15); a
+    // shell as PID 1 ignores SIGTERM, so berth had to SIGKILL it (128 + 9).
+    assert_eq!(code("with-init"), 143, "{ps}");
+    assert_eq!(code("without"), 137, "{ps}");
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success());
+}

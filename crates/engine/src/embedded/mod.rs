@@ -1161,6 +1161,7 @@ impl ProjectRuntime {
         }
         spec.read_only_rootfs = live.svc.read_only == Some(true);
         resources::apply(&live.svc, &mut spec).map_err(|e| svc_err(&live.service, e))?;
+        spec.init = live.svc.extra.get("init").and_then(|v| v.as_bool()) == Some(true);
         spec.network = match live.svc.network_mode.as_deref() {
             Some("host") => Network::Host,
             Some("none") => Network::None,

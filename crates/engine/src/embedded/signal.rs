@@ -49,17 +49,28 @@ pub fn parse(name: &str) -> Option<i32> {
     Some(n)
 }
 
-/// Does process `pid` have a handler for `signal` (`SigCgt` in its status)?
-/// When unsure, say yes: then the normal stop path with its timeout runs.
+/// Does process `pid` take `signal`: a handler for it (`SigCgt`), or the
+/// signal blocked to be taken with `sigwait` (`SigBlk`)? berth-init takes
+/// every signal with sigwait, during which the kernel shows its mask as
+/// empty, so it is recognised by name. When unsure, say yes: then the
+/// normal stop path with its timeout runs.
 pub fn catches(pid: i32, signal: i32) -> bool {
+    if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "berth-init") {
+        return true;
+    }
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return true;
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_none_or(|mask| mask & (1 << (signal - 1)) != 0)
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+    };
+    match (mask("SigCgt:"), mask("SigBlk:")) {
+        (Some(caught), blocked) => (caught | blocked.unwrap_or(0)) & (1 << (signal - 1)) != 0,
+        (None, _) => true,
+    }
 }
 
 #[cfg(test)]
