@@ -988,3 +988,57 @@ fn init_forwards_the_stop_signal() {
     let down = p.berth(&["down", "-t", "0"]);
     assert!(down.status.success());
 }
+
+#[test]
+fn two_ups_at_once_and_an_interrupted_up() {
+    let p = Project::new("racing");
+    p.write(
+        "services:\n  a:\n    image: berth-test/busybox:1\n  b:\n    image: berth-test/busybox:1\n    depends_on: [a]\n",
+    );
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["up", "-d"])
+            .current_dir(&p.dir)
+            .env("BERTH_STATE_DIR", &p.state)
+            .env("BERTH_CONFIG", p.dir.join("none.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Two at once: both succeed, against one supervisor, with one container each.
+    let (first, second) = (spawn(), spawn());
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let names = text(&p.berth(&["ps", "-q"]).stdout);
+    assert_eq!(names.lines().count(), 2, "{names}");
+    let supervisors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("__supervise") && c.contains(&p.name)
+                })
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(supervisors, 1);
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+
+    // Ctrl-C while `up` is under way: the project is either up or not, never
+    // half-made, and the next `up` finishes the job.
+    let child = spawn();
+    std::thread::sleep(Duration::from_millis(40));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait_with_output();
+    let again = p.berth(&["up", "-d"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let names = text(&p.berth(&["ps", "-q"]).stdout);
+    assert_eq!(names.lines().count(), 2, "{names}");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
