@@ -59,6 +59,9 @@ pub enum ExitStatus {
     Exited(i32),
     /// Killed by this signal.
     Signaled(i32),
+    /// It ended while another process was its parent (an adopted
+    /// container): only that parent could learn how.
+    Unknown,
 }
 
 impl ExitStatus {
@@ -67,6 +70,7 @@ impl ExitStatus {
         match *self {
             ExitStatus::Exited(c) => c,
             ExitStatus::Signaled(s) => 128 + s,
+            ExitStatus::Unknown => 255,
         }
     }
 
@@ -307,6 +311,7 @@ impl Sandbox {
             pidfd: None,
             inner,
             state: State::Created,
+            adopted: false,
         };
         let setup = (|| {
             container.pidfd = Some(sys::pidfd_open(pid).map_err(io_err(Path::new("pidfd")))?);
@@ -362,6 +367,51 @@ impl Sandbox {
         })
     }
 
+    /// Take over the running container `id` that another process created
+    /// (a supervisor that died): a handle that can signal, wait for (its
+    /// exit code is lost: [`ExitStatus::Unknown`]) and delete it.
+    pub fn adopt(&self, id: &str) -> Result<Container, SandboxError> {
+        validate_id(id)?;
+        let state = self.runtime_root().join(id);
+        if !state.is_dir() {
+            return Err(SandboxError::NoSuchContainer(id.to_string()));
+        }
+        let inner = {
+            let _guard = runtime_lock();
+            libcontainer::container::Container::load(state)
+                .map_err(|e| runtime_error(id, "load the state of", &e))?
+        };
+        let not_running = || SandboxError::State {
+            id: id.to_string(),
+            message: "it is not running",
+        };
+        if !matches!(
+            inner.status(),
+            libcontainer::container::ContainerStatus::Running
+                | libcontainer::container::ContainerStatus::Paused
+        ) {
+            return Err(not_running());
+        }
+        let pid = inner.pid().ok_or_else(not_running)?.as_raw();
+        let pidfd = sys::pidfd_open(pid).map_err(|_| not_running())?;
+        let dir = self.bundle_dir(id);
+        let upper = dir.join("upper");
+        Ok(Container {
+            id: id.to_string(),
+            kind: if upper.is_dir() {
+                RootfsKind::Overlay { upper }
+            } else {
+                RootfsKind::Copy
+            },
+            dir,
+            pid,
+            pidfd: Some(pidfd),
+            inner,
+            state: State::Running,
+            adopted: true,
+        })
+    }
+
     /// Remove whatever is left of container `id` after its handle was lost
     /// (a crash): kills its processes, removes its cgroup, its runtime state
     /// and its rootfs. Not an error if nothing is there.
@@ -408,6 +458,8 @@ pub struct Container {
     pidfd: Option<OwnedFd>,
     inner: libcontainer::container::Container,
     state: State,
+    /// Not our child (see [`Sandbox::adopt`]): its end is seen, not reaped.
+    adopted: bool,
 }
 
 impl Container {
@@ -487,6 +539,18 @@ impl Container {
         let Some(pidfd) = &self.pidfd else {
             return Ok(None);
         };
+        if self.adopted {
+            // A pidfd turns readable when its process ends, child or not.
+            if sys::pidfd_exited(pidfd, block).map_err(|e| SandboxError::Runtime {
+                id: self.id.clone(),
+                op: "wait",
+                message: e.to_string(),
+            })? {
+                self.state = State::Exited(ExitStatus::Unknown);
+                return Ok(Some(ExitStatus::Unknown));
+            }
+            return Ok(None);
+        }
         let reaped = sys::wait_pidfd(pidfd, block).map_err(|e| SandboxError::Runtime {
             id: self.id.clone(),
             op: "wait",

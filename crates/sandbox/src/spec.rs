@@ -108,13 +108,13 @@ impl ContainerSpec {
 }
 
 /// A filesystem mounted into the container at `target` (absolute).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MountSpec {
     pub target: String,
     pub kind: MountKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MountKind {
     /// A host path (which must exist), recursively bound, private propagation.
     Bind { source: PathBuf, read_only: bool },

@@ -15,6 +15,7 @@
 //! once no container mounts them any more.
 
 mod health;
+mod output;
 mod ports;
 mod resources;
 mod restart;
@@ -37,7 +38,6 @@ use berth_sandbox::{
 };
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -271,8 +271,10 @@ struct Live {
     /// Frozen by `pause`.
     paused: bool,
     /// A one-off's stdin, stdout and stderr (the caller's terminal or
-    /// pipes), used by its first start instead of log pipes.
+    /// pipes), used by its first start instead of the output file.
     stdio: Option<[OwnedFd; 3]>,
+    /// Its output file, read into the log sink on every poll.
+    output: Option<output::OutputTail>,
 }
 
 /// A one-off container (`berth run`): a service's container with its
@@ -724,6 +726,7 @@ impl ProjectRuntime {
             one_off: false,
             paused: false,
             stdio: None,
+            output: None,
         };
         match self.prepare_in(project, &mut live, inherit) {
             Ok(()) => Ok(live),
@@ -1171,17 +1174,19 @@ impl ProjectRuntime {
             },
         };
         let dir = live.files(&self.engine.state);
-        let mut readers = Vec::new();
         if let Some([i, o, e]) = live.stdio.take() {
             spec.stdin = Stdio::Fd(i);
             spec.stdout = Stdio::Fd(o);
             spec.stderr = Stdio::Fd(e);
         } else {
-            let (out_r, out_w) = pipe().map_err(io_err(&dir))?;
-            spec.stdout = Stdio::Fd(out_w);
-            let (err_r, err_w) = pipe().map_err(io_err(&dir))?;
-            spec.stderr = Stdio::Fd(err_w);
-            readers = vec![out_r, err_r];
+            if live.output.is_none() {
+                live.output = Some(output::OutputTail::open(&dir).map_err(io_err(&dir))?);
+                self.logs
+                    .configure(&live.name, live.svc.extra.get("logging"));
+            }
+            let path = dir.join("output");
+            spec.stdout = Stdio::File(path.clone());
+            spec.stderr = Stdio::File(path);
         }
         // Errors name the container as users know it, not its incarnation.
         let named = |e: berth_sandbox::SandboxError| {
@@ -1192,15 +1197,6 @@ impl ProjectRuntime {
             .sandbox
             .create(&live.layers, spec)
             .map_err(named)?;
-        // The spec (and with it the write ends) is gone: the readers end
-        // when the container's last process closes its streams.
-        if !readers.is_empty() {
-            self.logs
-                .configure(&live.name, live.svc.extra.get("logging"));
-        }
-        for r in readers {
-            forward_lines(r, live.name.clone(), self.logs.clone());
-        }
         if let Err(e) = container.start() {
             let _ = container.delete();
             return Err(named(e));
@@ -1372,6 +1368,11 @@ impl ProjectRuntime {
     /// Remove what `live` made, except the anonymous volumes in `keep`
     /// (carried over to its successor); the rest are released.
     fn discard(&mut self, mut live: Live, keep: &[PathBuf]) {
+        if let Some(out) = live.output.as_mut() {
+            for line in out.read_lines(true) {
+                self.logs.line(&live.name, &line);
+            }
+        }
         if live.container.is_some() {
             self.event(Event::Removed {
                 container: live.name.clone(),
@@ -1545,6 +1546,24 @@ impl ProjectRuntime {
             .and_then(|l| l.exited.map(|s| s.code()))
     }
 
+    /// New output of every container to the log sink; all of it once a
+    /// container has exited.
+    fn pump_output(&mut self) {
+        let logs = self.logs.clone();
+        let lives = self
+            .live
+            .iter_mut()
+            .chain(self.retiring.iter_mut().map(|r| &mut r.live));
+        for l in lives {
+            let ended = l.exited.is_some();
+            if let Some(out) = l.output.as_mut() {
+                for line in out.read_lines(ended) {
+                    logs.line(&l.name, &line);
+                }
+            }
+        }
+    }
+
     fn event(&self, e: Event) {
         self.pending.borrow_mut().push(e);
     }
@@ -1683,6 +1702,7 @@ impl ProjectRuntime {
 
     /// Reap exits and apply restart policies; returns what happened.
     pub fn poll(&mut self) -> Vec<Event> {
+        self.pump_output();
         let mut events = std::mem::take(&mut *self.pending.borrow_mut());
         let now = Instant::now();
         let mut i = 0;
@@ -2180,22 +2200,4 @@ fn bind(source: PathBuf, target: &str, read_only: bool) -> MountSpec {
         target: target.to_string(),
         kind: MountKind::Bind { source, read_only },
     }
-}
-
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = std::io::pipe()?;
-    Ok((OwnedFd::from(r), OwnedFd::from(w)))
-}
-
-/// A thread per stream: lines to the sink until the container closes it.
-fn forward_lines(fd: OwnedFd, container: String, sink: Arc<dyn LogSink>) {
-    let file = fs::File::from(fd);
-    std::thread::spawn(move || {
-        for line in BufReader::new(file).lines() {
-            match line {
-                Ok(l) => sink.line(&container, &l),
-                Err(_) => break,
-            }
-        }
-    });
 }
