@@ -58,7 +58,7 @@ impl OutputTail {
         if self.file.seek(SeekFrom::Start(self.offset)).is_ok() {
             let _ = (&self.file).read_to_end(&mut buf);
         }
-        if buf.is_empty() && !(flush && !self.partial.is_empty()) {
+        if buf.is_empty() && (!flush || self.partial.is_empty()) {
             return Vec::new();
         }
         self.offset += buf.len() as u64;
