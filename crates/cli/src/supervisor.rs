@@ -16,7 +16,7 @@ use crate::up_cmd::{image_names, install_signal_handlers, interrupted};
 use anyhow::{bail, Context, Result};
 use berth_compose::Options;
 use berth_engine::embedded::{
-    service_images, Engine, Event, Footprint, LogSink, OneOff, ProjectRuntime,
+    service_images, Engine, Event, Footprint, LiveRecord, LogSink, OneOff, ProjectRuntime,
 };
 use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
 use berth_oci::store::state_dir;
@@ -184,6 +184,9 @@ pub struct ProjectState {
     /// What to clean up if the supervisor dies without `down`.
     #[serde(default)]
     pub footprint: Footprint,
+    /// What the next supervisor needs to take the containers over.
+    #[serde(default)]
+    pub records: Vec<LiveRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +221,17 @@ fn alive(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).contains("__supervise"))
         .unwrap_or(false)
+}
+
+/// The state a supervisor that died left behind, if any.
+fn orphaned_state(project: &str) -> Option<ProjectState> {
+    let bytes = fs::read(project_dir(project).join("state.json")).ok()?;
+    let state: ProjectState = serde_json::from_slice(&bytes).ok()?;
+    (!alive(state.supervisor_pid)).then_some(state)
+}
+
+fn orphaned(project: &str) -> bool {
+    orphaned_state(project).is_some()
 }
 
 /// After a supervisor died without `down` (killed, a crash, a reboot):
@@ -277,6 +291,7 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
             .collect(),
         observed: rt.observed(),
         footprint: rt.footprint(),
+        records: rt.records(),
     };
     let tmp = dir.join("state.json.tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
@@ -356,12 +371,12 @@ fn start(project: &str) -> Result<UnixStream> {
     if let Ok(s) = UnixStream::connect(dir.join("supervisor.sock")) {
         return Ok(s);
     }
-    if recover(project)? {
-        eprintln!("{project}: its supervisor had died; removed what it left");
+    if orphaned(project) {
+        eprintln!("{project}: its supervisor had died; a new one takes over its containers");
     }
-    // Whatever a dead supervisor left (its state, its socket) is stale;
-    // logs of a previous run are kept, as docker keeps a container's.
-    for f in ["supervisor.sock", "state.json", "ready"] {
+    // A dead supervisor's socket is stale; its state.json stays for the new
+    // one to take its containers over, and logs are kept.
+    for f in ["supervisor.sock", "ready"] {
         let _ = fs::remove_file(dir.join(f));
     }
     fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
@@ -492,7 +507,23 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
         files: Mutex::new(Default::default()),
         configs: Mutex::new(Default::default()),
     });
-    let mut rt = engine.project(project, sink);
+    // A supervisor that died left its containers running: take them over.
+    let mut rt = match orphaned_state(project) {
+        Some(old) if !old.records.is_empty() => {
+            let (rt, problems) =
+                engine.adopt(project, sink, old.footprint.networks.clone(), old.records);
+            eprintln!(
+                "took over {} containers from supervisor {}",
+                rt.containers().len(),
+                old.supervisor_pid
+            );
+            for p in problems {
+                eprintln!("could not take over: {p}");
+            }
+            rt
+        }
+        _ => engine.project(project, sink),
+    };
     let socket_path = dir.join("supervisor.sock");
     let _ = fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path).context("binding the supervisor socket")?;

@@ -838,12 +838,14 @@ fn security_defaults_resources_and_pause() {
 }
 
 #[test]
-fn a_killed_supervisor_leaves_nothing_behind() {
+fn a_killed_supervisor_is_taken_over_without_losing_output() {
     let p = Project::new("crash");
     let port = free_port();
     p.write(&format!(
         "services:\n  web:\n    image: berth-test/busybox:1\n    ports: [\"127.0.0.1:{port}:80\"]\n    \
-         command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n"
+         command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n  \
+         counter:\n    image: berth-test/busybox:1\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"i=0; while true; do i=$$((i+1)); echo n=$$i; /bin/busybox sleep 0.02; done\"]\n"
     ));
     let supervisor = || -> i32 {
         let state: serde_json::Value = serde_json::from_slice(
@@ -852,29 +854,73 @@ fn a_killed_supervisor_leaves_nothing_behind() {
         .unwrap();
         state["supervisor_pid"].as_i64().unwrap() as i32
     };
-    for next in ["up", "down"] {
-        let up = p.berth(&["up", "-d"]);
-        assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let kill_supervisor = || {
         let pid = supervisor();
         unsafe { libc::kill(pid, libc::SIGKILL) };
         while std::path::Path::new(&format!("/proc/{pid}")).exists() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if next == "up" {
-            // The next `up` cleans up first: one container, answering.
-            let again = p.berth(&["up", "-d"]);
-            assert!(again.status.success(), "{}", text(&again.stderr));
-            assert!(
-                text(&again.stderr).contains("supervisor had died"),
-                "{}",
-                text(&again.stderr)
-            );
-            let names = text(&p.berth(&["ps", "-q"]).stdout);
-            assert_eq!(names.lines().count(), 1, "{names}");
-            let netns = run("ip", &["netns", "list"]);
-            assert_eq!(netns.matches(&p.name).count(), 1, "{netns}");
-        }
+    };
+    let ids = || -> Vec<String> {
+        let ps: serde_json::Value =
+            serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+        let mut v: Vec<String> = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["ID"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let answers = || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /etc/hosts HTTP/1.0\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("200 OK")
+    };
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let before = ids();
+    assert_eq!(before.len(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+
+    kill_supervisor();
+    // The containers keep running and writing while nobody supervises them.
+    std::thread::sleep(Duration::from_millis(500));
+    let again = p.berth(&["up", "-d"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("takes over"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(ids(), before, "the same containers, no duplicates");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answers() {
+        assert!(
+            Instant::now() < deadline,
+            "the port was not published again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(300));
+    // Every line, once, in order, across the two supervisors.
+    let logs = text(&p.berth(&["logs", "--no-color", "counter"]).stdout);
+    let numbers: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| l.rsplit("n=").next()?.trim().parse().ok())
+        .collect();
+    assert!(numbers.len() > 30, "{logs}");
+    let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+    assert_eq!(numbers, expected, "lines lost or repeated");
+
+    // And after a second crash, `down` still removes everything.
+    kill_supervisor();
     let down = p.berth(&["down", "-t", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
     p.assert_nothing_left();

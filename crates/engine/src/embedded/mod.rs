@@ -106,7 +106,7 @@ pub struct ServiceImage {
 
 /// A language runtime mounted read-only into a container and put first on
 /// its `PATH`, with a shared package cache and the host's CA bundle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeMount {
     /// Host directory holding `bin/node` (and `bin/npm`).
     pub root: PathBuf,
@@ -184,6 +184,106 @@ impl Engine {
         &self.store
     }
 
+    /// Take over the project a supervisor that died left running: its
+    /// containers (they kept running; how one that ended since then ended is
+    /// lost), its networks, its published ports (bound again) and its output
+    /// from where the last supervisor stopped reading. Returns what could not
+    /// be taken over.
+    pub fn adopt(
+        self,
+        name: &str,
+        logs: Arc<dyn LogSink>,
+        networks: Vec<String>,
+        records: Vec<LiveRecord>,
+    ) -> (ProjectRuntime, Vec<String>) {
+        let mut rt = self.project(name, logs);
+        rt.networks = networks;
+        let mut problems = Vec::new();
+        let now = Instant::now();
+        for r in records {
+            let (container, exited) = match rt.engine.sandbox.adopt(&r.id) {
+                Ok(c) => (Some(c), None),
+                Err(_) => {
+                    // Gone or ended: clear what is left, so it can start again.
+                    let _ = rt.engine.sandbox.remove(&r.id);
+                    let status = match r.exit_code {
+                        Some(code) => ExitStatus::Exited(code),
+                        None => ExitStatus::Unknown,
+                    };
+                    (None, Some(status))
+                }
+            };
+            let restart =
+                RestartPolicy::parse(r.svc.restart.as_deref()).unwrap_or(RestartPolicy::No);
+            let check = HealthCheck::resolve(r.svc.healthcheck.as_ref(), &r.config).unwrap_or(None);
+            let dir = rt.engine.state.join("containers").join(&r.id);
+            let mut live = Live {
+                service: r.service,
+                number: r.number,
+                name: r.name,
+                id: r.id,
+                config_hash: r.config_hash,
+                image_digest: r.image_digest,
+                mounted: r.mounted,
+                named_volumes: r.named_volumes,
+                svc: r.svc,
+                config: r.config,
+                host_root: r.host_root,
+                runtime: r.runtime,
+                layers: r.layers,
+                mounts: r.mounts,
+                volume_mounts: r.volume_mounts,
+                anonymous: r.anonymous,
+                container,
+                netns: r.netns,
+                owns_netns: r.owns_netns,
+                ip: r.ip,
+                attachments: r.attachments,
+                exited,
+                proxy: None,
+                restart,
+                restarts: r.restarts,
+                started_at: now,
+                backoff: None,
+                restart_at: None,
+                user_stopped: r.user_stopped,
+                check,
+                health: None,
+                one_off: r.one_off,
+                paused: false,
+                stdio: None,
+                output: output::OutputTail::open(&dir).ok(),
+            };
+            rt.logs.configure(&live.name, live.svc.extra.get("logging"));
+            if live.running() {
+                live.health = live.check.clone().map(|c| HealthState {
+                    tracker: health::Tracker::new(c, now),
+                    inflight: None,
+                });
+            } else if let Some(s) = live.exited {
+                if !live.user_stopped && live.restart.restarts(s.code(), live.restarts) {
+                    live.restart_at = Some(now);
+                }
+            }
+            if r.retiring {
+                signal_stop(&live);
+                rt.retiring.push(Retiring {
+                    deadline: now + live.grace().unwrap_or(Duration::from_secs(10)),
+                    live,
+                    keep: Vec::new(),
+                });
+                continue;
+            }
+            match rt.bind_ports(&live) {
+                Ok(p) => live.proxy = Some(p),
+                Err(e) => problems.push(e.to_string()),
+            }
+            rt.live.push(live);
+        }
+        rt.refresh_hosts();
+        (rt, problems)
+    }
+
     /// An empty runtime for project `name`: nothing is made until a plan is applied.
     pub fn project(self, name: &str, logs: Arc<dyn LogSink>) -> ProjectRuntime {
         ProjectRuntime {
@@ -216,7 +316,7 @@ fn address_pool() -> Result<PoolConfig> {
 }
 
 /// One anonymous volume: where it is mounted and the directory holding it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct AnonymousVolume {
     target: String,
     dir: PathBuf,
@@ -329,13 +429,45 @@ impl Live {
 }
 
 /// A container on one network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Attachment {
     /// The engine-level network name (`seed_default`).
     network: String,
     ip: IpAddr,
     /// Other names it answers to on this network (`aliases`, the service).
     aliases: Vec<String>,
+}
+
+/// What a supervisor writes down about each container so that the next
+/// one can take it over if it dies (see [`Engine::adopt`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LiveRecord {
+    service: String,
+    number: u32,
+    name: String,
+    id: String,
+    config_hash: String,
+    image_digest: String,
+    mounted: BTreeMap<String, String>,
+    named_volumes: Vec<String>,
+    svc: Service,
+    config: ContainerConfig,
+    host_root: bool,
+    runtime: Option<RuntimeMount>,
+    layers: Vec<PathBuf>,
+    mounts: Vec<MountSpec>,
+    volume_mounts: Vec<MountSpec>,
+    anonymous: Vec<AnonymousVolume>,
+    netns: Option<PathBuf>,
+    owns_netns: bool,
+    ip: Option<IpAddr>,
+    attachments: Vec<Attachment>,
+    restarts: u32,
+    one_off: bool,
+    user_stopped: bool,
+    exit_code: Option<i32>,
+    /// Replaced by a swap and on its way out.
+    retiring: bool,
 }
 
 /// What [`ProjectRuntime::poll`] saw happen.
@@ -1679,6 +1811,42 @@ impl ProjectRuntime {
         self.release_volumes();
         self.refresh_hosts();
         Ok(removed)
+    }
+
+    /// Every container as the next supervisor needs it to take over.
+    pub fn records(&self) -> Vec<LiveRecord> {
+        let record = |l: &Live, retiring: bool| LiveRecord {
+            service: l.service.clone(),
+            number: l.number,
+            name: l.name.clone(),
+            id: l.id.clone(),
+            config_hash: l.config_hash.clone(),
+            image_digest: l.image_digest.clone(),
+            mounted: l.mounted.clone(),
+            named_volumes: l.named_volumes.clone(),
+            svc: l.svc.clone(),
+            config: l.config.clone(),
+            host_root: l.host_root,
+            runtime: l.runtime.clone(),
+            layers: l.layers.clone(),
+            mounts: l.mounts.clone(),
+            volume_mounts: l.volume_mounts.clone(),
+            anonymous: l.anonymous.clone(),
+            netns: l.netns.clone(),
+            owns_netns: l.owns_netns,
+            ip: l.ip,
+            attachments: l.attachments.clone(),
+            restarts: l.restarts,
+            one_off: l.one_off,
+            user_stopped: l.user_stopped,
+            exit_code: l.exited.map(|s| s.code()),
+            retiring,
+        };
+        self.live
+            .iter()
+            .map(|l| record(l, false))
+            .chain(self.retiring.iter().map(|r| record(&r.live, true)))
+            .collect()
     }
 
     /// Everything this runtime made on the host, for a later command to
