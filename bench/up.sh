@@ -13,6 +13,7 @@ RUNS=${RUNS:-5}
 need=()
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v wrk >/dev/null || need+=(wrk)
+command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v dockerd >/dev/null || need+=(docker.io)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 if ! docker info >/dev/null 2>&1; then
@@ -65,8 +66,9 @@ measure() { # tool up_cmd down_cmd -> appends "tool kind ms" lines
     cd "$dir"
     t0=$(ms); eval "$up" >/dev/null 2>&1; wait_200; t1=$(ms)
     echo "$tool up_to_200 $((t1 - t0))" >> "$work/times"
-    t0=$(ms); eval "$up" >/dev/null 2>&1; t1=$(ms)
-    echo "$tool up_noop $((t1 - t0))" >> "$work/times"
+    # No-op: hyperfine, so the clock's own start-up (python) is not counted.
+    hyperfine -N -r 5 --export-json "$work/noop.json" "$up" >/dev/null 2>&1
+    echo "$tool up_noop $(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$work/noop.json")" >> "$work/times"
     t0=$(ms); eval "$down" >/dev/null 2>&1; t1=$(ms)
     echo "$tool down $((t1 - t0))" >> "$work/times"
     cd "$root"

@@ -445,6 +445,12 @@ impl LogSink for FileLogs {
     }
 
     fn line(&self, container: &str, line: &str) {
+        self.lines(container, &[line.to_string()]);
+    }
+
+    /// One lock, one clock reading and one write per batch: a chatty
+    /// container must not cost a syscall per line.
+    fn lines(&self, container: &str, lines: &[String]) {
         let config = self
             .configs
             .lock()
@@ -456,30 +462,42 @@ impl LogSink for FileLogs {
             return;
         }
         let path = self.dir.join(format!("{container}.log"));
-        let entry = format!("{} {line}\n", crate::logs::timestamp_now());
+        let stamp = crate::logs::timestamp_now();
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        let rotate = config.max_size.is_some_and(|max| {
-            files
-                .get(container)
-                .is_some_and(|f| f.size + entry.len() as u64 > max)
-        });
-        if rotate {
-            files.remove(container);
-            crate::logs::rotate(&path, config.max_file);
-        }
-        if !files.contains_key(container) {
-            match fs::OpenOptions::new().create(true).append(true).open(&path) {
-                Ok(f) => {
-                    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    files.insert(container.to_string(), LogFile { file: f, size });
+        let mut batch = String::new();
+        for line in lines {
+            let entry = format!("{stamp} {line}\n");
+            let full = config.max_size.is_some_and(|max| {
+                files
+                    .get(container)
+                    .is_some_and(|f| f.size + (batch.len() + entry.len()) as u64 > max)
+            });
+            if full {
+                // Write what fits in this file, then rotate.
+                if let Some(f) = files.get_mut(container) {
+                    if f.file.write_all(batch.as_bytes()).is_ok() {
+                        f.size += batch.len() as u64;
+                    }
                 }
-                Err(_) => return,
+                batch.clear();
+                files.remove(container);
+                crate::logs::rotate(&path, config.max_file);
             }
+            if !files.contains_key(container) {
+                match fs::OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => {
+                        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                        files.insert(container.to_string(), LogFile { file: f, size });
+                    }
+                    Err(_) => return,
+                }
+            }
+            batch.push_str(&entry);
         }
         if let Some(f) = files.get_mut(container) {
             // A full disk loses lines, never the container.
-            if f.file.write_all(entry.as_bytes()).is_ok() {
-                f.size += entry.len() as u64;
+            if f.file.write_all(batch.as_bytes()).is_ok() {
+                f.size += batch.len() as u64;
             }
         }
     }

@@ -1088,3 +1088,49 @@ fn two_ups_at_once_and_an_interrupted_up() {
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
 }
+
+#[test]
+fn a_full_disk_under_the_logs_loses_lines_not_the_project() {
+    let p = Project::new("fulldisk");
+    p.write(
+        "services:\n  chatty:\n    image: berth-test/busybox:1\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"while true; do echo 0123456789012345678901234567890123456789; done\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let project = p.state.join("projects").join(&p.name);
+    // A 64 KiB filesystem where the supervisor writes logs and state.
+    let small = tempfile::tempdir().unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path().to_path_buf());
+    let status = Command::new("mount")
+        .arg("--bind")
+        .arg(small.path())
+        .arg(project.join("logs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _unmount_logs = Unmount(project.join("logs"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // Still supervised, still running, still answering.
+    let ps: serde_json::Value =
+        serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+    assert_eq!(ps[0]["State"], "running", "{ps}");
+    let stop = p.berth(&["stop", "-t", "0"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    drop(_unmount_logs);
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    p.assert_nothing_left();
+}

@@ -82,6 +82,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 /// attached `up` prefixes and colours it).
 pub trait LogSink: Send + Sync {
     fn line(&self, container: &str, line: &str);
+    /// Several lines of one container at once (what a poll read).
+    fn lines(&self, container: &str, lines: &[String]) {
+        for l in lines {
+            self.line(container, l);
+        }
+    }
     /// The service's `logging:` settings for `container`, before its first
     /// line (checked already: the driver is json-file, local or none).
     fn configure(&self, _container: &str, _logging: Option<&serde_json::Value>) {}
@@ -1501,8 +1507,13 @@ impl ProjectRuntime {
     /// (carried over to its successor); the rest are released.
     fn discard(&mut self, mut live: Live, keep: &[PathBuf]) {
         if let Some(out) = live.output.as_mut() {
-            for line in out.read_lines(true) {
-                self.logs.line(&live.name, &line);
+            // All of it: read until nothing is left.
+            loop {
+                let lines = out.read_lines(true);
+                if lines.is_empty() {
+                    break;
+                }
+                self.logs.lines(&live.name, &lines);
             }
         }
         if live.container.is_some() {
@@ -1689,8 +1700,9 @@ impl ProjectRuntime {
         for l in lives {
             let ended = l.exited.is_some();
             if let Some(out) = l.output.as_mut() {
-                for line in out.read_lines(ended) {
-                    logs.line(&l.name, &line);
+                let lines = out.read_lines(ended);
+                if !lines.is_empty() {
+                    logs.lines(&l.name, &lines);
                 }
             }
         }
