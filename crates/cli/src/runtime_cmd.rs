@@ -167,6 +167,15 @@ pub fn audit(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode> {
             .map_err(|e| e.to_string())
     };
     let mut audits = audit::audit_project(&loaded.project, &db, images.as_ref(), &mut resolve);
+    // The dist index's `security` flags, when the runtime source is a dist
+    // index that can be read (its cached copy will do).
+    if let Ok(rt) = runtimes.as_ref() {
+        if rt.config().node_source == berth_runtimes::SourceKind::Dist {
+            if let Ok(index) = rt.index(&mut |_| {}) {
+                audit::add_security_releases(&mut audits, &index);
+            }
+        }
+    }
     if !args.services.is_empty() {
         audits.retain(|a| args.services.contains(&a.service));
     }

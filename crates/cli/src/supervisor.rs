@@ -511,6 +511,14 @@ fn reply(stream: &mut UnixStream, r: &Reply) {
 
 /// The hidden `__supervise PROJECT` command.
 pub fn supervise(project: &str) -> Result<ExitCode> {
+    // Containers inherit our signal mask through the runtime: whatever the
+    // command that started us blocked must not stay blocked in them.
+    // SAFETY: sigprocmask with a zeroed (empty) set.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     install_signal_handlers();
     let dir = project_dir(project);
     fs::create_dir_all(dir.join("logs"))?;

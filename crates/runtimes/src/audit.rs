@@ -142,6 +142,47 @@ pub fn findings(db: &VulnDb, v: &Version) -> Vec<Finding> {
 /// Audit every service of `project` that runs a recognised runtime, in
 /// service order. `resolve` turns a non-exact `x-runtime` (`node@4.2`,
 /// `node@lts`) into a version (the CLI passes [`crate::Runtimes::resolve`]).
+/// Add what the dist index says: a later release of a service's line that
+/// the index flags `security` is a fix that version lacks. A flagged
+/// release the working group's list already names as a fix adds nothing;
+/// one it does not name becomes a finding of unknown severity, so a gap in
+/// the list does not hide a security release. Only a dist index carries
+/// the flags (the npm registry's packages do not).
+pub fn add_security_releases(audits: &mut [ServiceAudit], index: &crate::index::ReleaseIndex) {
+    for a in audits {
+        let Some(v) = a.version.clone() else {
+            continue;
+        };
+        let line = v.line();
+        let mut flagged: Vec<&Version> = index
+            .releases
+            .iter()
+            .filter(|r| r.security && r.version > v && line.contains(&r.version))
+            .map(|r| &r.version)
+            .collect();
+        flagged.sort();
+        flagged.dedup();
+        for r in flagged {
+            let named = a
+                .vulnerabilities
+                .iter()
+                .any(|f| f.fixed_in_line.as_ref() == Some(r));
+            if named {
+                continue;
+            }
+            a.vulnerabilities.push(Finding {
+                id: format!("security-release-{r}"),
+                cves: Vec::new(),
+                severity: Severity::Unknown,
+                fixed_in_line: Some(r.clone()),
+                vulnerable: format!("<{r}"),
+                patched: format!(">={r}"),
+                reference: Some("the Node.js dist index flags it as a security release".into()),
+            });
+        }
+    }
+}
+
 pub fn audit_project(
     project: &Project,
     db: &VulnDb,
@@ -220,6 +261,44 @@ mod tests {
             ..Default::default()
         };
         berth_compose::load(&opts).unwrap().project
+    }
+
+    #[test]
+    fn dist_index_security_flags_add_unnamed_fixes() {
+        use crate::index::{Release, ReleaseIndex};
+        let rel = |v: &str, security: bool| Release {
+            version: v.parse().unwrap(),
+            lts: None,
+            security,
+            npm: None,
+            npm_dist: None,
+        };
+        let index = ReleaseIndex {
+            source: crate::SourceKind::Dist,
+            arch: "x64".into(),
+            releases: vec![
+                rel("4.2.3", true),
+                rel("4.2.9", true),
+                rel("4.2.5", false),
+                rel("5.1.1", true),
+            ],
+        };
+        let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n");
+        let mut audits =
+            audit_project(
+                &p,
+                &VulnDb::embedded(),
+                None,
+                &mut |_| Err("offline".into()),
+            );
+        let before = audits[0].vulnerabilities.len();
+        add_security_releases(&mut audits, &index);
+        let added: Vec<&str> = audits[0].vulnerabilities[before..]
+            .iter()
+            .map(|f| f.id.as_str())
+            .collect();
+        // 4.2.3 is named by the list already; 4.2.9 is not; 5.1.1 is another line.
+        assert_eq!(added, ["security-release-4.2.9"]);
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Engine {
                     inflight: None,
                 });
             } else if let Some(s) = live.exited {
+                // As after a docker daemon restart: `always` brings back even
+                // a container stopped by hand, `unless-stopped` does not.
+                if live.user_stopped && live.restart == RestartPolicy::Always {
+                    live.user_stopped = false;
+                }
                 if !live.user_stopped && live.restart.restarts(s.code(), live.restarts) {
                     live.restart_at = Some(now);
                 }
@@ -802,6 +807,16 @@ impl ProjectRuntime {
             RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
         let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
             .map_err(|e| svc_err(service, e))?;
+        // Containers are not user-namespaced (docker's default), which is
+        // what `userns_mode: host` asks for; other modes are not supported.
+        if let Some(mode) = svc.extra.get("userns_mode").and_then(|v| v.as_str()) {
+            if mode != "host" {
+                return Err(svc_err(
+                    service,
+                    format!("userns_mode {mode:?}: the embedded engine supports only \"host\""),
+                ));
+            }
+        }
         if let Some(driver) = svc
             .extra
             .get("logging")

@@ -85,11 +85,41 @@ mod tests {
         assert_eq!(super::parse("0"), None);
     }
 
+    /// A `sleep` whose signal mask is empty, or blocks SIGTERM.
+    fn sleeper(block_term: bool) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: only async-signal-safe calls on a local sigset.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                if block_term {
+                    libc::sigaddset(&mut set, libc::SIGTERM);
+                }
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
     #[test]
-    fn this_process_is_read() {
-        // The test harness installs no SIGTERM handler.
-        assert!(!super::catches(std::process::id() as i32, super::SIGTERM));
-        // An unknown process is assumed to handle it (the safe default).
+    fn handlers_and_blocked_signals_count_as_taken() {
+        let mut plain = sleeper(false);
+        let mut blocking = sleeper(true);
+        // Give exec a moment: until then /proc shows the pre-exec process.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let plain_takes = super::catches(plain.id() as i32, super::SIGTERM);
+        let blocking_takes = super::catches(blocking.id() as i32, super::SIGTERM);
+        for c in [&mut plain, &mut blocking] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(!plain_takes, "sleep has no SIGTERM handler");
+        assert!(blocking_takes, "a blocked SIGTERM waits to be taken");
+        // An unknown process is assumed to take it (the safe default).
         assert!(super::catches(i32::MAX, super::SIGTERM));
     }
 }
