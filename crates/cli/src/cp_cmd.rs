@@ -48,6 +48,7 @@ pub fn cp(global: &GlobalArgs, args: CpArgs) -> Result<ExitCode> {
     if !inside.starts_with('/') {
         bail!("{service}:{inside}: the path inside the container must be absolute");
     }
+    crate::supervisor::take_over_if_orphaned(&project.name)?;
     let state = read_state(&project_dir(&project.name))
         .with_context(|| format!("project {} is not running", project.name))?;
     let mut running: Vec<_> = state

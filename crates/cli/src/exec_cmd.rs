@@ -56,6 +56,7 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
     if !loaded.project.services.contains_key(&args.service) {
         bail!("no such service: {}", args.service);
     }
+    crate::supervisor::take_over_if_orphaned(&project)?;
     let state = read_state(&project_dir(&project))
         .with_context(|| format!("project {project} is not running"))?;
     let mut candidates: Vec<_> = state

@@ -101,6 +101,7 @@ fn project(global: &GlobalArgs) -> Result<berth_compose::Loaded> {
 
 /// Send a lifecycle request; progress lines to stderr; "not running" is an error.
 fn ask(name: &str, request: Request) -> Result<ExitCode> {
+    crate::supervisor::take_over_if_orphaned(name)?;
     let running = send(name, &request, &|line| eprintln!(" {line}"))?;
     if !running {
         bail!("project {name} is not running (berth up starts it)");
@@ -178,6 +179,7 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<ExitCode> {
 }
 
 fn containers(name: &str) -> Vec<ContainerState> {
+    let _ = crate::supervisor::take_over_if_orphaned(name);
     read_state(&project_dir(name))
         .map(|s| s.containers)
         .unwrap_or_default()

@@ -144,6 +144,7 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
 
 pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     let project = berth_compose::load(&load_options(global)?)?.project.name;
+    crate::supervisor::take_over_if_orphaned(&project)?;
     let containers: Vec<_> = read_state(&project_dir(&project))
         .map(|s| s.containers)
         .unwrap_or_default()
@@ -190,6 +191,7 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
             anyhow::bail!("no such service: {s}");
         }
     }
+    crate::supervisor::take_over_if_orphaned(&project)?;
     let dir = project_dir(&project);
     let when = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
         v.as_deref()

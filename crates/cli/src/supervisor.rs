@@ -234,6 +234,15 @@ fn orphaned(project: &str) -> bool {
     orphaned_state(project).is_some()
 }
 
+/// Any command on a project whose supervisor died starts a new one first,
+/// which takes the containers over (ports, logs, restarts come back).
+pub fn take_over_if_orphaned(project: &str) -> Result<()> {
+    if orphaned_state(project).is_some_and(|s| !s.records.is_empty()) {
+        connect(project, true)?;
+    }
+    Ok(())
+}
+
 /// After a supervisor died without `down` (killed, a crash, a reboot):
 /// remove what it left from its last recorded state. True when there was
 /// something to clean.
