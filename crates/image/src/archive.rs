@@ -8,11 +8,14 @@
 //! output, whose layers sit at `<id>/layer.tar`), verifying every blob.
 
 use crate::unpack::clean_entry_path;
+use berth_oci::digest::HashingWriter;
 use berth_oci::spec::REF_NAME;
 use berth_oci::store::StoreError;
-use berth_oci::{media, Descriptor, Digest, ImageIndex, ImageManifest, Platform, Store};
+use berth_oci::{
+    media, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform, Store,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +34,10 @@ pub enum ArchiveError {
     NotAnArchive(String),
     #[error("{0}")]
     Corrupt(String),
+    #[error("{entry} in the archive is a link (to {target:?}): an image archive's own files must be regular files")]
+    Link { entry: String, target: String },
+    #[error("{entry} in the archive is a link that leaves the archive (to {target:?})")]
+    LinkOutside { entry: String, target: String },
 }
 
 type Result<T> = std::result::Result<T, ArchiveError>;
@@ -146,74 +153,276 @@ pub fn save(store: &Store, references: &[String], out: impl Write) -> Result<()>
 }
 
 /// Import every image in the archive; returns the references tagged.
+///
+/// The archive is read as a tar stream and never unpacked as a tree: each
+/// regular file is spooled to a private temp file (hashed on the way), and
+/// links are only recorded. An entry that is a link to a host path is
+/// therefore never opened, whatever its name; the layout's own files
+/// (`oci-layout`, `index.json`, `manifest.json`, `blobs/…`) must be regular
+/// files. Every blob is verified before any of them enters the store, so a
+/// refused archive leaves the store as it was.
 pub fn load(store: &Store, input: impl Read) -> Result<Vec<String>> {
-    // Unpack into a scratch directory beside the store (same filesystem, so
-    // blobs move by rename), then import with verification.
-    let scratch = tempdir_in(store.root())?;
-    let result = (|| {
-        crate::unpack::unpack(input, scratch.path(), Default::default())
-            .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-        if scratch.path().join("index.json").is_file() {
-            load_oci(store, scratch.path())
-        } else if scratch.path().join("manifest.json").is_file() {
-            load_docker(store, scratch.path())
-        } else {
-            Err(ArchiveError::NotAnArchive(
-                "neither index.json nor manifest.json at the top level".into(),
-            ))
+    let spool = Spool::read(store, input)?;
+    if spool.has("index.json") {
+        load_oci(store, &spool)
+    } else if spool.has("manifest.json") {
+        load_docker(store, &spool)
+    } else {
+        Err(ArchiveError::NotAnArchive(
+            "neither index.json nor manifest.json at the top level".into(),
+        ))
+    }
+}
+
+/// Largest JSON document (index, manifest, config, `manifest.json`) read
+/// into memory; registries refuse manifests over 4 MiB, and configs with a
+/// long history stay far below this.
+const MAX_DOCUMENT_BYTES: u64 = 8 << 20;
+
+/// Most links followed inside the archive to reach one file.
+const MAX_LINK_HOPS: usize = 16;
+
+/// A regular file of the archive, copied out of the stream.
+struct Spooled {
+    path: PathBuf,
+    digest: Digest,
+    size: u64,
+}
+
+enum Link {
+    /// Its target as written, relative to the link's directory.
+    Symbolic(String),
+    /// Its target as written, relative to the archive's root.
+    Hard(String),
+}
+
+/// The archive's entries: regular files spooled to a scratch directory of
+/// the store, links as their target text.
+struct Spool {
+    dir: ScratchDir,
+    files: HashMap<PathBuf, Spooled>,
+    links: HashMap<PathBuf, Link>,
+}
+
+impl Spool {
+    fn read(store: &Store, input: impl Read) -> Result<Spool> {
+        let mut spool = Spool {
+            dir: tempdir_in(store.root())?,
+            files: HashMap::new(),
+            links: HashMap::new(),
+        };
+        let mut archive = tar::Archive::new(input);
+        let corrupt = |e: io::Error| ArchiveError::Corrupt(format!("not a readable tar: {e}"));
+        for (n, entry) in archive.entries().map_err(corrupt)?.enumerate() {
+            let mut entry = entry.map_err(corrupt)?;
+            let raw = entry
+                .path()
+                .map_err(corrupt)?
+                .to_string_lossy()
+                .into_owned();
+            let rel = clean_entry_path(&raw).map_err(|_| {
+                ArchiveError::Corrupt(format!("archive entry {raw:?} escapes the archive"))
+            })?;
+            let link_text = |entry: &tar::Entry<_>| -> Result<String> {
+                Ok(entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .ok_or_else(|| {
+                        ArchiveError::Corrupt(format!("link {raw:?} in the archive has no target"))
+                    })?
+                    .to_string_lossy()
+                    .into_owned())
+            };
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let path = spool.dir.path().join(n.to_string());
+                    let file = fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|source| ArchiveError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let mut out = HashingWriter::new(io::BufWriter::new(file));
+                    let copied = io::copy(&mut entry, &mut out);
+                    let (buf, digest, size) = out.finish();
+                    copied
+                        .and_then(|_| buf.into_inner().map_err(|e| e.into_error()).map(drop))
+                        .map_err(|source| ArchiveError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    spool.links.remove(&rel);
+                    if let Some(old) = spool.files.insert(rel, Spooled { path, digest, size }) {
+                        // A later entry of the same name wins, as in tar.
+                        let _ = fs::remove_file(old.path);
+                    }
+                }
+                tar::EntryType::Symlink => {
+                    let target = link_text(&entry)?;
+                    spool.forget_file(&rel);
+                    spool.links.insert(rel, Link::Symbolic(target));
+                }
+                tar::EntryType::Link => {
+                    let target = link_text(&entry)?;
+                    spool.forget_file(&rel);
+                    spool.links.insert(rel, Link::Hard(target));
+                }
+                // Directories need no record; devices, fifos and the like
+                // are never part of an image layout.
+                _ => {}
+            }
         }
-    })();
-    drop(scratch);
-    result
+        Ok(spool)
+    }
+
+    fn forget_file(&mut self, rel: &Path) {
+        if let Some(old) = self.files.remove(rel) {
+            let _ = fs::remove_file(old.path);
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        let rel = Path::new(name);
+        self.files.contains_key(rel) || self.links.contains_key(rel)
+    }
+
+    /// One of the layout's own files: it must be a regular file of the
+    /// archive, never a link.
+    fn regular(&self, name: &str) -> Result<&Spooled> {
+        let rel = clean_entry_path(name)
+            .map_err(|_| ArchiveError::Corrupt(format!("{name:?} escapes the archive")))?;
+        if let Some(link) = self.links.get(&rel) {
+            let (Link::Symbolic(target) | Link::Hard(target)) = link;
+            return Err(ArchiveError::Link {
+                entry: name.to_string(),
+                target: target.clone(),
+            });
+        }
+        self.files
+            .get(&rel)
+            .ok_or_else(|| ArchiveError::Corrupt(format!("{name} is missing from the archive")))
+    }
+
+    /// A file `docker save` names, which may be a link to another entry of
+    /// the archive (older Docker writes a repeated layer as a symlink to
+    /// the first copy). Links are resolved by name among the archive's own
+    /// entries; one that leaves the archive is refused.
+    fn resolve(&self, name: &str) -> Result<&Spooled> {
+        let outside = |target: &str| ArchiveError::LinkOutside {
+            entry: name.to_string(),
+            target: target.to_string(),
+        };
+        let mut rel = clean_entry_path(name)
+            .map_err(|_| ArchiveError::Corrupt(format!("{name:?} escapes the archive")))?;
+        for _ in 0..MAX_LINK_HOPS {
+            if let Some(file) = self.files.get(&rel) {
+                return Ok(file);
+            }
+            rel = match self.links.get(&rel) {
+                Some(Link::Symbolic(target)) => {
+                    if target.starts_with('/') {
+                        return Err(outside(target));
+                    }
+                    let joined = rel.parent().unwrap_or(Path::new("")).join(target);
+                    clean_entry_path(&joined.to_string_lossy()).map_err(|_| outside(target))?
+                }
+                Some(Link::Hard(target)) => {
+                    clean_entry_path(target).map_err(|_| outside(target))?
+                }
+                None => {
+                    return Err(ArchiveError::Corrupt(format!(
+                        "{name} is missing from the archive"
+                    )))
+                }
+            };
+        }
+        Err(ArchiveError::Corrupt(format!(
+            "{name}: more than {MAX_LINK_HOPS} links in a row in the archive"
+        )))
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(&self, name: &str, file: &Spooled) -> Result<T> {
+        if file.size > MAX_DOCUMENT_BYTES {
+            return Err(ArchiveError::Corrupt(format!(
+                "{name} is {} bytes, more than the {MAX_DOCUMENT_BYTES} a JSON document of an image may have",
+                file.size
+            )));
+        }
+        let bytes = fs::read(&file.path).map_err(|source| ArchiveError::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Corrupt(format!("{name}: {e}")))
+    }
 }
 
-/// Copy a file into the store, checking it has `digest` when one is given.
-fn import_file(store: &Store, path: &Path, digest: Option<&Digest>) -> Result<(Digest, u64)> {
-    let mut f = fs::File::open(path).map_err(|source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut w = store.blob_writer()?;
-    io::copy(&mut f, &mut w).map_err(|source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(w.commit(digest, None)?)
+/// Check that a spooled file is the blob `digest` (of `size` bytes, when known).
+fn verify(name: &str, file: &Spooled, digest: &Digest, size: Option<u64>) -> Result<()> {
+    if &file.digest != digest {
+        return Err(ArchiveError::Corrupt(format!(
+            "{name}: digest mismatch: expected {digest}, got {}",
+            file.digest
+        )));
+    }
+    if let Some(size) = size.filter(|s| *s != file.size) {
+        return Err(ArchiveError::Corrupt(format!(
+            "{name}: size mismatch: expected {size} bytes, got {}",
+            file.size
+        )));
+    }
+    Ok(())
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).map_err(|source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ArchiveError::Corrupt(format!("{}: {e}", path.display())))
+/// Copy verified spooled files into the store.
+fn import(store: &Store, files: &[&Spooled]) -> Result<()> {
+    for file in files {
+        if store.has_blob(&file.digest) {
+            continue;
+        }
+        let mut f = fs::File::open(&file.path).map_err(|source| ArchiveError::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+        let mut w = store.blob_writer()?;
+        io::copy(&mut f, &mut w).map_err(|source| ArchiveError::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+        w.commit(Some(&file.digest), Some(file.size))?;
+    }
+    Ok(())
 }
 
-fn blob_in(root: &Path, digest: &Digest) -> PathBuf {
-    root.join("blobs/sha256").join(digest.hex())
+fn oci_blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
-fn load_oci(store: &Store, root: &Path) -> Result<Vec<String>> {
-    let index: ImageIndex = read_json(&root.join("index.json"))?;
-    // Import every blob the layout holds that the index reaches.
+fn load_oci(store: &Store, spool: &Spool) -> Result<Vec<String>> {
+    let index: ImageIndex = spool.json("index.json", spool.regular("index.json")?)?;
+    // Verify every blob the index reaches before any enters the store.
     let mut todo: Vec<Descriptor> = index.manifests.clone();
     let mut seen = HashSet::new();
+    let mut blobs = Vec::new();
     while let Some(d) = todo.pop() {
         if !seen.insert(d.digest.clone()) {
             continue;
         }
-        let path = blob_in(root, &d.digest);
-        import_file(store, &path, Some(&d.digest))?;
+        let name = oci_blob_name(&d.digest);
+        let file = spool.regular(&name)?;
+        verify(&name, file, &d.digest, Some(d.size))?;
         if media::is_index(&d.media_type) {
-            let i: ImageIndex = read_json(&path)?;
+            let i: ImageIndex = spool.json(&name, file)?;
             todo.extend(i.manifests);
         } else if media::is_manifest(&d.media_type) {
-            let m: ImageManifest = read_json(&path)?;
+            let m: ImageManifest = spool.json(&name, file)?;
             todo.push(m.config);
             todo.extend(m.layers);
         }
+        blobs.push(file);
     }
+    import(store, &blobs)?;
     let mut tagged = Vec::new();
     for d in index.manifests {
         let name = d
@@ -231,36 +440,69 @@ fn load_oci(store: &Store, root: &Path) -> Result<Vec<String>> {
     Ok(tagged)
 }
 
-fn load_docker(store: &Store, root: &Path) -> Result<Vec<String>> {
-    let entries: Vec<DockerManifestEntry> = read_json(&root.join("manifest.json"))?;
-    let mut tagged = Vec::new();
+/// The digest a `docker save` path names: `blobs/sha256/<hex>` (Docker 25
+/// and later), or `<hex>.json` for the config of older versions.
+fn named_digest(path: &str) -> Option<Digest> {
+    let hex = path
+        .strip_prefix("blobs/sha256/")
+        .or_else(|| path.strip_suffix(".json"))?;
+    format!("sha256:{hex}").parse().ok()
+}
+
+fn load_docker(store: &Store, spool: &Spool) -> Result<Vec<String>> {
+    let entries: Vec<DockerManifestEntry> =
+        spool.json("manifest.json", spool.regular("manifest.json")?)?;
+    // Verify every image first, import after: a refused archive adds nothing.
+    let mut images = Vec::new();
     for entry in entries {
-        let config_path = root.join(
-            clean_entry_path(&entry.config).map_err(|e| ArchiveError::Corrupt(e.to_string()))?,
-        );
-        let (config_digest, config_size) = import_file(store, &config_path, None)?;
-        let mut layers = Vec::new();
-        for layer in &entry.layers {
-            let path = root
-                .join(clean_entry_path(layer).map_err(|e| ArchiveError::Corrupt(e.to_string()))?);
-            let (digest, size) = import_file(store, &path, None)?;
-            let media_type = if is_gzip(&path) {
-                media::OCI_LAYER_GZIP
-            } else {
-                media::OCI_LAYER
-            };
-            layers.push(Descriptor::new(media_type, digest, size));
+        let config = spool.resolve(&entry.config)?;
+        if let Some(digest) = named_digest(&entry.config) {
+            verify(&entry.config, config, &digest, None)?;
         }
+        let parsed: ImageConfig = spool.json(&entry.config, config)?;
+        let diff_ids = &parsed.rootfs.diff_ids;
+        if diff_ids.len() != entry.layers.len() {
+            return Err(ArchiveError::Corrupt(format!(
+                "{}: the config lists {} layers, manifest.json {}",
+                entry.config,
+                diff_ids.len(),
+                entry.layers.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
+            let file = spool.resolve(name)?;
+            if let Some(digest) = named_digest(name) {
+                verify(name, file, &digest, None)?;
+            }
+            let (compression, uncompressed) = uncompressed_digest(&file.path)?;
+            if &uncompressed != diff_id {
+                return Err(ArchiveError::Corrupt(format!(
+                    "{name}: digest mismatch: the config names layer {diff_id}, the archive holds {uncompressed}"
+                )));
+            }
+            layers.push((file, compression));
+        }
+        images.push((entry.repo_tags, config, layers));
+    }
+    let mut tagged = Vec::new();
+    for (tags, config, layers) in images {
+        let mut files: Vec<&Spooled> = vec![config];
+        files.extend(layers.iter().map(|(f, _)| *f));
+        import(store, &files)?;
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(media::OCI_MANIFEST.into()),
-            config: Descriptor::new(media::OCI_CONFIG, config_digest, config_size),
-            layers,
+            config: Descriptor::new(media::OCI_CONFIG, config.digest.clone(), config.size),
+            layers: layers
+                .iter()
+                .map(|(f, media_type)| Descriptor::new(media_type, f.digest.clone(), f.size))
+                .collect(),
             annotations: Default::default(),
             extra: Default::default(),
         };
         let desc = store.put_json(media::OCI_MANIFEST, &manifest)?;
-        for tag in entry.repo_tags {
+        for tag in tags {
             store.tag(&tag, &desc)?;
             tagged.push(tag);
         }
@@ -268,12 +510,26 @@ fn load_docker(store: &Store, root: &Path) -> Result<Vec<String>> {
     Ok(tagged)
 }
 
-fn is_gzip(path: &Path) -> bool {
-    let mut magic = [0u8; 2];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == [0x1f, 0x8b]
+/// A layer's media type (by its magic bytes) and the digest of its tar
+/// stream once decompressed (its diff_id).
+fn uncompressed_digest(path: &Path) -> Result<(&'static str, Digest)> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = fs::File::open(path).map_err(io_err)?;
+    let mut magic = [0u8; 4];
+    let got = f.read(&mut magic).map_err(io_err)?;
+    let media_type = match magic[..got] {
+        [0x1f, 0x8b, ..] => media::OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] => media::OCI_LAYER_ZSTD,
+        _ => media::OCI_LAYER,
+    };
+    let f = fs::File::open(path).map_err(io_err)?;
+    let mut reader = crate::unpack::decompress(Box::new(io::BufReader::new(f))).map_err(io_err)?;
+    let mut w = HashingWriter::new(io::sink());
+    io::copy(&mut reader, &mut w).map_err(io_err)?;
+    Ok((media_type, w.finish().1))
 }
 
 /// A directory removed on drop.

@@ -182,13 +182,24 @@ pub fn unpack(reader: impl Read, dest: &Path, opts: UnpackOptions) -> Result<Unp
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(".wh.") {
+                // `.wh..` and `.wh...` would name the directory itself or its
+                // parent, which for a top-level entry is outside `dest`.
+                if matches!(hidden, "" | "." | "..") {
+                    return Err(UnpackError::Escape(raw));
+                }
                 remove_any(&target.with_file_name(hidden))?;
                 continue;
             }
         }
         let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let kind = header.entry_type();
+        let mut mode = header.mode().unwrap_or(0o644) & 0o7777;
+        if !opts.preserve_owner && kind != tar::EntryType::Directory {
+            // The file becomes ours (root's, under berth), not the archive's
+            // owner's: a set-user/group-ID bit kept now would hand whoever
+            // wrote the archive our identity.
+            mode &= !0o6000;
+        }
         let owner = (header.uid().ok(), header.gid().ok());
         match kind {
             tar::EntryType::Directory => {
@@ -211,8 +222,16 @@ pub fn unpack(reader: impl Read, dest: &Path, opts: UnpackOptions) -> Result<Unp
                     .map_err(io_err(&target))?;
                 let n = io::copy(&mut entry, &mut f).map_err(io_err(&target))?;
                 stats.bytes += n;
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                if opts.preserve_owner {
+                    // Before the mode: a chown clears set-ID bits.
+                    if let (Some(uid), Some(gid)) = owner {
+                        std::os::unix::fs::fchown(&f, Some(uid as u32), Some(gid as u32))
+                            .map_err(io_err(&target))?;
+                    }
+                }
+                f.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(io_err(&target))?;
+                continue;
             }
             tar::EntryType::Symlink => {
                 let link = entry
@@ -255,14 +274,34 @@ pub fn unpack(reader: impl Read, dest: &Path, opts: UnpackOptions) -> Result<Unp
         }
         if opts.preserve_owner && kind != tar::EntryType::Link {
             if let (Some(uid), Some(gid)) = owner {
-                let _ = std::os::unix::fs::lchown(&target, Some(uid as u32), Some(gid as u32));
+                std::os::unix::fs::lchown(&target, Some(uid as u32), Some(gid as u32))
+                    .map_err(io_err(&target))?;
             }
         }
     }
     for (dir, mode) in dir_modes.into_iter().rev() {
+        // A later entry may have replaced the directory (or one of its
+        // parents) with a symlink: a mode set through it would change a
+        // file outside the destination.
+        if !is_real_dir_under(dest, &dir) {
+            continue;
+        }
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
     }
     Ok(stats)
+}
+
+/// True when `path` (below `dest`) is a directory reached without passing
+/// through any symlink.
+fn is_real_dir_under(dest: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(dest) else {
+        return false;
+    };
+    let mut cur = dest.to_path_buf();
+    rel.components().all(|c| {
+        cur.push(c);
+        fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir())
+    })
 }
 
 #[cfg(test)]

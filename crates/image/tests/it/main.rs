@@ -4,4 +4,5 @@
 mod build;
 mod docker_load;
 mod full_disk;
+mod hostile;
 mod support;
