@@ -1,10 +1,12 @@
 //! Which runtime each service runs, and what is known against it.
 
+use crate::date;
+use crate::index::ReleaseIndex;
 use crate::rewrite::image_version;
 use crate::spec::{RuntimeSpec, VersionReq};
-use crate::upgrade::{choose, Strategy};
+use crate::upgrade::{choose, latest_patch_beyond_data, LatestPatch, Strategy};
 use crate::version::Version;
-use crate::vulns::{self, Severity, VulnDb};
+use crate::vulns::{self, Coverage, Severity, VulnDb};
 use berth_compose::model::{Project, Service};
 
 /// Where berth learnt the runtime of a service.
@@ -109,10 +111,16 @@ pub struct ServiceAudit {
     pub end_of_life: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_of_life_date: Option<String>,
+    /// Whether the vulnerability data covers this release at all: when it
+    /// does not, an empty `vulnerabilities` means "not assessed", not clean.
+    pub coverage: Coverage,
     pub vulnerabilities: Vec<Finding>,
     /// The lowest release of the line with every fix the line got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade_to: Option<Version>,
+    /// A newer release of the line than the data knows, which may fix more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_patch: Option<LatestPatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -183,13 +191,17 @@ pub fn add_security_releases(audits: &mut [ServiceAudit], index: &crate::index::
     }
 }
 
+/// `index` (when it could be read) gives publish dates and the published
+/// releases: without it, only what the data itself names is assessed.
 pub fn audit_project(
     project: &Project,
     db: &VulnDb,
     images: Option<&berth_oci::Store>,
+    index: Option<&ReleaseIndex>,
     resolve: &mut dyn FnMut(&RuntimeSpec) -> Result<Version, String>,
 ) -> Vec<ServiceAudit> {
-    let today = vulns::today();
+    let today = date::today();
+    let published = index.map(|i| i.versions());
     let mut out = Vec::new();
     for (name, service) in &project.services {
         let Some(d) = detect(service, images) else {
@@ -214,6 +226,24 @@ pub fn audit_project(
             _ => None,
         };
         let line = version.as_ref().map(|v| v.line());
+        let coverage = match &version {
+            Some(v) => db.coverage(v, index.and_then(|i| i.published(v))),
+            None => Coverage {
+                assessed: false,
+                reason: "the version could not be told".into(),
+                published: None,
+            },
+        };
+        let upgrade_to = version
+            .as_ref()
+            .and_then(|v| {
+                let list = published.as_deref().ok_or_else(String::new);
+                choose(v, &Strategy::Security, db, list).ok()
+            })
+            .filter(|to| Some(to) != version.as_ref());
+        let latest_patch = index
+            .zip(version.as_ref())
+            .and_then(|(i, v)| latest_patch_beyond_data(db, i, upgrade_to.as_ref().unwrap_or(v)));
         out.push(ServiceAudit {
             service: name.clone(),
             runtime: "node".into(),
@@ -225,14 +255,13 @@ pub fn audit_project(
                 .and_then(vulns::eol_date)
                 .filter(|d| !d.is_empty())
                 .map(String::from),
+            coverage,
             vulnerabilities: version
                 .as_ref()
                 .map(|v| findings(db, v))
                 .unwrap_or_default(),
-            upgrade_to: version
-                .as_ref()
-                .and_then(|v| choose(v, &Strategy::Security, db, Err(String::new())).ok())
-                .filter(|to| Some(to) != version.as_ref()),
+            upgrade_to,
+            latest_patch,
             version,
             error,
         });
@@ -240,9 +269,13 @@ pub fn audit_project(
     out
 }
 
-/// Should a CI gate fail? `threshold` `Unknown` means any finding at all;
-/// otherwise findings graded at or above it (ungraded ones do not count).
+/// Should a CI gate fail? `threshold` `Unknown` means any finding at all,
+/// and any release the data does not assess; otherwise findings graded at
+/// or above it (ungraded ones do not count).
 pub fn fails(audits: &[ServiceAudit], threshold: Severity) -> bool {
+    if threshold == Severity::Unknown && audits.iter().any(|a| !a.coverage.assessed) {
+        return true;
+    }
     audits.iter().flat_map(|a| &a.vulnerabilities).any(|f| {
         threshold == Severity::Unknown
             || (f.severity != Severity::Unknown && f.severity >= threshold)
@@ -272,6 +305,7 @@ mod tests {
             security,
             npm: None,
             npm_dist: None,
+            published: None,
         };
         let index = ReleaseIndex {
             source: crate::SourceKind::Dist,
@@ -284,13 +318,9 @@ mod tests {
             ],
         };
         let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n");
-        let mut audits =
-            audit_project(
-                &p,
-                &VulnDb::embedded(),
-                None,
-                &mut |_| Err("offline".into()),
-            );
+        let mut audits = audit_project(&p, &VulnDb::embedded(), None, None, &mut |_| {
+            Err("offline".into())
+        });
         let before = audits[0].vulnerabilities.len();
         add_security_releases(&mut audits, &index);
         let added: Vec<&str> = audits[0].vulnerabilities[before..]
@@ -305,7 +335,7 @@ mod tests {
     fn december_2015() {
         let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n  web:\n    image: quay.io/oddnetworks/alpine-nodejs:4.2.3\n  db:\n    image: postgres:16\n  range:\n    x-runtime: node@4.2\n");
         let db = VulnDb::embedded();
-        let audits = audit_project(&p, &db, None, &mut |s| {
+        let audits = audit_project(&p, &db, None, None, &mut |s| {
             assert_eq!(s.to_string(), "node@4.2");
             Ok("4.2.6".parse().unwrap())
         });
@@ -330,12 +360,9 @@ mod tests {
     #[test]
     fn thresholds() {
         let p = project("services:\n  app:\n    x-runtime: node@4.2.2\n");
-        let audits = audit_project(
-            &p,
-            &VulnDb::embedded(),
-            None,
-            &mut |_| Err("offline".into()),
-        );
+        let audits = audit_project(&p, &VulnDb::embedded(), None, None, &mut |_| {
+            Err("offline".into())
+        });
         let worst = audits[0].worst().unwrap();
         assert!(fails(&audits, Severity::Unknown));
         assert!(fails(&audits, worst));
@@ -344,7 +371,9 @@ mod tests {
         }
         let clean = project("services:\n  db:\n    image: postgres\n");
         assert!(!fails(
-            &audit_project(&clean, &VulnDb::embedded(), None, &mut |_| Err("x".into())),
+            &audit_project(&clean, &VulnDb::embedded(), None, None, &mut |_| Err(
+                "x".into()
+            )),
             Severity::Unknown
         ));
     }

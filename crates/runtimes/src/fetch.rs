@@ -98,6 +98,16 @@ pub fn scratch_path(dir: &Path, what: &str) -> PathBuf {
     dir.join(format!(".tmp-{what}-{}-{n}", std::process::id()))
 }
 
+/// A document and the dates its server sent.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub body: Vec<u8>,
+    /// The `Last-Modified` header, as sent.
+    pub last_modified: Option<String>,
+    /// The `Date` header, as sent.
+    pub date: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Http {
     agent: ureq::Agent,
@@ -160,8 +170,25 @@ impl Http {
 
     /// A small document, whole, at most `limit` bytes.
     pub fn get(&self, url: &str, accept: Option<&str>, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_dated(url, accept, limit).map(|d| d.body)
+    }
+
+    /// [`Http::get`], with the dates the server gave.
+    pub fn get_dated(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        limit: u64,
+    ) -> Result<Document, FetchError> {
         let mut resp = self.open(url, accept)?;
         let total = content_length(&resp);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (last_modified, date) = (header("last-modified"), header("date"));
         let mut out = Vec::new();
         let mut reader = resp.body_mut().as_reader().take(limit + 1);
         reader
@@ -186,7 +213,11 @@ impl Http {
                 });
             }
         }
-        Ok(out)
+        Ok(Document {
+            body: out,
+            last_modified,
+            date,
+        })
     }
 
     /// Stream `url` into a new file in `dir`, hashing as it goes, then check

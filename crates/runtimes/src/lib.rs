@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod date;
 pub mod fetch;
 pub mod index;
 pub mod rewrite;

@@ -208,6 +208,13 @@ impl Runtimes {
         }
     }
 
+    /// The cached release index, whatever its age, without the network.
+    pub fn cached_index(&self) -> Option<ReleaseIndex> {
+        fs::read(self.index_cache_path())
+            .ok()
+            .and_then(|b| self.parse_index(&b).ok())
+    }
+
     /// The release index of the configured source: the cached copy while it
     /// is younger than the TTL, else a fresh one; when the source cannot be
     /// reached, the cached copy whatever its age.
@@ -228,10 +235,9 @@ impl Runtimes {
         let url = self.index_url();
         progress(&Progress::Step(&format!("fetching release index {url}")));
         let accept = match self.config.node_source {
-            // The abbreviated packument: a tenth of the full one, has dist.
-            SourceKind::Npm => {
-                Some("application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8")
-            }
+            // The full packument: only it has the publish times (`time`)
+            // that tell which releases are newer than the vulnerability data.
+            SourceKind::Npm => Some("application/json"),
             SourceKind::Dist => None,
         };
         match self.http.get(&url, accept, MAX_INDEX_BYTES) {

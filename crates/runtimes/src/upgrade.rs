@@ -1,7 +1,8 @@
 //! Which version a service should move to.
 
+use crate::index::ReleaseIndex;
 use crate::version::Version;
-use crate::vulns::VulnDb;
+use crate::vulns::{Coverage, VulnDb};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpgradeError {
@@ -75,6 +76,113 @@ pub fn choose(
                     newest: candidates.last().map(|v| v.to_string()).unwrap_or_default(),
                 })
         }
+    }
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Security => "security",
+            Strategy::LatestPatch => "latest-patch",
+            Strategy::To(_) => "to",
+        }
+    }
+}
+
+/// A release of the line newer than the vulnerability data: what it fixes
+/// is not known to berth, so it may fix more than the security choice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LatestPatch {
+    pub version: Version,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    pub note: String,
+}
+
+/// The newest release of `from`'s line above `from` when the data does
+/// not cover it (`None` when the data covers the whole line as far as the
+/// index goes).
+pub fn latest_patch_beyond_data(
+    db: &VulnDb,
+    index: &ReleaseIndex,
+    from: &Version,
+) -> Option<LatestPatch> {
+    let line = from.line();
+    let newest = index
+        .releases
+        .iter()
+        .filter(|r| line.contains(&r.version) && !r.version.is_prerelease() && r.version > *from)
+        .max_by(|a, b| a.version.cmp(&b.version))?;
+    let published = newest.published.as_deref();
+    if db.coverage(&newest.version, published).assessed {
+        return None;
+    }
+    let when = published
+        .map(|p| format!("published {p}"))
+        .unwrap_or_else(|| "publish date unknown".into());
+    Some(LatestPatch {
+        version: newest.version.clone(),
+        published: published.map(String::from),
+        note: format!(
+            "the newest release of {line} ({when}) is newer than the vulnerability data (as of {}) and may fix more",
+            db.as_of
+        ),
+    })
+}
+
+/// One service's upgrade, explained.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Choice {
+    pub service: String,
+    pub from: Version,
+    pub to: Version,
+    pub strategy: &'static str,
+    pub reason: String,
+    /// What the data can say about the release moved to.
+    pub coverage: Coverage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_patch: Option<LatestPatch>,
+}
+
+/// Why `to` was chosen for `from`, and what the data cannot vouch for.
+pub fn explain(
+    service: &str,
+    from: &Version,
+    to: &Version,
+    strategy: &Strategy,
+    db: &VulnDb,
+    index: Option<&ReleaseIndex>,
+) -> Choice {
+    let line = from.line();
+    let fixable = db
+        .affecting(from)
+        .into_iter()
+        .filter(|x| VulnDb::fixable_in_line(x, from))
+        .count();
+    let plural = if fixable == 1 { "y" } else { "ies" };
+    let reason = match strategy {
+        Strategy::Security if to == from && fixable == 0 => format!(
+            "no vulnerability known as of {} has a fix in {line} that {from} lacks",
+            db.as_of
+        ),
+        Strategy::Security => format!(
+            "the lowest release of {line} that fixes the {fixable} known vulnerabilit{plural} of {from} with a fix in the line (data as of {})",
+            db.as_of
+        ),
+        Strategy::LatestPatch => format!("the newest published release of {line}"),
+        Strategy::To(_) => "as asked (--to)".into(),
+    };
+    let published = index.and_then(|i| i.published(to));
+    Choice {
+        service: service.to_string(),
+        from: from.clone(),
+        to: to.clone(),
+        strategy: strategy.name(),
+        reason,
+        coverage: db.coverage(to, published),
+        latest_patch: index
+            .and_then(|i| latest_patch_beyond_data(db, i, to))
+            .filter(|_| *strategy != Strategy::LatestPatch),
     }
 }
 

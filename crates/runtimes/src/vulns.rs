@@ -8,8 +8,13 @@
 //! binary (`data/node-vulns.json`) so audit works offline; `berth audit
 //! --refresh` writes a newer one into the state dir, through the same
 //! [`VulnDb::from_wg_core`] that produced the snapshot.
+//!
+//! Every data set carries the date it is current as of ([`VulnDb::as_of`]):
+//! a release the data cannot place before that date is "not assessed"
+//! ([`VulnDb::coverage`]), never clean.
 
 use crate::config::RuntimesConfig;
+use crate::date;
 use crate::fetch::{scratch_path, Expected, FetchError, Http, ProgressFn};
 use crate::semver_range::Range;
 use crate::version::{Line, Version};
@@ -21,9 +26,11 @@ use std::path::{Path, PathBuf};
 pub const SNAPSHOT: &str = include_str!("../data/node-vulns.json");
 /// The npm package that carries the working group's list as `core.json`.
 pub const WG_PACKAGE: &str = "is-my-node-vulnerable";
-/// A URL serving the working group's `index.json` directly (a mirror of
-/// `https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core/index.json`).
-pub const WG_URL_ENV: &str = "BERTH_NODE_VULNS_URL";
+/// Who publishes the facts, whichever copy berth read.
+pub const PUBLISHER: &str = "nodejs/security-wg";
+/// Where the end-of-life dates of [`eol_date`] come from, and when berth recorded them.
+pub const EOL_SOURCE: &str = "the Node.js release schedule (nodejs/Release) as recorded in berth";
+pub const EOL_AS_OF: &str = "2026-11-28";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VulnError {
@@ -31,6 +38,14 @@ pub enum VulnError {
     Fetch(#[from] FetchError),
     #[error("vulnerability data {what}: {reason}")]
     Invalid { what: String, reason: String },
+    #[error("vulnerability data from {what} is older than the data berth has ({theirs} < {ours}); refused")]
+    Older {
+        what: String,
+        theirs: String,
+        ours: String,
+    },
+    #[error("no source gave usable vulnerability data ({tried} tried); the data berth has is kept ({kept})")]
+    NoRefresh { tried: usize, kept: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -169,15 +184,127 @@ pub struct VulnDb {
     pub format: u32,
     /// Where the facts came from (package and version, or URL).
     pub source: String,
+    /// The date (`YYYY-MM-DD`) the facts are current as of: a release
+    /// published later is not assessed by them.
+    #[serde(default)]
+    pub as_of: String,
+    /// How `as_of` is known.
+    #[serde(default)]
+    pub as_of_basis: String,
+    /// The working group's highest entry number in the data (it numbers
+    /// entries as it adds them, so a copy with a lower one is older).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_entry: Option<u64>,
+    /// When berth stored this copy (`--refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
     pub vulnerabilities: Vec<Vuln>,
 }
 
 const SNAPSHOT_COMMENT: &str = "Node.js core vulnerabilities in berth's format: facts (ids, npm ranges, severity, reference) from the Node.js security working group's list (vuln/core), with berth's corrections applied. Written by berth's own code: `cargo run -p berth-runtimes --example write-vuln-snapshot` (the same path as `berth audit --refresh`). Do not edit by hand.";
 
+/// What a data set is, for every output that uses it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DataInfo {
+    pub publisher: &'static str,
+    pub source: String,
+    /// `YYYY-MM-DD`; releases published later are not assessed.
+    pub as_of: String,
+    pub as_of_basis: String,
+    /// Days from `as_of` to today.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_entry: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
+    pub entries: usize,
+}
+
+impl DataInfo {
+    /// `vulnerability data: nodejs/security-wg as of 2024-07-01, from …; 2 years 5 months old (…)`
+    pub fn summary(&self) -> String {
+        let age = self
+            .age_days
+            .map(|d| format!("; {} old", date::age_words(d)))
+            .unwrap_or_default();
+        let as_of = if self.as_of.is_empty() {
+            "an unknown date"
+        } else {
+            &self.as_of
+        };
+        format!(
+            "vulnerability data: {} as of {as_of}, from {}{age} (date from {})",
+            self.publisher, self.source, self.as_of_basis
+        )
+    }
+}
+
+/// Whether the data can say anything about one release.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Coverage {
+    /// `false`: the release may be newer than the data, which then knows
+    /// nothing of its vulnerabilities ("not assessed", never "clean").
+    pub assessed: bool,
+    pub reason: String,
+    /// The publish date berth knows for the release, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+}
+
+/// Where a refresh looks, in order, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshSource {
+    /// The working group's own files (`…/vuln/core`).
+    Upstream(String),
+    /// A configured copy of the same files.
+    Mirror(String),
+    /// The npm package that carries the list.
+    NpmPackage,
+}
+
+impl std::fmt::Display for RefreshSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefreshSource::Upstream(u) => write!(f, "the working group's files ({u})"),
+            RefreshSource::Mirror(u) => write!(f, "the mirror {u}"),
+            RefreshSource::NpmPackage => write!(f, "the npm package {WG_PACKAGE}"),
+        }
+    }
+}
+
+/// The newest date `texts` (references, publish dates) name, and which
+/// one named it; `("", …)` when none does.
+fn content_date<'a>(texts: impl Iterator<Item = &'a str>) -> (String, String) {
+    let newest = texts
+        .filter_map(|t| date::newest_date_named(t).map(|d| (d, t)))
+        .max_by(|a, b| a.0.cmp(&b.0));
+    match newest {
+        Some((d, t)) => {
+            let name = t.trim_end_matches('/').rsplit('/').next().unwrap_or(t);
+            (d, format!("its newest dated entry, {name}"))
+        }
+        None => (String::new(), "no entry of it names a date".into()),
+    }
+}
+
+/// `<base>/index.json`, or the URL itself when it names a JSON file.
+fn index_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with(".json") {
+        base.to_string()
+    } else {
+        format!("{base}/index.json")
+    }
+}
+
 impl VulnDb {
     /// The snapshot compiled into berth.
     pub fn embedded() -> VulnDb {
-        serde_json::from_str(SNAPSHOT).expect("the embedded vulnerability snapshot is valid")
+        let mut db: VulnDb =
+            serde_json::from_str(SNAPSHOT).expect("the embedded vulnerability snapshot is valid");
+        db.date_from_content_if_missing();
+        db
     }
 
     /// Where `--refresh` keeps its copy.
@@ -185,22 +312,72 @@ impl VulnDb {
         state_dir.join("runtimes/vulns/node.json")
     }
 
-    /// The refreshed copy in the state dir if there is a valid one, else the snapshot.
+    /// The newer of the refreshed copy in the state dir and the snapshot.
     pub fn load(state_dir: &Path) -> VulnDb {
+        let embedded = VulnDb::embedded();
         std::fs::read(Self::refreshed_path(state_dir))
             .ok()
             .and_then(|b| serde_json::from_slice::<VulnDb>(&b).ok())
-            .unwrap_or_else(VulnDb::embedded)
+            .map(|mut db| {
+                db.date_from_content_if_missing();
+                db
+            })
+            .filter(|db| db.older_than(&embedded).is_none())
+            .unwrap_or(embedded)
+    }
+
+    /// A copy written before berth dated its data: the newest date its
+    /// references name.
+    fn date_from_content_if_missing(&mut self) {
+        if self.as_of.is_empty() {
+            let (as_of, basis) = content_date(
+                self.vulnerabilities
+                    .iter()
+                    .filter_map(|v| v.reference.as_deref()),
+            );
+            self.as_of = as_of;
+            self.as_of_basis = basis;
+        }
+    }
+
+    pub fn info(&self, today: &str) -> DataInfo {
+        DataInfo {
+            publisher: PUBLISHER,
+            source: self.source.clone(),
+            as_of: self.as_of.clone(),
+            as_of_basis: self.as_of_basis.clone(),
+            age_days: date::days_between(&self.as_of, today),
+            newest_entry: self.newest_entry,
+            stored_at: self.stored_at.clone(),
+            entries: self.vulnerabilities.len(),
+        }
+    }
+
+    /// `Some((self, other))` described, when `self` is older than `other`:
+    /// an earlier date, or fewer of the working group's entries.
+    pub fn older_than(&self, other: &VulnDb) -> Option<(String, String)> {
+        let describe = |db: &VulnDb| match db.newest_entry {
+            Some(n) => format!("as of {}, newest entry {n}", db.as_of),
+            None => format!("as of {}", db.as_of),
+        };
+        let older_date = self.as_of < other.as_of;
+        let fewer = matches!((self.newest_entry, other.newest_entry), (Some(a), Some(b)) if a < b);
+        (older_date || fewer).then(|| (describe(self), describe(other)))
     }
 
     /// The working group's core list (an object keyed by entry number) to
-    /// berth's format, corrections applied.
+    /// berth's format, corrections applied, dated by its content: the
+    /// newest date its entries name (a publish date, or the month of the
+    /// security release a reference points to).
     pub fn from_wg_core(bytes: &[u8], source: &str) -> Result<VulnDb, VulnError> {
         let json: Json =
             serde_json::from_slice(bytes).map_err(|e| invalid(source, e.to_string()))?;
         let obj = json
             .as_object()
             .ok_or_else(|| invalid(source, "expected a JSON object"))?;
+        if obj.is_empty() {
+            return Err(invalid(source, "no entries"));
+        }
         let mut keyed: Vec<(u64, &Json)> = obj
             .iter()
             .map(|(k, v)| {
@@ -213,8 +390,12 @@ impl VulnDb {
             .collect::<Result<_, VulnError>>()?;
         keyed.sort_by_key(|(k, _)| *k);
         let mut out = Vec::new();
-        for (key, entry) in keyed {
+        let mut dated: Vec<String> = Vec::new();
+        for (key, entry) in &keyed {
             let what = format!("{source} entry {key}");
+            if !entry.is_object() {
+                return Err(invalid(&what, "expected a JSON object"));
+            }
             let text = |k: &str| entry.get(k).and_then(Json::as_str).map(str::to_string);
             let cves: Vec<String> = entry
                 .get("cve")
@@ -242,6 +423,8 @@ impl VulnDb {
             };
             let severity =
                 Severity::parse(&text("severity").unwrap_or_default()).unwrap_or(Severity::Unknown);
+            dated.extend(text("ref"));
+            dated.extend(text("publish_date"));
             out.push(Vuln {
                 id: cves
                     .first()
@@ -265,14 +448,29 @@ impl VulnDb {
                 correction: None,
             });
         }
+        let (as_of, as_of_basis) = content_date(dated.iter().map(String::as_str));
         let mut db = VulnDb {
             comment: SNAPSHOT_COMMENT.into(),
             format: 1,
             source: source.to_string(),
+            as_of,
+            as_of_basis,
+            newest_entry: keyed.last().map(|(k, _)| *k),
+            stored_at: None,
             vulnerabilities: out,
         };
         db.apply_corrections();
         Ok(db)
+    }
+
+    /// A later date the source itself vouches for (the fetch date of the
+    /// working group's own files, a mirror's `Last-Modified`).
+    fn dated_by_source(mut self, day: Option<String>, basis: &str) -> VulnDb {
+        if let Some(day) = day.filter(|d| *d > self.as_of) {
+            self.as_of = day;
+            self.as_of_basis = basis.to_string();
+        }
+        self
     }
 
     fn apply_corrections(&mut self) {
@@ -316,6 +514,73 @@ impl VulnDb {
         out
     }
 
+    /// The newest release of `line` the data names (a bound of a
+    /// vulnerable or patched range): it existed when the data was written.
+    pub fn newest_named(&self, line: Line) -> Option<Version> {
+        self.vulnerabilities
+            .iter()
+            .flat_map(|v| {
+                let mut b = v.patched.lower_bounds();
+                b.extend(v.vulnerable.lower_bounds());
+                b
+            })
+            .filter(|b| line.contains(b))
+            .max()
+    }
+
+    /// Can the data speak for `v`? Yes when it names a release of `v`'s
+    /// line at or above `v`, when `v` was published on or before the data's
+    /// date (`published`: from the release index; npm's publish times are
+    /// those of the repackaging, never earlier than the release), or when
+    /// the line ended before that date. Otherwise `v` may be newer than
+    /// the data: not assessed.
+    pub fn coverage(&self, v: &Version, published: Option<&str>) -> Coverage {
+        let line = v.line();
+        let published = published.and_then(date::parse_ymd);
+        let yes = |reason: String| Coverage {
+            assessed: true,
+            reason,
+            published: published.clone(),
+        };
+        if let Some(named) = self.newest_named(line).filter(|n| n >= v) {
+            return yes(format!(
+                "the data (as of {}) names node {named} of line {line}",
+                self.as_of
+            ));
+        }
+        if let Some(p) = published.as_ref().filter(|p| **p <= self.as_of) {
+            return yes(format!(
+                "published {p}, before the data's date ({})",
+                self.as_of
+            ));
+        }
+        if let Some(end) = eol_date(line).filter(|d| *d <= self.as_of.as_str()) {
+            return yes(if end.is_empty() {
+                format!("line {line} ended before any date berth records")
+            } else {
+                format!(
+                    "line {line} ended {end}, before the data's date ({})",
+                    self.as_of
+                )
+            });
+        }
+        let reason = match &published {
+            Some(p) => format!(
+                "node {v} was published {p}, after the vulnerability data (as of {}): its vulnerabilities are not known to berth",
+                self.as_of
+            ),
+            None => format!(
+                "node {v} may be newer than the vulnerability data (as of {}): the data names no release of {line} this new, and no publish date is known (release index not readable)",
+                self.as_of
+            ),
+        };
+        Coverage {
+            assessed: false,
+            reason,
+            published,
+        }
+    }
+
     /// Releases of `line` that shipped a fix, by the patched ranges.
     pub fn fix_releases(&self, line: Line) -> Vec<Version> {
         let mut out: Vec<Version> = self
@@ -335,22 +600,92 @@ impl VulnDb {
         s
     }
 
-    /// Fetch the working group's list: from `BERTH_NODE_VULNS_URL` when set,
-    /// else from the npm registry's `is-my-node-vulnerable` package (its
-    /// `core.json`, integrity-checked).
-    pub fn fetch(
+    /// Fresh data, trying in order the working group's own files, the
+    /// configured mirror, then the npm package; each candidate must parse
+    /// and be no older than `current`. The first that passes is stored in
+    /// the state dir (with its date) and returned; `note` hears about each
+    /// one that did not.
+    pub fn refresh(
+        http: &Http,
+        config: &RuntimesConfig,
+        state_dir: &Path,
+        current: &VulnDb,
+        note: &mut dyn FnMut(&str),
+        progress: ProgressFn<'_>,
+    ) -> Result<(VulnDb, RefreshSource, PathBuf), VulnError> {
+        let mut sources = Vec::new();
+        sources.extend(config.vulns_upstream.clone().map(RefreshSource::Upstream));
+        sources.extend(config.vulns_mirror.clone().map(RefreshSource::Mirror));
+        sources.push(RefreshSource::NpmPackage);
+        let mut tried = 0;
+        let scratch = state_dir.join("runtimes/vulns");
+        for source in sources {
+            let got = match &source {
+                RefreshSource::Upstream(base) | RefreshSource::Mirror(base) => {
+                    Self::fetch_files(http, base, matches!(source, RefreshSource::Upstream(_)))
+                }
+                RefreshSource::NpmPackage => {
+                    Self::fetch_package(http, config, &scratch, &mut *progress)
+                }
+            };
+            let checked = got.and_then(|db| match db.older_than(current) {
+                Some((theirs, ours)) => Err(VulnError::Older {
+                    what: db.source.clone(),
+                    theirs,
+                    ours,
+                }),
+                None => Ok(db),
+            });
+            match checked {
+                Ok(mut db) => {
+                    db.stored_at = Some(date::today());
+                    let path = db.save_refreshed(state_dir)?;
+                    return Ok((db, source, path));
+                }
+                Err(e) => {
+                    note(&format!("{source}: {e}"));
+                    tried += 1;
+                }
+            }
+        }
+        Err(VulnError::NoRefresh {
+            tried,
+            kept: format!("{} as of {}", current.source, current.as_of),
+        })
+    }
+
+    /// The working group's `index.json` from `base` (its `vuln/core`
+    /// directory, or a copy of it). The working group's own repository is
+    /// current when read; a copy is dated by its `Last-Modified`, and
+    /// either way never earlier than its content says.
+    fn fetch_files(http: &Http, base: &str, upstream: bool) -> Result<VulnDb, VulnError> {
+        let url = index_url(base);
+        let doc = http.get_dated(&url, Some("application/json"), 64 << 20)?;
+        let db = VulnDb::from_wg_core(&doc.body, &url)?;
+        Ok(if upstream {
+            let day = doc
+                .date
+                .as_deref()
+                .and_then(date::from_http_date)
+                .unwrap_or_else(date::today);
+            db.dated_by_source(Some(day), "the working group's repository, read that day")
+        } else {
+            db.dated_by_source(
+                doc.last_modified.as_deref().and_then(date::from_http_date),
+                "the mirror's Last-Modified",
+            )
+        })
+    }
+
+    /// The list inside the npm package (its `core.json`, integrity-checked),
+    /// dated by its content only: the package's publish date says when it
+    /// was published, not when its copy of the list was taken.
+    fn fetch_package(
         http: &Http,
         config: &RuntimesConfig,
         scratch_dir: &Path,
         progress: ProgressFn<'_>,
     ) -> Result<VulnDb, VulnError> {
-        if let Some(url) = std::env::var(WG_URL_ENV)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        {
-            let bytes = http.get(&url, None, 64 << 20)?;
-            return VulnDb::from_wg_core(&bytes, &url);
-        }
         let doc_url = format!("{}/{WG_PACKAGE}/latest", config.npm_registry);
         let doc: Json =
             serde_json::from_slice(&http.get(&doc_url, Some("application/json"), 16 << 20)?)
@@ -398,7 +733,7 @@ impl VulnDb {
                     .map_err(|e| invalid(&tarball, e.to_string()))?;
                 return VulnDb::from_wg_core(
                     &bytes,
-                    &format!("npm:{WG_PACKAGE}@{version} core.json"),
+                    &format!("npm package {WG_PACKAGE} {version} (core.json)"),
                 );
             }
         }
@@ -468,29 +803,6 @@ pub fn eol_date(line: Line) -> Option<&'static str> {
 /// Is the line past its end of life on `today` (`YYYY-MM-DD`)? `None`: berth does not know.
 pub fn is_eol(line: Line, today: &str) -> Option<bool> {
     eol_date(line).map(|d| d.is_empty() || d < today)
-}
-
-/// Today's date in UTC, `YYYY-MM-DD`.
-pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    civil_date((secs / 86_400) as i64)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date.
-fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[cfg(test)]
@@ -572,13 +884,62 @@ mod tests {
     }
 
     #[test]
+    fn releases_newer_than_the_data_are_not_assessed() {
+        let db = VulnDb::embedded();
+        assert_eq!(
+            db.as_of, "2024-07-01",
+            "dated by its newest entry (July 2024)"
+        );
+        let assessed =
+            |ver: &str, published: Option<&str>| db.coverage(&v(ver), published).assessed;
+        // Named by the data (22.4.1 is the July 2024 fix), whatever npm's repackaging date.
+        assert!(assessed("22.3.0", Some("2024-12-12T23:49:11.345Z")));
+        assert!(assessed("22.4.1", None));
+        assert!(assessed("4.2.2", None));
+        // Published before the data's date.
+        assert!(assessed("22.5.0", Some("2024-06-30")));
+        // A line that ended before the data's date.
+        assert!(assessed("21.7.3", None));
+        // Newer than anything the data names, and published later or when unknown.
+        let c = db.coverage(&v("22.13.1"), Some("2025-01-21T00:00:00Z"));
+        assert!(!c.assessed);
+        assert_eq!(c.published.as_deref(), Some("2025-01-21"));
+        assert!(
+            c.reason
+                .contains("published 2025-01-21, after the vulnerability data (as of 2024-07-01)"),
+            "{}",
+            c.reason
+        );
+        assert!(!assessed("22.5.0", None));
+        assert!(!assessed("24.0.0", Some("2025-05-06")));
+        assert!(!db.coverage(&v("24.0.0"), None).reason.is_empty());
+    }
+
+    #[test]
+    fn content_dates_and_age() {
+        let db = VulnDb::from_wg_core(WG_SAMPLE.as_bytes(), "sample").unwrap();
+        assert_eq!(db.newest_entry, Some(35));
+        // No reference names a date: unknown, so older than any dated set.
+        assert_eq!(db.as_of, "");
+        assert!(db.older_than(&VulnDb::embedded()).is_some());
+        let dated = r#"{"7": {"vulnerable":"4.x","patched":"^4.2.3","ref":"http://openssl.org/news/secadv/20151203.txt"},
+                        "8": {"vulnerable":"4.x","patched":"^4.2.4","publish_date":"2016-01-20"}}"#;
+        let db = VulnDb::from_wg_core(dated.as_bytes(), "d").unwrap();
+        assert_eq!(db.as_of, "2016-01-20");
+        let info = db.info("2016-02-19");
+        assert_eq!(info.age_days, Some(30));
+        assert!(info.summary().starts_with(
+            "vulnerability data: nodejs/security-wg as of 2016-01-20, from d; 30 days old"
+        ));
+        assert!(VulnDb::from_wg_core(b"{}", "empty").is_err());
+        assert!(VulnDb::from_wg_core(b"{\"1\": 3}", "odd").is_err());
+    }
+
+    #[test]
     fn end_of_life() {
         assert_eq!(is_eol(v("4.2.2").line(), "2026-11-28"), Some(true));
         assert_eq!(is_eol(v("24.1.0").line(), "2026-11-28"), Some(false));
         assert_eq!(is_eol(v("0.8.28").line(), "2012-01-01"), Some(true));
         assert_eq!(is_eol(v("99.0.0").line(), "2026-11-28"), None);
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(20_785), "2026-11-28");
-        assert_eq!(civil_date(11_016), "2000-02-29");
     }
 }

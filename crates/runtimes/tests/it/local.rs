@@ -18,6 +18,9 @@ fn config(server: &Server, source: SourceKind) -> RuntimesConfig {
         node_mirror: format!("{}/dist", server.base),
         npm_registry: format!("{}/npm", server.base),
         index_ttl: Duration::from_secs(3600),
+        // Tests never leave 127.0.0.1.
+        vulns_upstream: Some(format!("{}/security-wg/vuln/core", server.base)),
+        vulns_mirror: Some(format!("{}/mirror/vuln/core", server.base)),
     }
 }
 

@@ -4,4 +4,5 @@
 mod local;
 mod npm;
 mod offline;
+mod refresh;
 mod server;

@@ -19,7 +19,7 @@ fn audit_works_offline_from_the_snapshot() {
     // A state dir with nothing refreshed: the embedded snapshot is used.
     let db = VulnDb::load(dir.path());
     assert_eq!(db, VulnDb::embedded());
-    let audits = audit_project(&project, &db, None, &mut |s| {
+    let audits = audit_project(&project, &db, None, None, &mut |s| {
         panic!("no resolution needed for {s}")
     });
     let app = audits.iter().find(|a| a.service == "app").unwrap();

@@ -11,6 +11,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Announce this many bytes but send `body` only, then close.
     pub claimed_len: Option<usize>,
+    /// More header lines (`Last-Modified: …`).
+    pub headers: Vec<String>,
 }
 
 pub struct Server {
@@ -45,7 +47,8 @@ impl Server {
                     let _ = match reply {
                         Some(r) => {
                             let len = r.claimed_len.unwrap_or(r.body.len());
-                            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                            let extra: String = r.headers.iter().map(|h| format!("{h}\r\n")).collect();
+                            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n{extra}Connection: close\r\n\r\n");
                             stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&r.body))
                         }
                         None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
@@ -57,11 +60,16 @@ impl Server {
     }
 
     pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) {
+        self.put_with_headers(path, body, &[]);
+    }
+
+    pub fn put_with_headers(&self, path: &str, body: impl Into<Vec<u8>>, headers: &[&str]) {
         self.routes.lock().unwrap().insert(
             path.to_string(),
             Reply {
                 body: body.into(),
                 claimed_len: None,
+                headers: headers.iter().map(|h| h.to_string()).collect(),
             },
         );
     }
@@ -72,6 +80,7 @@ impl Server {
             Reply {
                 body: body.into(),
                 claimed_len: Some(claimed_len),
+                headers: Vec::new(),
             },
         );
     }
