@@ -258,6 +258,8 @@ impl Sandbox {
                 host_root_dirs,
             },
         )?;
+        let seccomp = crate::seccomp::SeccompFilter::of_spec(&oci)
+            .map_err(|e| spec::SpecError::Seccomp(e.into()))?;
         let config = dir.join("config.json");
         oci.save(&config).map_err(|e| SandboxError::Io {
             path: config.clone(),
@@ -276,13 +278,16 @@ impl Sandbox {
                 .with_root_path(self.runtime_root())
                 .and_then(|b| b.with_pid_file(Some(&pid_file)))
                 .map(|b| {
-                    b.with_executor(EnvExecutor::default())
-                        .with_stdin(stdin)
-                        .with_stdout(stdout)
-                        .with_stderr(stderr)
-                        .as_init(dir)
-                        .with_systemd(false)
-                        .with_detach(true)
+                    b.with_executor(EnvExecutor {
+                        seccomp,
+                        ..EnvExecutor::default()
+                    })
+                    .with_stdin(stdin)
+                    .with_stdout(stdout)
+                    .with_stderr(stderr)
+                    .as_init(dir)
+                    .with_systemd(false)
+                    .with_detach(true)
                 })
                 .and_then(|b| b.build());
             // libcontainer clears it for the clone; a non-dumpable process

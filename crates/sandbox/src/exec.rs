@@ -14,7 +14,7 @@
 //! `config.json`: its environment, working dir, user, capabilities, rlimits
 //! and `noNewPrivileges`, with the exec's own overrides on top. The tenant
 //! builder also drops the container's seccomp profile: berth's executor
-//! loads it just before exec, under `noNewPrivileges` (see
+//! loads it just before exec, as in the container's init (see
 //! `EnvExecutor::seccomp`).
 //!
 //! ```text
@@ -27,6 +27,7 @@ use crate::container::{
     validate_id,
 };
 use crate::executor::EnvExecutor;
+use crate::seccomp::SeccompFilter;
 use crate::spec::{self, SpecError, Stdio};
 use crate::{sys, user, ExitStatus, Sandbox, SandboxError};
 use libcontainer::container::builder::ContainerBuilder;
@@ -136,16 +137,10 @@ impl Sandbox {
             }
             None => process.cwd().to_string_lossy().into_owned(),
         };
-        let seccomp = oci.linux().as_ref().and_then(|l| l.seccomp().clone());
-        // The filter is loaded after capabilities are dropped (see
-        // `EnvExecutor::seccomp`), which the kernel allows only under
-        // no_new_privs: an exec'd setuid binary gains nothing in a
-        // container with a seccomp profile.
-        let no_new_privileges = if seccomp.is_some() {
-            Some(true)
-        } else {
-            process.no_new_privileges()
-        };
+        // The same filter, loaded the same way as in the container's init:
+        // with the capabilities the spec holds only for loading it dropped
+        // right after (see `seccomp::SeccompFilter`).
+        let seccomp = SeccompFilter::of_spec(&oci).map_err(|e| SpecError::Seccomp(e.into()))?;
         let process_json = json!({
             "terminal": false,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
@@ -154,7 +149,7 @@ impl Sandbox {
             "cwd": cwd,
             "capabilities": process.capabilities(),
             "rlimits": process.rlimits().clone().unwrap_or_default(),
-            "noNewPrivileges": no_new_privileges,
+            "noNewPrivileges": process.no_new_privileges(),
         });
 
         let stdin = open_stdin(spec.stdin)?;

@@ -10,7 +10,8 @@
 //! the process environment: it hands the spec's env straight to `execve`,
 //! searching the command in the spec's `PATH`, as runc does.
 
-use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
+use crate::seccomp::SeccompFilter;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
@@ -24,10 +25,9 @@ pub struct EnvExecutor {
     /// already made the process a session leader (`setsid`), and only a
     /// session leader without a terminal may acquire one.
     pub controlling_tty: bool,
-    /// A filter to load last: libcontainer's tenant builder (exec) does not
-    /// carry the container's `linux.seccomp` over. Loading it this late,
-    /// with the capabilities already dropped, needs `noNewPrivileges`.
-    pub seccomp: Option<LinuxSeccomp>,
+    /// The seccomp filter to load last (libcontainer without libseccomp
+    /// ignores `linux.seccomp`), compiled before the init was cloned.
+    pub seccomp: Option<SeccompFilter>,
 }
 
 impl Executor for EnvExecutor {
@@ -41,9 +41,17 @@ impl Executor for EnvExecutor {
                 ));
             }
         }
-        if let Some(seccomp) = &self.seccomp {
-            libcontainer::seccomp::initialize_seccomp(seccomp)
-                .map_err(|e| ExecutorError::Execution(format!("load seccomp: {e}").into()))?;
+        if let Some(filter) = &self.seccomp {
+            if let Err(e) = filter.install() {
+                // The start has already been reported to the caller: the
+                // container's stderr is where this can still be seen.
+                // Written raw, as std's stderr lock may be held forever in
+                // this clone (see the module docs).
+                let line = format!("berth: cannot start the command: {e}\n");
+                // SAFETY: a valid buffer of that length.
+                unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+                return Err(ExecutorError::Execution(e.into()));
+            }
         }
         let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
         let args = process.args().as_ref().ok_or(ExecutorError::InvalidArg)?;

@@ -5,6 +5,12 @@
 //! spec's `linux.seccomp` for one container's capabilities and the host's
 //! architecture.
 
+mod bpf;
+mod install;
+mod syscalls_x86_64;
+
+pub use install::{transient_caps, FilterError, SeccompFilter, TRANSIENT_CAPS};
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -13,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub enum SeccompError {
     #[error("seccomp profile {}: {message}", path.display())]
     Profile { path: PathBuf, message: String },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
 }
 
 /// A profile: the default action and rules, each applying only to
@@ -574,8 +582,9 @@ impl Profile {
         // Let a bad action or argument show here, not when the container
         // starts.
         let rendered = profile.render(&[], &host_arches(), (0, 0));
-        serde_json::from_value::<libcontainer::oci_spec::runtime::LinuxSeccomp>(rendered)
+        let oci = serde_json::from_value::<libcontainer::oci_spec::runtime::LinuxSeccomp>(rendered)
             .map_err(|e| err(e.to_string()))?;
+        bpf::compile(&oci).map_err(|e| err(e.to_string()))?;
         Ok(profile)
     }
 

@@ -13,7 +13,7 @@
 //! cgroup v1 (this machine: a hybrid layout) and v2 alike; rlimits,
 //! sysctls, devices and added groups into the spec's own fields.
 
-use crate::seccomp::{Profile, SeccompError};
+use crate::seccomp::{self, Profile, SeccompError};
 use crate::user::ResolvedUser;
 use berth_oci::spec::ContainerConfig;
 use berth_oci::store::Image;
@@ -935,6 +935,15 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         (SeccompChoice::Default, true) | (SeccompChoice::Unconfined, _) => None,
         (SeccompChoice::Profile(path), _) => Some(Profile::load(path)?.to_oci(&caps)),
     };
+    // Loading the filter without noNewPrivileges needs capabilities the
+    // container may not have: held until the filter is in (see
+    // `seccomp::SeccompFilter`).
+    let transient = match &seccomp {
+        Some(_) if !spec.no_new_privileges => seccomp::transient_caps(&caps),
+        _ => Vec::new(),
+    };
+    let mut runtime_caps = caps.clone();
+    runtime_caps.extend(transient.iter().cloned());
     let (readonly, masked, mut devices, mut device_cgroup): (Vec<&str>, &[&str], _, _) =
         if spec.privileged {
             (
@@ -972,9 +981,9 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             "cwd": r.cwd,
             "rlimits": rlimits(spec)?,
             "capabilities": {
-                "bounding": caps,
-                "effective": caps,
-                "permitted": caps,
+                "bounding": runtime_caps,
+                "effective": runtime_caps,
+                "permitted": runtime_caps,
             },
         },
         "root": {"path": r.rootfs, "readonly": spec.read_only_rootfs},
@@ -990,14 +999,14 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             "readonlyPaths": readonly,
         },
     });
-    // Left out rather than `false`: libcontainer 0.7 loads the seccomp
-    // filter after dropping capabilities whenever the field is present,
-    // which fails without CAP_SYS_ADMIN.
     if spec.no_new_privileges {
         doc["process"]["noNewPrivileges"] = json!(true);
     }
     if let Some(seccomp) = seccomp {
         doc["linux"]["seccomp"] = seccomp;
+    }
+    if !transient.is_empty() {
+        doc["annotations"] = json!({ seccomp::TRANSIENT_CAPS: transient.join(",") });
     }
     serde_json::from_value(doc).map_err(|e| SpecError::Invalid(e.to_string()))
 }
@@ -1157,13 +1166,24 @@ mod tests {
             .iter()
             .any(|n| n["type"] == "network" && n["path"] == "/run/netns/x"));
         assert!(!ns.iter().any(|n| n["type"] == "cgroup"));
+        // libcontainer holds CAP_SYS_ADMIN too, for the filter to load
+        // without noNewPrivileges; the annotation says to drop it after.
+        let bounding = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), CAPABILITIES.len() + 1);
+        assert!(bounding.contains(&json!("CAP_SYS_ADMIN")));
         assert_eq!(
-            json["process"]["capabilities"]["bounding"]
-                .as_array()
-                .unwrap()
-                .len(),
-            CAPABILITIES.len()
+            json["annotations"][seccomp::TRANSIENT_CAPS],
+            "CAP_SYS_ADMIN"
         );
+        s.no_new_privileges = true;
+        let json = serde_json::to_value(runtime_spec(&s, &r).unwrap()).unwrap();
+        let bounding = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), CAPABILITIES.len());
+        assert!(json.get("annotations").is_none(), "{json}");
         s.mounts[0].target = "/a/../etc".into();
         assert!(matches!(
             runtime_spec(&s, &r),

@@ -195,3 +195,101 @@ fn a_docker_format_profile_is_applied() {
         out.stdout
     );
 }
+
+/// The capability sets a container's command starts with are exactly the
+/// spec's: loading the seccomp filter without no_new_privileges borrows
+/// CAP_SYS_ADMIN (and CAP_SETPCAP) and must give both back.
+#[test]
+fn capability_sets_are_the_specs_after_the_filter_is_loaded() {
+    const STATUS: &str = "grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status";
+    /// name, no_new_privileges, cap_drop, user, [CapEff/CapPrm, CapBnd, NoNewPrivs]
+    type Case<'a> = (&'a str, bool, &'a [&'a str], Option<&'a str>, [&'a str; 3]);
+    let cases: &[Case] = &[
+        (
+            "caps-default",
+            false,
+            &[],
+            None,
+            [DOCKER_CAPS, DOCKER_CAPS, "0"],
+        ),
+        ("caps-nnp", true, &[], None, [DOCKER_CAPS, DOCKER_CAPS, "1"]),
+        (
+            "caps-nosetpcap",
+            false,
+            &["SETPCAP"],
+            None,
+            ["00000000a80424fb", "00000000a80424fb", "0"],
+        ),
+        (
+            "caps-user",
+            false,
+            &[],
+            Some("app"),
+            // execve clears a non-root user's sets, as in docker.
+            ["0000000000000000", DOCKER_CAPS, "0"],
+        ),
+    ];
+    for (name, nnp, drop, user, [eff, bnd, nnp_field]) in cases {
+        let mut spec = sh(name, STATUS);
+        spec.no_new_privileges = *nnp;
+        spec.cap_drop = drop.iter().map(|c| c.to_string()).collect();
+        spec.user = user.map(str::to_string);
+        let out = run(spec);
+        let o = &out.stdout;
+        assert_eq!(
+            out.status,
+            berth_sandbox::ExitStatus::Exited(0),
+            "{name}: {o}{}",
+            out.stderr
+        );
+        assert_eq!(status_line(o, "CapEff:"), *eff, "{name}: {o}");
+        assert_eq!(status_line(o, "CapPrm:"), *eff, "{name}: {o}");
+        assert_eq!(status_line(o, "CapBnd:"), *bnd, "{name}: {o}");
+        assert_eq!(status_line(o, "CapInh:"), "0000000000000000", "{name}: {o}");
+        assert_eq!(status_line(o, "CapAmb:"), "0000000000000000", "{name}: {o}");
+        assert_eq!(status_line(o, "Seccomp:"), "2", "{name}: {o}");
+        assert_eq!(status_line(o, "NoNewPrivs:"), *nnp_field, "{name}: {o}");
+    }
+}
+
+/// A profile that keeps berth from giving back the capabilities it
+/// borrowed to load the filter fails the start instead of leaving the
+/// container with CAP_SYS_ADMIN.
+#[test]
+fn a_profile_denying_capset_fails_the_start_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["capset"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let mut spec = sh("nocapset", "grep CapEff: /proc/self/status");
+    spec.seccomp = SeccompChoice::Profile(profile.clone());
+    let out = run(spec);
+    assert_ne!(
+        out.status,
+        berth_sandbox::ExitStatus::Exited(0),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("CapEff:"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("seccomp") && out.stderr.contains("no_new_privileges"),
+        "{}",
+        out.stderr
+    );
+
+    // With no_new_privileges nothing is borrowed: the same profile runs.
+    let mut spec = sh("nocapset-nnp", "grep CapEff: /proc/self/status");
+    spec.seccomp = SeccompChoice::Profile(profile);
+    spec.no_new_privileges = true;
+    let out = run(spec);
+    assert_eq!(
+        status_line(&out.stdout, "CapEff:"),
+        DOCKER_CAPS,
+        "{}",
+        out.stderr
+    );
+}
