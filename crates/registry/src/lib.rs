@@ -96,6 +96,13 @@ pub enum Error {
         what: String,
         limit: u64,
     },
+    #[error("{reference}: the manifest declares a {size}-byte image config {digest}; berth accepts at most {limit}")]
+    ConfigTooLarge {
+        reference: String,
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
     #[error("{url}: invalid {what}: {message}")]
     BadResponse {
         url: String,

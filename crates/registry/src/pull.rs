@@ -76,6 +76,10 @@ pub struct Resolved {
     pub mirror_of: Option<String>,
 }
 
+/// Largest image config pulled. Real configs are kilobytes (a long history
+/// makes tens of them); the limit is far above that and far below memory.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
 struct BlobJob {
     desc: Descriptor,
     /// Layers are reported to the progress callback; the config is not.
@@ -231,6 +235,16 @@ impl Client {
         let mut jobs: Vec<BlobJob> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (_, _, m) in &manifests {
+            // A config is read whole into memory wherever it is used: a
+            // manifest promising a huge one is refused before any download.
+            if m.config.size > MAX_CONFIG_BYTES {
+                return Err(Error::ConfigTooLarge {
+                    reference: display,
+                    digest: m.config.digest.clone(),
+                    size: m.config.size,
+                    limit: MAX_CONFIG_BYTES,
+                });
+            }
             if seen.insert(m.config.digest.clone()) {
                 jobs.push(BlobJob {
                     desc: m.config.clone(),

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,14 @@ pub struct Reply {
     /// Send only this many body bytes (after a full Content-Length), then
     /// close the connection.
     pub cut_after: Option<usize>,
+    /// Announce this Content-Length instead of the body's.
+    pub content_length: Option<u64>,
+    /// After the body, keep sending filler until the client hangs up or
+    /// this many bytes in all went out (a bound, so a client that never
+    /// stops reading fails its test instead of hanging it).
+    pub endless_up_to: Option<u64>,
+    /// Body bytes (filler included) the server managed to send.
+    pub sent: Option<Arc<AtomicU64>>,
 }
 
 impl Reply {
@@ -39,7 +47,24 @@ impl Reply {
             headers: Vec::new(),
             body: body.into(),
             cut_after: None,
+            content_length: None,
+            endless_up_to: None,
+            sent: None,
         }
+    }
+    /// A body that never ends (up to `bound` bytes), announced as
+    /// `content_length` bytes (or without a length, as a stream that ends when the connection does); what went
+    /// out is counted in `sent`.
+    pub fn endless(
+        mut self,
+        content_length: Option<u64>,
+        bound: u64,
+        sent: &Arc<AtomicU64>,
+    ) -> Reply {
+        self.content_length = content_length;
+        self.endless_up_to = Some(bound);
+        self.sent = Some(sent.clone());
+        self
     }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
@@ -121,11 +146,13 @@ fn serve(stream: TcpStream, handler: &Handler) {
     }
     let reply = handler(&req);
     let mut out = stream;
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    match (reply.content_length, reply.endless_up_to) {
+        (Some(n), _) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        // No length: the body ends when the connection does.
+        (None, Some(_)) => {}
+        (None, None) => head.push_str(&format!("Content-Length: {}\r\n", reply.body.len())),
+    }
     for (n, v) in &reply.headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -137,6 +164,22 @@ fn serve(stream: TcpStream, handler: &Handler) {
             .unwrap_or(reply.body.len())
             .min(reply.body.len());
         let _ = out.write_all(&reply.body[..n]);
+        if let (Some(bound), Some(sent)) = (reply.endless_up_to, &reply.sent) {
+            sent.store(n as u64, Ordering::SeqCst);
+            // A client that stops reading without closing must not hold this thread forever.
+            let _ = out.set_write_timeout(Some(Duration::from_secs(5)));
+            let filler = vec![b'x'; 64 << 10];
+            let mut total = n as u64;
+            while total < bound {
+                match out.write(&filler) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => {
+                        total += k as u64;
+                        sent.store(total, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
     }
     let _ = out.flush();
     let _ = out.shutdown(std::net::Shutdown::Both);

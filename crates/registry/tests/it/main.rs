@@ -4,6 +4,7 @@
 
 mod fake;
 mod faults;
+mod hostile;
 mod images;
 mod pull_push;
 mod registry;
