@@ -11,8 +11,10 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
-# libcontainer's default features link libseccomp; the sandbox tests run a static busybox.
-[ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
+# The sandbox tests run a static busybox; images.rs packs a project with npm;
+# base images for x-runtime services are made by mmdebstrap from Debian's packages.
+command -v npm >/dev/null || need_apt+=(npm)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 # The multi-service test builds an image around Debian's redis-server;
@@ -45,12 +47,18 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# One run of the suite; its output is kept so the peer suites' pass rates
+# (the `conformance …` lines the tests print) can be listed at the end.
+out=$(mktemp /tmp/berth-test-output.XXXXXX)
+status=0
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --no-fail-fast --success-output final --failure-output final
+  cargo nextest run --workspace --no-fail-fast --success-output final --failure-output final 2>&1 | tee "$out" || status=$?
 else
-  cargo test --workspace --no-fail-fast -- --nocapture
+  cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee "$out" || status=$?
 fi
-cargo test --workspace --doc
+cargo test --workspace --doc || status=$?
 echo
 echo "conformance pass rates:"
-cargo test --workspace -q -- --nocapture 2>/dev/null | grep -E '^conformance|^  ' || true
+grep -E '^ *conformance ' "$out" | sed 's/^ *//' | sort -u || true
+rm -f "$out"
+exit "$status"

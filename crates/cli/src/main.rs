@@ -27,10 +27,12 @@ use std::process::ExitCode;
     name = "berth",
     version,
     about = "Run compose projects without a daemon, with the language runtime as a verified input",
-    disable_version_flag = true,
-    propagate_version = true
+    disable_version_flag = true
 )]
 pub struct Cli {
+    /// Print the berth version (as `berth version --short` does, with the name)
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -195,6 +197,14 @@ impl GlobalArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Supervise { .. }) {
+        // Rust ignores SIGPIPE, so `berth ls | head -1` would panic on the
+        // next print. A command whose reader went away should end quietly,
+        // as other Unix tools do (exit 141). The supervisor keeps ignoring
+        // it: its clients and proxied connections may close at any time.
+        // SAFETY: sets a signal disposition; no handler code runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let colour = cli.global.colour();
     match run(cli) {
         Ok(code) => code,

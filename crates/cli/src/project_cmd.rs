@@ -22,9 +22,10 @@ pub enum Rmi {
 
 #[derive(Args, Debug)]
 pub struct DownArgs {
-    /// Seconds to wait for containers to stop
-    #[arg(short = 't', long, default_value_t = 10)]
-    timeout: u64,
+    /// Seconds to wait for containers to stop (default: each service's
+    /// `stop_grace_period`, else 10)
+    #[arg(short = 't', long)]
+    timeout: Option<u64>,
     /// Also remove the named volumes the project declares (external ones are kept)
     #[arg(short = 'v', long)]
     volumes: bool,
@@ -100,7 +101,7 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
             &Request::Down {
                 timeout_secs: args.timeout,
             },
-            &|_| {},
+            &|line| eprintln!("{line}"),
         )
         .with_context(|| project.name.clone())?;
     let _ = fs::remove_dir_all(&dir);
@@ -118,7 +119,8 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}_{key}", project.name));
-            let path = berth_oci::store::state_dir().join("volumes").join(&name);
+            let path = berth_engine::embedded::volume_dir(&berth_oci::store::state_dir(), &name)
+                .map_err(|e| anyhow::anyhow!("volumes.{key}: {e}"))?;
             if path.exists() {
                 fs::remove_dir_all(&path).with_context(|| format!("removing volume {name}"))?;
                 eprintln!(" ✔ Volume {name} removed");

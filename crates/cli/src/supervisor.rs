@@ -117,7 +117,8 @@ pub enum Request {
         flags: PlanFlags,
     },
     Down {
-        timeout_secs: u64,
+        /// `down -t`; each service's `stop_grace_period` when absent.
+        timeout_secs: Option<u64>,
     },
     Stop {
         services: Vec<String>,
@@ -327,15 +328,47 @@ pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result
     };
     let mut writer = stream.try_clone()?;
     writeln!(writer, "{}", serde_json::to_string(request)?)?;
-    for line in BufReader::new(stream).lines() {
-        let line = line.context("reading the supervisor's reply")?;
-        match serde_json::from_str::<Reply>(&line) {
+    // Short reads so that a Ctrl-C is seen while the supervisor works
+    // (a dependency that never gets healthy can take minutes): the first
+    // one hangs up our half of the connection, which tells the supervisor
+    // to give up and undo; a second one leaves at once (the handler exits).
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut cancelled = false;
+    loop {
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if interrupted() && !cancelled {
+                    cancelled = true;
+                    eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+                    let _ = writer.shutdown(std::net::Shutdown::Write);
+                }
+                continue;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the supervisor's reply")),
+        }
+        if !line.ends_with('\n') {
+            continue;
+        }
+        let reply = serde_json::from_str::<Reply>(line.trim_end());
+        match reply {
             Ok(Reply::Progress(p)) => progress(&p),
             Ok(Reply::Ok) => return Ok(true),
             Ok(Reply::Error(e)) => bail!("{e}"),
             Ok(Reply::Started(_) | Reply::Exited(_)) => {}
-            Err(_) => bail!("unexpected reply from the supervisor: {line}"),
+            Err(_) => bail!("unexpected reply from the supervisor: {}", line.trim_end()),
         }
+        line.clear();
     }
     bail!(
         "the supervisor of {project} went away without an answer (see {})",
@@ -564,7 +597,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     let listener = UnixListener::bind(&socket_path).context("binding the supervisor socket")?;
     listener.set_nonblocking(true)?;
     write_state(&dir, &rt)?;
-    let mut timeout = Duration::from_secs(10);
+    let mut timeout: Option<Duration> = None;
     let mut reply_to: Option<UnixStream> = None;
     // Attached one-offs: (container, the client's stream, --rm).
     let mut attached_runs: Vec<(String, UnixStream, bool)> = Vec::new();
@@ -603,7 +636,9 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                 match serde_json::from_str::<Request>(&line) {
                     Ok(Request::Up { load, flags }) => {
                         let first = rt.containers().is_empty();
+                        let watch = CancelWatch::start(&stream, rt.cancel_flag());
                         let result = up(&mut rt, *load, &flags, &mut stream, &dir);
+                        watch.stop();
                         let _ = write_state(&dir, &rt);
                         match result {
                             Ok(()) => reply(&mut stream, &Reply::Ok),
@@ -614,7 +649,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                                     // Nothing is left half-made: a first
                                     // `up` that failed takes down what it
                                     // started, and the supervisor goes.
-                                    let _ = rt.down(Duration::from_secs(2));
+                                    let _ = rt.down(Some(Duration::from_secs(2)));
                                     cleanup(&dir);
                                     reply(&mut stream, &Reply::Error(text));
                                     return Ok(ExitCode::FAILURE);
@@ -624,7 +659,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                         }
                     }
                     Ok(Request::Down { timeout_secs }) => {
-                        timeout = Duration::from_secs(timeout_secs);
+                        timeout = timeout_secs.map(Duration::from_secs);
                         reply_to = Some(stream);
                         break;
                     }
@@ -676,6 +711,9 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
                     }
                     Ok(other) => {
                         let result = lifecycle(&mut rt, other, &mut stream);
+                        for note in rt.take_notes() {
+                            reply(&mut stream, &Reply::Progress(format!("warning: {note}")));
+                        }
                         let events = rt.poll();
                         record(&dir, &events);
                         let _ = write_state(&dir, &rt);
@@ -693,9 +731,16 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
-    let result = rt.down(timeout);
+    // The runtime goes with down; its notes are taken as it goes.
+    let (result, notes) = rt.down_with_notes(timeout);
     cleanup(&dir);
+    for note in &notes {
+        eprintln!("{note}");
+    }
     if let Some(mut s) = reply_to {
+        for note in notes {
+            reply(&mut s, &Reply::Progress(format!("warning: {note}")));
+        }
         match &result {
             Ok(()) => reply(&mut s, &Reply::Ok),
             Err(e) => reply(&mut s, &Reply::Error(e.to_string())),
@@ -703,6 +748,64 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// While an `up` is applied, watches for the reasons to give it up: the
+/// client hung up (its Ctrl-C) or this supervisor was told to stop; either
+/// sets the runtime's cancel flag, which ends its waits at once.
+struct CancelWatch {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CancelWatch {
+    fn start(stream: &UnixStream, flag: Arc<std::sync::atomic::AtomicBool>) -> CancelWatch {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = stream.try_clone().ok();
+        let thread = {
+            let (done, flag) = (done.clone(), flag.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let hung_up = client.as_ref().is_some_and(|c| {
+                        let mut pfd = libc::pollfd {
+                            fd: c.as_raw_fd(),
+                            events: libc::POLLRDHUP,
+                            revents: 0,
+                        };
+                        // SAFETY: one pollfd on a descriptor `c` keeps open.
+                        let n = unsafe { libc::poll(&mut pfd, 1, 50) };
+                        n > 0
+                            && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+                    });
+                    if client.is_none() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if hung_up || interrupted() {
+                        flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        CancelWatch {
+            done,
+            thread: Some(thread),
+            flag,
+        }
+    }
+
+    fn stop(mut self) {
+        use std::sync::atomic::Ordering;
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // The next request starts with a clean slate.
+        self.flag.store(false, Ordering::SeqCst);
+    }
 }
 
 /// `stop`, `start`, `restart`, `kill`, `rm` on the containers of some services.
@@ -768,9 +871,9 @@ fn record(dir: &Path, events: &[Event]) {
     for e in events {
         let (action, container, attrs) = match e {
             Event::Started { container } => ("start", container, serde_json::json!({})),
-            Event::Exited { container, code } => {
-                ("die", container, serde_json::json!({ "exitCode": code }))
-            }
+            Event::Exited {
+                container, code, ..
+            } => ("die", container, serde_json::json!({ "exitCode": code })),
             Event::Killed { container, signal } => {
                 ("kill", container, serde_json::json!({ "signal": signal }))
             }
@@ -906,7 +1009,11 @@ fn up(
     };
     rt.apply(&loaded.project, &images, &plan, &progress)?;
     // A container that dies right away (a typo in its command, a missing
-    // file) fails the `up` instead of being reported as started.
+    // file) is worth a word: docker compose says nothing and leaves the
+    // user to find it in `ps -a`. It stays listed, exited with its code, and
+    // `up` succeeds as docker compose's does (`--exit-code-from` and
+    // `--abort-on-container-exit` read that code). Only this apply's
+    // containers count: an old incarnation killed by a swap shares the name.
     let changed = !plan.is_noop();
     if changed {
         let settle = Instant::now() + Duration::from_millis(250);
@@ -914,15 +1021,19 @@ fn up(
             let events = rt.poll();
             record(dir, &events);
             for e in events {
-                if let Event::Exited { container, code } = e {
-                    let restarting = rt
-                        .containers()
-                        .iter()
-                        .any(|c| c.name == container && c.restarting);
-                    if code != 0 && !restarting {
-                        bail!(
-                            "container {container} exited with code {code} right after it started \
-                             (see `berth logs`)"
+                if let Event::Exited {
+                    container,
+                    id,
+                    code,
+                } = e
+                {
+                    let current = rt.containers().into_iter().find(|c| c.id == id);
+                    if code != 0 && current.is_some_and(|c| !c.restarting) {
+                        reply(
+                            stream,
+                            &Reply::Progress(format!(
+                                "warning: container {container} exited with code {code} right after it started (see `berth logs`)"
+                            )),
                         );
                     }
                 }

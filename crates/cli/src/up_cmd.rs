@@ -68,9 +68,10 @@ pub struct UpArgs {
     /// Remove containers of services that are no longer in the compose file
     #[arg(long)]
     remove_orphans: bool,
-    /// Seconds to wait for containers to stop on shutdown
-    #[arg(short = 't', long, default_value_t = 10)]
-    timeout: u64,
+    /// Seconds to wait for containers to stop on shutdown (default: each
+    /// service's `stop_grace_period`, else 10)
+    #[arg(short = 't', long)]
+    timeout: Option<u64>,
     /// Stop all containers if any container exits (attached only)
     #[arg(long, conflicts_with = "detach")]
     abort_on_container_exit: bool,
@@ -123,8 +124,22 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Set in a command a user runs (not the supervisor): a second Ctrl-C
+/// leaves at once instead of waiting for a graceful stop.
+static SECOND_EXITS: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if INTERRUPTED.swap(true, Ordering::SeqCst) && SECOND_EXITS.load(Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// [`install_signal_handlers`] for a user's command: as there, and a second
+/// Ctrl-C exits at once (130).
+pub fn install_client_signal_handlers() {
+    SECOND_EXITS.store(true, Ordering::SeqCst);
+    install_signal_handlers();
 }
 
 /// Ctrl-C and SIGTERM ask the loop below to stop the project; the handler
@@ -330,14 +345,21 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     ensure_images(&loaded, args.build, args.no_build, args.pull)?;
     runtime_mounts(&loaded, true)?;
 
-    install_signal_handlers();
+    install_client_signal_handlers();
     let detach = args.detach || args.wait;
     let follower = (!detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
     let request = Request::Up {
         load: Box::new(LoadRequest::from(&options)),
         flags,
     };
-    send(&project, &request, &|line| eprintln!(" {line}"))?;
+    if let Err(e) = send(&project, &request, &|line| eprintln!(" {line}")) {
+        if interrupted() {
+            // Ctrl-C: the supervisor gave up and undid what it started.
+            eprintln!("{}", crate::error_chain(&e));
+            return Ok(ExitCode::from(130));
+        }
+        return Err(e);
+    }
     if args.wait {
         wait_ready(&project, args.wait_timeout.map(Duration::from_secs))?;
     }
@@ -445,7 +467,7 @@ fn attached(
         &Request::Down {
             timeout_secs: args.timeout,
         },
-        &|_| {},
+        &|line| eprintln!("{line}"),
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(if code == 0 {

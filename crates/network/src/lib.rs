@@ -28,7 +28,7 @@ pub mod veth;
 
 pub use cmd::{check_tools, CommandError};
 pub use hosts::{render_hosts, HostsError, HostsFile};
-pub use netns::{create_netns, delete_netns, netns_path, run_in_netns, NetnsError};
+pub use netns::{create_netns, delete_netns, disable_ipv6, netns_path, run_in_netns, NetnsError};
 pub use network::{Network, NetworkError};
 pub use networks::{NetworkOptions, Networks};
 pub use pool::{PoolConfig, PoolError};

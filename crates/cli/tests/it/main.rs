@@ -4,8 +4,10 @@ mod cli;
 mod common;
 mod config_v2;
 mod engine;
+mod hostile;
 mod images;
 mod multiservice;
+mod newcomer;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;

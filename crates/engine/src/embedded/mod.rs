@@ -41,6 +41,7 @@ use std::fs;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,8 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("interrupted")]
+    Interrupted,
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -305,6 +308,8 @@ impl Engine {
             logs,
             released: Vec::new(),
             pending: Default::default(),
+            notes: Default::default(),
+            cancel: Default::default(),
             retiring: Vec::new(),
         }
     }
@@ -484,13 +489,35 @@ pub struct LiveRecord {
 /// What [`ProjectRuntime::poll`] saw happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Started { container: String },
-    Exited { container: String, code: i32 },
-    Killed { container: String, signal: i32 },
-    Removed { container: String },
-    Health { container: String, status: Health },
-    Restarted { container: String, restarts: u32 },
-    RestartFailed { container: String, message: String },
+    Started {
+        container: String,
+    },
+    /// `id` is the incarnation's: during a swap two containers share a
+    /// name, and the old one's exit must not be taken for the new one's.
+    Exited {
+        container: String,
+        id: String,
+        code: i32,
+    },
+    Killed {
+        container: String,
+        signal: i32,
+    },
+    Removed {
+        container: String,
+    },
+    Health {
+        container: String,
+        status: Health,
+    },
+    Restarted {
+        container: String,
+        restarts: u32,
+    },
+    RestartFailed {
+        container: String,
+        message: String,
+    },
 }
 
 /// The live state of one project on the embedded engine.
@@ -507,6 +534,13 @@ pub struct ProjectRuntime {
     released: Vec<PathBuf>,
     /// What happened outside `poll`, handed out by the next `poll`.
     pending: std::cell::RefCell<Vec<Event>>,
+    /// Things the user should hear about (a container killed after its
+    /// grace period, and why), handed out by [`take_notes`](Self::take_notes).
+    notes: std::cell::RefCell<Vec<String>>,
+    /// Set (by the supervisor, on Ctrl-C or a client that hung up) to end
+    /// the waits of an apply at once: for a dependency's health, for a new
+    /// container to get ready.
+    cancel: Arc<AtomicBool>,
     /// Containers a swap replaced, sent their stop signal and waited for
     /// by [`poll`](Self::poll): `up` returns once traffic moved, not after
     /// the old one's grace period.
@@ -527,6 +561,23 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 impl ProjectRuntime {
     pub fn project(&self) -> &str {
         &self.project
+    }
+
+    /// What the user should be told since the last call (containers killed
+    /// after their grace period, and why).
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.borrow_mut())
+    }
+
+    /// The flag that interrupts this runtime's waits (see `cancel`).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    fn note_killed(&self, name: &str, pid: i32, sig: i32, grace: Duration) {
+        self.notes
+            .borrow_mut()
+            .push(killed_note(name, pid, sig, grace));
     }
 
     pub fn store(&self) -> &Store {
@@ -608,6 +659,9 @@ impl ProjectRuntime {
     ) -> Result<()> {
         self.ensure_networks(project)?;
         for step in &plan.steps {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(EngineError::Interrupted);
+            }
             let service = step.service.as_str();
             match &step.action {
                 Action::Nothing { .. } => {}
@@ -933,6 +987,9 @@ impl ProjectRuntime {
             _ => {
                 let ns = format!("berth-{}", live.id);
                 let path = berth_network::create_netns(&ns).map_err(|e| svc_err(&service, e))?;
+                // Before any interface is up: no link-local address ever
+                // appears, so glibc never sends AAAA queries.
+                berth_network::disable_ipv6(&path).map_err(|e| svc_err(&service, e))?;
                 live.netns = Some(path.clone());
                 live.owns_netns = true;
                 let wanted = service_networks(project, &live.svc, &service);
@@ -1099,6 +1156,16 @@ impl ProjectRuntime {
             if self.networks.contains(&name) {
                 continue;
             }
+            if decl
+                .and_then(|d| d.extra.get("enable_ipv6"))
+                .and_then(|v| v.as_bool())
+                == Some(true)
+            {
+                return Err(svc_err(
+                    "-",
+                    format!("networks.{key}.enable_ipv6: IPv6 networks are not supported by the embedded engine yet"),
+                ));
+            }
             if decl.and_then(|d| d.external) == Some(true) {
                 if self.engine.networks.get(&name)?.is_none() {
                     return Err(svc_err(
@@ -1209,13 +1276,20 @@ impl ProjectRuntime {
                 _ => {
                     let data = match &m.source {
                         Some(named) => {
-                            let full = project
-                                .volumes
-                                .get(named)
+                            let decl = project.volumes.get(named);
+                            let full = decl
                                 .and_then(|v| v.name.clone())
                                 .unwrap_or_else(|| format!("{}_{named}", project.name));
+                            let dir = volume_dir(&self.engine.state, &full)
+                                .map_err(|e| svc_err(&service, format!("volumes.{named}: {e}")))?;
+                            if decl.and_then(|v| v.external) == Some(true) && !dir.is_dir() {
+                                return Err(svc_err(
+                                    &service,
+                                    format!("volume {full} is declared as external, but could not be found"),
+                                ));
+                            }
                             live.named_volumes.push(full.clone());
-                            self.engine.state.join("volumes").join(full).join("_data")
+                            dir.join("_data")
                         }
                         None => anonymous(&m.target, live),
                     };
@@ -1417,6 +1491,7 @@ impl ProjectRuntime {
                 &mut new,
                 &self.engine.state.join("sandbox"),
                 timeout,
+                &self.cancel,
                 &mut events,
             );
             for e in events {
@@ -1424,7 +1499,7 @@ impl ProjectRuntime {
             }
             r
         } else {
-            wait_ready(&mut new, timeout)
+            wait_ready(&mut new, timeout, &self.cancel)
         };
         if let Err(why) = ready {
             self.stop_live(&mut new, Duration::ZERO);
@@ -1504,6 +1579,7 @@ impl ProjectRuntime {
                 break Some(s);
             }
             if Instant::now() >= deadline {
+                self.note_killed(&live.name, c.pid(), sig, timeout);
                 let _ = c.kill(signal::SIGKILL);
                 break c.wait().ok();
             }
@@ -1513,6 +1589,7 @@ impl ProjectRuntime {
             live.exited = Some(s);
             self.event(Event::Exited {
                 container: live.name.clone(),
+                id: live.id.clone(),
                 code: s.code(),
             });
         }
@@ -1613,6 +1690,7 @@ impl ProjectRuntime {
                 &mut self.live[i],
                 &sandbox_dir,
                 HEALTHY_TIMEOUT,
+                &self.cancel,
                 &mut events,
             );
             for e in events {
@@ -1930,6 +2008,7 @@ impl ProjectRuntime {
                     l.exited = Some(status);
                     events.push(Event::Exited {
                         container: l.name.clone(),
+                        id: l.id.clone(),
                         code: status.code(),
                     });
                     if !l.user_stopped && l.restart.restarts(status.code(), l.restarts) {
@@ -1973,7 +2052,20 @@ impl ProjectRuntime {
     /// Stop (each container's stop signal, then SIGKILL after `timeout`)
     /// and remove everything: containers, namespaces, anonymous volumes, the
     /// network. Named volumes stay.
-    pub fn down(mut self, timeout: Duration) -> Result<()> {
+    /// Stop and remove everything; `timeout` overrides each service's
+    /// `stop_grace_period` (default 10 s), as `down -t` does.
+    pub fn down(self, timeout: Option<Duration>) -> Result<()> {
+        self.down_with_notes(timeout).0
+    }
+
+    /// [`down`](Self::down), and what the user should hear about it (see
+    /// [`take_notes`](Self::take_notes)).
+    pub fn down_with_notes(mut self, timeout: Option<Duration>) -> (Result<()>, Vec<String>) {
+        let result = self.stop_and_remove(timeout);
+        (result, self.take_notes())
+    }
+
+    fn stop_and_remove(&mut self, timeout: Option<Duration>) -> Result<()> {
         // Containers on their way out go with the rest.
         for r in std::mem::take(&mut self.retiring) {
             self.live.push(r.live);
@@ -1984,28 +2076,49 @@ impl ProjectRuntime {
                 p.close(Duration::ZERO);
             }
         }
-        // Signal everything first, then wait once for all of them.
-        for l in &self.live {
-            if let (Some(c), None) = (&l.container, &l.exited) {
-                let sig = l.stop_signal();
-                let sig = if signal::catches(c.pid(), sig) {
-                    sig
-                } else {
-                    signal::SIGKILL
-                };
-                let _ = c.kill(sig);
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline && self.live.iter().any(|l| l.running()) {
-            for l in &mut self.live {
-                if let (Some(c), None) = (l.container.as_mut(), l.exited) {
-                    if let Ok(Some(s)) = c.try_wait() {
-                        l.exited = Some(s);
-                    }
+        // Dependants stop before what they depend on, as with docker
+        // compose; the containers of one wave stop in parallel, so a
+        // project of independent services takes one grace period, not one
+        // per service.
+        for wave in stop_waves(&self.live) {
+            for &i in &wave {
+                if let (Some(c), None) = (&self.live[i].container, &self.live[i].exited) {
+                    let _ = c.kill(effective_stop_signal(c.pid(), self.live[i].stop_signal()));
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let started = Instant::now();
+            loop {
+                for &i in &wave {
+                    let l = &mut self.live[i];
+                    if let (Some(c), None) = (l.container.as_mut(), l.exited) {
+                        if let Ok(Some(s)) = c.try_wait() {
+                            l.exited = Some(s);
+                        }
+                    }
+                }
+                if !wave.iter().any(|&i| self.live[i].running()) {
+                    break;
+                }
+                for &i in &wave {
+                    let l = &mut self.live[i];
+                    let grace = timeout
+                        .or_else(|| l.grace())
+                        .unwrap_or(Duration::from_secs(10));
+                    if !l.running() || started.elapsed() < grace {
+                        continue;
+                    }
+                    let sig = l.stop_signal();
+                    if let Some(c) = l.container.as_mut() {
+                        let note = killed_note(&l.name, c.pid(), sig, grace);
+                        self.notes.borrow_mut().push(note);
+                        let _ = c.kill(signal::SIGKILL);
+                        if let Ok(s) = c.wait() {
+                            l.exited = Some(s);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let mut first_error = None;
         while let Some(mut l) = self.live.pop() {
@@ -2056,6 +2169,14 @@ impl Footprint {
                         let _ = networks.detach(n, id);
                     }
                     let _ = berth_network::delete_netns(&format!("berth-{id}"));
+                    // Its hosts, resolv.conf and output file (see `Live::files`).
+                    let files = state_dir.join("containers").join(id);
+                    let is_id = Path::new(id).components().count() == 1 && !id.starts_with('.');
+                    if is_id && files.exists() {
+                        if let Err(e) = fs::remove_dir_all(&files) {
+                            problems.push(format!("{}: {e}", files.display()));
+                        }
+                    }
                 }
             }
             Err(e) => problems.push(format!("container runtime: {e}")),
@@ -2089,6 +2210,85 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     pub ip: Option<IpAddr>,
     pub ports: Vec<String>,
+}
+
+/// Where named volume `name` lives: `<state>/volumes/<name>`. The loader
+/// already refuses names that are not docker object names; this is the
+/// store's own guard, so no name can ever reach outside `volumes/` (a
+/// `down -v` would delete whatever it names).
+pub fn volume_dir(state: &Path, name: &str) -> std::result::Result<PathBuf, String> {
+    let single = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && Path::new(name).components().count() == 1;
+    if !single {
+        return Err(format!(
+            "volume name {name:?} is not a single path component"
+        ));
+    }
+    Ok(state.join("volumes").join(name))
+}
+
+/// The signal that stops PID 1 `pid`: `wanted`, or SIGKILL when it has no
+/// handler for it (the kernel drops such signals to a namespace's PID 1, so
+/// sending it would only wait out the grace period, as docker does).
+fn effective_stop_signal(pid: i32, wanted: i32) -> i32 {
+    if signal::catches(pid, wanted) {
+        wanted
+    } else {
+        signal::SIGKILL
+    }
+}
+
+/// One line for a container that outlived its grace period: it was
+/// killed, and what berth can see of why.
+fn killed_note(name: &str, pid: i32, sig: i32, grace: Duration) -> String {
+    format!(
+        "{name} was still running {}s after {} and was killed: {}",
+        grace.as_secs_f64(),
+        signal::name_of(sig),
+        signal::why_still_running(pid, sig)
+    )
+}
+
+/// The order `down` stops containers in: waves of indexes into `live`, each
+/// wave holding the containers no remaining container depends on
+/// (`depends_on`, `volumes_from`, `network_mode: service:`).
+fn stop_waves(live: &[Live]) -> Vec<Vec<usize>> {
+    let deps = |l: &Live| -> Vec<String> {
+        let mut d: Vec<String> = l.svc.depends_on.keys().cloned().collect();
+        for vf in l.svc.volumes_from() {
+            if let VolumesFrom::Service { name, .. } = vf {
+                d.push(name);
+            }
+        }
+        if let Some(other) = l
+            .svc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
+            d.push(other.to_string());
+        }
+        d
+    };
+    let mut left: Vec<usize> = (0..live.len()).collect();
+    let mut waves = Vec::new();
+    while !left.is_empty() {
+        let needed: Vec<String> = left.iter().flat_map(|&i| deps(&live[i])).collect();
+        let (wave, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| !needed.contains(&live[i].service));
+        // A cycle (refused at load, but never loop forever): stop the rest together.
+        if wave.is_empty() {
+            waves.push(rest);
+            break;
+        }
+        waves.push(wave);
+        left = rest;
+    }
+    waves
 }
 
 /// Send `live` its stop signal. The kernel drops signals a namespace's
@@ -2246,10 +2446,14 @@ fn wait_healthy(
     l: &mut Live,
     sandbox_dir: &Path,
     timeout: Duration,
+    cancel: &AtomicBool,
     events: &mut Vec<Event>,
 ) -> std::result::Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
         let now = Instant::now();
         if let Some(e) = tick_health(l, sandbox_dir, now) {
             events.push(e);
@@ -2323,7 +2527,11 @@ fn ready_timeout(svc: &Service) -> std::result::Result<Duration, String> {
 
 /// Wait until `live` accepts TCP connections on each published target
 /// port inside its namespace; fails when it exits or `timeout` passes.
-fn wait_ready(live: &mut Live, timeout: Duration) -> std::result::Result<(), String> {
+fn wait_ready(
+    live: &mut Live,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> std::result::Result<(), String> {
     let deadline = Instant::now() + timeout;
     let targets = ports::tcp_targets(&live.svc.ports);
     let Some(netns) = live.netns.clone() else {
@@ -2331,6 +2539,9 @@ fn wait_ready(live: &mut Live, timeout: Duration) -> std::result::Result<(), Str
     };
     let mut pending = targets;
     loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
         if let Some(c) = live.container.as_mut() {
             if let Ok(Some(s)) = c.try_wait() {
                 live.exited = Some(s);

@@ -73,8 +73,96 @@ pub fn catches(pid: i32, signal: i32) -> bool {
     }
 }
 
+/// Why a container's PID 1 (host pid `pid`) is still running after its
+/// stop signal, in words a user can act on: most often a shell or a package
+/// manager as PID 1 that never passes the signal on to the process doing
+/// the work (the seed runs `npm`, whose child `node` never hears SIGTERM).
+pub fn why_still_running(pid: i32, signal: i32) -> String {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| "?".to_string());
+    let children = child_count(pid);
+    let name = name_of(signal);
+    if children > 0 {
+        let what = if children == 1 {
+            "its child process".to_string()
+        } else {
+            format!("its {children} child processes")
+        };
+        format!(
+            "PID 1 is `{comm}`, which did not pass {name} on to {what}; \
+             `init: true` runs an init that forwards it"
+        )
+    } else {
+        format!("PID 1 (`{comm}`) did not exit on {name}; handle it, or set `stop_signal`")
+    }
+}
+
+/// How many processes have `pid` as their parent.
+fn child_count(pid: i32) -> usize {
+    // The kernel's own list, when it keeps one (CONFIG_PROC_CHILDREN).
+    if let Ok(list) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list.split_whitespace().count();
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid …`: comm may hold spaces and
+                // parentheses, so count from the last `)`.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<i32>().ok())
+                    == Some(pid)
+            })
+        })
+        .count()
+}
+
+/// `SIGTERM` for 15, `signal 40` for one without a name.
+pub fn name_of(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    usize::try_from(signal - 1)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map(|n| format!("SIG{n}"))
+        .unwrap_or_else(|| format!("signal {signal}"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn signal_names_round_trip() {
+        for n in 1..=31 {
+            assert_eq!(super::parse(&super::name_of(n)), Some(n));
+        }
+        assert_eq!(super::name_of(15), "SIGTERM");
+        assert_eq!(super::name_of(40), "signal 40");
+    }
+
+    #[test]
+    fn a_shell_that_keeps_its_child_is_named() {
+        // This test process's own child: PID 1 stands in for any parent.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let why = super::why_still_running(me, 15);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(why.contains("did not pass SIGTERM on to"), "{why}");
+        assert!(why.contains("init: true"), "{why}");
+    }
+
     #[test]
     fn names_and_numbers() {
         assert_eq!(super::parse("SIGTERM"), Some(15));
