@@ -8,6 +8,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Characters of a long source line shown on either side of an error's column.
+const SNIPPET_CONTEXT: usize = 80;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub file: PathBuf,
@@ -66,6 +69,10 @@ impl LoadError {
     /// Attach the source line `line` of `source` with a caret at `column`.
     pub fn with_snippet(mut self, source: &str, line: usize, column: usize) -> LoadError {
         if let Some(text) = source.lines().nth(line.saturating_sub(1)) {
+            // A hostile file may be one line of megabytes: show a window of it.
+            let skip = column.saturating_sub(1).saturating_sub(SNIPPET_CONTEXT);
+            let text: String = text.chars().skip(skip).take(2 * SNIPPET_CONTEXT).collect();
+            let column = column - skip;
             let gutter = line.to_string();
             let pad = " ".repeat(gutter.len());
             let caret_pad: String = text

@@ -14,6 +14,7 @@ pub mod legacy;
 pub mod loader;
 pub mod merge;
 pub mod model;
+pub mod names;
 pub mod normalize;
 pub mod schema;
 pub mod units;

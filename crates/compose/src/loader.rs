@@ -6,7 +6,7 @@ use crate::error::{KeyPath, LoadError};
 use crate::model::Project;
 use crate::normalize::{self, Context};
 use crate::yaml::{self, Node, Value};
-use crate::{consistency, interpolate, legacy, merge, schema};
+use crate::{consistency, interpolate, legacy, merge, names, schema};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -236,16 +236,17 @@ fn project_name(
     files: &[PathBuf],
     project_dir: &Path,
 ) -> Result<String, LoadError> {
-    let explicit = opts
+    type Found = (String, &'static str, Option<(PathBuf, yaml::Mark)>);
+    let explicit: Option<Found> = opts
         .project_name
         .clone()
-        .map(|n| (n, "--project-name"))
+        .map(|n| (n, "--project-name", None))
         .or_else(|| {
             env.get("COMPOSE_PROJECT_NAME")
                 .filter(|s| !s.is_empty())
-                .map(|n| (n.clone(), "COMPOSE_PROJECT_NAME"))
+                .map(|n| (n.clone(), "COMPOSE_PROJECT_NAME", None))
         });
-    let from_files = || -> Option<(String, &'static str)> {
+    let from_files = || -> Option<Found> {
         let lookup = |k: &str| env.get(k).cloned();
         let mut found = None;
         for f in files {
@@ -259,26 +260,36 @@ fn project_name(
                 continue;
             };
             for d in docs {
-                if let Some(n) = d.get("name").and_then(Node::as_str) {
+                let Some(node) = d.get("name") else { continue };
+                if let Some(n) = node.as_str() {
                     let n = if opts.skip_interpolation {
                         n.to_string()
                     } else {
                         interpolate::substitute(n, &lookup).unwrap_or_else(|_| n.to_string())
                     };
                     if !n.is_empty() {
-                        found = Some((n, "name"));
+                        found = Some((n, "name", Some((f.clone(), node.mark))));
                     }
                 }
             }
         }
         found
     };
-    if let Some((raw, from)) = explicit.or_else(from_files) {
+    if let Some((raw, from, at)) = explicit.or_else(from_files) {
+        // Normalized as docker compose does, so the result is always
+        // `[a-z0-9][a-z0-9_-]*`: never a path, whatever was asked for.
         let n = normalize_project_name(&raw);
-        if n.is_empty() {
-            return Err(LoadError::new(format!(
-                "invalid project name {raw:?} (from {from}): it must contain a lowercase letter or digit"
-            )));
+        let why = if n.is_empty() {
+            Some("it must contain a lowercase letter or digit".to_string())
+        } else {
+            names::why_invalid(&n)
+        };
+        if let Some(why) = why {
+            let e = LoadError::new(format!("invalid project name {raw:?} (from {from}): {why}"));
+            return Err(match at {
+                Some((file, mark)) => e.key("name").at(&file, mark.line, mark.column),
+                None => e,
+            });
         }
         return Ok(n);
     }
@@ -400,7 +411,8 @@ impl Loader<'_> {
         }
         match merged {
             Some(d) => Ok(d),
-            None => Err(LoadError::new("empty compose file").in_file(file)),
+            // Nothing to point at but the start of the file.
+            None => Err(LoadError::new("empty compose file").at(file, 1, 1)),
         }
     }
 
@@ -756,6 +768,10 @@ impl Loader<'_> {
                 "internal: normalized project does not fit the model: {e}"
             ))
         })?;
+        // Names become paths under berth's state: checked even with
+        // consistency checks off.
+        names::check(&project, self.opts.skip_interpolation)
+            .map_err(|e| self.locate(merged, &e.path, e.message))?;
         if !self.opts.skip_consistency {
             consistency::check(&project).map_err(|e| self.locate(merged, &e.path, e.message))?;
         }

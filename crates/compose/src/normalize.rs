@@ -686,33 +686,67 @@ fn normalize_extra_hosts(v: Json, path: &KeyPath) -> Result<Json> {
     Ok(Json::Array(out))
 }
 
-/// A port number in 1..=65535 (0 allowed for "any" where `allow_zero`).
-fn parse_port(s: &str, path: &KeyPath) -> Result<u16> {
-    match s.parse::<u32>() {
-        Ok(p) if p <= 65535 => Ok(p as u16),
-        _ => err(
+/// One port number, 1 to 65535. `role` ("published" or "target") names it in errors.
+fn parse_port(s: &str, role: &str, path: &KeyPath) -> Result<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return err(
             path,
-            format!("invalid port {s:?}: must be a number from 0 to 65535"),
-        ),
+            format!(
+                "invalid {role} port {s:?}: not a port number (1-65535) or a range (8000-8010)"
+            ),
+        );
+    }
+    match s.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => err(path, format!("{role} port {s} is out of range 1-65535")),
     }
 }
 
-fn parse_range(s: &str, path: &KeyPath) -> Result<(u16, u16)> {
+/// A port or a range of ports (`8000-8010`), each end 1 to 65535.
+fn parse_range(s: &str, role: &str, path: &KeyPath) -> Result<(u16, u16)> {
     match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (parse_port(a, path)?, parse_port(b, path)?);
+        Some((a, b)) if !a.is_empty() => {
+            let (a, b) = (parse_port(a, role, path)?, parse_port(b, role, path)?);
             if b < a {
                 return err(
                     path,
-                    format!("invalid port range {s:?}: end is before start"),
+                    format!("invalid {role} port range {s:?}: end is before start"),
                 );
             }
             Ok((a, b))
         }
-        None => {
-            let p = parse_port(s, path)?;
+        _ => {
+            let p = parse_port(s, role, path)?;
             Ok((p, p))
         }
+    }
+}
+
+/// A host address to publish on: an IPv4 or IPv6 address, as docker takes it.
+fn check_host_ip(ip: &str, path: &KeyPath) -> Result<()> {
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(_) => Ok(()),
+        Err(_) => err(
+            path,
+            format!("invalid host IP {ip:?}: not an IPv4 or IPv6 address"),
+        ),
+    }
+}
+
+/// `tcp`, `udp` or `sctp`, in any case (docker lowercases it).
+fn parse_protocol(p: &str, path: &KeyPath) -> Result<String> {
+    let lower = p.to_ascii_lowercase();
+    if matches!(lower.as_str(), "tcp" | "udp" | "sctp") {
+        Ok(lower)
+    } else {
+        err(
+            path,
+            format!("invalid protocol {p:?}: must be tcp, udp or sctp"),
+        )
     }
 }
 
@@ -735,23 +769,26 @@ fn port_entry(
     Json::Object(m)
 }
 
-/// Parse one short-syntax port: `[[HOST_IP:]HOST[-HOST]:]CONTAINER[-CONTAINER][/PROTO]`.
+/// Parse one short-syntax port: `[[HOST_IP:]HOST[-HOST]:]CONTAINER[-CONTAINER][/PROTO]`,
+/// as docker's `nat.ParsePortSpec` reads it (a host range may map to one
+/// container port: docker picks one of the range).
 pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
     let (body, protocol) = match spec.rsplit_once('/') {
-        Some((b, p)) => (b, p),
-        None => (spec, "tcp"),
+        Some((b, "")) => (b, "tcp".to_string()),
+        Some((b, p)) => (b, parse_protocol(p, path)?),
+        None => (spec, "tcp".to_string()),
     };
-    if !matches!(protocol, "tcp" | "udp" | "sctp") {
-        return err(
-            path,
-            format!("invalid protocol {protocol:?} in port {spec:?}"),
-        );
-    }
+    let protocol = protocol.as_str();
     // A bracketed IPv6 host address may hold colons.
     let (host_ip, rest) = if let Some(stripped) = body.strip_prefix('[') {
         match stripped.split_once("]:") {
             Some((ip, rest)) => (Some(ip.to_string()), rest.to_string()),
-            None => return err(path, format!("invalid port {spec:?}")),
+            None => {
+                return err(
+                    path,
+                    format!("invalid port {spec:?}: unclosed [ in the host IP"),
+                )
+            }
         }
     } else {
         let parts: Vec<&str> = body.split(':').collect();
@@ -771,6 +808,10 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
             }
         }
     };
+    if let Some(ip) = host_ip.as_deref().filter(|ip| !ip.is_empty()) {
+        check_host_ip(ip, path)?;
+    }
+    let host_ip = host_ip.filter(|ip| !ip.is_empty());
     let (published, container) = match rest.split_once(':') {
         Some((p, c)) => (
             if p.is_empty() {
@@ -785,7 +826,7 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
     if container.is_empty() {
         return err(path, format!("invalid port {spec:?}: no container port"));
     }
-    let (t0, t1) = parse_range(&container, path)?;
+    let (t0, t1) = parse_range(&container, "target", path)?;
     let mut out = Vec::new();
     match published {
         None => {
@@ -794,7 +835,7 @@ pub fn parse_port_spec(spec: &str, path: &KeyPath) -> Result<Vec<Json>> {
             }
         }
         Some(p) => {
-            let (p0, p1) = parse_range(&p, path)?;
+            let (p0, p1) = parse_range(&p, "published", path)?;
             if t0 == t1 {
                 let published = if p0 == p1 {
                     p0.to_string()
@@ -836,7 +877,8 @@ fn normalize_ports(v: Json, path: &KeyPath) -> Result<Json> {
             Json::Object(mut m) => {
                 let target = match m.get("target") {
                     Some(t) => {
-                        let (a, b) = parse_range(&scalar_string(t), &ipath.key("target"))?;
+                        let (a, b) =
+                            parse_range(&scalar_string(t), "target", &ipath.key("target"))?;
                         if a != b {
                             return err(&ipath.key("target"), "must be a single port");
                         }
@@ -853,20 +895,28 @@ fn normalize_ports(v: Json, path: &KeyPath) -> Result<Json> {
                     m.remove("mode").unwrap_or_else(|| json!("ingress")),
                 );
                 if let Some(ip) = m.remove("host_ip") {
+                    let text = scalar_string(&ip);
+                    if !text.is_empty() && !text.contains('$') {
+                        check_host_ip(&text, &ipath.key("host_ip"))?;
+                    }
                     e.insert("host_ip".into(), ip);
                 }
                 e.insert("target".into(), json!(target));
                 if let Some(p) = m.remove("published") {
                     let p = scalar_string(&p);
-                    if !p.is_empty() {
-                        parse_range(&p, &ipath.key("published"))?;
+                    if !p.is_empty() && !p.contains('$') {
+                        parse_range(&p, "published", &ipath.key("published"))?;
                         e.insert("published".into(), json!(p));
                     }
                 }
-                e.insert(
-                    "protocol".into(),
-                    m.remove("protocol").unwrap_or_else(|| json!("tcp")),
-                );
+                let protocol = match m.remove("protocol") {
+                    Some(Json::String(p)) if !p.contains('$') => {
+                        json!(parse_protocol(&p, &ipath.key("protocol"))?)
+                    }
+                    Some(p) => p,
+                    None => json!("tcp"),
+                };
+                e.insert("protocol".into(), protocol);
                 for (k, v) in m {
                     if k != "target" {
                         e.insert(k, v);

@@ -14,8 +14,11 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Deeper nesting than this is refused: later passes recurse over the tree.
 const MAX_DEPTH: usize = 128;
-/// Upper bound on nodes, so alias bombs ("billion laughs") fail fast.
+/// Upper bounds on nodes and on the bytes of their text once aliases are
+/// expanded, so alias bombs ("billion laughs", or one long string aliased
+/// many times) fail fast in bounded memory.
 const MAX_NODES: usize = 1_000_000;
+const MAX_BYTES: usize = 64 << 20;
 
 /// A position in a source file, both 1-based.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -187,21 +190,30 @@ pub fn format_float(f: f64) -> String {
 pub fn parse(source: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
-    if let Err(e) = parser.load(&mut builder, true) {
-        let m = e.marker();
-        return Err(YamlError {
-            mark: Mark {
-                line: m.line(),
-                column: m.col() + 1,
-                file: 0,
-            },
-            message: e.info().to_string(),
-        });
+    // Events are pulled one by one rather than through `Parser::load`, which
+    // recurses once per nesting level and overflows the stack on a deep
+    // document before the builder's depth limit can refuse it.
+    loop {
+        let (event, marker) = parser.next_token().map_err(|e| {
+            let m = e.marker();
+            YamlError {
+                mark: Mark {
+                    line: m.line(),
+                    column: m.col() + 1,
+                    file: 0,
+                },
+                message: e.info().to_string(),
+            }
+        })?;
+        let end = event == Event::StreamEnd;
+        builder.on_event(event, marker);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
+        if end {
+            return Ok(builder.documents);
+        }
     }
-    if let Some(err) = builder.error {
-        return Err(err);
-    }
-    Ok(builder.documents)
 }
 
 enum Frame {
@@ -228,6 +240,7 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     documents: Vec<Node>,
     nodes: usize,
+    bytes: usize,
     error: Option<YamlError>,
 }
 
@@ -239,12 +252,21 @@ fn mark_of(m: Marker) -> Mark {
     }
 }
 
-fn count_nodes(node: &Node) -> usize {
+/// Nodes and bytes of text (keys and strings) in a tree.
+fn size_of(node: &Node) -> (usize, usize) {
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(m) => 1 + m.values().map(count_nodes).sum::<usize>(),
-        _ => 1,
+        Value::Seq(items) => items.iter().map(size_of).fold((1, 0), add),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| add(size_of(v), (0, k.len())))
+            .fold((1, 0), add),
+        Value::String(s) => (1, s.len()),
+        _ => (1, 0),
     }
+}
+
+fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
 }
 
 fn merge_tag(tag: &Option<yaml_rust2::parser::Tag>) -> Option<Tag> {
@@ -336,6 +358,24 @@ fn resolve_tagged(text: &str, tag: &yaml_rust2::parser::Tag) -> Value {
 }
 
 impl Builder {
+    /// Account for `nodes` more nodes holding `bytes` of text; false (and the
+    /// error set) once the document is over the limits.
+    fn grow(&mut self, nodes: usize, bytes: usize, mark: Mark) -> bool {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.nodes > MAX_NODES || self.bytes > MAX_BYTES {
+            self.fail(
+                mark,
+                format!(
+                    "document too large once aliases are expanded (limits: {MAX_NODES} values, {} MiB of text); an alias bomb?",
+                    MAX_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
     fn fail(&mut self, mark: Mark, message: String) {
         if self.error.is_none() {
             self.error = Some(YamlError { mark, message });
@@ -442,25 +482,26 @@ impl MarkedEventReceiver for Builder {
         }
         let mark = mark_of(marker);
         match ev {
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    self.nodes += count_nodes(&node);
-                    if self.nodes > MAX_NODES {
-                        self.fail(mark, "too many nodes after expanding aliases".into());
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            // Anchors are per document.
+            Event::DocumentStart => self.anchors.clear(),
+            Event::Alias(id) => match self.anchors.get(&id).map(size_of) {
+                Some((nodes, bytes)) => {
+                    // Counted before cloning: the clone is what would exhaust memory.
+                    if !self.grow(nodes, bytes, mark) {
                         return;
                     }
-                    node.mark = mark;
-                    self.push_node(node, 0);
+                    if let Some(mut node) = self.anchors.get(&id).cloned() {
+                        node.mark = mark;
+                        self.push_node(node, 0);
+                    }
                 }
                 None => self.fail(mark, "unknown anchor".into()),
             },
             Event::Scalar(text, style, anchor, tag) => {
-                self.nodes += 1;
+                if !self.grow(1, text.len(), mark) {
+                    return;
+                }
                 let value = match (&style, &tag) {
                     (_, Some(t)) if merge_tag(&tag).is_none() => resolve_tagged(&text, t),
                     (TScalarStyle::Plain, _) => resolve_plain(&text),
@@ -601,7 +642,7 @@ mod tests {
             ));
         }
         let err = parse(&src).unwrap_err();
-        assert!(err.message.contains("too many nodes"), "{err}");
+        assert!(err.message.contains("alias bomb"), "{err}");
     }
 
     #[test]

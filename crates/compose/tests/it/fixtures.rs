@@ -60,9 +60,13 @@ fn fixture_corpus_loads_or_fails_cleanly() {
             Ok(Err(e)) => {
                 errors += 1;
                 let text = e.to_string();
-                // A clear error names the file it is about and says what is wrong in one line.
+                // A clear error points at file:line:column and says what is wrong in one line.
                 let first = text.lines().next().unwrap_or_default().to_string();
-                if e.location.is_none() && !first.contains('/') || first.len() < 12 {
+                let located = e
+                    .location
+                    .as_ref()
+                    .is_some_and(|l| l.line > 0 && l.column > 0 && !l.file.as_os_str().is_empty());
+                if !located || first.len() < 12 {
                     unclear.push(format!("{rel}: {first}"));
                 }
                 format!(

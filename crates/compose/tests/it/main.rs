@@ -5,5 +5,6 @@
 mod common;
 mod fixtures;
 mod full_example;
+mod hostile;
 mod seed;
 mod v1_config;
