@@ -124,6 +124,47 @@ fn report(label: &str, sink_addr: SocketAddr, echo_addr: SocketAddr) {
     );
 }
 
+const CUTS: usize = 200;
+
+/// How long a client waits to learn its connection is over, when the target refuses
+/// (the proxy closes the client) and when the proxy is closed without grace (it cuts open
+/// connections): (refused p50, refused p99, cut p50, cut p99) in µs. The tests assert
+/// only that both happen; these are the durations.
+fn cut_latency(echo_port: u16) -> (f64, f64, f64, f64) {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refusing = proxied(Target::Addr(closed));
+    let mut refused = Vec::with_capacity(CUTS);
+    let mut b = [0u8; 1];
+    for _ in 0..CUTS {
+        let start = Instant::now();
+        let mut conn = TcpStream::connect(refusing.local_addr()).unwrap();
+        assert!(matches!(conn.read(&mut b), Ok(0) | Err(_)));
+        refused.push(start.elapsed());
+    }
+    let mut cut = Vec::with_capacity(CUTS);
+    for _ in 0..CUTS {
+        let proxy = proxied(Target::Addr(SocketAddr::from(([127, 0, 0, 1], echo_port))));
+        let mut conn = TcpStream::connect(proxy.local_addr()).unwrap();
+        conn.write_all(b"x").unwrap();
+        conn.read_exact(&mut b).unwrap();
+        let start = Instant::now();
+        proxy.close(Duration::ZERO);
+        assert!(matches!(conn.read(&mut b), Ok(0) | Err(_)));
+        cut.push(start.elapsed());
+    }
+    refused.sort();
+    cut.sort();
+    (
+        percentile(&refused, 0.5),
+        percentile(&refused, 0.99),
+        percentile(&cut, 0.5),
+        percentile(&cut, 0.99),
+    )
+}
+
 /// A namespace of this run's own, with loopback up; deleted on drop.
 struct BenchNetns(String);
 
@@ -177,6 +218,11 @@ fn main() {
         echo_proxy.local_addr(),
     );
     drop((sink_proxy, echo_proxy));
+    let (r50, r99, c50, c99) = cut_latency(echo_port);
+    println!(
+        "{:<28} refused target p50 {r50:>6.0} p99 {r99:>6.0} µs   close(0) cut p50 {c50:>6.0} p99 {c99:>6.0} µs",
+        "client learns it is over"
+    );
 
     match BenchNetns::create() {
         Some(ns) => {

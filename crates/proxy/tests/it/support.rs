@@ -270,6 +270,18 @@ pub fn proxy_threads() -> usize {
         .count()
 }
 
+/// Asserts that the connection behind `conn` was cut: it ends (end of stream or a reset)
+/// with no further data. A read that times out fails: the connection is still open.
+pub fn assert_cut(mut conn: impl Read) {
+    let mut rest = Vec::new();
+    match conn.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was not cut: {e}"),
+    }
+    assert!(rest.is_empty(), "data after the cut: {rest:?}");
+}
+
 /// Polls `f` until it returns true or `timeout` passes; returns the last answer.
 pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

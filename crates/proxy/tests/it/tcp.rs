@@ -39,12 +39,9 @@ fn echo_through_netns() {
     assert_eq!(proxy_inside, ["berth-netns"]);
     let stats = proxy.stats();
     assert_eq!((stats.accepted, stats.connect_errors), (5, 0));
-    // The server listens only inside its namespace: the same port on the host is not it.
-    let _ = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], server.port)),
-        Duration::from_millis(200),
-    );
-    std::thread::sleep(Duration::from_millis(50));
+    // The server listens only inside its namespace: the same port on the host is free.
+    let host_side = TcpListener::bind(("127.0.0.1", server.port));
+    assert!(host_side.is_ok(), "port {} taken on the host", server.port);
     assert_eq!(server.accepted(), 5);
 }
 
@@ -204,13 +201,11 @@ fn failed_connect_closes_client_and_counts() {
     let target = netns_target(&ns, 9);
     let proxy = PortProxy::bind(LOCALHOST, 0, Proto::Tcp, target.clone()).unwrap();
     for _ in 0..3 {
-        let start = Instant::now();
-        let mut conn = TcpStream::connect(proxy.local_addr()).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 1];
-        let n = conn.read(&mut buf).unwrap_or(0);
-        assert_eq!(n, 0, "the client is closed, not served");
-        assert!(start.elapsed() < Duration::from_secs(1), "closed promptly");
+        let conn = TcpStream::connect(proxy.local_addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The client is closed, not served, and not left hanging.
+        support::assert_cut(conn);
     }
     let stats = proxy.stats();
     assert_eq!(stats.connect_errors, 3);
@@ -338,10 +333,11 @@ fn close_with_grace_lets_open_connections_finish() {
     let mut greeting = [0u8; 2];
     conn.read_exact(&mut greeting).unwrap();
 
+    // A grace far longer than the test: close must end because the connection did.
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
     let closer = std::thread::spawn(move || {
-        let start = Instant::now();
-        proxy.close(Duration::from_secs(5));
-        start.elapsed()
+        proxy.close(Duration::from_secs(120));
+        closed_tx.send(()).unwrap();
     });
     // The port is freed at once...
     assert!(support::eventually(Duration::from_secs(2), || {
@@ -352,25 +348,23 @@ fn close_with_grace_lets_open_connections_finish() {
     let mut back = [0u8; 4];
     conn.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping");
-    std::thread::sleep(Duration::from_millis(200));
-    drop(conn);
-    let took = closer.join().unwrap();
     assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_secs(4),
-        "{took:?}"
+        !closer.is_finished(),
+        "close returned with a connection open"
     );
+    drop(conn);
+    closed_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("close returned once its last connection ended");
+    closer.join().unwrap();
 
     // Without grace, open connections are cut.
     let proxy = PortProxy::bind(LOCALHOST, 0, Proto::Tcp, netns_target(&ns, server.port)).unwrap();
     let mut conn = TcpStream::connect(proxy.local_addr()).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     conn.read_exact(&mut greeting).unwrap();
-    let start = Instant::now();
     proxy.close(Duration::ZERO);
-    assert!(start.elapsed() < Duration::from_secs(1));
-    let mut rest = Vec::new();
-    let _ = conn.read_to_end(&mut rest);
-    assert!(rest.is_empty());
+    support::assert_cut(conn);
 }
 
 #[test]
