@@ -1,5 +1,6 @@
 //! `berth cp`: copy files between the host and a service container, like
-//! `docker compose cp` (`SERVICE:PATH` on one side, a local path on the other).
+//! `docker compose cp` (`SERVICE:PATH` on one side, a local path or `-`, a
+//! tar stream on stdout or stdin, on the other).
 
 use crate::options::load_options;
 use crate::supervisor::{project_dir, read_state};
@@ -11,9 +12,9 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct CpArgs {
-    /// SERVICE:SRC_PATH or a local path
+    /// SERVICE:SRC_PATH, a local path, or `-` to read a tar stream from stdin
     src: String,
-    /// SERVICE:DEST_PATH or a local path
+    /// SERVICE:DEST_PATH, a local path, or `-` to write a tar stream to stdout
     dest: String,
     /// Which container of a scaled service (1-based)
     #[arg(long, default_value_t = 1)]
@@ -66,11 +67,17 @@ pub fn cp(global: &GlobalArgs, args: CpArgs) -> Result<ExitCode> {
             args.index
         );
     };
-    let result = if out {
-        berth_sandbox::cp::copy_out(pid, inside, Path::new(outside))
-    } else {
-        berth_sandbox::cp::copy_in(pid, Path::new(outside), inside)
+    // `-` is a tar stream on stdout or stdin, as with `docker cp`.
+    let result = match (out, outside) {
+        (true, "-") => berth_sandbox::cp::copy_out_tar(pid, inside, std::io::stdout().lock()),
+        (true, _) => berth_sandbox::cp::copy_out(pid, inside, Path::new(outside)),
+        (false, "-") => berth_sandbox::cp::copy_in_tar(pid, std::io::stdin().lock(), inside),
+        (false, _) => berth_sandbox::cp::copy_in(pid, Path::new(outside), inside),
     };
-    result.with_context(|| format!("copying {} to {}", args.src, args.dest))?;
+    match result {
+        // A reader that stopped reading (`| head`) ends the copy quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.with_context(|| format!("copying {} to {}", args.src, args.dest))?,
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! Integration tests: real containers (root), on images built here from
 //! Debian's `busybox-static`. One binary, so the suite links once.
 
+mod cp;
 mod exec;
 mod host_root;
 mod layers;
