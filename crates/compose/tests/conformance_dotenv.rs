@@ -1,7 +1,7 @@
 //! compose-go's dotenv tests, run from the extracted table and fixture files
 //! in `shared/conformance/dotenv/` (read in place, see the table's `_about`).
 //!
-//! Every section prints `dotenv.<section>: N/M passed` (visible with
+//! Every section prints `conformance dotenv.<section>: N/M passed` (visible with
 //! `--nocapture`) and must pass completely; no row is skipped.
 
 use std::collections::HashMap;
@@ -50,17 +50,21 @@ fn no_lookup(_: &str) -> Option<String> {
     None
 }
 
-/// Collects failures for a section, prints the pass-rate line, asserts 100%.
+/// Collects failures for a section, prints the pass-rate line, asserts
+/// 100% of exactly the number of rows the README quotes (so an empty or
+/// truncated table fails too).
 struct Tally {
     section: &'static str,
+    expected: usize,
     total: usize,
     failures: Vec<String>,
 }
 
 impl Tally {
-    fn new(section: &'static str) -> Self {
+    fn new(section: &'static str, expected: usize) -> Self {
         Tally {
             section,
+            expected,
             total: 0,
             failures: Vec::new(),
         }
@@ -75,11 +79,18 @@ impl Tally {
 
     fn finish(self) {
         let passed = self.total - self.failures.len();
-        println!("{}: {passed}/{} passed", self.section, self.total);
+        println!(
+            "conformance {}: {passed}/{} passed",
+            self.section, self.total
+        );
         for failure in &self.failures {
             println!("  FAIL {failure}");
         }
-        assert!(self.total > 0, "{}: no rows", self.section);
+        assert_eq!(
+            self.total, self.expected,
+            "{}: {} rows, the suite has {}",
+            self.section, self.total, self.expected
+        );
         assert!(
             self.failures.is_empty(),
             "{}: {} of {} rows failed:\n{}",
@@ -133,7 +144,7 @@ fn expect_error(
 #[test]
 fn parse_line_table() {
     let table = table();
-    let mut tally = Tally::new("dotenv.parse_line");
+    let mut tally = Tally::new("dotenv.parse_line", 52);
     for (i, row) in rows(&table, "parse_line").iter().enumerate() {
         let input = str_field(row, "input").unwrap_or_default();
         let result = parse(input, &no_lookup);
@@ -158,7 +169,7 @@ fn parse_line_table() {
 #[test]
 fn expanding_table() {
     let table = table();
-    let mut tally = Tally::new("dotenv.expanding");
+    let mut tally = Tally::new("dotenv.expanding", 8);
     for row in rows(&table, "expanding") {
         let input = str_field(row, "input").unwrap_or_default();
         let expected = string_map(row.get("expect"));
@@ -173,7 +184,7 @@ fn expanding_table() {
 #[test]
 fn unterminated_table() {
     let table = table();
-    let mut tally = Tally::new("dotenv.unterminated");
+    let mut tally = Tally::new("dotenv.unterminated", 8);
     for row in rows(&table, "unterminated") {
         let input = str_field(row, "input").unwrap_or_default();
         let needle = str_field(row, "error_contains").unwrap_or_default();
@@ -202,7 +213,7 @@ fn read_filter(mut map: IndexMap<String, String>) -> IndexMap<String, String> {
 #[test]
 fn fixture_files_table() {
     let table = table();
-    let mut tally = Tally::new("dotenv.fixture_files");
+    let mut tally = Tally::new("dotenv.fixture_files", 9);
     for row in rows(&table, "fixture_files") {
         let file = str_field(row, "file").unwrap_or_default();
         let test = str_field(row, "test").unwrap_or_default();
@@ -349,7 +360,7 @@ fn upstream_fixture_tests_not_in_table() {
         },
     ];
 
-    let mut tally = Tally::new("dotenv.upstream_extra");
+    let mut tally = Tally::new("dotenv.upstream_extra", 8);
     for case in &cases {
         let env: HashMap<String, String> = case
             .env

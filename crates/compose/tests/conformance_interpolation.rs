@@ -1,7 +1,7 @@
 //! compose-go's interpolation tests, run from the extracted tables in
 //! `shared/conformance/interpolation/` (read in place, see its `_about`).
 //!
-//! Every section prints `interpolation.<section>: N/M passed` (visible with
+//! Every section prints `conformance interpolation.<section>: N/M passed` (visible with
 //! `--nocapture`) and must pass completely; no row is skipped.
 
 use std::collections::{BTreeMap, HashMap};
@@ -52,17 +52,21 @@ fn str_field<'a>(row: &'a Value, field: &str) -> Option<&'a str> {
     row.get(field).and_then(Value::as_str)
 }
 
-/// Collects failures for a section, prints the pass-rate line, asserts 100%.
+/// Collects failures for a section, prints the pass-rate line, asserts
+/// 100% of exactly the number of rows the README quotes (so an empty or
+/// truncated table fails too).
 struct Tally {
     section: &'static str,
+    expected: usize,
     total: usize,
     failures: Vec<String>,
 }
 
 impl Tally {
-    fn new(section: &'static str) -> Self {
+    fn new(section: &'static str, expected: usize) -> Self {
         Tally {
             section,
+            expected,
             total: 0,
             failures: Vec::new(),
         }
@@ -77,11 +81,18 @@ impl Tally {
 
     fn finish(self) {
         let passed = self.total - self.failures.len();
-        println!("{}: {passed}/{} passed", self.section, self.total);
+        println!(
+            "conformance {}: {passed}/{} passed",
+            self.section, self.total
+        );
         for failure in &self.failures {
             println!("  FAIL {failure}");
         }
-        assert!(self.total > 0, "{}: no rows", self.section);
+        assert_eq!(
+            self.total, self.expected,
+            "{}: {} rows, the suite has {}",
+            self.section, self.total, self.expected
+        );
         assert!(
             self.failures.is_empty(),
             "{}: {} of {} rows failed:\n{}",
@@ -237,7 +248,7 @@ fn check_document_row(row: &Value) -> Result<(), String> {
 #[test]
 fn substitute_table() {
     let table = table();
-    let mut tally = Tally::new("interpolation.substitute");
+    let mut tally = Tally::new("interpolation.substitute", 70);
     for (i, row) in rows(&table, "substitute").iter().enumerate() {
         let id = format!("substitute[{i}] {} {:?}", row["source"], row["template"]);
         tally.check(id, check_substitute_row(row));
@@ -248,7 +259,7 @@ fn substitute_table() {
 #[test]
 fn document_value_table() {
     let table = table();
-    let mut tally = Tally::new("interpolation.document_value");
+    let mut tally = Tally::new("interpolation.document_value", 31);
     for (i, row) in rows(&table, "document_value").iter().enumerate() {
         let id = format!(
             "document_value[{i}] {} {:?}",
@@ -262,7 +273,7 @@ fn document_value_table() {
 #[test]
 fn whole_document_table() {
     let table = table();
-    let mut tally = Tally::new("interpolation.whole_document");
+    let mut tally = Tally::new("interpolation.whole_document", 3);
     for (i, row) in rows(&table, "whole_document").iter().enumerate() {
         let id = format!("whole_document[{i}] {}", row["source"]);
         let env = env_of(&row["env"]);
@@ -298,7 +309,7 @@ fn whole_document_table() {
 #[test]
 fn operator_choice_table() {
     let table = table();
-    let mut tally = Tally::new("interpolation.operator_choice");
+    let mut tally = Tally::new("interpolation.operator_choice", 12);
     for row in rows(&table, "operator_choice") {
         let input = str_field(row, "input").unwrap_or_default();
         let expected = str_field(row, "symbol").unwrap_or_default();
@@ -330,7 +341,7 @@ fn extract_from_document(value: &Value, into: &mut BTreeMap<String, Variable>) {
 #[test]
 fn extract_variables_table() {
     let table = table();
-    let mut tally = Tally::new("interpolation.extract_variables");
+    let mut tally = Tally::new("interpolation.extract_variables", 18);
     for row in rows(&table, "extract_variables") {
         let mut found = BTreeMap::new();
         extract_from_document(&row["input"], &mut found);
@@ -364,7 +375,7 @@ fn substitute_tsv() {
         header, "source\tenv_json\ttemplate_json\tkind\texpected_json",
         "unexpected TSV header"
     );
-    let mut tally = Tally::new("interpolation.substitute_tsv");
+    let mut tally = Tally::new("interpolation.substitute_tsv", 101);
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
         let id = format!("tsv line {}: {}", i + 2, fields.first().unwrap_or(&""));

@@ -19,9 +19,15 @@ pub fn subdirs(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-/// Prints the pass-rate line and fails with every failure listed.
-pub fn report(suite: &str, passed: usize, total: usize, failures: &[String]) {
+/// Prints the pass-rate line and fails with every failure listed, or when
+/// the suite did not run exactly the `expected` cases the README quotes (an
+/// empty or truncated data set must fail, not pass at 0/0).
+pub fn report(suite: &str, passed: usize, total: usize, expected: usize, failures: &[String]) {
     println!("conformance dockerfile {suite}: {passed}/{total} passed");
+    assert_eq!(
+        total, expected,
+        "{suite}: {total} cases ran, the suite has {expected}"
+    );
     assert!(
         failures.is_empty(),
         "{} failure(s):\n{}",

@@ -29,7 +29,13 @@ fn testfiles_dump_exactly() {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    report("parser", dirs.len() - failures.len(), dirs.len(), &failures);
+    report(
+        "parser",
+        dirs.len() - failures.len(),
+        dirs.len(),
+        33,
+        &failures,
+    );
 }
 
 #[test]
@@ -52,6 +58,7 @@ fn negative_testfiles_fail() {
         "negative",
         dirs.len() - failures.len(),
         dirs.len(),
+        4,
         &failures,
     );
 }
