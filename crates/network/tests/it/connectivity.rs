@@ -180,17 +180,23 @@ fn outbound_is_masqueraded() {
         ],
     );
     let server = serve_once(Some(&c.path), sock(ep.ip, 7004));
-    let blocked = connect_from(
-        &outside.ns.path,
-        sock(ep.ip, 7004),
-        Duration::from_millis(500),
-    );
+    let blocked = connect_from(&outside.ns.path, sock(ep.ip, 7004), Duration::from_secs(2));
     assert!(
         blocked.is_err(),
         "outside reached the container: {blocked:?}"
     );
-    drop(server);
+    // Control: a neighbour on the container's network reaches that same listener.
+    let n = Ns::new(&format!("{net}-n"));
+    let en = fx
+        .networks
+        .attach(&net, "n", &n.path, None, &AttachOptions::default())
+        .unwrap();
+    let seen = connect_from(&n.path, sock(ep.ip, 7004), Duration::from_secs(3))
+        .expect("a container on the same network reaches the listener");
+    server.join().unwrap();
+    assert_eq!(seen, en.ip.to_string());
 
+    fx.networks.detach(&net, "n").unwrap();
     fx.networks.detach(&net, "c").unwrap();
     fx.networks.remove(&net).unwrap();
     assert_network_gone(&net);
@@ -237,15 +243,42 @@ fn internal_network_has_no_way_out() {
         "{rules:#?}"
     );
 
-    let blocked = connect_from(
-        &c.path,
-        sock(outside.addr, 7005),
-        Duration::from_millis(500),
+    // The outside listens and can answer the internal subnet directly (a
+    // route back, no NAT needed): only berth's isolation can stop the connect.
+    in_ns(
+        &outside.ns.name,
+        &[
+            "route",
+            "add",
+            &network.subnet.to_string(),
+            "via",
+            &outside.host_addr().to_string(),
+        ],
     );
+    let server = serve_once(Some(&outside.ns.path), sock(outside.addr, 7005));
+    let blocked = connect_from(&c.path, sock(outside.addr, 7005), Duration::from_secs(2));
     assert!(
         blocked.is_err(),
         "internal network reached outside: {blocked:?}"
     );
+
+    // Control: the same connect from an ordinary network reaches that same
+    // listener (so it was there, and reachable, all along).
+    let open_net = unique("notinternal");
+    let e = Ns::new(&format!("{open_net}-e"));
+    fx.networks
+        .create(&open_net, &NetworkOptions::default())
+        .unwrap();
+    fx.networks
+        .attach(&open_net, "e", &e.path, None, &AttachOptions::default())
+        .unwrap();
+    let seen = connect_from(&e.path, sock(outside.addr, 7005), Duration::from_secs(3))
+        .expect("an ordinary network reaches the outside listener");
+    server.join().unwrap();
+    assert_eq!(seen, outside.host_addr().to_string());
+    fx.networks.detach(&open_net, "e").unwrap();
+    fx.networks.remove(&open_net).unwrap();
+    assert_network_gone(&open_net);
 
     // Inside the internal network traffic still flows.
     let server = serve_once(Some(&d.path), sock(ed.ip, 7006));
@@ -287,12 +320,22 @@ fn networks_are_isolated_from_each_other() {
         .attach(&n2, "b", &b.path, None, &AttachOptions::default())
         .unwrap();
     let server = serve_once(Some(&b.path), sock(eb.ip, 7007));
-    let crossed = connect_from(&a.path, sock(eb.ip, 7007), Duration::from_millis(500));
+    let crossed = connect_from(&a.path, sock(eb.ip, 7007), Duration::from_secs(2));
     assert!(crossed.is_err(), "network {n1} reached {n2}: {crossed:?}");
-    drop(server);
+    // Control: a neighbour on b's own network reaches that same listener.
+    let b2 = Ns::new(&format!("{n2}-b2"));
+    let eb2 = fx
+        .networks
+        .attach(&n2, "b2", &b2.path, None, &AttachOptions::default())
+        .unwrap();
+    let seen = connect_from(&b2.path, sock(eb.ip, 7007), Duration::from_secs(3))
+        .expect("a container on the same network reaches the listener");
+    server.join().unwrap();
+    assert_eq!(seen, eb2.ip.to_string());
 
     fx.networks.detach(&n1, "a").unwrap();
     fx.networks.detach(&n2, "b").unwrap();
+    fx.networks.detach(&n2, "b2").unwrap();
     fx.networks.remove(&n1).unwrap();
     fx.networks.remove(&n2).unwrap();
     assert_network_gone(&n1);
