@@ -1,6 +1,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,11 +56,12 @@ fn switch_under_load() {
 
     // Two clients opening short connections every 2 ms, bounded in count and time.
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..2)
         .map(|_| {
-            let stop = stop.clone();
+            let (stop, done) = (stop.clone(), done.clone());
             std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(5);
+                let deadline = Instant::now() + Duration::from_secs(60);
                 let mut samples = Vec::new();
                 while !stop.load(Ordering::SeqCst)
                     && samples.len() < 1000
@@ -70,6 +71,7 @@ fn switch_under_load() {
                     let result = request(addr, "ping\n").map_err(|e| e.to_string());
                     let end = Instant::now();
                     samples.push(Sample { start, end, result });
+                    done.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 samples
@@ -77,9 +79,19 @@ fn switch_under_load() {
         })
         .collect();
 
+    // Between switches the clients get some requests through, however busy the machine.
+    let some_requests = || {
+        let before = done.load(Ordering::SeqCst);
+        assert!(
+            support::eventually(Duration::from_secs(20), || {
+                done.load(Ordering::SeqCst) >= before + 30
+            }),
+            "the clients stopped making requests"
+        );
+    };
     let mut switches = Vec::new();
     for i in 0..5 {
-        std::thread::sleep(Duration::from_millis(300));
+        some_requests();
         let (next, to) = if i % 2 == 0 { (&tb, "B") } else { (&ta, "A") };
         let called = Instant::now();
         let old = proxy.switch(next.clone()).unwrap();
@@ -91,7 +103,7 @@ fn switch_under_load() {
             to,
         });
     }
-    std::thread::sleep(Duration::from_millis(300));
+    some_requests();
     stop.store(true, Ordering::SeqCst);
     let samples: Vec<Sample> = clients
         .into_iter()

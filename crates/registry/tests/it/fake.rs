@@ -53,8 +53,8 @@ impl Reply {
         }
     }
     /// A body that never ends (up to `bound` bytes), announced as
-    /// `content_length` bytes (or without a length, as a stream that ends when the connection does); what went
-    /// out is counted in `sent`.
+    /// `content_length` bytes, or with no length at all (a body that ends
+    /// with the connection); what went out is counted in `sent`.
     pub fn endless(
         mut self,
         content_length: Option<u64>,
