@@ -3,9 +3,10 @@
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{bail, Context, Result};
 use berth_runtimes::audit::{self, Origin, ServiceAudit};
+use berth_runtimes::index::ReleaseIndex;
 use berth_runtimes::rewrite;
 use berth_runtimes::upgrade::{self, Strategy};
-use berth_runtimes::vulns::{Severity, VulnDb};
+use berth_runtimes::vulns::{self, DataInfo, Severity, VulnDb};
 use berth_runtimes::{Progress, RuntimeSpec, Runtimes, Version, VersionReq};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOn {
-    /// Any vulnerability, ungraded ones included (the default)
+    /// Any vulnerability, ungraded ones included, and any release the
+    /// vulnerability data does not cover ("not assessed"); the default
     Unknown,
     Low,
     Medium,
@@ -32,11 +34,14 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
     /// Exit 1 when a vulnerability of this severity or above is found
-    /// (`unknown`: any at all; `low`..`critical` count graded ones only)
+    /// (`unknown`: any at all, or a release the data does not assess;
+    /// `low`..`critical` count graded ones only)
     #[arg(long, value_enum, default_value_t = FailOn::Unknown, value_name = "SEVERITY")]
     fail_on: FailOn,
-    /// Update the vulnerability data first (npm registry's
-    /// is-my-node-vulnerable, or BERTH_NODE_VULNS_URL), into the state dir
+    /// Update the vulnerability data first, into the state dir: the security
+    /// working group's vuln/core files, then a mirror of them
+    /// (BERTH_NODE_VULNS_URL), then the npm package is-my-node-vulnerable;
+    /// data older than berth's is refused
     #[arg(long)]
     refresh: bool,
 }
@@ -57,6 +62,9 @@ pub struct UpgradeArgs {
     /// Show the diff, change nothing
     #[arg(long)]
     dry_run: bool,
+    /// Output format (json: every choice with its reason, and the diff)
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,30 +138,42 @@ fn check_services(project: &berth_compose::Project, names: &[String]) -> Result<
     Ok(())
 }
 
+/// The release index when it can be had (a cached copy will do): publish
+/// dates and published releases. Without it the data decides alone.
+fn release_index(runtimes: &Result<Runtimes>) -> Option<ReleaseIndex> {
+    runtimes.as_ref().ok()?.index(&mut |_| {}).ok()
+}
+
+fn eol_data() -> serde_json::Value {
+    serde_json::json!({ "source": vulns::EOL_SOURCE, "as_of": vulns::EOL_AS_OF })
+}
+
 pub fn audit(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode> {
     let loaded = load(global)?;
     check_services(&loaded.project, &args.services)?;
     let state = state();
     let runtimes = open_runtimes();
+    let current = VulnDb::load(&state);
     let db = if args.refresh {
         let rt = runtimes.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let db = VulnDb::fetch(
+        let (db, from, path) = VulnDb::refresh(
             rt.http(),
             rt.config(),
-            &rt.root().join("node"),
+            &state,
+            &current,
+            &mut |note| eprintln!("refresh: {note}"),
             &mut progress_printer(),
         )
         .context("refreshing vulnerability data")?;
-        let path = db.save_refreshed(&state)?;
         eprintln!(
-            "vulnerability data: {} entries from {} ({})",
+            "refresh: {} entries from {from}, as of {} ({})",
             db.vulnerabilities.len(),
-            db.source,
+            db.as_of,
             path.display()
         );
         db
     } else {
-        VulnDb::load(&state)
+        current
     };
     let images_dir = state.join("images");
     let images = images_dir
@@ -166,25 +186,36 @@ pub fn audit(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode> {
             .map(|r| r.version)
             .map_err(|e| e.to_string())
     };
-    let mut audits = audit::audit_project(&loaded.project, &db, images.as_ref(), &mut resolve);
-    // The dist index's `security` flags, when the runtime source is a dist
-    // index that can be read (its cached copy will do).
-    if let Ok(rt) = runtimes.as_ref() {
-        if rt.config().node_source == berth_runtimes::SourceKind::Dist {
-            if let Ok(index) = rt.index(&mut |_| {}) {
-                audit::add_security_releases(&mut audits, &index);
-            }
-        }
+    let index = release_index(&runtimes);
+    let mut audits = audit::audit_project(
+        &loaded.project,
+        &db,
+        images.as_ref(),
+        index.as_ref(),
+        &mut resolve,
+    );
+    // The dist index's `security` flags, when the runtime source is a dist index.
+    if let Some(index) = index
+        .as_ref()
+        .filter(|i| i.source == berth_runtimes::SourceKind::Dist)
+    {
+        audit::add_security_releases(&mut audits, index);
     }
     if !args.services.is_empty() {
         audits.retain(|a| args.services.contains(&a.service));
     }
+    let info = db.info(&berth_runtimes::date::today());
     match args.format {
         ListFormat::Json => {
-            let doc = serde_json::json!({ "data_source": db.source, "services": audits });
+            let doc = serde_json::json!({
+                "data": info,
+                "data_source": db.source,
+                "end_of_life_data": eol_data(),
+                "services": audits,
+            });
             emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         }
-        ListFormat::Table => emit(&audit_table(&audits))?,
+        ListFormat::Table => emit(&audit_table(&audits, &info))?,
     }
     let threshold = match args.fail_on {
         FailOn::None => return Ok(ExitCode::SUCCESS),
@@ -217,8 +248,20 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-fn audit_table(audits: &[ServiceAudit]) -> String {
-    let mut out = String::new();
+/// `, line 22.x supported until 2027-04-30 (source)`, when berth knows the line.
+fn eol_words(line: Option<&str>, end_of_life: Option<bool>, date: Option<&str>) -> String {
+    let line = line.unwrap_or("?");
+    let source = format!("Node.js release schedule as of {}", vulns::EOL_AS_OF);
+    match (end_of_life, date) {
+        (Some(true), Some(d)) => format!(", line {line} end-of-life since {d} ({source})"),
+        (Some(true), None) => format!(", line {line} end-of-life ({source})"),
+        (Some(false), Some(d)) => format!(", line {line} supported until {d} ({source})"),
+        _ => String::new(),
+    }
+}
+
+fn audit_table(audits: &[ServiceAudit], info: &DataInfo) -> String {
+    let mut out = format!("{}\n", info.summary());
     if audits.is_empty() {
         out.push_str("no service runs a runtime berth recognises\n");
     }
@@ -229,34 +272,28 @@ fn audit_table(audits: &[ServiceAudit]) -> String {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "?".into());
         out.push_str(&format!(
-            "{}: {} {} ({} {})",
+            "{}: {} {} ({} {}){}\n",
             a.service,
             a.runtime,
             version,
             origin_name(a.origin),
-            a.declared
+            a.declared,
+            eol_words(
+                a.line.as_deref(),
+                a.end_of_life,
+                a.end_of_life_date.as_deref()
+            )
         ));
-        match (a.end_of_life, &a.end_of_life_date) {
-            (Some(true), Some(d)) => out.push_str(&format!(
-                ", line {} end-of-life since {d}",
-                a.line.as_deref().unwrap_or("?")
-            )),
-            (Some(true), None) => out.push_str(&format!(
-                ", line {} end-of-life",
-                a.line.as_deref().unwrap_or("?")
-            )),
-            (Some(false), Some(d)) => out.push_str(&format!(
-                ", line {} supported until {d}",
-                a.line.as_deref().unwrap_or("?")
-            )),
-            _ => {}
-        }
-        out.push('\n');
         if let Some(e) = &a.error {
             out.push_str(&format!("  cannot tell the version: {e}\n"));
+        } else if !a.coverage.assessed {
+            out.push_str(&format!("  NOT ASSESSED: {}\n", a.coverage.reason));
         }
-        if a.vulnerabilities.is_empty() && a.version.is_some() {
-            out.push_str("  no known vulnerabilities\n");
+        if a.vulnerabilities.is_empty() && a.version.is_some() && a.coverage.assessed {
+            out.push_str(&format!(
+                "  no vulnerabilities known as of {} (newer ones are not known to berth)\n",
+                info.as_of
+            ));
         } else if !a.vulnerabilities.is_empty() {
             out.push_str(&format!(
                 "  {:<18} {:<9} {}\n",
@@ -271,8 +308,9 @@ fn audit_table(audits: &[ServiceAudit]) -> String {
                 out.push_str(&format!("  {:<18} {:<9} {}\n", f.id, f.severity, fixed));
             }
             out.push_str(&format!(
-                "  {} known vulnerabilities",
-                a.vulnerabilities.len()
+                "  {} known vulnerabilities as of {}",
+                a.vulnerabilities.len(),
+                info.as_of
             ));
             if let Some(to) = &a.upgrade_to {
                 out.push_str(&format!(
@@ -281,6 +319,12 @@ fn audit_table(audits: &[ServiceAudit]) -> String {
                 ));
             }
             out.push('\n');
+        }
+        if let Some(p) = &a.latest_patch {
+            out.push_str(&format!(
+                "  {}: {}; `berth upgrade --latest-patch {}` takes it\n",
+                p.version, p.note, a.service
+            ));
         }
     }
     out
@@ -339,20 +383,26 @@ pub fn upgrade(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitCode> {
         });
     }
     if targets.is_empty() {
-        eprintln!("no service runs a runtime berth recognises");
+        if args.format == ListFormat::Json {
+            emit("{\"services\": []}\n")?;
+        } else {
+            eprintln!("no service runs a runtime berth recognises");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // The published releases, when the index can be had; the security
     // choice works without them (from the fixes the data names).
-    let published: Result<Vec<Version>, String> = match (&strategy, &runtimes) {
-        (_, Err(e)) => Err(format!("{e:#}")),
-        (Strategy::Security, Ok(rt))
-        | (Strategy::To(_), Ok(rt))
-        | (Strategy::LatestPatch, Ok(rt)) => rt
-            .index(&mut |_| {})
-            .map(|i| i.versions())
-            .map_err(|e| e.to_string()),
-    };
+    let index = runtimes
+        .as_ref()
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|rt| rt.index(&mut |_| {}).map_err(|e| e.to_string()));
+    let published: Result<Vec<Version>, String> =
+        index.as_ref().map(|i| i.versions()).map_err(String::clone);
+    let info = db.info(&berth_runtimes::date::today());
+    let table = args.format == ListFormat::Table;
+    if table {
+        eprintln!("{}", info.summary());
+    }
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for f in &loaded.files {
         if f.as_os_str() == "-" {
@@ -363,6 +413,7 @@ pub fn upgrade(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitCode> {
         files.push((f.clone(), text));
     }
     let originals: Vec<String> = files.iter().map(|(_, t)| t.clone()).collect();
+    let mut choices = Vec::new();
     for t in &targets {
         let to = upgrade::choose(
             &t.current,
@@ -371,11 +422,35 @@ pub fn upgrade(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitCode> {
             published.as_deref().map_err(String::clone),
         )
         .with_context(|| format!("service {}", t.service))?;
+        let choice = upgrade::explain(
+            &t.service,
+            &t.current,
+            &to,
+            &strategy,
+            &db,
+            index.as_ref().ok(),
+        );
+        if table {
+            if to == t.current {
+                eprintln!("{}: node {} stays: {}", t.service, t.current, choice.reason);
+            } else {
+                eprintln!(
+                    "{}: node {} -> {to}: {}",
+                    t.service, t.current, choice.reason
+                );
+            }
+            if !choice.coverage.assessed {
+                eprintln!("{}: NOT ASSESSED: {}", t.service, choice.coverage.reason);
+            }
+            if let Some(p) = &choice.latest_patch {
+                eprintln!(
+                    "{}: {}: {}; `berth upgrade --latest-patch {}` takes it",
+                    t.service, p.version, p.note, t.service
+                );
+            }
+        }
+        choices.push(choice);
         if to == t.current {
-            eprintln!(
-                "{}: node {} stays (nothing to change)",
-                t.service, t.current
-            );
             continue;
         }
         let at = rewrite::locate(&files, &t.service, t.key)?;
@@ -393,16 +468,27 @@ pub fn upgrade(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitCode> {
         let (path, text) = &files[at.file];
         let new_text = rewrite::replace(text, path, &at, &new_value)?;
         files[at.file].1 = new_text;
-        eprintln!("{}: node {} -> {to}", t.service, t.current);
     }
+    let mut diff = String::new();
     for ((path, text), original) in files.iter().zip(&originals) {
         if text == original {
             continue;
         }
-        emit(&rewrite::diff(path, original, text))?;
+        diff.push_str(&rewrite::diff(path, original, text));
         if !args.dry_run {
             write_in_place(path, text)?;
         }
+    }
+    if table {
+        emit(&diff)?;
+    } else {
+        let doc = serde_json::json!({
+            "data": info,
+            "dry_run": args.dry_run,
+            "services": choices,
+            "diff": diff,
+        });
+        emit(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -431,10 +517,35 @@ pub fn runtime(global: &GlobalArgs, cmd: RuntimeCommand) -> Result<ExitCode> {
     match cmd {
         RuntimeCommand::Ls { format } => {
             let list = rt.installed()?;
+            let db = VulnDb::load(&state());
+            let info = db.info(&berth_runtimes::date::today());
+            // No network for a listing: publish dates from the cached index only.
+            let index = rt.cached_index();
+            let today = berth_runtimes::date::today();
+            let status = |v: &Version| {
+                let coverage = db.coverage(v, index.as_ref().and_then(|i| i.published(v)));
+                let known: Vec<String> = db.affecting(v).iter().map(|x| x.id.clone()).collect();
+                let line = v.line();
+                let eol_date = vulns::eol_date(line).filter(|d| !d.is_empty());
+                (coverage, known, line, vulns::is_eol(line, &today), eol_date)
+            };
             if format == ListFormat::Json {
                 let items: Vec<_> = list
                     .iter()
-                    .map(|r| serde_json::json!({ "id": r.id(), "path": r.root, "meta": r.meta }))
+                    .map(|r| {
+                        let (coverage, known, _, eol, eol_date) = status(&r.version);
+                        serde_json::json!({
+                            "id": r.id(),
+                            "path": r.root,
+                            "meta": r.meta,
+                            "coverage": coverage,
+                            "vulnerabilities": known,
+                            "vulnerability_data": info,
+                            "end_of_life": eol,
+                            "end_of_life_date": eol_date,
+                            "end_of_life_data": eol_data(),
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
@@ -459,6 +570,29 @@ pub fn runtime(global: &GlobalArgs, cmd: RuntimeCommand) -> Result<ExitCode> {
                         npm,
                         &digest[..digest.len().min(12)],
                         r.root.display()
+                    );
+                }
+                println!("{}", info.summary());
+                for r in &list {
+                    let (coverage, known, line, eol, eol_date) = status(&r.version);
+                    let verdict = if !coverage.assessed {
+                        format!("NOT ASSESSED: {}", coverage.reason)
+                    } else if known.is_empty() {
+                        format!("no vulnerabilities known as of {}", db.as_of)
+                    } else {
+                        format!(
+                            "{} known vulnerabilities as of {} ({})",
+                            known.len(),
+                            db.as_of,
+                            known.join(", ")
+                        )
+                    };
+                    let line = line.to_string();
+                    println!(
+                        "{} {}: {verdict}{}",
+                        r.meta.kind.name(),
+                        r.version,
+                        eol_words(Some(&line), eol, eol_date)
                     );
                 }
             }

@@ -369,6 +369,18 @@ mod tests {
         if worst < Severity::Critical {
             assert!(!fails(&audits, Severity::Critical));
         }
+        // A release the data cannot place: no findings, yet not clean.
+        let unknown = audit_project(
+            &project("services:\n  app:\n    x-runtime: node@99.1.0\n"),
+            &VulnDb::embedded(),
+            None,
+            None,
+            &mut |_| Err("offline".into()),
+        );
+        assert!(unknown[0].vulnerabilities.is_empty());
+        assert!(!unknown[0].coverage.assessed);
+        assert!(fails(&unknown, Severity::Unknown));
+        assert!(!fails(&unknown, Severity::Low));
         let clean = project("services:\n  db:\n    image: postgres\n");
         assert!(!fails(
             &audit_project(&clean, &VulnDb::embedded(), None, None, &mut |_| Err(

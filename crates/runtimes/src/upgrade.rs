@@ -166,7 +166,7 @@ pub fn explain(
             db.as_of
         ),
         Strategy::Security => format!(
-            "the lowest release of {line} that fixes the {fixable} known vulnerabilit{plural} of {from} with a fix in the line (data as of {})",
+            "the lowest release of {line} that fixes the {fixable} vulnerabilit{plural} of {from} known as of {} with a fix in the line",
             db.as_of
         ),
         Strategy::LatestPatch => format!("the newest published release of {line}"),
@@ -292,6 +292,73 @@ mod tests {
                 .iter()
                 .any(|x| VulnDb::fixable_in_line(x, &before)));
         }
+    }
+
+    #[test]
+    fn names_the_latest_patch_the_data_does_not_cover() {
+        use crate::index::Release;
+        let rel = |ver: &str, published: &str| Release {
+            version: v(ver),
+            lts: None,
+            security: false,
+            npm: None,
+            npm_dist: None,
+            published: Some(published.into()),
+        };
+        let db = VulnDb::embedded();
+        let mut index = ReleaseIndex {
+            source: crate::SourceKind::Npm,
+            arch: "x64".into(),
+            releases: vec![
+                rel("22.3.0", "2024-06-11"),
+                rel("22.4.1", "2024-07-08"),
+                rel("22.23.5", "2026-11-12"),
+                rel("24.1.0", "2025-05-21"),
+            ],
+        };
+        let to = choose(
+            &v("22.3.0"),
+            &Strategy::Security,
+            &db,
+            Ok(&index.versions()),
+        )
+        .unwrap();
+        assert_eq!(to, v("22.4.1"));
+        let c = explain(
+            "b",
+            &v("22.3.0"),
+            &to,
+            &Strategy::Security,
+            &db,
+            Some(&index),
+        );
+        assert!(c.coverage.assessed);
+        assert!(
+            c.reason
+                .contains("fixes the 4 vulnerabilities of 22.3.0 known as of 2024-07-01"),
+            "{}",
+            c.reason
+        );
+        let p = c.latest_patch.unwrap();
+        assert_eq!(
+            (p.version, p.published.as_deref()),
+            (v("22.23.5"), Some("2026-11-12"))
+        );
+        assert!(p.note.contains("may fix more"));
+        // --latest-patch itself names nothing further.
+        let c = explain(
+            "b",
+            &v("22.3.0"),
+            &v("22.23.5"),
+            &Strategy::LatestPatch,
+            &db,
+            Some(&index),
+        );
+        assert!(c.latest_patch.is_none());
+        assert!(!c.coverage.assessed);
+        // A newest release the data covers (published before its date) is not named.
+        index.releases[2] = rel("22.23.5", "2024-06-30");
+        assert!(latest_patch_beyond_data(&db, &index, &v("22.4.1")).is_none());
     }
 
     #[test]

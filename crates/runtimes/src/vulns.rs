@@ -29,7 +29,7 @@ pub const WG_PACKAGE: &str = "is-my-node-vulnerable";
 /// Who publishes the facts, whichever copy berth read.
 pub const PUBLISHER: &str = "nodejs/security-wg";
 /// Where the end-of-life dates of [`eol_date`] come from, and when berth recorded them.
-pub const EOL_SOURCE: &str = "the Node.js release schedule (nodejs/Release) as recorded in berth";
+pub const EOL_SOURCE: &str = "Node.js release schedule (nodejs/Release), as recorded in berth";
 pub const EOL_AS_OF: &str = "2026-11-28";
 
 #[derive(Debug, thiserror::Error)]
