@@ -3,6 +3,7 @@
 use crate::support::*;
 use berth_sandbox::ExitStatus;
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 #[test]
@@ -39,14 +40,17 @@ fn the_init_is_our_child_and_runs_only_after_start() {
 #[test]
 fn sigterm_reaches_a_handler_and_sigkill_always_kills() {
     // A shell with a TERM trap exits with the trap's code.
+    // The signal is sent once the trap is set (the marker says so), and a
+    // missed one fails the test at a deadline instead of hanging it.
     let mut c = create(sh(
         "term",
-        "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+        "trap 'exit 42' TERM; touch /trapped; while true; do sleep 0.05; done",
     ));
     c.start().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let marker = format!("/proc/{}/root/trapped", c.pid());
+    wait_for("the TERM trap", || Path::new(&marker).exists());
     c.kill(libc::SIGTERM).unwrap();
-    assert_eq!(c.wait().unwrap(), ExitStatus::Exited(42));
+    assert_eq!(wait_exit(&mut c, "exit on TERM"), ExitStatus::Exited(42));
     c.delete().unwrap();
 
     // PID 1 without a handler ignores SIGTERM (as in docker); SIGKILL works.

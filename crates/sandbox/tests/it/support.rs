@@ -285,15 +285,37 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The container's cgroup dirs that exist, over every v1 hierarchy (and the
-/// unified one).
+/// The container's cgroup dirs that exist, in every cgroup hierarchy
+/// mounted here: each v1 controller and the v2 (unified) one, wherever it
+/// is mounted (`/sys/fs/cgroup` itself on a v2-only host).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("berth").join(id))
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+            matches!(kind, "cgroup" | "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .map(|r| r.join("berth").join(id))
         .filter(|p| p.exists())
         .collect()
+}
+
+/// Wait for `c` to exit, for up to 10 s; past that it is killed and the
+/// test fails.
+pub fn wait_exit(c: &mut Container, what: &str) -> ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = c.kill(libc::SIGKILL);
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Our zombie children left by libcontainer's own processes (still named
