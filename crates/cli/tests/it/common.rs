@@ -33,3 +33,43 @@ pub fn report(suite: &str, passed: usize, total: usize, notes: &[String]) {
         println!("  {n}");
     }
 }
+
+/// Cgroup directories named for a container of `project` (`<project>-…`)
+/// in every mounted hierarchy, cgroup v1 and v2 alike: whatever path the
+/// runtime chose, a leaked cgroup is found.
+pub fn cgroups_left(project: &str) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let prefix = format!("{project}-");
+    let mut left = Vec::new();
+    for line in mounts.lines() {
+        // "… mountpoint options … - fstype source superoptions"
+        let mut halves = line.splitn(2, " - ");
+        let (Some(head), Some(tail)) = (halves.next(), halves.next()) else {
+            continue;
+        };
+        let fstype = tail.split_whitespace().next().unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(point) = head.split_whitespace().nth(4) {
+            find_named(Path::new(point), &prefix, 6, &mut left);
+        }
+    }
+    left
+}
+
+fn find_named(dir: &Path, prefix: &str, depth: u32, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            out.push(e.path());
+        } else if depth > 0 {
+            find_named(&e.path(), prefix, depth - 1, out);
+        }
+    }
+}

@@ -212,23 +212,43 @@ fn runtime_and_code_images_through_a_loopback_mirror() {
         .args(["run", "--rm", "--network", "none", "seed-code"])
         .output()
         .unwrap();
-    let ls = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/true",
-            "seed-code",
-        ])
+    // What Docker sees under /app: the image has no shell to list it, so
+    // export a container's filesystem and read the tar's index.
+    let created = Command::new("docker")
+        .args(["create", "--network", "none", "seed-code"])
         .output()
         .unwrap();
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", "seed-code"])
-        .output();
+    let id = text(&created.stdout).trim().to_string();
+    let export = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {id} | tar -t"))
+        .output()
+        .unwrap();
+    for cleanup in [&["rm", "-f", id.as_str()][..], &["rmi", "-f", "seed-code"]] {
+        let _ = Command::new("docker").args(cleanup).output();
+    }
     assert!(run.status.success(), "docker run: {}", text(&run.stderr));
-    assert!(ls.status.success());
+    assert!(
+        created.status.success(),
+        "docker create: {}",
+        text(&created.stderr)
+    );
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let files: Vec<String> = text(&export.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    for f in ["app/index.js", "app/package.json", "app/Dockerfile"] {
+        assert!(
+            files.iter().any(|l| l == f),
+            "{f} not in the image: {files:?}"
+        );
+    }
+    // .dockerignore names node_modules: the planted one stays out.
+    assert!(
+        !files.iter().any(|l| l.starts_with("app/node_modules")),
+        "node_modules reached the image: {files:?}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -57,9 +57,10 @@ const COMPOSE: &str = r#"services:
   redis:
     build: redis
     image: berth-test/redis:1
+    volumes: ["./order:/order"]
     command: ["/usr/bin/redis-server", "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no"]
     healthcheck:
-      test: ["CMD", "/bin/busybox", "sh", "-c", "printf 'PING\\r\\n' | /bin/busybox nc -w 1 127.0.0.1 6379 | /bin/busybox grep -q PONG"]
+      test: ["CMD", "/bin/busybox", "sh", "-c", "printf 'PING\\r\\n' | /bin/busybox nc -w 1 127.0.0.1 6379 | /bin/busybox grep -q PONG && echo healthy >> /order/events"]
       interval: 300ms
       start_period: 20s
       start_interval: 100ms
@@ -68,7 +69,8 @@ const COMPOSE: &str = r#"services:
     restart: on-failure
     depends_on:
       redis: {condition: service_healthy}
-    command: ["/bin/busybox", "sh", "-c", "echo worker up; while true; do printf 'INCR jobs\\r\\n' | /bin/busybox nc -w 1 redis 6379; /bin/busybox sleep 0.2; done"]
+    volumes: ["./order:/order"]
+    command: ["/bin/busybox", "sh", "-c", "echo worker >> /order/events; echo worker up; while true; do printf 'INCR jobs\\r\\n' | /bin/busybox nc -w 1 redis 6379; /bin/busybox sleep 0.2; done"]
   web:
     image: berth-test/redis:1
     depends_on: [redis]
@@ -82,6 +84,7 @@ fn redis_worker_and_web_from_debian_packages() {
     let name = format!("redisapp{}", std::process::id());
     let dir = tmp.path().join(&name);
     redis_image_context(&dir.join("redis"));
+    std::fs::create_dir_all(dir.join("order")).unwrap();
     std::fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
     let state = tmp.path().join("state");
     let port = free_port();
@@ -109,7 +112,6 @@ fn redis_worker_and_web_from_debian_packages() {
     let up = berth(&["up", "-d", "--wait", "--wait-timeout", "60"]);
     let progress = text(&up.stderr);
     assert!(up.status.success(), "{progress}");
-    // The worker waited for a healthy redis.
     let ps: serde_json::Value = serde_json::from_str(&ok(&["ps", "--format", "json"])).unwrap();
     let redis = ps
         .as_array()
@@ -118,6 +120,17 @@ fn redis_worker_and_web_from_debian_packages() {
         .find(|c| c["Service"] == "redis")
         .unwrap();
     assert_eq!(redis["Health"], "healthy", "{ps}");
+    // The worker waited for a healthy redis: in what the containers noted
+    // themselves, redis's first passing healthcheck comes before the
+    // worker's start.
+    let events = std::fs::read_to_string(dir.join("order/events")).unwrap();
+    let events: Vec<&str> = events.lines().collect();
+    let healthy = events.iter().position(|e| *e == "healthy");
+    let worker = events.iter().position(|e| *e == "worker");
+    assert!(
+        healthy.is_some() && worker.is_some() && healthy < worker,
+        "{events:?}"
+    );
 
     let jobs = || -> Option<u64> {
         use std::io::{Read, Write};

@@ -101,10 +101,13 @@ fn wait_for(port: u16, needle: &str) -> String {
 }
 
 /// Digest of the code image in berth's store, as `berth images` lists it.
+/// A missing image fails the test: two missing images are not "the same".
 fn code_image_id(seed: &Seed, project: &str) -> String {
     let out = seed.berth(&["images", "--format", "json"]);
+    assert!(out.status.success(), "images: {}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    list.as_array()
+    let id = list
+        .as_array()
         .unwrap()
         .iter()
         .find(|i| {
@@ -112,8 +115,14 @@ fn code_image_id(seed: &Seed, project: &str) -> String {
                 .as_str()
                 .is_some_and(|r| r.ends_with(&format!("{project}-code")))
         })
-        .map(|i| i["ID"].as_str().unwrap_or_default().to_string())
+        .and_then(|i| i["ID"].as_str())
         .unwrap_or_default()
+        .to_string();
+    assert!(
+        id.starts_with("sha256:") && id.len() > "sha256:".len(),
+        "no code image {project}-code in the store: {list}"
+    );
+    id
 }
 
 #[test]

@@ -10,7 +10,6 @@
 use crate::common::{repo, text};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,6 +112,7 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
         std::fs::copy(repo().join("examples/seed").join(f), seed.join(f)).unwrap();
     }
     let state = dir.path().join("state");
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
     let mut up = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["up", "-t", "1"])
         .current_dir(&seed)
@@ -123,7 +123,6 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::fs::write(dir.path().join("none.toml"), "").unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut answer = None;
@@ -174,13 +173,8 @@ fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(state.to_str().unwrap()), "{mounts}");
-    for hierarchy in ["memory", "pids", "cpu,cpuacct", "unified"] {
-        let p = Path::new("/sys/fs/cgroup")
-            .join(hierarchy)
-            .join("berth")
-            .join(format!("{project}-app-1"));
-        assert!(!p.exists(), "{} left", p.display());
-    }
+    let cgroups = crate::common::cgroups_left(&project);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     let volumes = state.join("volumes");
     let left: Vec<_> = std::fs::read_dir(&volumes)
         .map(|d| d.flatten().collect())
