@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod config_v2;
 mod engine;
+mod features;
 mod hostile;
 mod images;
 mod multiservice;
