@@ -271,7 +271,10 @@ fn normalize_service(
             };
             let list: Vec<Json> = list
                 .into_iter()
-                .map(|v| Json::String(scalar_string(&v)))
+                .map(|v| match v {
+                    Json::Object(d) if *key == "devices" => Json::String(device_spec(&d)),
+                    other => Json::String(scalar_string(&other)),
+                })
                 .collect();
             svc.insert(key.to_string(), Json::Array(list));
         }
@@ -413,6 +416,16 @@ fn normalize_service(
         }
     }
     Ok(svc)
+}
+
+/// A long-syntax device (`{source, target, permissions}`) as the short
+/// `SOURCE:TARGET:PERMISSIONS` every later stage reads.
+fn device_spec(d: &Map<String, Json>) -> String {
+    let field = |k: &str| d.get(k).map(scalar_string).filter(|s| !s.is_empty());
+    let source = field("source").unwrap_or_default();
+    let target = field("target").unwrap_or_else(|| source.clone());
+    let permissions = field("permissions").unwrap_or_else(|| "rwm".into());
+    format!("{source}:{target}:{permissions}")
 }
 
 /// uid/gid are strings and mode an octal string (`"0440"`), as compose prints them.

@@ -3,6 +3,7 @@
 //! One binary, so the suite links once.
 
 mod common;
+mod compare;
 mod fixtures;
 mod full_example;
 mod hostile;
