@@ -101,7 +101,7 @@ fn docker_save_output_loads_into_berth() {
 
     let back = Store::open(dir.path().join("back")).unwrap();
     let loaded = berth_image::archive::load(&back, std::fs::File::open(&theirs).unwrap()).unwrap();
-    assert_eq!(loaded, [name.clone()]);
+    assert_eq!(loaded, std::slice::from_ref(&name));
     let platform = berth_oci::Platform::host();
     let original = store.image(&name, &platform).unwrap();
     let reloaded = back.image(&name, &platform).unwrap();
