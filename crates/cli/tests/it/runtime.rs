@@ -516,3 +516,71 @@ fn refresh_from_a_mirror_changes_the_answer_and_older_or_malformed_data_is_refus
         "{out}"
     );
 }
+
+#[test]
+fn runtime_ls_says_the_age_and_what_is_not_assessed() {
+    use berth_runtimes::store::RuntimeMeta;
+    let (server, dir) = world();
+    // `audit` reads (and caches) the release index; `ls` never goes to the network.
+    run_in(&server, dir.path(), &["audit"]);
+    let arch = berth_runtimes::index::host_arch();
+    for v in ["22.3.0", "24.1.0", "4.2.2"] {
+        let root = dir
+            .path()
+            .join(format!(".state/runtimes/node/{v}-{arch}-0123456789abcdef"));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let meta = RuntimeMeta {
+            kind: berth_runtimes::RuntimeKind::Node,
+            version: v.parse().unwrap(),
+            arch: arch.into(),
+            source: berth_runtimes::SourceKind::Npm,
+            digest: format!("sha256:0123456789abcdef{}", "0".repeat(48)),
+            artifacts: Vec::new(),
+            npm: None,
+            installed_at: 0,
+        };
+        std::fs::write(
+            root.join("berth-runtime.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+    }
+    let (code, out, err) = run_in(&server, dir.path(), &["runtime", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vulnerability data: nodejs/security-wg as of 2024-07-01")),
+        "{out}"
+    );
+    let line = |v: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("node {v}: ")))
+            .unwrap_or_else(|| panic!("{v} in {out}"))
+            .to_string()
+    };
+    assert!(
+        line("24.1.0").contains("NOT ASSESSED: node 24.1.0 was published 2025-05-21"),
+        "{out}"
+    );
+    assert!(
+        line("22.3.0").contains("4 known vulnerabilities as of 2024-07-01"),
+        "{out}"
+    );
+    assert!(
+        line("4.2.2").contains(
+            "line 4.x end-of-life since 2018-04-30 (Node.js release schedule as of 2026-11-28)"
+        ),
+        "{out}"
+    );
+    let (_, out, _) = run_in(&server, dir.path(), &["runtime", "ls", "--format", "json"]);
+    let items: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let new = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["meta"]["version"] == "24.1.0")
+        .unwrap();
+    assert_eq!(new["coverage"]["assessed"], false);
+    assert_eq!(new["vulnerability_data"]["as_of"], "2024-07-01");
+    assert_eq!(new["end_of_life_data"]["as_of"], "2026-11-28");
+}
