@@ -79,4 +79,6 @@ fn docker_compose_v2_config_expectations() {
         &failures,
     );
     assert!(failures.is_empty(), "{failures:#?}");
+    // The README's count: an empty or truncated data set must not pass.
+    assert_eq!(cases.len(), 20, "docker compose v2 config cases");
 }

@@ -9,6 +9,7 @@ mod hostile;
 mod images;
 mod multiservice;
 mod newcomer;
+mod peer_config;
 #[allow(dead_code)]
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
