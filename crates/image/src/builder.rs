@@ -927,7 +927,14 @@ impl Builder<'_> {
                     if is_add && is_archive(&p.entry.path) {
                         self.add_archive(&mut l, &p.entry.path, &p.dest, cmd)?;
                     } else {
-                        l.add_file(&p.dest, &p.entry.path, mode.unwrap_or(p.entry.mode), owner)?;
+                        let f = context::open_entry(&p.entry.path).map_err(|source| {
+                            BuildError::Io {
+                                path: p.entry.path.clone(),
+                                source,
+                            }
+                        })?;
+                        let mode = mode.unwrap_or(p.entry.mode);
+                        l.add_open_file(&p.dest, f, &p.entry.path, mode, owner)?;
                     }
                 }
                 EntryKind::Symlink(target) => l.add_symlink(&p.dest, target, owner)?,
@@ -1037,7 +1044,7 @@ impl Builder<'_> {
             Digest::of(path.to_string_lossy().as_bytes()).short()
         ));
         let _ = std::fs::remove_dir_all(&scratch);
-        let file = std::fs::File::open(path).map_err(|source| BuildError::Io {
+        let file = context::open_entry(path).map_err(|source| BuildError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -1081,7 +1088,8 @@ impl Builder<'_> {
         let new: Vec<(PathBuf, Digest)> = todo
             .par_iter()
             .map(|e| {
-                crate::layer::hash_file(&e.path)
+                context::open_entry(&e.path)
+                    .and_then(crate::layer::hash_reader)
                     .map(|d| (e.path.clone(), d))
                     .map_err(|source| BuildError::Io {
                         path: e.path.clone(),

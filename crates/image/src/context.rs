@@ -10,6 +10,7 @@ use berth_oci::Digest;
 use rayon::prelude::*;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -62,11 +63,17 @@ pub struct Entry {
     pub size: u64,
 }
 
-/// Every entry of the context not excluded, sorted by path.
+/// Every entry of the context not excluded, sorted by path. Entry paths are
+/// under the canonical root (no symlink anywhere in them), which is what
+/// [`open_entry`] checks a file against when it is read.
 pub fn walk(root: &Path, exclude: &dyn Exclude) -> Result<Vec<Entry>, ContextError> {
     if !root.is_dir() {
         return Err(ContextError::NotADirectory(root.to_path_buf()));
     }
+    let root = &fs::canonicalize(root).map_err(|source| ContextError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel_dir)) = stack.pop() {
@@ -138,13 +145,37 @@ pub fn walk(root: &Path, exclude: &dyn Exclude) -> Result<Vec<Entry>, ContextErr
     Ok(out)
 }
 
+/// Open a file entry of [`walk`] for reading, refusing it when its path no
+/// longer leads to a file inside the context: whoever owns the context may
+/// change it while berth reads it, and a file (or a directory above it)
+/// swapped for a symlink must not make berth copy a host file into an image.
+/// The check is on the opened file itself, so it holds whatever happens
+/// after.
+pub fn open_entry(path: &Path) -> io::Result<fs::File> {
+    let file = fs::File::open(path)?;
+    let opened = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if opened != path {
+        return Err(io::Error::other(format!(
+            "changed while the build read it: it now leads to {}",
+            opened.display()
+        )));
+    }
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "changed while the build read it: no longer a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// One digest over the entries' paths, kinds, modes and contents. File
 /// contents are hashed in parallel.
 pub fn content_digest(entries: &[Entry]) -> Result<Digest, ContextError> {
     let file_hashes: Vec<Option<Digest>> = entries
         .par_iter()
         .map(|e| match e.kind {
-            EntryKind::File => crate::layer::hash_file(&e.path)
+            EntryKind::File => open_entry(&e.path)
+                .and_then(crate::layer::hash_reader)
                 .map(Some)
                 .map_err(|source| ContextError::Io {
                     path: e.path.clone(),

@@ -104,6 +104,19 @@ impl<'s> LayerBuilder<'s> {
             path: source.to_path_buf(),
             source: e,
         })?;
+        self.add_open_file(path, f, source, mode, owner)
+    }
+
+    /// [`LayerBuilder::add_file`] for a file already opened (and checked)
+    /// by the caller; `source` names it in errors.
+    pub fn add_open_file(
+        &mut self,
+        path: &str,
+        f: File,
+        source: &Path,
+        mode: u32,
+        owner: Owner,
+    ) -> Result<(), LayerError> {
         let len = f
             .metadata()
             .map_err(|e| LayerError::Io {
@@ -160,8 +173,7 @@ impl<'s> LayerBuilder<'s> {
 }
 
 /// Hash a file's content (used for cache keys and the context digest).
-pub fn hash_file(path: &Path) -> io::Result<Digest> {
-    let mut f = File::open(path)?;
+pub fn hash_reader(mut f: impl io::Read) -> io::Result<Digest> {
     let mut w = HashingWriter::new(io::sink());
     io::copy(&mut f, &mut w)?;
     w.flush()?;

@@ -650,3 +650,39 @@ fn load_refuses_an_oversized_document() {
     );
     assert_untouched(&t.dst);
 }
+
+/// A context file, or a directory above it, swapped for a symlink after the walk is not read through it.
+#[test]
+fn a_context_changed_after_the_walk_is_not_read_through_new_symlinks() {
+    use berth_image::context::{open_entry, walk, Everything};
+    let a = Arena::new();
+    let ctx = a.dest.join("ctx");
+    fs::create_dir_all(ctx.join("dir")).unwrap();
+    fs::write(ctx.join("file"), b"context data").unwrap();
+    fs::write(ctx.join("dir/inner"), b"context data").unwrap();
+    let entries = walk(&ctx, &Everything).unwrap();
+    let path_of = |rel: &str| entries.iter().find(|e| e.rel == rel).unwrap().path.clone();
+    let (file, inner) = (path_of("file"), path_of("dir/inner"));
+    let mut data = Vec::new();
+    open_entry(&file).unwrap().read_to_end(&mut data).unwrap();
+    assert_eq!(data, b"context data");
+
+    // The file itself becomes a link to a host file.
+    fs::remove_file(ctx.join("file")).unwrap();
+    std::os::unix::fs::symlink(a.outside.join("secret"), ctx.join("file")).unwrap();
+    let err = open_entry(&file).unwrap_err();
+    assert!(
+        err.to_string().contains("changed while the build read it"),
+        "{err}"
+    );
+
+    // A directory above it becomes a link to a host directory with the same name inside.
+    fs::write(a.outside.join("inner"), b"host secret").unwrap();
+    fs::rename(ctx.join("dir"), ctx.join("dir.real")).unwrap();
+    std::os::unix::fs::symlink(&a.outside, ctx.join("dir")).unwrap();
+    let err = open_entry(&inner).unwrap_err();
+    assert!(
+        err.to_string().contains("changed while the build read it"),
+        "{err}"
+    );
+}
