@@ -243,6 +243,13 @@ impl Sandbox {
         let env = spec::environment(&spec, &hostname, &user.home)?;
         if !spec.host_root {
             make_working_dir(&rootfs, &cwd)?;
+            // The runtime would follow an image's dangling absolute links
+            // and fail; a bad target is left for the spec to report.
+            for m in &mut spec.mounts {
+                if let Ok(clean) = spec::clean_target(&m.target) {
+                    m.target = rootfs::resolve_in_root(&rootfs, &clean)?;
+                }
+            }
         }
         let oci = spec::runtime_spec(
             &spec,

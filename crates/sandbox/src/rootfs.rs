@@ -15,7 +15,7 @@
 use crate::{flatten, sys};
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// How root filesystems are made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +52,77 @@ pub enum RootfsError {
     },
     #[error("{} is still mounted; not removing it", .0.display())]
     StillMounted(PathBuf),
+    #[error("mount target {target}: {reason} (berth resolves an image's symlinks within the container's root)")]
+    MountTarget {
+        target: String,
+        reason: &'static str,
+    },
+}
+
+/// The symlinks one resolution may pass through, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+/// `target` (clean and absolute) with every symlink in it resolved as the
+/// container will see it, as docker does: inside `root`, absolute links
+/// from `root`, `..` stopping at it. Components that do not exist are kept
+/// as they are; the runtime then creates them inside the root, on a path
+/// with no symlink left to lead it out. Only for a root nothing runs in yet.
+pub(crate) fn resolve_in_root(root: &Path, target: &str) -> Result<String, RootfsError> {
+    let bad = |reason| RootfsError::MountTarget {
+        target: target.to_string(),
+        reason,
+    };
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = Path::new(target)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            done.pop();
+            continue;
+        }
+        let mut path = root.to_path_buf();
+        path.extend(&done);
+        path.push(&name);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(bad("too many levels of symbolic links in the image"));
+                }
+                let link = fs::read_link(&path).map_err(io_err(&path))?;
+                if link.is_absolute() {
+                    done.clear();
+                }
+                let mut next: std::collections::VecDeque<_> = link
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                next.extend(todo);
+                todo = next;
+            }
+            Ok(_) => done.push(name),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => done.push(name),
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    if done.is_empty() {
+        return Err(bad(
+            "a symlink in the image leads it to the container's root",
+        ));
+    }
+    let mut out = PathBuf::from("/");
+    out.extend(&done);
+    Ok(out.to_string_lossy().into_owned())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
@@ -209,5 +280,35 @@ mod tests {
         assert_eq!(fs::read_dir(rootfs_dir(&c)).unwrap().count(), 0);
         teardown(&c).unwrap();
         assert!(!c.exists());
+    }
+
+    /// Mount targets follow an image's symlinks the way the container
+    /// will, never out of its root; loops and links to the root are clear
+    /// errors naming the target.
+    #[test]
+    fn mount_targets_resolve_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let link = |to: &str, at: &str| std::os::unix::fs::symlink(to, r.join(at)).unwrap();
+        fs::create_dir_all(r.join("srv/data")).unwrap();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        link("/srv/data", "data");
+        link("../../srv/hosts", "etc/hosts");
+        link("/missing/dir", "dangling");
+        link("/loop2", "loop1");
+        link("/loop1", "loop2");
+        link("/", "top");
+        let resolve = |t: &str| resolve_in_root(r, t);
+        assert_eq!(resolve("/data/sub").unwrap(), "/srv/data/sub");
+        assert_eq!(resolve("/etc/hosts").unwrap(), "/srv/hosts");
+        assert_eq!(resolve("/dangling/x").unwrap(), "/missing/dir/x");
+        assert_eq!(resolve("/plain/new").unwrap(), "/plain/new");
+        let err = resolve("/loop1/x").unwrap_err().to_string();
+        assert!(
+            err.contains("/loop1/x") && err.contains("symbolic links"),
+            "{err}"
+        );
+        let err = resolve("/top").unwrap_err().to_string();
+        assert!(err.contains("/top") && err.contains("root"), "{err}");
     }
 }

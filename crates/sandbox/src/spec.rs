@@ -511,7 +511,7 @@ pub fn no_nul(what: &'static str, value: &str) -> Result<(), SpecError> {
 
 /// A mount target as a clean absolute path (so `/a/../b` cannot disguise
 /// where it lands, and mounts sort parents first).
-fn clean_target(target: &str) -> Result<String, SpecError> {
+pub(crate) fn clean_target(target: &str) -> Result<String, SpecError> {
     let bad = || SpecError::BadMountTarget(target.to_string());
     if !target.starts_with('/') || target.contains('\0') {
         return Err(bad());

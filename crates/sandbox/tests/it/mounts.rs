@@ -89,3 +89,90 @@ fn a_read_only_rootfs_refuses_writes_but_mounts_still_work() {
     let out = run(spec);
     assert_eq!(out.stdout, "ok\n/made/for/ro\n", "{}", out.stderr);
 }
+
+/// An image whose mount targets (or their parents) are absolute symlinks:
+/// the mounts land where the symlinks lead inside the container's root, as
+/// with docker, never on the host path the link names.
+#[test]
+fn mount_targets_behind_absolute_symlinks_resolve_inside_the_root() {
+    let f = fixture();
+    let mut l = berth_image::layer::LayerBuilder::new(&f.store).unwrap();
+    let root = berth_image::layer::Owner::ROOT;
+    l.add_dir("srv", 0o755, root).unwrap();
+    l.add_dir("srv/data", 0o755, root).unwrap();
+    // Absolute links whose host meaning is elsewhere: the host's /etc is
+    // not the image's /srv.
+    l.add_symlink("data", "/srv/data", root).unwrap();
+    l.add_bytes("srv/hosts", b"image hosts\n", 0o644, root)
+        .unwrap();
+    l.add_symlink("etc/hosts", "/srv/hosts", root).unwrap();
+    // Dangling ones: what they name is made inside the root.
+    l.add_symlink("etc/resolv.conf", "/run/missing/resolv.conf", root)
+        .unwrap();
+    l.add_symlink("cache", "/nowhere/cache", root).unwrap();
+    let layer = l.finish().unwrap();
+    let mut blobs = f.busybox.manifest.layers.clone();
+    blobs.push(layer.descriptor);
+    let mut diff_ids = f.busybox.config.rootfs.diff_ids.clone();
+    diff_ids.push(layer.diff_id);
+    let image = image_of(
+        &f.store,
+        "symlinked-targets:it",
+        blobs,
+        diff_ids,
+        f.busybox.config.config.clone(),
+    );
+
+    let host = tempfile::tempdir().unwrap();
+    let hosts = host.path().join("hosts");
+    fs::write(&hosts, "127.0.0.1 from-berth\n").unwrap();
+    let vol = host.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    fs::write(vol.join("v"), "volume\n").unwrap();
+    let mut spec = sh(
+        "symlinked-targets",
+        "cat /etc/hosts /srv/hosts /data/sub/v /srv/data/sub/v /etc/resolv.conf /cache/sub/v",
+    );
+    spec.mounts = vec![
+        MountSpec {
+            target: "/etc/hosts".into(),
+            kind: MountKind::Bind {
+                source: hosts.clone(),
+                read_only: true,
+            },
+        },
+        MountSpec {
+            target: "/data/sub".into(),
+            kind: MountKind::Bind {
+                source: vol.clone(),
+                read_only: true,
+            },
+        },
+        MountSpec {
+            target: "/etc/resolv.conf".into(),
+            kind: MountKind::Bind {
+                source: hosts.clone(),
+                read_only: true,
+            },
+        },
+        MountSpec {
+            target: "/cache/sub".into(),
+            kind: MountKind::Bind {
+                source: vol.clone(),
+                read_only: true,
+            },
+        },
+    ];
+    let out = run_on(&f.sandbox, &image, spec);
+    assert_eq!(
+        out.stdout,
+        "127.0.0.1 from-berth\n127.0.0.1 from-berth\nvolume\nvolume\n127.0.0.1 from-berth\nvolume\n",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.status, berth_sandbox::ExitStatus::Exited(0));
+    // Nothing was made on the host at the links' host meaning.
+    for host_path in ["/srv/data/sub", "/run/missing", "/nowhere"] {
+        assert!(!std::path::Path::new(host_path).exists(), "{host_path}");
+    }
+}
