@@ -9,6 +9,9 @@ use crate::layer::Owner;
 use berth_oci::{Descriptor, Store};
 use std::io::Read;
 
+/// Largest `/etc/passwd` or `/etc/group` read; a bigger one counts as absent.
+const MAX_TABLE_BYTES: u64 = 16 << 20;
+
 /// The content of `path` (no leading `/`) in the filesystem the layers make.
 pub fn read_from_layers(store: &Store, layers: &[Descriptor], path: &str) -> Option<Vec<u8>> {
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -24,7 +27,7 @@ pub fn read_from_layers(store: &Store, layers: &[Descriptor], path: &str) -> Opt
         let mut archive = tar::Archive::new(reader);
         let mut hidden = false;
         for entry in archive.entries().ok()? {
-            let Ok(mut entry) = entry else { return None };
+            let Ok(entry) = entry else { return None };
             let Ok(p) = entry.path() else { continue };
             let p = p
                 .to_string_lossy()
@@ -32,9 +35,14 @@ pub fn read_from_layers(store: &Store, layers: &[Descriptor], path: &str) -> Opt
                 .trim_start_matches('/')
                 .to_string();
             if p == path && entry.header().entry_type().is_file() {
+                // A base image is untrusted: its passwd may be a
+                // decompression bomb. Real ones are kilobytes.
                 let mut data = Vec::new();
-                entry.read_to_end(&mut data).ok()?;
-                return Some(data);
+                entry
+                    .take(MAX_TABLE_BYTES + 1)
+                    .read_to_end(&mut data)
+                    .ok()?;
+                return (data.len() as u64 <= MAX_TABLE_BYTES).then_some(data);
             }
             if p == whiteout || p == opaque {
                 hidden = true;

@@ -686,3 +686,27 @@ fn a_context_changed_after_the_walk_is_not_read_through_new_symlinks() {
         "{err}"
     );
 }
+
+/// A base image's /etc/passwd that is a decompression bomb is not read into memory whole.
+#[test]
+fn an_oversized_passwd_in_a_base_image_is_not_read() {
+    use berth_image::layer::{LayerBuilder, Owner};
+    let a = Arena::new();
+    let store = Store::open(a.dest.join("images")).unwrap();
+    let mut passwd = b"root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n".to_vec();
+    let mut small = LayerBuilder::new(&store).unwrap();
+    small
+        .add_bytes("etc/passwd", &passwd, 0o644, Owner::ROOT)
+        .unwrap();
+    let small = small.finish().unwrap();
+    let found = berth_image::passwd::read_from_layers(&store, &[small.descriptor], "etc/passwd");
+    assert_eq!(found.as_deref(), Some(&passwd[..]));
+
+    passwd.resize(17 << 20, b'\n');
+    let mut big = LayerBuilder::new(&store).unwrap();
+    big.add_bytes("etc/passwd", &passwd, 0o644, Owner::ROOT)
+        .unwrap();
+    let big = big.finish().unwrap();
+    let found = berth_image::passwd::read_from_layers(&store, &[big.descriptor], "etc/passwd");
+    assert!(found.is_none(), "a 17 MiB passwd was read");
+}
