@@ -400,6 +400,10 @@ fn oci_blob_name(digest: &Digest) -> String {
 }
 
 fn load_oci(store: &Store, spool: &Spool) -> Result<Vec<String>> {
+    // Not needed to load, but a link there is a hostile archive all the same.
+    if spool.has("oci-layout") {
+        spool.regular("oci-layout")?;
+    }
     let index: ImageIndex = spool.json("index.json", spool.regular("index.json")?)?;
     // Verify every blob the index reaches before any enters the store.
     let mut todo: Vec<Descriptor> = index.manifests.clone();

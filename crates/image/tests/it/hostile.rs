@@ -499,6 +499,17 @@ fn load_refuses_an_index_json_that_is_a_symlink() {
         "{err}"
     );
     assert_untouched(&t.dst);
+
+    // The same for oci-layout, which berth does not even need.
+    let mut entries = saved(&t.src, "example.com/app:1");
+    make_link(&mut entries, "oci-layout", "/etc/hostname");
+    let err = archive::load(&t.dst, &rebuild(&entries)[..]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("oci-layout in the archive is a link"),
+        "{err}"
+    );
+    assert_untouched(&t.dst);
 }
 
 /// A blob of the layout that is a symlink to a host file (with the right content) is refused.
