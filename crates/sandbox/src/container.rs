@@ -115,6 +115,10 @@ impl Sandbox {
         for d in ["bundles", "runtime"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
+            // Containers' root filesystems (set-ID binaries included) are
+            // mounted under these: for root only.
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err(&p))?;
         }
         Ok(Sandbox {
             layers: LayerCache::open(root.join("layers"))?,

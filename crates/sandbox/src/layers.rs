@@ -17,6 +17,7 @@ use berth_oci::store::Image;
 use berth_oci::{Descriptor, Digest, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,9 @@ impl LayerCache {
         let root = root.into();
         let locks = root.join(".locks");
         fs::create_dir_all(&locks).map_err(io_err(&locks))?;
+        // Layers keep their set-ID binaries: no host user but root may
+        // reach them.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(io_err(&root))?;
         Ok(LayerCache { root })
     }
 

@@ -6,8 +6,9 @@
 //! its whiteouts are *recorded* the way overlayfs reads them: `.wh.NAME`
 //! becomes a character device 0/0 named `NAME`, and `.wh..wh..opq` becomes
 //! the xattr `trusted.overlay.opaque=y` on its directory. Ownership, modes,
-//! mtimes, device nodes and `SCHILY.xattr.*` attributes are kept, since the
-//! result is a container's filesystem and not a build context.
+//! mtimes, fifos and `SCHILY.xattr.*` attributes are kept, since the
+//! result is a container's filesystem and not a build context; device nodes
+//! are not (see `unpack_entry`).
 //!
 //! The archive is untrusted: entry paths are cleaned with
 //! [`berth_image::unpack::clean_entry_path`] (no `..` out of the
@@ -103,7 +104,17 @@ pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked> {
         unpack_entry(&mut entry, dest, &mut dirs)?;
     }
     for (dir, mode, mtime) in dirs.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
+        // A later entry may have replaced the directory with a symlink:
+        // the mode goes to what is there now, and only if it is still a
+        // directory (a path-based chmod would follow the link).
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+            .open(&dir);
+        let Ok(handle) = opened else { continue };
+        handle
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err(&dir))?;
         if let Some(t) = mtime {
             let _ = sys::set_mtime(&dir, t);
         }
@@ -145,6 +156,10 @@ fn unpack_entry<R: Read>(
         // Other `.wh..wh.*` names are aufs bookkeeping, meaningless here.
         if hidden.is_empty() || hidden.starts_with(WHITEOUT_PREFIX) {
             return Ok(());
+        }
+        // `.wh..` and `.wh...` would name the directory itself or its parent.
+        if hidden == "." || hidden == ".." {
+            return Err(UnpackError::Escape(raw));
         }
         let whiteout = target.with_file_name(hidden);
         remove_any(&whiteout)?;
@@ -229,6 +244,13 @@ fn unpack_entry<R: Read>(
             };
             let major = header.device_major().ok().flatten().unwrap_or(0);
             let minor = header.device_minor().ok().flatten().unwrap_or(0);
+            // A device node in the layer cache opens the host's device for
+            // whoever reaches it on the host; in a container, /dev is a
+            // fresh tmpfs and the device cgroup refuses image nodes anyway.
+            // Only fifos and 0/0 (overlayfs' whiteout) are kept.
+            if type_bits != libc::S_IFIFO && (major, minor) != (0, 0) {
+                return Ok(());
+            }
             remove_any(&target)?;
             sys::mknod(&target, type_bits | mode, major, minor).map_err(io_err(&target))?;
             chown(&target, uid, gid)?;

@@ -4,6 +4,7 @@
 mod cp;
 mod exec;
 mod host_root;
+mod hostile;
 mod layers;
 mod lifecycle;
 mod mounts;
