@@ -293,3 +293,37 @@ fn a_profile_denying_capset_fails_the_start_clearly() {
         out.stderr
     );
 }
+
+/// A docker-format profile's argument conditions, errno values and kill
+/// actions take effect in the kernel as written: `kill` with SIGUSR1 gets
+/// ESRCH while other signals pass, and `uname` kills the process.
+#[test]
+fn profile_conditions_errnos_and_kills_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+              {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3,
+               "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]},
+              {"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}
+            ]}"#,
+    )
+    .unwrap();
+    let mut spec = sh(
+        "profile-args",
+        "kill -0 $$ && echo zero-ok; kill -USR1 $$ 2>&1; echo usr1=$?; \
+         uname -r; echo uname=$?",
+    );
+    spec.seccomp = SeccompChoice::Profile(profile);
+    let out = run(spec);
+    let o = &out.stdout;
+    assert!(o.contains("zero-ok"), "{o}{}", out.stderr);
+    assert!(o.contains("No such process"), "{o}");
+    assert!(o.contains("usr1=1"), "{o}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(!o.contains(release.trim()), "{o}");
+    // 128 + SIGSYS
+    assert!(o.contains("uname=159"), "{o}");
+}
