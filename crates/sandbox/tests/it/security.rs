@@ -335,8 +335,8 @@ fn syscall_probe() -> std::path::PathBuf {
     static PROBE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PROBE
         .get_or_init(|| {
-            let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("probe-{}", std::process::id()));
+            // In the fixture's dir, which stale-run cleanup removes.
+            let dir = fixture().dir.join("probe");
             std::fs::create_dir_all(&dir).unwrap();
             let src = dir.join("probe.rs");
             std::fs::write(
