@@ -7,6 +7,8 @@
 #
 #   127.0.0.1:PORT/oddnetworks/alpine-nodejs:X.Y.Z   busybox + node X.Y.Z + npm 2.14.7
 #   127.0.0.1:PORT/tianon/true:latest                a 129-byte /true
+#   127.0.0.1:PORT/library/debian:bookworm-slim      Debian minbase (mmdebstrap), the base
+#                                                    `x-runtime` services run on
 #
 # so that with the mirror line this script prints last (on stdout)
 #   export BERTH_REGISTRY_MIRRORS="quay.io=http://127.0.0.1:PORT,docker.io=http://127.0.0.1:PORT"
@@ -22,6 +24,7 @@
 #                         default ${XDG_CACHE_HOME:-~/.cache}/berth/seed-images)
 #   --node-versions "V…"  node versions to build (env BERTH_SEED_NODE_VERSIONS;
 #                         default "4.2.2 4.2.3")
+#   --no-base             skip debian:bookworm-slim (the x-runtime base image)
 #   --stop                stop the registry this script started on PORT, and exit
 # Environment: BERTH (the berth binary; default target/release/berth, built if missing).
 # Messages go to stderr; stdout carries only the export line. Idempotent: a rerun reuses
@@ -54,6 +57,7 @@ trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
 # ---------------------------------------------------------------- arguments
 PORT=5000
 STOP=0
+BASE=1
 STORAGE=${BERTH_SEED_REGISTRY_DIR:-}
 CACHE=${BERTH_SEED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth/seed-images}
 VERSIONS=${BERTH_SEED_NODE_VERSIONS:-4.2.2 4.2.3}
@@ -63,6 +67,7 @@ while (($#)); do
     --cache) CACHE=${2:?--cache needs a directory}; shift 2 ;;
     --node-versions) VERSIONS=${2?--node-versions needs a list (may be empty)}; shift 2 ;;
     --stop) STOP=1; shift ;;
+    --no-base) BASE=0; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
     [0-9]*) PORT=$1; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -123,6 +128,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v ldd >/dev/null || need_apt+=(libc-bin)
 command -v flock >/dev/null || need_apt+=(util-linux)
+((BASE == 0)) || command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 if ((${#need_apt[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${need_apt[*]}: run as root or apt-get install -y ${need_apt[*]}"
   say "installing ${need_apt[*]} (apt-get)"
@@ -406,13 +412,36 @@ python3 "$REPO/bench/lib/true_image.py" "$CACHE/true.tar" "$ADDR/tianon/true:lat
 NODE_VERSION=unused "$BERTH" "${compose[@]}" push tianon-true 2>&1 | sed 's/^/  /' >&2 ||
   die "berth push of tianon/true failed (output above)"
 
+# debian:bookworm-slim: a minbase bookworm rootfs from Debian's packages (about a
+# minute the first time; the tarball is cached), trusting this machine's HTTPS
+# proxy as the host does. No device nodes: berth's unpacker makes none.
+if ((BASE)); then
+  BASE_CTX=$CACHE/debian-base
+  mkdir -p "$BASE_CTX"
+  if [ ! -s "$BASE_CTX/rootfs.tar" ]; then
+    say "debian:bookworm-slim: mmdebstrap --variant=minbase bookworm (cached in $BASE_CTX)"
+    mmdebstrap --quiet --variant=minbase --skip=output/dev \
+      --customize-hook='mkdir -p "$1/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"' \
+      bookworm "$BASE_CTX/rootfs.tar.tmp" >&2 || die "mmdebstrap failed (output above)"
+    mv "$BASE_CTX/rootfs.tar.tmp" "$BASE_CTX/rootfs.tar"
+  fi
+  printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' >"$BASE_CTX/Dockerfile"
+  export BERTH_SEED_BASE_CONTEXT=$BASE_CTX
+  NODE_VERSION=unused "$BERTH" "${compose[@]}" build debian-base 2>&1 | sed 's/^/  /' >&2 ||
+    die "berth build of debian:bookworm-slim failed (output above)"
+  NODE_VERSION=unused "$BERTH" "${compose[@]}" push debian-base 2>&1 | sed 's/^/  /' >&2 ||
+    die "berth push of debian:bookworm-slim failed (output above)"
+fi
+
 # What the mirrors will be asked for.
 accept='application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json'
-for ref in $(for v in $VERSIONS; do echo "oddnetworks/alpine-nodejs/manifests/$v"; done) tianon/true/manifests/latest; do
+base_ref=""
+((BASE == 0)) || base_ref=library/debian/manifests/bookworm-slim
+for ref in $(for v in $VERSIONS; do echo "oddnetworks/alpine-nodejs/manifests/$v"; done) tianon/true/manifests/latest $base_ref; do
   curl -fsS -m 5 -o /dev/null -I -H "Accept: $accept" "http://$ADDR/v2/$ref" ||
     die "the registry on $ADDR does not serve /v2/$ref after the push"
 done
 
-say "ready: $ADDR serves$(for v in $VERSIONS; do printf ' oddnetworks/alpine-nodejs:%s,' "$v"; done) tianon/true:latest"
+say "ready: $ADDR serves$(for v in $VERSIONS; do printf ' oddnetworks/alpine-nodejs:%s,' "$v"; done) tianon/true:latest${base_ref:+, debian:bookworm-slim}"
 say "images for the seed (quay.io/oddnetworks/alpine-nodejs, docker.io/tianon/true) resolve through:"
 echo "export BERTH_REGISTRY_MIRRORS=\"$MIRRORS\""

@@ -58,6 +58,11 @@ pub struct PushArgs {
 /// The image name a service runs: `image:`, or `<project>-<service>` for
 /// build-only services (docker compose v2's naming), normalized.
 pub fn service_image(project: &Project, name: &str, svc: &Service) -> Result<Reference> {
+    if let Some(base) = runtime_base(svc)? {
+        return base.parse::<Reference>().with_context(|| {
+            format!("services.{name}.x-berth.base: invalid image reference {base:?}")
+        });
+    }
     let raw = svc
         .image
         .clone()
@@ -65,6 +70,46 @@ pub fn service_image(project: &Project, name: &str, svc: &Service) -> Result<Ref
     raw.parse::<Reference>()
         .with_context(|| format!("services.{name}.image: invalid image reference {raw:?}"))
 }
+
+/// The base image of a service that names only an `x-runtime`: the runtime
+/// is mounted over a real image, never over the host's root (whose every
+/// file, other projects' volumes and `/etc/shadow` included, the container
+/// could then read). `x-berth: {base: IMAGE}`, else `BERTH_BASE_IMAGE`, else
+/// `base_image` under `[runtimes]` in berth's config file, else
+/// `debian:bookworm-slim`. `None` for a service with an image or a build.
+pub fn runtime_base(svc: &Service) -> Result<Option<String>> {
+    if svc.image.is_some() || svc.build.is_some() || !svc.extra.contains_key("x-runtime") {
+        return Ok(None);
+    }
+    if let Some(base) = svc.extra.get("x-berth").and_then(|x| x.get("base")) {
+        let base = base
+            .as_str()
+            .context("x-berth.base: must be an image reference")?;
+        return Ok(Some(base.to_string()));
+    }
+    if let Some(base) = std::env::var("BERTH_BASE_IMAGE")
+        .ok()
+        .filter(|b| !b.is_empty())
+    {
+        return Ok(Some(base));
+    }
+    let path = berth_registry::RegistryConfig::default_path();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let doc: toml::Table =
+            toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(base) = doc
+            .get("runtimes")
+            .and_then(|r| r.get("base_image"))
+            .and_then(|b| b.as_str())
+        {
+            return Ok(Some(base.to_string()));
+        }
+    }
+    Ok(Some(DEFAULT_RUNTIME_BASE.to_string()))
+}
+
+/// What an `x-runtime` service runs on when nothing else is said.
+pub const DEFAULT_RUNTIME_BASE: &str = "debian:bookworm-slim";
 
 fn selected<'p>(project: &'p Project, wanted: &[String]) -> Result<Vec<(&'p String, &'p Service)>> {
     for w in wanted {

@@ -152,21 +152,12 @@ pub fn install_signal_handlers() {
     }
 }
 
-/// Whether a service runs without an image: an `x-runtime` on the
-/// host's filesystem.
-fn runtime_only(svc: &berth_compose::model::Service) -> bool {
-    svc.image.is_none() && svc.build.is_none() && svc.extra.contains_key("x-runtime")
-}
-
 /// The store name of every service's image, which must be present
-/// (services that run a runtime without an image have none).
+/// (for a service with only an `x-runtime`, its base image).
 pub fn image_names(loaded: &berth_compose::Loaded) -> Result<BTreeMap<String, String>> {
     let project = &loaded.project;
     let mut images = BTreeMap::new();
     for (name, svc) in &project.services {
-        if runtime_only(svc) {
-            continue;
-        }
         images.insert(name.clone(), service_image(project, name, svc)?.to_string());
     }
     Ok(images)
@@ -257,9 +248,6 @@ pub fn ensure_images(
     };
     let no_args = indexmap::IndexMap::new();
     for (name, svc) in &project.services {
-        if runtime_only(svc) {
-            continue;
-        }
         let image = service_image(project, name, svc)?;
         let present = store.resolve(&image.to_string())?.is_some();
         match &svc.build {

@@ -215,44 +215,21 @@ impl Sandbox {
         let hostname = spec::hostname(&spec)?;
 
         let rootfs = rootfs::rootfs_dir(dir);
-        let (kind, host_root_dirs) = if spec.host_root {
-            // An empty root the runtime mounts the host overlay onto.
-            let upper = dir.join("upper");
-            let work = dir.join("work");
-            for d in [&rootfs, &upper, &work] {
-                fs::create_dir_all(d).map_err(io_err(d))?;
-            }
-            make_working_dir(&upper, &cwd)?;
-            (
-                RootfsKind::Overlay {
-                    upper: upper.clone(),
-                },
-                Some((upper, work)),
-            )
-        } else {
-            (rootfs::prepare(dir, layers, self.rootfs_mode)?, None)
-        };
-        // Users and the working dir are looked up where the files are.
-        let files_root = if spec.host_root {
-            Path::new("/")
-        } else {
-            rootfs.as_path()
-        };
-        let mut user = user::resolve(files_root, spec.user.as_deref().unwrap_or(""))?;
-        for gid in user::group_ids(files_root, &spec.group_add)? {
+        let kind = rootfs::prepare(dir, layers, self.rootfs_mode)?;
+        // Users and the working dir are looked up in the image's files.
+        let mut user = user::resolve(&rootfs, spec.user.as_deref().unwrap_or(""))?;
+        for gid in user::group_ids(&rootfs, &spec.group_add)? {
             if !user.additional_gids.contains(&gid) {
                 user.additional_gids.push(gid);
             }
         }
         let env = spec::environment(&spec, &hostname, &user.home)?;
-        if !spec.host_root {
-            make_working_dir(&rootfs, &cwd)?;
-            // The runtime would follow an image's dangling absolute links
-            // and fail; a bad target is left for the spec to report.
-            for m in &mut spec.mounts {
-                if let Ok(clean) = spec::clean_target(&m.target) {
-                    m.target = rootfs::resolve_in_root(&rootfs, &clean)?;
-                }
+        make_working_dir(&rootfs, &cwd)?;
+        // The runtime would follow an image's dangling absolute links
+        // and fail; a bad target is left for the spec to report.
+        for m in &mut spec.mounts {
+            if let Ok(clean) = spec::clean_target(&m.target) {
+                m.target = rootfs::resolve_in_root(&rootfs, &clean)?;
             }
         }
         let oci = spec::runtime_spec(
@@ -266,7 +243,6 @@ impl Sandbox {
                 rootfs: &rootfs,
                 cgroups_path: format!("/berth/{}", spec.id),
                 readonly_cgroups: spec::host_cgroup_mounts(),
-                host_root_dirs,
             },
         )?;
         let seccomp = crate::seccomp::SeccompFilter::of_spec(&oci)

@@ -43,12 +43,6 @@ pub struct ContainerSpec {
     pub hostname: Option<String>,
     pub mounts: Vec<MountSpec>,
     pub read_only_rootfs: bool,
-    /// Root the container on the host's own filesystem instead of image
-    /// layers: an overlay with `lowerdir=/` and a private upper dir, with its
-    /// own `/tmp` and `/run` (for `x-runtime` services without an image).
-    /// The overlay does not cross the host's submounts, so `/proc`, `/sys`,
-    /// `/run` and other mounted filesystems of the host stay out.
-    pub host_root: bool,
     /// Run the command under berth-init (compose's `init: true`): a minimal
     /// PID 1 that forwards signals to it and reaps orphans.
     pub init: bool,
@@ -867,8 +861,6 @@ pub struct Resolved<'a> {
     pub cgroups_path: String,
     /// Extra read-only paths: [`host_cgroup_mounts`].
     pub readonly_cgroups: Vec<String>,
-    /// With [`ContainerSpec::host_root`]: the overlay's upper and work dirs.
-    pub host_root_dirs: Option<(PathBuf, PathBuf)>,
 }
 
 /// The OCI runtime spec for `spec`.
@@ -886,27 +878,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             .map_or(0, |d| d.matches('/').count())
     });
     // A user mount on a default destination (say a bigger /dev/shm) replaces it.
-    let mut defaults = default_mounts(spec.privileged, spec.shm_size);
-    if let Some((upper, work)) = &r.host_root_dirs {
-        // First, so everything else lands on top of it. Mounted by the
-        // runtime inside the container's mount namespace: the host never
-        // sees it.
-        let options = vec![
-            "lowerdir=/".to_string(),
-            format!("upperdir={}", upper.display()),
-            format!("workdir={}", work.display()),
-        ];
-        defaults.insert(
-            0,
-            json!({"destination": "/", "type": "overlay", "source": "overlay", "options": options}),
-        );
-        for dir in ["/tmp", "/run"] {
-            defaults.push(
-                json!({"destination": dir, "type": "tmpfs", "source": "tmpfs",
-                                 "options": ["nosuid", "nodev", "mode=1777"]}),
-            );
-        }
-    }
+    let defaults = default_mounts(spec.privileged, spec.shm_size);
     let mut mounts: Vec<Value> = defaults
         .into_iter()
         .filter(|d| {
@@ -1133,7 +1105,6 @@ mod tests {
             rootfs: &rootfs,
             cgroups_path: "/berth/c1".into(),
             readonly_cgroups: vec!["/sys/fs/cgroup".into()],
-            host_root_dirs: None,
         };
         let oci = runtime_spec(&s, &r).unwrap();
         let json = serde_json::to_value(&oci).unwrap();

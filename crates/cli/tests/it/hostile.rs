@@ -276,3 +276,76 @@ fn closed_stdout_ends_commands_quietly() {
         );
     }
 }
+
+/// Defends: a service with only an `x-runtime` runs on a base image, not on
+/// the host's root: a file on the host is not there, the runtime is.
+#[test]
+fn an_x_runtime_service_does_not_see_the_host() {
+    use crate::common::repo;
+    use crate::up::{free_port, Registry};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry {
+        port: free_port(),
+        storage: tmp.path().join("registry"),
+    };
+    // debian:bookworm-slim's stand-in (mmdebstrap, cached between runs).
+    let prep = Command::new("bash")
+        .arg(repo().join("scripts/seed-registry.sh"))
+        .arg(registry.port.to_string())
+        .args(["--node-versions", "", "--storage"])
+        .arg(&registry.storage)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .output()
+        .unwrap();
+    assert!(
+        prep.status.success(),
+        "seed-registry.sh: {}",
+        text(&prep.stderr)
+    );
+    let secret = tmp.path().join("host-only-secret");
+    std::fs::write(&secret, "host data").unwrap();
+    let dir = tmp.path().join(format!("xrt{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  app:\n    x-runtime: node@4.2.2\n    command: [\"sleep\", \"600\"]\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("none.toml"), "").unwrap();
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&dir)
+            .env("BERTH_STATE_DIR", tmp.path().join("state"))
+            .env("BERTH_CONFIG", tmp.path().join("none.toml"))
+            .env(
+                "BERTH_REGISTRY_MIRRORS",
+                format!("docker.io=http://127.0.0.1:{}", registry.port),
+            )
+            .output()
+            .unwrap()
+    };
+    let up = berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let seen = berth(&["exec", "-T", "app", "cat", secret.to_str().unwrap()]);
+    let node = berth(&["exec", "-T", "app", "node", "-v"]);
+    let os = berth(&["exec", "-T", "app", "cat", "/etc/debian_version"]);
+    let down = berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "down: {}", text(&down.stderr));
+    assert!(
+        !seen.status.success() && !text(&seen.stdout).contains("host data"),
+        "the container read a host file: {}",
+        text(&seen.stdout)
+    );
+    assert_eq!(
+        text(&node.stdout).trim(),
+        "v4.2.2",
+        "{}",
+        text(&node.stderr)
+    );
+    assert!(
+        text(&os.stdout).starts_with("12."),
+        "not the Debian base: {}",
+        text(&os.stdout)
+    );
+}

@@ -208,3 +208,77 @@ fn version_flag() {
         );
     }
 }
+
+/// Defends: the README's main job, `bash scripts/run-seed.sh`, serves the
+/// seed-runtime example (node from the npm registry on a Debian base made
+/// by mmdebstrap) on 127.0.0.1:8080, and Ctrl-C leaves nothing behind.
+#[test]
+fn the_main_job_script_serves_the_seed() {
+    use crate::common::repo;
+    use crate::up::{free_port, http_get};
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = crate::up::Registry {
+        port: free_port(),
+        storage: tmp.path().join("state/seed-registry"),
+    };
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(tmp.path().join("none.toml"), "").unwrap();
+    let mut child = Command::new("bash")
+        .arg(repo().join("scripts/run-seed.sh"))
+        // The test's own build: the script builds the release binary otherwise.
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .env("BERTH_SEED_PORT", registry.port.to_string())
+        .env("BERTH_SEED_REGISTRY_DIR", &registry.storage)
+        .env("BERTH_STATE_DIR", &state)
+        .env("BERTH_CONFIG", tmp.path().join("none.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // The first run makes the base image and fetches node: minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let body = loop {
+        if let Some(body) = http_get(8080).filter(|b| b.contains("I am running nodejs version")) {
+            break body;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("run-seed.sh ended ({status}) before serving: {err}");
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("nothing served on 127.0.0.1:8080");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        body.contains("I am running nodejs version: 4.2.2"),
+        "{body}"
+    );
+    // Ctrl-C, as a user at the terminal: the whole process group.
+    // SAFETY: kill(2) on the process group this test made.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth up ignores Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success() || status.code() == Some(130), "{status}");
+    crate::engine::assert_nothing_left("seed-runtime", &state);
+}

@@ -237,7 +237,6 @@ impl Engine {
                 named_volumes: r.named_volumes,
                 svc: r.svc,
                 config: r.config,
-                host_root: r.host_root,
                 runtime: r.runtime,
                 layers: r.layers,
                 mounts: r.mounts,
@@ -353,9 +352,8 @@ struct Live {
     mounted: BTreeMap<String, String>,
     named_volumes: Vec<String>,
     svc: Service,
-    /// The image's runtime defaults (empty for a host-rooted container).
+    /// The image's runtime defaults.
     config: ContainerConfig,
-    host_root: bool,
     runtime: Option<RuntimeMount>,
     layers: Vec<PathBuf>,
     /// Every mount, the hosts file and volumes included.
@@ -468,7 +466,6 @@ pub struct LiveRecord {
     named_volumes: Vec<String>,
     svc: Service,
     config: ContainerConfig,
-    host_root: bool,
     runtime: Option<RuntimeMount>,
     layers: Vec<PathBuf>,
     mounts: Vec<MountSpec>,
@@ -840,23 +837,26 @@ impl ProjectRuntime {
         let wanted = images
             .get(service)
             .ok_or_else(|| svc_err(service, "no image (build or pull it first)"))?;
-        let (config, layers) = match &wanted.name {
-            Some(name) => {
-                let image = self
-                    .engine
-                    .store
-                    .image(name, &Platform::host())
-                    .map_err(|e| svc_err(service, e))?;
-                let layers = self
-                    .engine
-                    .sandbox
-                    .layers()
-                    .unpack_image(&self.engine.store, &image)
-                    .map_err(|e| svc_err(service, e))?;
-                (image.config.config, layers)
-            }
-            None => (ContainerConfig::default(), Vec::new()),
-        };
+        // Never the host's root: an x-runtime service gets a base image
+        // (see the CLI's `runtime_base`), with the runtime mounted on top.
+        let image_name = wanted.name.as_ref().ok_or_else(|| {
+            svc_err(
+                service,
+                "no image to run on (an x-runtime needs a base image)",
+            )
+        })?;
+        let image = self
+            .engine
+            .store
+            .image(image_name, &Platform::host())
+            .map_err(|e| svc_err(service, e))?;
+        let layers = self
+            .engine
+            .sandbox
+            .layers()
+            .unpack_image(&self.engine.store, &image)
+            .map_err(|e| svc_err(service, e))?;
+        let config = image.config.config;
         let restart =
             RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
         let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
@@ -909,7 +909,6 @@ impl ProjectRuntime {
             named_volumes: Vec::new(),
             svc,
             config,
-            host_root: wanted.name.is_none(),
             runtime: wanted.runtime.clone(),
             layers,
             mounts: Vec::new(),
@@ -1358,7 +1357,6 @@ impl ProjectRuntime {
         let mut spec = ContainerSpec {
             id: live.id.clone(),
             image: live.config.clone(),
-            host_root: live.host_root,
             ..ContainerSpec::default()
         };
         spec.entrypoint = live.svc.entrypoint.clone();
@@ -1931,7 +1929,6 @@ impl ProjectRuntime {
             named_volumes: l.named_volumes.clone(),
             svc: l.svc.clone(),
             config: l.config.clone(),
-            host_root: l.host_root,
             runtime: l.runtime.clone(),
             layers: l.layers.clone(),
             mounts: l.mounts.clone(),

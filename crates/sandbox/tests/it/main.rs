@@ -3,7 +3,6 @@
 
 mod cp;
 mod exec;
-mod host_root;
 mod hostile;
 mod layers;
 mod lifecycle;
