@@ -112,8 +112,8 @@ fn check_name(
 
 /// Check every name of `project` that becomes a path or an object name:
 /// the project's, services' (and the container names made from them),
-/// `container_name`, and the keys and `name:` of volumes, networks, secrets
-/// and configs. `unresolved_ok` lets names that still hold a `$` through,
+/// `container_name`, the named volumes services mount, and the keys and
+/// `name:` of volumes, networks, secrets and configs. `unresolved_ok` lets names that still hold a `$` through,
 /// for a load with interpolation skipped (nothing is created from it).
 pub fn check(project: &Project, unresolved_ok: bool) -> Result<(), NormalizeError> {
     let root = KeyPath::root();
@@ -123,6 +123,14 @@ pub fn check(project: &Project, unresolved_ok: bool) -> Result<(), NormalizeErro
         check_service_name(&project.name, name, &path)?;
         if let Some(c) = &svc.container_name {
             check_name(path.key("container_name"), "container", c, unresolved_ok)?;
+        }
+        // A volume a service names without defining it (consistency checks
+        // off) is still made, as `PROJECT_SOURCE`.
+        for (i, m) in svc.volumes.iter().enumerate() {
+            if let (true, Some(src)) = (m.kind == "volume", &m.source) {
+                let p = path.key("volumes").index(i).key("source");
+                check_name(p, "volume", src, unresolved_ok)?;
+            }
         }
     }
     for (key, net) in &project.networks {

@@ -169,6 +169,37 @@ fn network_secret_and_config_names_that_are_paths_are_refused() {
     }
 }
 
+/// A named volume a service mounts without defining it is still made: its name is checked too.
+#[test]
+fn undefined_volume_source_that_is_a_path_is_refused() {
+    for source in ["a/b", "..a", "_x"] {
+        let yaml = format!(
+            "services:\n  app:\n    image: a\n    volumes:\n      - type: volume\n        source: {}\n        target: /d\n",
+            quoted(source)
+        );
+        let mut opts = options(&yaml);
+        opts.skip_consistency = true;
+        let e = berth_compose::load(&opts).expect_err(source);
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("services.app.volumes[0].source"),
+            "{source}: {e}"
+        );
+        assert!(e.location.is_some_and(|l| l.line == 6), "{source}");
+    }
+}
+
+/// Names still holding a variable pass when interpolation is skipped (`config --no-interpolate`).
+#[test]
+fn unresolved_names_pass_without_interpolation() {
+    let mut opts = options(
+        "services:\n  app:\n    image: a\n    volumes: [data:/d]\nvolumes:\n  data:\n    name: ${VOL}\n",
+    );
+    opts.skip_interpolation = true;
+    let l = berth_compose::load(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.project.volumes["data"].name.as_deref(), Some("${VOL}"));
+}
+
 /// `container_name` becomes a state directory per container.
 #[test]
 fn container_name_that_is_a_path_is_refused() {
