@@ -26,6 +26,14 @@ pub enum ProxyError {
     Netns(#[from] NetnsError),
     #[error("cannot connect to {target}: {source}")]
     Connect { target: Target, source: io::Error },
+    #[error("cannot set up the port proxy: {0}")]
+    Setup(io::Error),
+    #[error("cannot raise the open-file limit (RLIMIT_NOFILE) from {soft} to {hard}: {source}")]
+    FdLimit {
+        soft: u64,
+        hard: u64,
+        source: io::Error,
+    },
     #[error("cannot start the proxy for port {} on {ip}: {source}", port_label(*.port, *.proto))]
     Start {
         ip: IpAddr,

@@ -14,6 +14,8 @@
 //! and the relay threads block it for themselves as well.
 
 mod error;
+mod http;
+mod inspect;
 mod netns;
 mod pool;
 mod relay;
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 pub use error::ProxyError;
 pub use netns::NetnsError;
-pub use routing::ProxyStats;
+pub use routing::{Cut, ProxyStats};
 pub use set::{ProxySet, Publish};
 pub use target::{probe_tcp, Target};
 
@@ -75,6 +77,49 @@ impl FromStr for Proto {
     }
 }
 
+/// What a published TCP port carries, which decides how a switch drains its connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Decided per connection: HTTP/1.x when the client's first bytes are a request line,
+    /// plain TCP when they are not or when the server speaks first.
+    #[default]
+    Auto,
+    /// HTTP/1.x: after a switch, kept-alive connections end at a request boundary
+    /// (`Connection: close` on the response in flight), so no request is cut or refused.
+    /// A connection that turns out not to follow HTTP/1.x is relayed as plain TCP.
+    Http,
+    /// Plain TCP: connections stay on the old target until they end or are closed.
+    Tcp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Auto => "auto",
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+/// An unknown application protocol name (`x-berth: {protocol: ...}`).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown protocol {0:?}: expected http, tcp or auto")]
+pub struct UnknownProtocol(pub String);
+
+impl FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Protocol::Auto),
+            "http" => Ok(Protocol::Http),
+            "tcp" => Ok(Protocol::Tcp),
+            _ => Err(UnknownProtocol(s.to_string())),
+        }
+    }
+}
+
 /// Tunables of a proxy; the defaults suit published ports of a compose project.
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
@@ -87,6 +132,8 @@ pub struct ProxyOptions {
     /// At most this many UDP flows (one fd each) at once; datagrams from further clients are
     /// dropped until flows expire.
     pub udp_max_flows: usize,
+    /// What TCP connections carry (UDP ignores it).
+    pub protocol: Protocol,
 }
 
 impl Default for ProxyOptions {
@@ -95,8 +142,44 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(5),
             udp_idle_timeout: Duration::from_secs(90),
             udp_max_flows: 4096,
+            protocol: Protocol::Auto,
         }
     }
+}
+
+/// This process's open-file limit, from [`raise_fd_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit, and reads
+/// it back to check it took; returns the limit now in force. A supervisor calls it at start:
+/// every relayed connection holds 2 fds (HTTP) to 6 (plain TCP: two sockets, two splice
+/// pipes), so the usual soft limit of 1,024 would refuse connections long before 1,000
+/// kept-alive clients; the hard limit (often 524,288) does not. Never lowers the limit.
+pub fn raise_fd_limit() -> Result<FdLimit, ProxyError> {
+    let (soft, hard) = sys::nofile_limit().map_err(ProxyError::Setup)?;
+    if soft < hard {
+        sys::set_nofile_soft(hard, hard).map_err(|source| ProxyError::FdLimit {
+            soft,
+            hard,
+            source,
+        })?;
+    }
+    let (now, hard_now) = sys::nofile_limit().map_err(ProxyError::Setup)?;
+    if now < hard {
+        return Err(ProxyError::FdLimit {
+            soft,
+            hard,
+            source: std::io::Error::other(format!("the limit is still {now}")),
+        });
+    }
+    Ok(FdLimit {
+        soft: now,
+        hard: hard_now,
+    })
 }
 
 enum Engine {
@@ -227,6 +310,13 @@ impl PortProxy {
     /// Cuts every open connection to `target` (both sockets shut down); returns how many
     /// there were. What a swap does after its grace period, before stopping the old container.
     pub fn close_connections(&self, target: &Target) -> usize {
+        self.cut_connections(target).total()
+    }
+
+    /// [`close_connections`](Self::close_connections), telling what the cut connections
+    /// carried (WebSocket, plain TCP, an HTTP response still in progress), for the swap's
+    /// report.
+    pub fn cut_connections(&self, target: &Target) -> Cut {
         self.routing.abort(Some(target))
     }
 

@@ -32,10 +32,81 @@ pub struct ProxyStats {
     pub last_connect_error: Option<String>,
 }
 
+/// What a relayed connection carries, as far as the proxy has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Plain TCP, UDP, or nothing recognisable yet.
+    #[default]
+    Tcp,
+    /// HTTP/1.x: it ends by itself at a request boundary once its target is switched away.
+    Http,
+    /// HTTP upgraded to another protocol (WebSocket) or a CONNECT tunnel.
+    Upgraded,
+}
+
+/// The connections cut at the end of a drain, by what they carried: what a swap reports
+/// ("2 connections still open at the grace period were closed: 1 websocket, 1 tcp").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// HTTP connections with a response still in progress (a long download or a stream).
+    pub http: usize,
+    /// Upgraded connections: WebSocket, or another protocol after `Upgrade`, or CONNECT.
+    pub upgraded: usize,
+    /// Plain TCP connections (and UDP flows).
+    pub tcp: usize,
+}
+
+impl Cut {
+    pub fn total(&self) -> usize {
+        self.http + self.upgraded + self.tcp
+    }
+
+    fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::Tcp => self.tcp += 1,
+            Kind::Http => self.http += 1,
+            Kind::Upgraded => self.upgraded += 1,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Cut {
+    fn add_assign(&mut self, other: Cut) {
+        self.http += other.http;
+        self.upgraded += other.upgraded;
+        self.tcp += other.tcp;
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.total();
+        write!(
+            f,
+            "{total} connection{} still open",
+            if total == 1 { "" } else { "s" }
+        )?;
+        let parts: Vec<String> = [
+            (self.upgraded, "websocket/upgraded"),
+            (self.tcp, "tcp"),
+            (self.http, "http response in progress"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 struct Entry {
     target: Target,
     abort: Option<Arc<dyn Abort>>,
     aborted: bool,
+    kind: Kind,
 }
 
 struct State {
@@ -94,6 +165,7 @@ impl Routing {
                 target: route.target.clone(),
                 abort: None,
                 aborted: false,
+                kind: Kind::Tcp,
             },
         );
         drop(state);
@@ -110,10 +182,12 @@ impl Routing {
     }
 
     /// Makes `route` the target of every connection leased from now on; returns the old one.
+    /// The old target's HTTP connections are told to end at their next request boundary.
     pub(crate) fn switch(&self, route: Route) -> Target {
         let mut state = self.state();
         let old = std::mem::replace(&mut state.current, Arc::new(route));
         drop(state);
+        old.drain.signal();
         // Dropped outside the lock: the last reference to a namespace target joins its helper.
         old.target.clone()
     }
@@ -149,17 +223,17 @@ impl Routing {
         }
     }
 
-    /// Cuts every connection to `target` (all for `None`) short. Returns how many were open.
-    pub(crate) fn abort(&self, target: Option<&Target>) -> usize {
+    /// Cuts every connection to `target` (all for `None`) short. Returns what was open.
+    pub(crate) fn abort(&self, target: Option<&Target>) -> Cut {
         let mut to_abort = Vec::new();
-        let mut count = 0;
+        let mut cut = Cut::default();
         {
             let mut state = self.state();
             for entry in state.conns.values_mut() {
                 if target.is_some_and(|t| *t != entry.target) {
                     continue;
                 }
-                count += 1;
+                cut.add(entry.kind);
                 entry.aborted = true;
                 if let Some(abort) = &entry.abort {
                     to_abort.push(abort.clone());
@@ -170,12 +244,15 @@ impl Routing {
         for abort in to_abort {
             abort.abort();
         }
-        count
+        cut
     }
 
-    /// Refuses new leases from now on.
+    /// Refuses new leases from now on, and tells HTTP connections to end at their next
+    /// request boundary.
     pub(crate) fn close(&self) {
-        self.state().closing = true;
+        let mut state = self.state();
+        state.closing = true;
+        state.current.drain.signal();
     }
 
     pub(crate) fn connect_failed(&self, target: &Target, err: &std::io::Error) {
@@ -208,6 +285,13 @@ impl Lease {
 
     pub(crate) fn routing(&self) -> &Routing {
         &self.routing
+    }
+
+    /// Records what the connection turned out to carry, for [`Cut`].
+    pub(crate) fn set_kind(&self, kind: Kind) {
+        if let Some(entry) = self.routing.state().conns.get_mut(&self.id) {
+            entry.kind = kind;
+        }
     }
 
     /// Registers how to cut this connection short. If an abort for its target already came
@@ -311,8 +395,14 @@ mod tests {
         let late = r.lease().unwrap();
         let hits = Arc::new(Counted(AtomicUsize::new(0)));
         registered.set_abort(hits.clone());
-        assert_eq!(r.abort(Some(&target(2))), 0);
-        assert_eq!(r.abort(Some(&target(1))), 2);
+        late.set_kind(Kind::Upgraded);
+        assert_eq!(r.abort(Some(&target(2))).total(), 0);
+        let cut = r.abort(Some(&target(1)));
+        assert_eq!((cut.total(), cut.upgraded, cut.tcp), (2, 1, 1));
+        assert_eq!(
+            cut.to_string(),
+            "2 connections still open (1 websocket/upgraded, 1 tcp)"
+        );
         assert_eq!(hits.0.load(Ordering::SeqCst), 1);
         // A connection that registers after the abort (it was still connecting) is cut at once.
         late.set_abort(hits.clone());

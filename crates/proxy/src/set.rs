@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::target::Route;
-use crate::{PortProxy, Proto, ProxyError, ProxyOptions, Target};
+use crate::{Cut, PortProxy, Proto, Protocol, ProxyError, ProxyOptions, Target};
 
 /// One published port: `host_ip:host_port/proto` forwarding to `target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,29 @@ impl ProxySet {
                 p.proto,
                 p.target,
                 options,
+            )?);
+        }
+        Ok(ProxySet { proxies })
+    }
+
+    /// [`bind`](Self::bind) with each port's own protocol (`x-berth: {protocol: http|tcp}`),
+    /// in place of `options.protocol`.
+    pub fn bind_each(
+        publishes: impl IntoIterator<Item = (Publish, Protocol)>,
+        options: &ProxyOptions,
+    ) -> Result<ProxySet, ProxyError> {
+        let mut proxies = Vec::new();
+        for (p, protocol) in publishes {
+            let options = ProxyOptions {
+                protocol,
+                ..options.clone()
+            };
+            proxies.push(PortProxy::bind_with(
+                p.host_ip,
+                p.host_port,
+                p.proto,
+                p.target,
+                &options,
             )?);
         }
         Ok(ProxySet { proxies })
@@ -88,6 +111,19 @@ impl ProxySet {
             .iter()
             .flat_map(|p| old.iter().map(move |t| p.close_connections(t)))
             .sum()
+    }
+
+    /// [`close_connections`](Self::close_connections), telling what the cut connections
+    /// carried: what a swap reports after its grace period ("2 connections still open
+    /// (1 websocket/upgraded, 1 tcp)").
+    pub fn cut_connections(&self, old: &[Target]) -> Cut {
+        let mut cut = Cut::default();
+        for proxy in &self.proxies {
+            for target in old {
+                cut += proxy.cut_connections(target);
+            }
+        }
+        cut
     }
 
     /// Frees every port at once, then gives open connections up to `grace` in total.

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::netns::{NetnsError, NetnsSockets};
-use crate::sys::{self, SockKind};
+use crate::netns::NetnsSockets;
+use crate::sys::{self, EventFd, SockKind};
+use crate::ProxyError;
 
 /// The destination of a published port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,15 +66,24 @@ impl Target {
 pub(crate) struct Route {
     pub(crate) target: Target,
     netns: Option<Arc<NetnsSockets>>,
+    /// Signalled (and readable for good) once this route is switched away from or its proxy
+    /// closes: every HTTP connection on it polls this one fd, so a switch reaches them all
+    /// at once without an fd or a wake-up per connection.
+    pub(crate) drain: EventFd,
 }
 
 impl Route {
-    pub(crate) fn resolve(target: Target) -> Result<Route, NetnsError> {
+    pub(crate) fn resolve(target: Target) -> Result<Route, ProxyError> {
         let netns = match &target {
             Target::InNetns { netns, .. } => Some(NetnsSockets::get(netns)?),
             Target::Addr(_) => None,
         };
-        Ok(Route { target, netns })
+        let drain = EventFd::new().map_err(ProxyError::Setup)?;
+        Ok(Route {
+            target,
+            netns,
+            drain,
+        })
     }
 
     fn socket(&self, kind: SockKind) -> io::Result<OwnedFd> {
@@ -107,12 +117,12 @@ impl Route {
 
 /// Whether `target` accepts a TCP connection within `timeout`: the readiness check a swap
 /// runs against the new container before switching traffic to it.
-pub fn probe_tcp(target: &Target, timeout: Duration) -> Result<(), crate::ProxyError> {
+pub fn probe_tcp(target: &Target, timeout: Duration) -> Result<(), ProxyError> {
     let route = Route::resolve(target.clone())?;
     route
         .connect_tcp(timeout, None)
         .map(drop)
-        .map_err(|source| crate::ProxyError::Connect {
+        .map_err(|source| ProxyError::Connect {
             target: target.clone(),
             source,
         })

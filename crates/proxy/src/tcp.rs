@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::inspect::{self, Outcome};
 use crate::pool::Pool;
 use crate::relay;
 use crate::routing::{Abort, Lease, Routing};
 use crate::sys::{self, EventFd};
-use crate::ProxyOptions;
+use crate::{Protocol, ProxyOptions};
 
 /// How long the accept loop backs off when the process is out of fds or memory, instead of
 /// spinning on an error that only time (connections closing) can fix.
@@ -60,6 +61,7 @@ impl TcpProxy {
                 cut: cut.clone(),
                 pool: pool.clone(),
                 connect_timeout: options.connect_timeout,
+                protocol: options.protocol,
             };
             std::thread::Builder::new()
                 .name("berth-accept".into())
@@ -111,6 +113,7 @@ struct Accepting {
     cut: Arc<EventFd>,
     pool: Arc<Pool>,
     connect_timeout: Duration,
+    protocol: Protocol,
 }
 
 impl Accepting {
@@ -137,8 +140,8 @@ impl Accepting {
                         };
                         let client = OwnedFd::from(client);
                         let (cut, pool) = (self.cut.clone(), self.pool.clone());
-                        let timeout = self.connect_timeout;
-                        let job = move || serve(client, lease, &cut, &pool, timeout);
+                        let (timeout, protocol) = (self.connect_timeout, self.protocol);
+                        let job = move || serve(client, lease, &cut, &pool, timeout, protocol);
                         // On failure the job (client and lease) was dropped: the client sees
                         // the connection close, the lease ends.
                         if self.pool.submit(job).is_err() {
@@ -173,9 +176,9 @@ fn is_transient(err: &io::Error) -> bool {
 /// Both sockets of a relayed connection. Shared by the two directions and the abort
 /// registry; the fds close when the last of them lets go, so a shutdown(2) from an abort
 /// never hits an fd number that was closed and reused.
-struct TcpConn {
-    client: OwnedFd,
-    upstream: OwnedFd,
+pub(crate) struct TcpConn {
+    pub(crate) client: OwnedFd,
+    pub(crate) upstream: OwnedFd,
 }
 
 impl Abort for TcpConn {
@@ -192,7 +195,14 @@ struct Relayed {
     conn: Arc<TcpConn>,
 }
 
-fn serve(client: OwnedFd, lease: Lease, cut: &EventFd, pool: &Pool, connect_timeout: Duration) {
+fn serve(
+    client: OwnedFd,
+    lease: Lease,
+    cut: &EventFd,
+    pool: &Pool,
+    connect_timeout: Duration,
+    protocol: Protocol,
+) {
     let route = lease.route();
     let upstream = match route.connect_tcp(connect_timeout, Some(cut.borrow())) {
         Ok(fd) => fd,
@@ -209,6 +219,12 @@ fn serve(client: OwnedFd, lease: Lease, cut: &EventFd, pool: &Pool, connect_time
     let _ = sys::set_nodelay(upstream.as_fd());
     let conn = Arc::new(TcpConn { client, upstream });
     lease.set_abort(conn.clone());
+    if protocol != Protocol::Tcp {
+        let declared_http = protocol == Protocol::Http;
+        if let Outcome::Done = inspect::relay(&conn, &lease, declared_http) {
+            return;
+        }
+    }
     let relayed = Arc::new(Relayed {
         _lease: lease,
         conn,
