@@ -128,43 +128,48 @@ fn dependencies(project: &Project, name: &str) -> Vec<String> {
     deps
 }
 
+/// Depth-first, with an explicit stack: a hostile file can chain thousands
+/// of services, deeper than the call stack goes.
 fn check_cycles(project: &Project) -> Result<(), NormalizeError> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
         Done,
     }
-    fn visit(
-        project: &Project,
-        name: &str,
-        marks: &mut HashMap<String, Mark>,
-        stack: &mut Vec<String>,
-    ) -> Result<(), NormalizeError> {
-        match marks.get(name) {
-            Some(Mark::Done) => return Ok(()),
-            Some(Mark::Visiting) => {
-                let start = stack.iter().position(|s| s == name).unwrap_or(0);
-                let mut cycle: Vec<String> = stack[start..].to_vec();
-                cycle.push(name.to_string());
-                return fail(
-                    KeyPath::root().key("services").key(&stack[start]),
-                    format!("dependency cycle detected: {}", cycle.join(" -> ")),
-                );
+    let mut marks: HashMap<String, Mark> = HashMap::new();
+    for start in project.services.keys() {
+        if marks.contains_key(start) {
+            continue;
+        }
+        marks.insert(start.clone(), Mark::Visiting);
+        // (service, its dependencies, how many of them were visited)
+        let mut stack = vec![(start.clone(), dependencies(project, start), 0)];
+        while let Some((name, deps, next)) = stack.last_mut() {
+            let Some(dep) = deps.get(*next).cloned() else {
+                marks.insert(name.clone(), Mark::Done);
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match marks.get(&dep) {
+                Some(Mark::Done) => {}
+                Some(Mark::Visiting) => {
+                    let from = stack.iter().position(|(s, _, _)| *s == dep).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        stack[from..].iter().map(|(s, _, _)| s.clone()).collect();
+                    cycle.push(dep);
+                    return fail(
+                        KeyPath::root().key("services").key(&stack[from].0),
+                        format!("dependency cycle detected: {}", cycle.join(" -> ")),
+                    );
+                }
+                None => {
+                    marks.insert(dep.clone(), Mark::Visiting);
+                    let deps = dependencies(project, &dep);
+                    stack.push((dep, deps, 0));
+                }
             }
-            None => {}
         }
-        marks.insert(name.to_string(), Mark::Visiting);
-        stack.push(name.to_string());
-        for dep in dependencies(project, name) {
-            visit(project, &dep, marks, stack)?;
-        }
-        stack.pop();
-        marks.insert(name.to_string(), Mark::Done);
-        Ok(())
-    }
-    let mut marks = HashMap::new();
-    for name in project.services.keys() {
-        visit(project, name, &mut marks, &mut Vec::new())?;
     }
     Ok(())
 }

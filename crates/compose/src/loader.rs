@@ -24,6 +24,10 @@ const OVERRIDE_FILES: &[&str] = &[
     "docker-compose.override.yml",
 ];
 
+/// Longer `extends` chains are refused: each link is resolved recursively,
+/// and no real file needs anywhere near this many.
+const MAX_EXTENDS_DEPTH: usize = 64;
+
 /// Everything that decides what project the files describe.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -611,6 +615,14 @@ impl Loader<'_> {
                     .key(spath.to_string())
                     .at(file, ext.mark.line, ext.mark.column),
             );
+        }
+        if stack.len() >= MAX_EXTENDS_DEPTH {
+            let first = stack.first().map(|(_, s)| s.as_str()).unwrap_or(name);
+            return Err(LoadError::new(format!(
+                "extends chain deeper than {MAX_EXTENDS_DEPTH} services (starting at service {first:?})"
+            ))
+            .key(spath.to_string())
+            .at(file, ext.mark.line, ext.mark.column));
         }
         stack.push(here);
         let base = match base_file {

@@ -450,3 +450,44 @@ fn deeply_nested_interpolation_is_refused() {
         "{e}"
     );
 }
+
+/// A long chain of services (`extends`, `depends_on`) is walked without overflowing the stack.
+#[test]
+fn long_service_chains_do_not_overflow() {
+    let n = 20_000;
+    for key in ["extends", "depends_on"] {
+        // Each service points at the next, so walking from the first goes all the way down.
+        let mut src = String::from("services:\n");
+        for i in 0..n - 1 {
+            let link = if key == "extends" {
+                format!("extends: s{}", i + 1)
+            } else {
+                format!("depends_on: [s{}]", i + 1)
+            };
+            src.push_str(&format!("  s{i}:\n    image: a\n    {link}\n"));
+        }
+        src.push_str(&format!("  s{}:\n    image: a\n", n - 1));
+        // A stack overflow would abort the test binary.
+        match (key, load(&src)) {
+            ("depends_on", Ok(l)) => assert_eq!(l.project.services.len(), n),
+            ("extends", Err(e)) => {
+                assert!(
+                    e.message.contains(
+                        "extends chain deeper than 64 services (starting at service \"s0\")"
+                    ),
+                    "{e}"
+                );
+                assert!(e.location.is_some_and(|l| l.line > 0));
+            }
+            (_, other) => panic!("{key}: {:?}", other.map(|l| l.project.services.len())),
+        }
+    }
+    // A chain under the limit still resolves, from the far end up.
+    let mut src = String::from("services:\n");
+    for i in 0..49 {
+        src.push_str(&format!("  s{i}:\n    extends: s{}\n", i + 1));
+    }
+    src.push_str("  s49:\n    image: base\n");
+    let l = load(&src).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.project.services["s0"].image.as_deref(), Some("base"));
+}
