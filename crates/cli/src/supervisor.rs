@@ -958,9 +958,11 @@ fn run_one_off(
     let names = image_names(&loaded)?;
     let runtimes = crate::up_cmd::runtime_mounts(&loaded, true)?;
     let images = service_images(rt.store(), &names, &runtimes)?;
+    let files = berth_engine::project_files::resolve(project, &loaded.environment)?;
+    rt.set_project_files(files.clone());
     let deps: Vec<String> = svc.depends_on.keys().cloned().collect();
     if !run.no_deps && !deps.is_empty() {
-        let mut desired = Desired::new(project);
+        let mut desired = Desired::new(project).with_project_files(&files);
         for (service, image) in &images {
             desired = desired.with_image_digest(service, &image.digest);
         }
@@ -993,7 +995,11 @@ fn up(
     let names = image_names(&loaded)?;
     let runtimes = crate::up_cmd::runtime_mounts(&loaded, true)?;
     let images = service_images(rt.store(), &names, &runtimes)?;
-    let mut desired = Desired::new(&loaded.project);
+    // Secrets and configs are read now, from the files and the environment
+    // of the `up` that asked (its client's), before anything is planned.
+    let files = berth_engine::project_files::resolve(&loaded.project, &loaded.environment)?;
+    rt.set_project_files(files.clone());
+    let mut desired = Desired::new(&loaded.project).with_project_files(&files);
     for (service, image) in &images {
         desired = desired.with_image_digest(service, &image.digest);
     }

@@ -478,7 +478,8 @@ pub fn plan_against(
     names.retain(|_, name| store.image(name, &berth_oci::Platform::host()).is_ok());
     let runtimes = runtime_mounts(loaded, false)?;
     let images = berth_engine::embedded::service_images(&store, &names, &runtimes)?;
-    let mut desired = berth_engine::Desired::new(&loaded.project);
+    let files = berth_engine::project_files::resolve(&loaded.project, &loaded.environment)?;
+    let mut desired = berth_engine::Desired::new(&loaded.project).with_project_files(&files);
     for (service, image) in &images {
         desired = desired.with_image_digest(service, &image.digest);
     }

@@ -4,6 +4,7 @@
 
 pub mod embedded;
 pub mod planner;
+pub mod project_files;
 
 pub use planner::{
     plan, Action, ContainerState, Desired, ObservedContainer, Plan, PlanError, PlanOptions, Step,

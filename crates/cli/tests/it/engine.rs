@@ -50,12 +50,18 @@ impl Project {
     }
 
     pub(crate) fn berth(&self, args: &[&str]) -> Output {
+        self.berth_env(args, &[])
+    }
+
+    /// [`berth`](Self::berth) with extra environment variables.
+    pub(crate) fn berth_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)
             .current_dir(&self.dir)
             .env("BERTH_STATE_DIR", &self.state)
             .env("BERTH_CONFIG", self.dir.join("none.toml"))
             .env("BERTH_REGISTRY_MIRRORS", "docker.io=http://127.0.0.1:9")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }

@@ -14,5 +14,6 @@ mod peer_config;
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
 mod runtime;
+mod secrets;
 mod swap;
 mod up;

@@ -26,7 +26,7 @@ pub use restart::RestartPolicy;
 pub use signal::parse as parse_signal;
 
 use crate::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
-use berth_compose::hash::service_hash;
+use crate::project_files::{effective_hash, ProjectFiles};
 use berth_compose::model::{Mount, Service, VolumesFrom};
 use berth_compose::Project;
 use berth_network::{AttachOptions, NetworkOptions, Networks, PoolConfig, ResolvConf};
@@ -309,6 +309,7 @@ impl Engine {
             pending: Default::default(),
             notes: Default::default(),
             cancel: Default::default(),
+            files: ProjectFiles::new(),
             retiring: Vec::new(),
         }
     }
@@ -538,6 +539,9 @@ pub struct ProjectRuntime {
     /// the waits of an apply at once: for a dependency's health, for a new
     /// container to get ready.
     cancel: Arc<AtomicBool>,
+    /// Each service's secrets and configs, resolved by the caller for the
+    /// project being applied (see [`set_project_files`](Self::set_project_files)).
+    files: ProjectFiles,
     /// Containers a swap replaced, sent their stop signal and waited for
     /// by [`poll`](Self::poll): `up` returns once traffic moved, not after
     /// the old one's grace period.
@@ -564,6 +568,12 @@ impl ProjectRuntime {
     /// after their grace period, and why).
     pub fn take_notes(&self) -> Vec<String> {
         std::mem::take(&mut *self.notes.borrow_mut())
+    }
+
+    /// The secrets and configs of the project the next apply or one-off
+    /// is for (see `project_files::resolve`).
+    pub fn set_project_files(&mut self, files: ProjectFiles) {
+        self.files = files;
     }
 
     /// The flag that interrupts this runtime's waits (see `cancel`).
@@ -903,7 +913,7 @@ impl ProjectRuntime {
             number,
             name: name.to_string(),
             id: incarnation_id(name),
-            config_hash: service_hash(&svc),
+            config_hash: effective_hash(&svc, self.files.get(service)),
             image_digest: wanted.digest.clone(),
             mounted,
             named_volumes: Vec::new(),
@@ -1055,6 +1065,7 @@ impl ProjectRuntime {
             bind(dir.join("hosts"), "/etc/hosts", false),
             bind(dir.join("resolv.conf"), "/etc/resolv.conf", false),
         ];
+        self.project_files(live, &dir)?;
         self.volumes(project, live, inherit)?;
         for t in string_list(live.svc.extra.get("tmpfs")) {
             let (target, _opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
@@ -1065,6 +1076,34 @@ impl ProjectRuntime {
                     mode: None,
                 },
             });
+        }
+        Ok(())
+    }
+
+    /// Its secrets and configs: copies with their owner and mode in the
+    /// container's own directory (gone with it), mounted read-only.
+    fn project_files(&self, live: &mut Live, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let Some(files) = self.files.get(&live.service) else {
+            return Ok(());
+        };
+        let store = dir.join("files");
+        fs::create_dir_all(&store).map_err(io_err(&store))?;
+        for (i, f) in files.iter().enumerate() {
+            let path = store.join(format!("{i}"));
+            let _ = fs::remove_file(&path);
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            out.write_all(&f.content).map_err(io_err(&path))?;
+            std::os::unix::fs::fchown(&out, Some(f.uid), Some(f.gid)).map_err(io_err(&path))?;
+            out.set_permissions(fs::Permissions::from_mode(f.mode))
+                .map_err(io_err(&path))?;
+            live.mounts.push(bind(path, &f.target, true));
         }
         Ok(())
     }

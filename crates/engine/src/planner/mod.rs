@@ -66,6 +66,20 @@ impl<'p> Desired<'p> {
         }
     }
 
+    /// Config hashes that count the services' secrets and configs (see
+    /// [`crate::project_files::effective_hash`]).
+    pub fn with_project_files(mut self, files: &crate::project_files::ProjectFiles) -> Self {
+        for (service, f) in files {
+            if let Some(svc) = self.project.services.get(service) {
+                self.config_hashes.insert(
+                    service.clone(),
+                    crate::project_files::effective_hash(svc, Some(f)),
+                );
+            }
+        }
+        self
+    }
+
     pub fn with_image_digest(mut self, service: &str, digest: &str) -> Self {
         self.image_digests
             .insert(service.to_string(), digest.to_string());

@@ -1,0 +1,81 @@
+//! Secrets and configs reach the container (issue 13): read-only files with
+//! the long syntax's owner and mode, from a file, the environment or inline
+//! content; a changed secret recreates the service; a bad reference fails
+//! `up` before anything is made.
+
+use crate::common::text;
+use crate::engine::Project;
+
+/// Defends: an application that expects its password in
+/// `/run/secrets/db-password` gets it, with the mode and owner asked for.
+#[test]
+fn secrets_and_configs_are_mounted_with_owner_and_mode() {
+    let p = Project::new("secrets");
+    std::fs::write(p.dir.join("db-password.txt"), "hunter2").unwrap();
+    let compose = "services:\n  box:\n    image: berth-test/busybox:1\n    \
+         secrets:\n      - db-password\n      - {source: token, target: api-token, uid: \"1000\", gid: \"1001\", mode: 0400}\n    \
+         configs:\n      - {source: app, target: /etc/app.conf, mode: 0440}\n\
+         secrets:\n  db-password:\n    file: ./db-password.txt\n  token:\n    environment: BERTH_TEST_TOKEN\n\
+         configs:\n  app:\n    content: \"listen = 80\"\n";
+    p.write(compose);
+    let up = p.berth_env(&["up", "-d"], &[("BERTH_TEST_TOKEN", "t0k3n")]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let exec = |cmd: &str| {
+        let out = p.berth(&["exec", "-T", "box", "/bin/busybox", "sh", "-c", cmd]);
+        assert!(out.status.success(), "{cmd}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(exec("cat /run/secrets/db-password"), "hunter2");
+    assert_eq!(exec("cat /run/secrets/api-token"), "t0k3n");
+    assert_eq!(exec("cat /etc/app.conf"), "listen = 80");
+    assert_eq!(
+        exec("/bin/busybox stat -c '%a %u %g' /run/secrets/db-password /run/secrets/api-token /etc/app.conf"),
+        "444 0 0\n400 1000 1001\n440 0 0\n"
+    );
+    // Read-only, even for root inside.
+    let write = p.berth(&[
+        "exec",
+        "-T",
+        "box",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo x > /run/secrets/db-password",
+    ]);
+    assert!(!write.status.success(), "a secret was writable");
+
+    // A changed secret recreates the service; the same one does not.
+    let id = |p: &Project| {
+        let ps = p.berth(&["ps", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+        v[0]["ID"].as_str().unwrap_or_default().to_string()
+    };
+    let before = id(&p);
+    assert!(!before.is_empty());
+    let same = p.berth_env(&["up", "-d"], &[("BERTH_TEST_TOKEN", "t0k3n")]);
+    assert!(same.status.success(), "{}", text(&same.stderr));
+    assert_eq!(id(&p), before, "an unchanged secret recreated the service");
+    let changed = p.berth_env(&["up", "-d"], &[("BERTH_TEST_TOKEN", "rotated")]);
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    assert_ne!(
+        id(&p),
+        before,
+        "a changed secret did not recreate the service"
+    );
+    assert_eq!(exec("cat /run/secrets/api-token"), "rotated");
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    p.assert_nothing_left();
+}
+
+/// Defends: a secret that cannot be read fails `up` with the key path, and
+/// nothing is left half-made.
+#[test]
+fn a_missing_secret_fails_up_before_anything_is_made() {
+    let p = Project::new("nosecret");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    secrets: [token]\n\
+         secrets:\n  token:\n    environment: BERTH_TEST_UNSET_TOKEN\n",
+    );
+    p.up_fails_with(&["secrets.token.environment", "BERTH_TEST_UNSET_TOKEN"]);
+}
