@@ -992,11 +992,45 @@ fn a_killed_supervisor_is_taken_over_without_losing_output() {
     assert!(up.status.success(), "up -d: {}", text(&up.stderr));
     let before = ids();
     assert_eq!(before.len(), 2);
-    std::thread::sleep(Duration::from_millis(300));
+    let logged = || -> Vec<u64> {
+        text(&p.berth(&["logs", "--no-color", "counter"]).stdout)
+            .lines()
+            .filter_map(|l| l.rsplit("n=").next()?.trim().parse().ok())
+            .collect()
+    };
+    let until_logged = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while logged().len() < n {
+            assert!(Instant::now() < deadline, "fewer than {n} lines logged");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until_logged(5);
+    let ps: serde_json::Value =
+        serde_json::from_slice(&p.berth(&["ps", "--format", "json"]).stdout).unwrap();
+    let counter = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Service"] == "counter")
+        .and_then(|c| c["ID"].as_str())
+        .unwrap()
+        .to_string();
+    let output = p.state.join("containers").join(&counter).join("output");
+    let written = || std::fs::metadata(&output).unwrap().len();
 
     kill_supervisor();
     // The containers keep running and writing while nobody supervises them.
-    std::thread::sleep(Duration::from_millis(500));
+    let at_kill = written();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while written() < at_kill + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the counter stopped writing without a supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unsupervised = written();
     // The next command, whatever it is, brings a supervisor back.
     let ps = p.berth(&["ps"]);
     assert!(ps.status.success(), "{}", text(&ps.stderr));
@@ -1020,14 +1054,11 @@ fn a_killed_supervisor_is_taken_over_without_losing_output() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    // Every line, once, in order, across the two supervisors.
-    let logs = text(&p.berth(&["logs", "--no-color", "counter"]).stdout);
-    let numbers: Vec<u64> = logs
-        .lines()
-        .filter_map(|l| l.rsplit("n=").next()?.trim().parse().ok())
-        .collect();
-    assert!(numbers.len() > 30, "{logs}");
+    // Every line, once, in order, across the two supervisors. A line
+    // "n=<number>\n" takes at least 4 bytes, so this many lines include
+    // everything written while nobody read.
+    until_logged(unsupervised as usize / 4 + 1);
+    let numbers = logged();
     let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
     assert_eq!(numbers, expected, "lines lost or repeated");
 

@@ -45,6 +45,17 @@ impl Poller {
         }
     }
 
+    /// Until `n` more requests than now have been answered or failed, so
+    /// the swap is seen under traffic from before to after.
+    fn wait_more(&self, n: usize) {
+        let from = self.seen.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.seen.lock().unwrap().len() < from + n {
+            assert!(Instant::now() < deadline, "the poller stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stop; (requests, failures, last body).
     fn finish(mut self) -> (usize, Vec<String>, String) {
         self.stop.store(true, Ordering::SeqCst);
@@ -181,7 +192,8 @@ fn runtime_swap_and_code_change_drop_no_request() {
         "alpine-nodejs:4.2.2",
         "alpine-nodejs:4.2.3",
     );
-    let _ = seed.berth(&["pull"]);
+    let pull = seed.berth(&["pull"]);
+    assert!(pull.status.success(), "pull: {}", text(&pull.stderr));
     let dry = seed.berth(&["up", "--dry-run"]);
     let plan = text(&dry.stdout);
     assert!(
@@ -192,10 +204,10 @@ fn runtime_swap_and_code_change_drop_no_request() {
 
     // The runtime swap, under a client polling every 20 ms.
     let poller = Poller::start(port);
-    std::thread::sleep(Duration::from_millis(200));
+    poller.wait_more(5);
     let up = seed.berth(&["up", "-d"]);
     assert!(up.status.success(), "up -d (4.2.3): {}", text(&up.stderr));
-    std::thread::sleep(Duration::from_millis(300));
+    poller.wait_more(5);
     let (requests, failures, last) = poller.finish();
     assert!(requests > 10, "only {requests} requests were made");
     assert!(
@@ -221,10 +233,10 @@ fn runtime_swap_and_code_change_drop_no_request() {
         "'Now running nodejs version: '",
     );
     let poller = Poller::start(port);
-    std::thread::sleep(Duration::from_millis(200));
+    poller.wait_more(5);
     let up = seed.berth(&["up", "-d", "--build"]);
     assert!(up.status.success(), "up --build: {}", text(&up.stderr));
-    std::thread::sleep(Duration::from_millis(300));
+    poller.wait_more(5);
     let (requests, failures, last) = poller.finish();
     assert!(
         failures.is_empty(),
@@ -391,14 +403,14 @@ fn seed_runtime_audit_upgrade_and_swap() {
             "{args:?} changed more than the runtime line"
         );
         let poller = Poller::start(port);
-        std::thread::sleep(Duration::from_millis(200));
+        poller.wait_more(5);
         let up = seed.berth(&["up", "-d"]);
         assert!(
             up.status.success(),
             "up -d ({version}): {}",
             text(&up.stderr)
         );
-        std::thread::sleep(Duration::from_millis(300));
+        poller.wait_more(5);
         let (requests, failures, last) = poller.finish();
         assert!(
             failures.is_empty(),
