@@ -48,7 +48,7 @@ pub(crate) fn sniff(data: &[u8]) -> Sniff {
     let line = match line_end {
         Some(end) => trim_cr(&data[..end]),
         None if data.len() >= MAX_HEAD => return Sniff::NotHttp,
-        None => data,
+        None => trim_cr(data),
     };
     let mut parts = line.splitn(3, |&b| b == b' ');
     let method = parts.next().unwrap_or_default();
@@ -208,6 +208,9 @@ impl Tracker {
                 if self.pending.len() >= MAX_PENDING {
                     return Ok(Step::Wait);
                 }
+                if sniff(data) == Sniff::NotHttp {
+                    return Err(Malformed("bad request line"));
+                }
                 let Some(len) = head_end(data)? else {
                     return Ok(Step::NeedMore);
                 };
@@ -249,13 +252,15 @@ impl Tracker {
                 Ok(Step::Bytes { len, end })
             }
             Side::Idle => {
+                // Checked before waiting for a whole head: a server that speaks first is
+                // not HTTP, and its greeting may never look like a head.
+                let Some(req) = self.pending.front().copied() else {
+                    return Err(Malformed("a response to no request"));
+                };
                 let Some(len) = head_end(data)? else {
                     return Ok(Step::NeedMore);
                 };
                 let resp = ResponseHead::parse(&data[..len])?;
-                let Some(req) = self.pending.front().copied() else {
-                    return Err(Malformed("a response to no request"));
-                };
                 if resp.status < 200 && resp.status != 101 {
                     return Ok(Step::Head {
                         len,
@@ -890,6 +895,11 @@ mod tests {
         }
         let mut t = Tracker::new();
         assert!(t.server(b"HTTP/1.1 200 OK\r\n\r\n").is_err(), "no request");
+        assert!(
+            Tracker::new().server(b"A\n").is_err(),
+            "a server that speaks first"
+        );
+        assert!(Tracker::new().client(b"ping\n").is_err(), "no request line");
         t.client(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             .unwrap();
         assert!(t.client(b"zz\r\n").is_err(), "bad chunk size");

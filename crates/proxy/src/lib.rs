@@ -86,7 +86,9 @@ pub enum Protocol {
     Auto,
     /// HTTP/1.x: after a switch, kept-alive connections end at a request boundary
     /// (`Connection: close` on the response in flight), so no request is cut or refused.
-    /// A connection that turns out not to follow HTTP/1.x is relayed as plain TCP.
+    /// Unlike `Auto`, a connection that has sent nothing yet counts as idle HTTP (a browser's
+    /// pre-opened connection) and is closed by a drain; a connection that turns out not to
+    /// follow HTTP/1.x is still relayed as plain TCP, so declaring it never breaks one.
     Http,
     /// Plain TCP: connections stay on the old target until they end or are closed.
     Tcp,

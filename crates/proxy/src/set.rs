@@ -97,7 +97,7 @@ impl ProxySet {
         let deadline = Instant::now() + timeout;
         let mut open = 0;
         for proxy in &self.proxies {
-            for target in old {
+            for target in distinct(old) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 open += proxy.drain(target, left);
             }
@@ -107,10 +107,7 @@ impl ProxySet {
 
     /// Cuts the connections still open to any of `old`; returns how many there were.
     pub fn close_connections(&self, old: &[Target]) -> usize {
-        self.proxies
-            .iter()
-            .flat_map(|p| old.iter().map(move |t| p.close_connections(t)))
-            .sum()
+        self.cut_connections(old).total()
     }
 
     /// [`close_connections`](Self::close_connections), telling what the cut connections
@@ -119,7 +116,7 @@ impl ProxySet {
     pub fn cut_connections(&self, old: &[Target]) -> Cut {
         let mut cut = Cut::default();
         for proxy in &self.proxies {
-            for target in old {
+            for target in distinct(old) {
                 cut += proxy.cut_connections(target);
             }
         }
@@ -136,4 +133,14 @@ impl ProxySet {
             proxy.close(deadline.saturating_duration_since(Instant::now()));
         }
     }
+}
+
+/// Each target once: two ports publishing the same container port (on two host addresses,
+/// say) give the same old target twice, and its connections must not be counted twice.
+fn distinct(targets: &[Target]) -> impl Iterator<Item = &Target> {
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| !targets[..*i].contains(t))
+        .map(|(_, t)| t)
 }
