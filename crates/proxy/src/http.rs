@@ -52,7 +52,9 @@ pub(crate) fn sniff(data: &[u8]) -> Sniff {
     };
     let mut parts = line.splitn(3, |&b| b == b' ');
     let method = parts.next().unwrap_or_default();
-    if !method.iter().all(|&b| is_tchar(b)) {
+    // Methods are tokens, but every registered one is a short upper-case word: requiring
+    // that decides at once for most other protocols, even after a single byte ("p").
+    if method.len() > MAX_METHOD || !method.iter().all(|&b| is_method_char(b)) {
         return Sniff::NotHttp;
     }
     let Some(target) = parts.next() else {
@@ -477,6 +479,13 @@ fn skip_empty_lines(data: &[u8]) -> &[u8] {
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The longest method recognised (`MKCALENDAR`, `UPDATEREDIRECTREF` are among the longest).
+const MAX_METHOD: usize = 20;
+
+fn is_method_char(b: u8) -> bool {
+    b.is_ascii_uppercase() || b == b'-' || b == b'_'
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -929,7 +938,10 @@ mod tests {
         ] {
             assert_eq!(sniff(prefix), Sniff::NeedMore, "{prefix:?}");
         }
-        let not_http: [&[u8]; 6] = [
+        let not_http: [&[u8]; 9] = [
+            b"p",
+            b"ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            b"get / HTTP/1.1\r\n",
             b"ping\n",
             b"\x16\x03\x01\x02\x00",
             b"SSH-2.0-OpenSSH_9.2\r\n",

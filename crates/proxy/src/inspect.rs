@@ -42,6 +42,12 @@ pub(crate) const IDLE_CLOSE: Duration = Duration::from_secs(1);
 /// could destroy the last response before the client has read it.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How long the first bytes of a connection may stay a mere prefix of a request line
+/// (`GET /lo`) before the connection is taken for plain TCP. An HTTP client writes its
+/// request line at once; a client of another protocol may send a few bytes that happen to
+/// look like one and then wait for an answer, which must not wait on the proxy for long.
+const DETECT_WAIT: Duration = Duration::from_millis(200);
+
 /// How a relayed connection continues.
 pub(crate) enum Outcome {
     /// The connection is over.
@@ -164,6 +170,8 @@ struct Relay<'a> {
     tracker: Tracker,
     /// Still waiting for the first bytes to tell whether this is HTTP.
     detecting: bool,
+    /// When the first bytes arrived while detecting.
+    first_bytes: Option<Instant>,
     /// The route was switched away from (or the proxy is closing).
     draining: bool,
     /// Draining: no further request is forwarded.
@@ -196,6 +204,7 @@ pub(crate) fn relay(conn: &TcpConn, lease: &Lease, declared_http: bool) -> Outco
         down: Flow::new(),
         tracker: Tracker::new(),
         detecting: !declared_http,
+        first_bytes: None,
         draining: false,
         stop_requests: false,
         marked: false,
@@ -243,6 +252,13 @@ impl Relay<'_> {
                 return Ok(Outcome::Done);
             }
             let mut timeout = None;
+            if let (true, Some(first)) = (self.detecting, self.first_bytes) {
+                let waited = first.elapsed();
+                if waited >= DETECT_WAIT {
+                    return Ok(Outcome::Opaque);
+                }
+                timeout = Some(DETECT_WAIT - waited);
+            }
             if self.draining && self.quiet() {
                 let quiet_for = self.last_activity.elapsed();
                 if quiet_for >= IDLE_CLOSE {
@@ -268,6 +284,9 @@ impl Relay<'_> {
             }
             if read_up && fds[0].revents != 0 && self.up.read(self.client)? {
                 self.last_activity = Instant::now();
+                if self.detecting && self.first_bytes.is_none() {
+                    self.first_bytes = Some(self.last_activity);
+                }
             }
             if read_down && fds[1].revents != 0 && self.down.read(self.upstream)? {
                 self.last_activity = Instant::now();

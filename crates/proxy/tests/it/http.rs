@@ -495,3 +495,34 @@ fn a_thousand_keep_alive_connections_hold_bounded_fds_and_threads() {
         .unwrap();
     assert_eq!(resp.body, "B /new");
 }
+
+#[test]
+fn auto_detection_never_stalls_a_client_that_speaks_first() {
+    let _guard = support::shared();
+    // An echo server that, unlike EchoServer, says nothing first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = Target::Addr(listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let proxy = proxy(&target, Protocol::Auto);
+    // One byte that cannot start a request line, and one that is the start of "GET /":
+    // both must come back without the client sending more.
+    for msg in [&b"p"[..], b"GET"] {
+        let mut c = TcpStream::connect(proxy.local_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    server.join().unwrap();
+}
