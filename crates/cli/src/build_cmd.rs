@@ -6,7 +6,9 @@ use crate::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use berth_compose::model::Service;
 use berth_compose::Project;
-use berth_image::builder::{self, BaseImages, BuildProgress, BuildRequest, DockerfileSource};
+use berth_image::builder::{
+    self, BaseImages, BuildProgress, BuildRequest, DockerfileSource, SecretSource,
+};
 use berth_oci::{Digest, Platform, Store};
 use berth_registry::{Client, Progress, PullOptions, Reference};
 use clap::Args;
@@ -29,9 +31,92 @@ pub struct BuildArgs {
     /// Set a build-time variable (repeatable), `NAME=VALUE` or `NAME` (from the environment)
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     build_arg: Vec<String>,
+    /// A secret for `RUN --mount=type=secret` (repeatable): `id=NAME,src=FILE` or
+    /// `id=NAME,env=VAR`; its bytes never reach the image, the cache or the log
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
+    secret: Vec<String>,
     /// Print nothing but errors
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// `--secret id=NAME,src=FILE|env=VAR` (as docker build; `source=` and
+/// `type=file|env` are accepted too, and `env` alone names both).
+fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut kind = None;
+    for field in text.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .with_context(|| format!("--secret {text:?}: {field:?} is not key=value"))?;
+        match k.trim() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => kind = Some(v.to_string()),
+            other => bail!("--secret {text:?}: unknown key {other:?}"),
+        }
+    }
+    let source = match (src, env, kind.as_deref()) {
+        (Some(s), None, None | Some("file")) => SecretSource::File(s.into()),
+        (Some(s), None, Some("env")) => SecretSource::Env(s),
+        (None, Some(e), None | Some("env")) => SecretSource::Env(e),
+        (None, None, _) => match &id {
+            Some(i) => SecretSource::Env(i.clone()),
+            None => bail!("--secret {text:?}: needs id= and src= or env="),
+        },
+        _ => bail!("--secret {text:?}: give either src= or env="),
+    };
+    let id = match (id, &source) {
+        (Some(i), _) => i,
+        (None, SecretSource::Env(e)) => e.clone(),
+        (None, SecretSource::File(_)) => bail!("--secret {text:?}: needs id="),
+    };
+    Ok((id, source))
+}
+
+/// `build.secrets` of a service, from the project's top-level `secrets:`
+/// (`file:` or `environment:`); the id a Dockerfile mounts is the secret's
+/// name, or `target` in the long form.
+fn compose_secrets(
+    project: &Project,
+    name: &str,
+    b: &berth_compose::model::Build,
+) -> Result<indexmap::IndexMap<String, SecretSource>> {
+    let mut out = indexmap::IndexMap::new();
+    let Some(list) = b.extra.get("secrets") else {
+        return Ok(out);
+    };
+    let items = list
+        .as_array()
+        .with_context(|| format!("services.{name}.build.secrets: must be a list"))?;
+    for item in items {
+        let (source, id) = match item {
+            serde_json::Value::String(s) => (s.clone(), s.clone()),
+            serde_json::Value::Object(o) => {
+                let source = o.get("source").and_then(|v| v.as_str()).with_context(|| {
+                    format!("services.{name}.build.secrets: an entry without source")
+                })?;
+                let id = o.get("target").and_then(|v| v.as_str()).unwrap_or(source);
+                (source.to_string(), id.to_string())
+            }
+            _ => bail!("services.{name}.build.secrets: entries are names or {{source, target}}"),
+        };
+        let def = project.secrets.get(&source).with_context(|| {
+            format!("services.{name}.build.secrets: secret {source:?} is not defined under the top-level secrets")
+        })?;
+        let from = if let Some(f) = def.get("file").and_then(|v| v.as_str()) {
+            SecretSource::File(f.into())
+        } else if let Some(e) = def.get("environment").and_then(|v| v.as_str()) {
+            SecretSource::Env(e.to_string())
+        } else {
+            bail!("secrets.{source}: berth builds read secrets from `file:` or `environment:`");
+        };
+        out.insert(id, from);
+    }
+    Ok(out)
 }
 
 #[derive(Args, Debug)]
@@ -261,6 +346,12 @@ impl BuildProgress for StepProgress {
             eprintln!("{} | {text}", self.service);
         }
     }
+
+    fn output(&self, _stage: usize, _index: usize, line: &str) {
+        if !self.quiet {
+            eprintln!("{} |   {line}", self.service);
+        }
+    }
 }
 
 pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
@@ -285,6 +376,11 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             }
         }
     }
+    let mut secrets = indexmap::IndexMap::new();
+    for text in &args.secret {
+        let (id, source) = parse_secret(text)?;
+        secrets.insert(id, source);
+    }
     let services = selected(project, &args.services)?;
     let mut built_any = false;
     for (name, svc) in services {
@@ -301,7 +397,7 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             quiet: args.quiet,
             cli_args: &cli_args,
         };
-        build_service(&loaded, &store, &bases, name, svc, b, &opts)?;
+        build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &secrets)?;
     }
     if !built_any && args.services.is_empty() && !args.quiet {
         eprintln!("no service has a build section");
@@ -327,6 +423,31 @@ pub fn build_service(
     b: &berth_compose::model::Build,
     flags: &BuildFlags,
 ) -> Result<()> {
+    build_service_with(
+        loaded,
+        store,
+        bases,
+        name,
+        svc,
+        b,
+        flags,
+        &indexmap::IndexMap::new(),
+    )
+}
+
+/// [`build_service`] with `--secret`s given on the command line (they
+/// win over the service's `build.secrets` of the same id).
+#[allow(clippy::too_many_arguments)]
+fn build_service_with(
+    loaded: &berth_compose::Loaded,
+    store: &Store,
+    bases: &dyn BaseImages,
+    name: &str,
+    svc: &Service,
+    b: &berth_compose::model::Build,
+    flags: &BuildFlags,
+    cli_secrets: &indexmap::IndexMap<String, SecretSource>,
+) -> Result<()> {
     let project = &loaded.project;
     let image = service_image(project, name, svc)?;
     let mut tags = vec![image.to_string()];
@@ -351,6 +472,8 @@ pub fn build_service(
         }
     }
     build_args.extend(flags.cli_args.clone());
+    let mut secrets = compose_secrets(project, name, b)?;
+    secrets.extend(cli_secrets.clone());
     let labels = b
         .labels
         .iter()
@@ -370,13 +493,20 @@ pub fn build_service(
         no_cache: flags.no_cache || b.no_cache == Some(true),
         pull: flags.pull || b.pull == Some(true),
         platform: Platform::host(),
+        secrets,
+        network: b
+            .extra
+            .get("network")
+            .and_then(|n| n.as_str())
+            .map(str::to_string),
     };
     let started = Instant::now();
     let progress = StepProgress {
         service: name.to_string(),
         quiet: flags.quiet,
     };
-    let built = builder::build(store, &req, bases, &progress)
+    let runner = berth_sandbox::BuildRunner::new(berth_oci::store::state_dir().join("sandbox"));
+    let built = builder::build_with(store, &req, bases, &runner, &progress)
         .with_context(|| format!("building service {name:?}"))?;
     if !flags.quiet {
         eprintln!(

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+mod run;
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,101 @@ pub struct BuildRequest {
     /// Pull base images even when the store has them.
     pub pull: bool,
     pub platform: Platform,
+    /// Secrets `RUN --mount=type=secret` may mount, by id.
+    pub secrets: IndexMap<String, SecretSource>,
+    /// The network of `RUN` steps without `--network` (compose
+    /// `build.network`): `default`, `host` or `none`.
+    pub network: Option<String>,
+}
+
+/// Where a build secret's bytes come from (`--secret id=…,src=…|env=…`).
+/// They are read when a step mounts the secret and never reach a layer,
+/// the cache key, the image config or the build log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// The network a `RUN` step gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNetwork {
+    /// Outbound access as containers have it (the runner documents how).
+    Default,
+    /// Only a loopback interface.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// A filesystem a `RUN` step sees at `target`, besides its rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    pub target: String,
+    pub kind: RunMountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMountKind {
+    Bind { source: PathBuf, read_only: bool },
+    Tmpfs { size: Option<u64> },
+}
+
+/// One `RUN` step for a [`RunSteps`] to execute.
+#[derive(Debug, Clone)]
+pub struct RunStep {
+    /// The stage's layers so far (blob and diff ID), bottom first.
+    pub layers: Vec<(Descriptor, Digest)>,
+    pub argv: Vec<String>,
+    /// `KEY=VALUE`: the stage's ENV and the ARGs in scope.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    /// Absolute.
+    pub workdir: String,
+    pub network: RunNetwork,
+    pub mounts: Vec<RunMount>,
+}
+
+/// How a `RUN` step's command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// It exited 0 and `commit` was given its changes.
+    Committed,
+    /// It exited with this code (128 + the signal if killed).
+    Failed { code: i32 },
+}
+
+pub type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What executes `RUN` steps: a container on the stage's filesystem.
+pub trait RunSteps {
+    /// Run `step`, streaming its output lines to `output`. On success, call
+    /// `commit` with the directory holding the step's changes in overlayfs
+    /// format (see [`crate::diff`]) before anything of the step is removed.
+    /// Whatever happens, nothing of the step (container, mount, scratch
+    /// file) is left once this returns.
+    fn run(
+        &self,
+        store: &Store,
+        step: &RunStep,
+        output: &mut dyn FnMut(&str),
+        commit: &mut dyn FnMut(&Path) -> std::result::Result<(), RunError>,
+    ) -> std::result::Result<RunOutcome, RunError>;
+}
+
+/// For builds without a container runtime: `RUN` is an error.
+pub struct NoRun;
+
+impl RunSteps for NoRun {
+    fn run(
+        &self,
+        _: &Store,
+        _: &RunStep,
+        _: &mut dyn FnMut(&str),
+        _: &mut dyn FnMut(&Path) -> std::result::Result<(), RunError>,
+    ) -> std::result::Result<RunOutcome, RunError> {
+        Err("this build has no container runtime to execute RUN with".into())
+    }
 }
 
 /// Where base images come from: the store, or a registry on demand.
@@ -98,6 +195,8 @@ pub trait BuildProgress {
     fn step(&self, stage: usize, index: usize, total: usize, text: &str);
     fn cached(&self, stage: usize, index: usize);
     fn note(&self, text: &str);
+    /// A line of a running `RUN` step's output.
+    fn output(&self, _stage: usize, _index: usize, _line: &str) {}
 }
 
 /// Prints nothing (tests, `--progress quiet`).
@@ -207,6 +306,8 @@ struct Builder<'a> {
     store: &'a Store,
     req: &'a BuildRequest,
     bases: &'a dyn BaseImages,
+    runner: &'a dyn RunSteps,
+    progress: &'a dyn BuildProgress,
     file: String,
     escape: char,
     context_entries: Option<Vec<Entry>>,
@@ -227,10 +328,22 @@ impl Drop for ScratchDir {
     }
 }
 
+/// [`build_with`] without a container runtime: `RUN` fails.
 pub fn build(
     store: &Store,
     req: &BuildRequest,
     bases: &dyn BaseImages,
+    progress: &dyn BuildProgress,
+) -> Result<Built> {
+    build_with(store, req, bases, &NoRun, progress)
+}
+
+/// Build `req` into `store`, executing `RUN` steps with `runner`.
+pub fn build_with(
+    store: &Store,
+    req: &BuildRequest,
+    bases: &dyn BaseImages,
+    runner: &dyn RunSteps,
     progress: &dyn BuildProgress,
 ) -> Result<Built> {
     let (text, file) = match &req.dockerfile {
@@ -261,6 +374,8 @@ pub fn build(
         store,
         req,
         bases,
+        runner,
+        progress,
         file,
         escape: dockerfile.escape(),
         context_entries: None,
@@ -526,7 +641,6 @@ impl Builder<'_> {
         stage: usize,
         index: usize,
     ) -> Result<bool> {
-        let _ = (stage, index);
         let history = |state: &mut StageState, empty: bool| {
             state.config.history.push(History {
                 created_by: Some(cmd.source.trim().to_string()),
@@ -656,12 +770,30 @@ impl Builder<'_> {
                 state.config.author = Some(m.clone());
                 history(state, true);
             }
-            Instruction::Run { .. } => {
-                return Err(self.fail(
+            Instruction::Run {
+                cmd: line,
+                mounts,
+                network,
+                security,
+                devices,
+                heredocs,
+            } => {
+                if security.as_deref().is_some_and(|s| s != "sandbox") {
+                    return Err(self.fail(cmd, "RUN --security=insecure is not supported"));
+                }
+                if !devices.is_empty() {
+                    return Err(self.fail(cmd, "RUN --device is not supported"));
+                }
+                return self.run_step(
+                    state,
                     cmd,
-                    "RUN needs berth's embedded engine to execute the command in a container, and that \
-                     engine has not landed yet; build this image with docker build for now",
-                ));
+                    line,
+                    mounts,
+                    network.as_deref(),
+                    heredocs,
+                    done,
+                    (stage, index),
+                );
             }
             Instruction::Copy {
                 srcs,
@@ -732,6 +864,17 @@ impl Builder<'_> {
         source: &str,
         done: &[(Option<String>, StageState)],
     ) -> Result<Vec<Entry>> {
+        let (_, dir) = self.stage_dir(cmd, source, done)?;
+        Ok(context::walk(&dir, &context::Everything)?)
+    }
+
+    /// The key and unpacked directory of a stage or image.
+    fn stage_dir(
+        &mut self,
+        cmd: &Command,
+        source: &str,
+        done: &[(Option<String>, StageState)],
+    ) -> Result<(Digest, PathBuf)> {
         let lower = source.to_lowercase();
         let by_name = done.iter().find(|(n, _)| n.as_deref() == Some(&lower));
         let by_index = source.parse::<usize>().ok().and_then(|i| done.get(i));
@@ -770,12 +913,12 @@ impl Builder<'_> {
             }
             self.stage_dirs.insert(key.clone(), scratch);
         }
-        let dir = &self.stage_dirs[&key].0;
-        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+        let dir = self.stage_dirs[&key].0.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
             path: dir.clone(),
             source,
         })?;
-        Ok(context::walk(dir, &context::Everything)?)
+        Ok((key, dir))
     }
 
     fn entries(&mut self) -> Result<&Vec<Entry>> {

@@ -67,6 +67,12 @@ impl<'s> LayerBuilder<'s> {
         })
     }
 
+    /// The mtime of the entries added from now on (a `RUN` step's files
+    /// keep their own times, clamped to `SOURCE_DATE_EPOCH`).
+    pub fn set_mtime(&mut self, mtime: u64) {
+        self.mtime = mtime;
+    }
+
     fn header(&self, kind: tar::EntryType, mode: u32, owner: Owner, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -152,6 +158,13 @@ impl<'s> LayerBuilder<'s> {
     ) -> Result<(), LayerError> {
         let mut h = self.header(tar::EntryType::Symlink, 0o777, owner, 0);
         let r = self.tar.append_link(&mut h, path, target);
+        self.io(path, r)
+    }
+
+    /// A named pipe (what a `RUN` step may leave behind).
+    pub fn add_fifo(&mut self, path: &str, mode: u32, owner: Owner) -> Result<(), LayerError> {
+        let mut h = self.header(tar::EntryType::Fifo, mode, owner, 0);
+        let r = self.tar.append_data(&mut h, path, io::empty());
         self.io(path, r)
     }
 

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod builder;
 pub mod context;
 pub mod copy;
+pub mod diff;
 pub mod fetch;
 pub mod layer;
 pub mod passwd;

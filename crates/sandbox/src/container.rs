@@ -149,6 +149,11 @@ impl Sandbox {
         Ok(path)
     }
 
+    /// The sandbox's state directory (absolute).
+    pub(crate) fn state_root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn layers(&self) -> &LayerCache {
         &self.layers
     }

@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod build;
 mod container;
 pub mod cp;
 mod exec;
@@ -50,6 +51,7 @@ mod sys;
 mod unpack;
 mod user;
 
+pub use build::BuildRunner;
 pub use container::{Container, ExitStatus, Sandbox};
 pub use exec::{ExecProcess, ExecSpec};
 pub use flatten::populate;

@@ -45,6 +45,8 @@ pub fn request(context: &Path, tag: &str) -> BuildRequest {
         no_cache: false,
         pull: false,
         platform: Platform::host(),
+        secrets: Default::default(),
+        network: None,
     }
 }
 
