@@ -472,11 +472,72 @@ struct FileLogs {
     dir: PathBuf,
     files: Mutex<std::collections::HashMap<String, LogFile>>,
     configs: Mutex<std::collections::HashMap<String, crate::logs::LogConfig>>,
+    /// Lines that could not be written (a full disk), per container, and
+    /// why: said in one marker line once writing works again.
+    lost: Mutex<std::collections::HashMap<String, (u64, String)>>,
 }
 
 struct LogFile {
     file: fs::File,
     size: u64,
+}
+
+impl LogFile {
+    /// Appends whole lines: a write cut short by a full disk is taken back
+    /// to the last line it completed, so a reader never meets half a line.
+    /// On failure, how many bytes of `text` stayed.
+    fn append(&mut self, text: &str) -> Result<(), (std::io::Error, usize)> {
+        let before = self.size;
+        match self.file.write_all(text.as_bytes()) {
+            Ok(()) => {
+                self.size += text.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let now = self.file.metadata().map(|m| m.len()).unwrap_or(before);
+                let written = (now.saturating_sub(before) as usize).min(text.len());
+                let kept = text[..written].rfind('\n').map_or(0, |i| i + 1);
+                let _ = self.file.set_len(before + kept as u64);
+                self.size = before + kept as u64;
+                Err((e, kept))
+            }
+        }
+    }
+}
+
+impl FileLogs {
+    /// Write `batch` to `file`, after a marker line for the lines lost
+    /// before it; what does not fit (a full disk) is lost and counted, to
+    /// be said by the next marker.
+    fn write_batch(&self, container: &str, file: &mut LogFile, batch: &str) {
+        let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::new();
+        let earlier = lost.get(container).map(|(n, _)| *n);
+        if let Some(n) = earlier {
+            let why = &lost[container].1;
+            text.push_str(&format!(
+                "{} [berth: {n} lines lost: {why}]\n",
+                crate::logs::timestamp_now()
+            ));
+        }
+        let marker = text.len();
+        text.push_str(batch);
+        match file.append(&text) {
+            Ok(()) => {
+                lost.remove(container);
+            }
+            Err((e, kept)) => {
+                // Once the marker is written its count is said.
+                let still = if kept >= marker {
+                    0
+                } else {
+                    earlier.unwrap_or(0)
+                };
+                let dropped = text[kept.max(marker)..].matches('\n').count() as u64;
+                lost.insert(container.to_string(), (still + dropped, e.to_string()));
+            }
+        }
+    }
 }
 
 impl LogSink for FileLogs {
@@ -517,9 +578,7 @@ impl LogSink for FileLogs {
             if full {
                 // Write what fits in this file, then rotate.
                 if let Some(f) = files.get_mut(container) {
-                    if f.file.write_all(batch.as_bytes()).is_ok() {
-                        f.size += batch.len() as u64;
-                    }
+                    self.write_batch(container, f, &batch);
                 }
                 batch.clear();
                 files.remove(container);
@@ -538,9 +597,7 @@ impl LogSink for FileLogs {
         }
         if let Some(f) = files.get_mut(container) {
             // A full disk loses lines, never the container.
-            if f.file.write_all(batch.as_bytes()).is_ok() {
-                f.size += batch.len() as u64;
-            }
+            self.write_batch(container, f, &batch);
         }
     }
 }
@@ -574,6 +631,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
         dir: dir.join("logs"),
         files: Mutex::new(Default::default()),
         configs: Mutex::new(Default::default()),
+        lost: Mutex::new(Default::default()),
     });
     // A supervisor that died left its containers running: take them over.
     let mut rt = match orphaned_state(project) {

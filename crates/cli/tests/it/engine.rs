@@ -1334,12 +1334,23 @@ fn a_full_disk_under_the_logs_loses_lines_not_the_project() {
 
     let up = p.berth(&["up", "-d"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
+    // The container's numbers, with berth's marker for lost lines as
+    // `u64::MAX - lost`.
     let numbers = || -> Vec<u64> {
         let out = p.berth(&["logs", "--no-color", "chatty"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
             .lines()
             .map(|l| {
+                if let Some((_, rest)) = l.split_once("[berth: ") {
+                    let lost = rest
+                        .split_once(" lines lost: ")
+                        .map(|(n, _)| n.parse::<u64>());
+                    return match lost {
+                        Some(Ok(n)) => u64::MAX - n,
+                        _ => panic!("a garbled marker line: {l:?}"),
+                    };
+                }
                 let n = l.rsplit_once(" | n=").map(|(_, n)| n.parse::<u64>());
                 match n {
                     Some(Ok(n)) => n,
@@ -1348,10 +1359,23 @@ fn a_full_disk_under_the_logs_loses_lines_not_the_project() {
             })
             .collect()
     };
+    // Full: less room than the filler takes, and the log stops growing
+    // while the container goes on writing (berth takes back a write cut
+    // short, so a little room may stay free).
+    let log = logs.join(format!("{}-chatty-1.log", p.name));
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while free_bytes(&logs) > 0 {
+    loop {
         assert!(Instant::now() < deadline, "the logs never filled the disk");
-        std::thread::sleep(Duration::from_millis(50));
+        if free_bytes(&logs) < 16 << 10 {
+            let was = size();
+            std::thread::sleep(Duration::from_millis(300));
+            if size() == was {
+                break;
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let before = numbers();
     let last_before = *before.last().expect("nothing was logged");
@@ -1361,17 +1385,28 @@ fn a_full_disk_under_the_logs_loses_lines_not_the_project() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
         let all = numbers();
-        if all.len() > before.len() {
+        if all.len() > before.len() + 1 {
             break all;
         }
         assert!(Instant::now() < deadline, "logging never resumed");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(after[..before.len()], before[..], "logged lines changed");
-    let resumed = after[before.len()];
+    // First a line saying how many were lost, then the container's lines
+    // from where writing works again: exactly that many are missing.
+    let marker = after[before.len()];
     assert!(
-        resumed > last_before + 1,
-        "no line was lost while the disk was full ({last_before} then {resumed})"
+        marker > u64::MAX / 2,
+        "no marker line for the lost lines: {:?}",
+        &after[before.len()..]
+    );
+    let lost = u64::MAX - marker;
+    let resumed = after[before.len() + 1];
+    assert!(lost > 0, "the marker says no line was lost");
+    assert_eq!(
+        resumed - last_before - 1,
+        lost,
+        "the marker's count is not what is missing ({last_before} then {resumed})"
     );
     // Still supervised, still running.
     let ps: serde_json::Value =

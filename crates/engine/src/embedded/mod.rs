@@ -20,6 +20,7 @@ mod ports;
 mod resources;
 mod restart;
 mod signal;
+mod unsupported;
 
 pub use health::{Health, HealthCheck, Probe};
 pub use restart::RestartPolicy;
@@ -63,6 +64,9 @@ pub enum EngineError {
     },
     #[error("interrupted")]
     Interrupted,
+    /// A key the engine cannot honour: `key.path: why`.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -664,6 +668,7 @@ impl ProjectRuntime {
         plan: &Plan,
         progress: &dyn Fn(&str),
     ) -> Result<()> {
+        unsupported::check(project).map_err(EngineError::Unsupported)?;
         self.ensure_networks(project)?;
         for step in &plan.steps {
             if self.cancel.load(Ordering::SeqCst) {
@@ -1199,10 +1204,9 @@ impl ProjectRuntime {
                 .and_then(|v| v.as_bool())
                 == Some(true)
             {
-                return Err(svc_err(
-                    "-",
-                    format!("networks.{key}.enable_ipv6: IPv6 networks are not supported by the embedded engine yet"),
-                ));
+                return Err(EngineError::Unsupported(format!(
+                    "networks.{key}.enable_ipv6: IPv6 networks are not supported by the embedded engine yet"
+                )));
             }
             if decl.and_then(|d| d.external) == Some(true) {
                 if self.engine.networks.get(&name)?.is_none() {
@@ -1746,6 +1750,7 @@ impl ProjectRuntime {
         service: &str,
         run: OneOff,
     ) -> Result<String> {
+        unsupported::check(project).map_err(EngineError::Unsupported)?;
         self.ensure_networks(project)?;
         let mut project = project.clone();
         let svc = project

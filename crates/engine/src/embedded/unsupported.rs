@@ -1,0 +1,194 @@
+//! Compose keys the embedded engine cannot honour. A valid compose file
+//! may use them (`config -q` passes), but `up` refuses them before it makes
+//! anything, with one line naming the key path, instead of running the
+//! service without what the key asked for.
+
+use berth_compose::model::Service;
+use berth_compose::Project;
+use serde_json::Value;
+
+/// The first key of `project` the embedded engine cannot honour, as
+/// `key.path: why`.
+pub fn check(project: &Project) -> Result<(), String> {
+    for (name, svc) in &project.services {
+        check_service(project, name, svc)?;
+    }
+    for (key, v) in &project.volumes {
+        if let Some(driver) = v.driver.as_deref().filter(|d| *d != "local") {
+            return Err(format!(
+                "volumes.{key}.driver: {driver:?} is not available (the embedded engine has the local driver only)"
+            ));
+        }
+        if v.extra.get("driver_opts").is_some_and(non_empty) {
+            return Err(format!(
+                "volumes.{key}.driver_opts: the local driver's options (bind and tmpfs volumes) are not supported yet"
+            ));
+        }
+    }
+    for (key, n) in &project.networks {
+        if n.external == Some(true) {
+            continue;
+        }
+        if let Some(driver) = n.driver.as_deref().filter(|d| *d != "bridge") {
+            return Err(format!(
+                "networks.{key}.driver: {driver:?} is not available (the embedded engine has the bridge driver only)"
+            ));
+        }
+        if n.extra.get("driver_opts").is_some_and(non_empty) {
+            return Err(format!(
+                "networks.{key}.driver_opts: bridge driver options are not supported yet"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Null => false,
+        _ => true,
+    }
+}
+
+fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), String> {
+    let key = |k: &str| format!("services.{name}.{k}");
+    if let Some(platform) = svc.extra.get("platform").and_then(Value::as_str) {
+        let host = host_platform();
+        let wanted = platform.trim_end_matches("/v1").to_ascii_lowercase();
+        if wanted != host && !host.starts_with(&format!("{wanted}/")) {
+            return Err(format!(
+                "{}: {platform} cannot run on this {host} host",
+                key("platform")
+            ));
+        }
+    }
+    // Windows-only, or hardware and storage this engine has no way to give.
+    for (k, why) in [
+        (
+            "gpus",
+            "GPU devices are not supported by the embedded engine",
+        ),
+        ("isolation", "isolation modes are a Windows feature"),
+        ("credential_spec", "credential specs are a Windows feature"),
+        (
+            "storage_opt",
+            "per-container storage options are not supported by the embedded engine's overlay",
+        ),
+        (
+            "device_cgroup_rules",
+            "device cgroup rules are not supported yet (use devices)",
+        ),
+        ("cgroup_parent", "a cgroup parent is not supported yet"),
+        ("blkio_config", "block I/O limits are not supported yet"),
+        ("post_start", "lifecycle hooks are not supported yet"),
+        ("pre_stop", "lifecycle hooks are not supported yet"),
+    ] {
+        if svc.extra.get(k).is_some_and(non_empty) {
+            return Err(format!("{}: {why}", key(k)));
+        }
+    }
+    if let Some(runtime) = svc.extra.get("runtime").and_then(Value::as_str) {
+        if !matches!(runtime, "runc" | "io.containerd.runc.v2") {
+            return Err(format!(
+                "{}: {runtime:?} is not available (containers run through youki's libcontainer, runc-compatible)",
+                key("runtime")
+            ));
+        }
+    }
+    if let Some(mode) = svc.network_mode.as_deref() {
+        let known = matches!(mode, "host" | "none" | "bridge" | "default")
+            || mode.starts_with("container:")
+            || mode
+                .strip_prefix("service:")
+                .is_some_and(|s| project.services.contains_key(s));
+        if !known {
+            return Err(format!(
+                "{}: {mode:?} is not supported (host, none, bridge, service:NAME of this project, container:NAME)",
+                key("network_mode")
+            ));
+        }
+    }
+    // Namespace sharing: only the default (a namespace of its own) is there.
+    for k in ["ipc", "pid", "uts", "cgroup"] {
+        if let Some(mode) = svc.extra.get(k).and_then(Value::as_str) {
+            if !matches!(mode, "private" | "") {
+                return Err(format!(
+                    "{}: {mode:?} is not supported yet (each container has its own {k} namespace)",
+                    key(k)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `linux/amd64`, `linux/arm64`, … for the machine berth runs on.
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(doc: Value) -> String {
+        let p: Project = serde_json::from_value(doc).unwrap();
+        check(&p).unwrap_err()
+    }
+
+    #[test]
+    fn refusals_name_the_key_path() {
+        let other = if host_platform() == "linux/amd64" {
+            "linux/arm64"
+        } else {
+            "linux/amd64"
+        };
+        let e = err(json!({"name": "p", "services": {"app": {"platform": other}}}));
+        assert!(
+            e.starts_with(&format!(
+                "services.app.platform: {other} cannot run on this"
+            )),
+            "{e}"
+        );
+        let e =
+            err(json!({"name": "p", "services": {"app": {"network_mode": "ns:/proc/1/ns/net"}}}));
+        assert!(e.starts_with("services.app.network_mode:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"network_mode": "service:ghost"}}}));
+        assert!(e.starts_with("services.app.network_mode:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"pid": "host"}}}));
+        assert!(e.starts_with("services.app.pid:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"runtime": "nvidia"}}}));
+        assert!(e.starts_with("services.app.runtime:"), "{e}");
+        let e =
+            err(json!({"name": "p", "services": {"app": {}}, "volumes": {"v": {"driver": "nfs"}}}));
+        assert!(e.starts_with("volumes.v.driver:"), "{e}");
+        let e = err(
+            json!({"name": "p", "services": {"app": {}}, "networks": {"n": {"driver": "overlay"}}}),
+        );
+        assert!(e.starts_with("networks.n.driver:"), "{e}");
+    }
+
+    #[test]
+    fn what_it_honours_passes() {
+        let p: Project = serde_json::from_value(json!({
+            "name": "p",
+            "services": {
+                "db": {"platform": host_platform(), "runtime": "runc", "ipc": "private"},
+                "app": {"network_mode": "service:db"}
+            },
+            "volumes": {"v": {"driver": "local"}},
+            "networks": {"n": {"driver": "bridge"}, "ext": {"external": true, "driver": "overlay"}}
+        }))
+        .unwrap();
+        assert_eq!(check(&p), Ok(()));
+    }
+}
