@@ -1,11 +1,14 @@
 //! Throughput and latency of a published port: direct to 127.0.0.1 against through the proxy
-//! (to a host address, and, as root with `ip`, into a network namespace of its own).
+//! (to a host address, and, as root with `ip`, into a network namespace of its own); then
+//! HTTP/1.1 keep-alive requests direct and through the proxy, and, with `wrk` installed, a
+//! swap under `wrk -c200` and `-c1000` keep-alive load (socket errors, non-2xx, drain time).
 //!
-//! `cargo run --release -p berth-proxy --example bench`. Every figure is measured, none is
+//! `cargo run --release -p berth-proxy --example bench [http]` (`http`: only the HTTP
+//! rows). Every figure is measured, none is
 //! asserted. All traffic stays on 127.0.0.1 or inside the namespace this run creates.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use berth_proxy::{PortProxy, Proto, Target};
+use berth_proxy::{PortProxy, Proto, Protocol, ProxyOptions, Target};
 
 const BULK_BYTES: usize = 1 << 30;
 const PING_PONGS: usize = 20_000;
@@ -201,7 +204,235 @@ fn proxied(target: Target) -> PortProxy {
     PortProxy::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, Proto::Tcp, target).expect("bind proxy")
 }
 
+/// A kept-alive HTTP/1.1 server answering every request with its name (requests have no
+/// body: GET from the benchmark clients and wrk).
+fn http_server(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || serve_http(conn, name))
+                .expect("server thread");
+        }
+    });
+    port
+}
+
+fn serve_http(conn: TcpStream, name: &str) {
+    let _ = conn.set_nodelay(true);
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = conn;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{name}",
+        name.len()
+    );
+    let mut line = String::new();
+    loop {
+        let mut close = false;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.to_ascii_lowercase().starts_with("connection: close") {
+                close = true;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        if writer.write_all(response.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Sequential keep-alive requests over one connection: (p50 µs, p99 µs).
+fn http_latency(addr: SocketAddr) -> (f64, f64) {
+    let conn = TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    let mut times = Vec::with_capacity(PING_PONGS);
+    let mut line = String::new();
+    for _ in 0..PING_PONGS {
+        let start = Instant::now();
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .unwrap();
+        let mut len = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+/// What wrk reported.
+#[derive(Debug, Default)]
+struct Wrk {
+    requests_per_sec: f64,
+    p50: String,
+    p99: String,
+    socket_errors: String,
+    non_2xx: u64,
+    requests: u64,
+}
+
+fn wrk(addr: SocketAddr, connections: usize, seconds: u64) -> Option<std::process::Child> {
+    Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "5s",
+            "--latency",
+            &format!("http://{addr}/"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+fn parse_wrk(out: &str) -> Wrk {
+    let mut w = Wrk {
+        socket_errors: "none".into(),
+        ..Wrk::default()
+    };
+    for line in out.lines().map(str::trim) {
+        let field = |i: usize| line.split_whitespace().nth(i).unwrap_or("").to_string();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            w.requests_per_sec = v.trim().parse().unwrap_or(0.0);
+        } else if line.starts_with("50%") {
+            w.p50 = field(1);
+        } else if line.starts_with("99%") {
+            w.p99 = field(1);
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            w.socket_errors = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            w.non_2xx = v.trim().parse().unwrap_or(0);
+        } else if line.contains(" requests in ") {
+            w.requests = field(0).parse().unwrap_or(0);
+        }
+    }
+    w
+}
+
+fn wrk_output(child: std::process::Child) -> Wrk {
+    let out = child.wait_with_output().expect("wrk");
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn http_proxy(target: Target, protocol: Protocol) -> PortProxy {
+    let options = ProxyOptions {
+        protocol,
+        ..ProxyOptions::default()
+    };
+    PortProxy::bind_with(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        0,
+        Proto::Tcp,
+        target,
+        &options,
+    )
+    .expect("bind proxy")
+}
+
+/// Keep-alive HTTP: one client's request latency, and wrk's throughput with 100 connections.
+fn http_report() {
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let a = local(http_server("A"));
+    let auto = http_proxy(Target::Addr(a), Protocol::Auto);
+    let tcp = http_proxy(Target::Addr(a), Protocol::Tcp);
+    for (label, addr) in [
+        ("http direct", a),
+        ("http via proxy (auto: http)", auto.local_addr()),
+        ("http via proxy (tcp: splice)", tcp.local_addr()),
+    ] {
+        let (p50, p99) = http_latency(addr);
+        print!("{label:<28} keep-alive request p50 {p50:>6.1} µs  p99 {p99:>6.1} µs");
+        match wrk(addr, 100, 5) {
+            Some(child) => {
+                let w = wrk_output(child);
+                println!(
+                    "   wrk -c100: {:>8.0} req/s  p50 {}  p99 {}",
+                    w.requests_per_sec, w.p50, w.p99
+                );
+            }
+            None => println!("   (no wrk)"),
+        }
+    }
+}
+
+/// Swaps between two backends under wrk keep-alive load that outlasts every drain: at 3 s
+/// A → B, at 8 s B → A, each drained; wrk runs 14 s.
+fn swap_under_load(connections: usize) {
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (ta, tb) = (
+        Target::Addr(local(http_server("A"))),
+        Target::Addr(local(http_server("B"))),
+    );
+    let proxy = http_proxy(ta.clone(), Protocol::Auto);
+    let Some(child) = wrk(proxy.local_addr(), connections, 14) else {
+        println!("(no wrk: no swap-under-load row)");
+        return;
+    };
+    let start = Instant::now();
+    let mut drains = Vec::new();
+    for (at, to) in [(3, &tb), (8, &ta)] {
+        std::thread::sleep(Duration::from_secs(at).saturating_sub(start.elapsed()));
+        let before = proxy.active_connections(&proxy.target());
+        let old = proxy.switch(to.clone()).unwrap();
+        let t = Instant::now();
+        let left = proxy.drain(&old, Duration::from_secs(10));
+        let cut = proxy.cut_connections(&old);
+        drains.push(format!(
+            "{before} conns drained in {:.2} s ({left} left, {} cut)",
+            t.elapsed().as_secs_f64(),
+            cut.total()
+        ));
+    }
+    let w = wrk_output(child);
+    println!(
+        "swap under wrk -c{connections:<5} {} requests, {:.0} req/s, socket errors: {}, non-2xx: {}; {}",
+        w.requests,
+        w.requests_per_sec,
+        w.socket_errors,
+        w.non_2xx,
+        drains.join("; ")
+    );
+}
+
 fn main() {
+    match berth_proxy::raise_fd_limit() {
+        Ok(limit) => println!("open-file limit {}", limit.soft),
+        Err(e) => println!("{e}"),
+    }
+    if std::env::args().nth(1).as_deref() == Some("http") {
+        http_report();
+        swap_under_load(200);
+        swap_under_load(1000);
+        return;
+    }
     println!(
         "{} GiB bulk, {PING_PONGS} ping-pongs, {CONNECTIONS} short connections per row",
         BULK_BYTES >> 30
@@ -242,4 +473,8 @@ fn main() {
         }
         None => println!("(no network namespace: run as root with `ip` for the netns row)"),
     }
+
+    http_report();
+    swap_under_load(200);
+    swap_under_load(1000);
 }

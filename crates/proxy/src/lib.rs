@@ -10,6 +10,14 @@
 //! they end, and [`PortProxy::drain`] waits for that. This is the primitive of a zero-downtime
 //! swap: start the new container, probe it ([`probe_tcp`]), switch, drain, stop the old one.
 //!
+//! Connections that carry HTTP/1.x ([`Protocol`]: detected from the client's first bytes, or
+//! declared) do not wait for their clients to leave: after a switch each one ends at a
+//! request boundary, its last response marked `Connection: close`, so kept-alive clients
+//! move to the new target without a failed request. Upgraded (WebSocket) and plain TCP
+//! connections stay until they end or the grace period is over; [`PortProxy::cut_connections`]
+//! then closes them and says what they were ([`Cut`]). [`raise_fd_limit`] lets a supervisor
+//! hold thousands of connections.
+//!
 //! The process using this crate must not die on SIGPIPE: Rust binaries ignore it by default,
 //! and the relay threads block it for themselves as well.
 

@@ -494,6 +494,21 @@ fn a_thousand_keep_alive_connections_hold_bounded_fds_and_threads() {
         .get("/new")
         .unwrap();
     assert_eq!(resp.body, "B /new");
+
+    // Everything the connections held is released with the proxy (the test servers close
+    // their side once the proxy has closed it).
+    drop(proxy);
+    assert_eq!(
+        support::proxy_threads(),
+        0,
+        "a proxy thread outlived the proxy"
+    );
+    assert!(
+        support::eventually(Duration::from_secs(30), || support::fd_count()
+            <= fds_before),
+        "{} fds left of {CONNS} connections",
+        support::fd_count().saturating_sub(fds_before)
+    );
 }
 
 #[test]
