@@ -10,9 +10,9 @@
 //! with a 5 s timeout per lookup). `--network=none` gets only a loopback.
 //!
 //! What the step leaves in its upper directory becomes the layer, except
-//! what only the runtime put there: the mount points of `/etc/hosts`,
-//! `/etc/resolv.conf` and the step's `--mount`s, and the directories made
-//! for them.
+//! what only the runtime put there: the mount points of `/proc`, `/dev`,
+//! `/sys`, `/etc/hosts`, `/etc/resolv.conf` and the step's `--mount`s, and
+//! the directories made for them.
 
 use crate::spec::{ContainerSpec, MountKind, MountSpec, Network, Stdio};
 use crate::{Container, Sandbox, SandboxError};
@@ -152,7 +152,13 @@ impl RunSteps for BuildRunner {
                 },
             });
         }
-        let targets: Vec<String> = mounts.iter().map(|m| m.target.clone()).collect();
+        // The runtime's own mounts (`/proc`, `/dev`, `/sys` and what is
+        // under them) are mount points the runtime makes too.
+        let targets: Vec<String> = ["/proc", "/dev", "/sys"]
+            .into_iter()
+            .map(String::from)
+            .chain(mounts.iter().map(|m| m.target.clone()))
+            .collect();
 
         let (reader, writer) = io::pipe()?;
         let writer = OwnedFd::from(writer);

@@ -5,4 +5,5 @@ mod build;
 mod docker_load;
 mod full_disk;
 mod hostile;
+mod run;
 mod support;

@@ -1,0 +1,311 @@
+//! `RUN` steps executed in berth's sandbox, on a busybox-only image built in
+//! the test (no registry): layers, whiteouts, cache, mounts, secrets and
+//! failures. Needs root, overlayfs and `busybox` (static) on the host.
+
+use crate::build::{request, StoreOnly};
+use berth_image::builder::{build_with, BuildProgress, BuildRequest, Built, SecretSource};
+use berth_oci::{Platform, Store};
+use berth_sandbox::BuildRunner;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A build context holding a static busybox, a store and a sandbox.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    ctx: PathBuf,
+    store: Store,
+    sandbox: PathBuf,
+    runner: BuildRunner,
+}
+
+/// The lines every Dockerfile here starts with: busybox as the whole image.
+const BUSYBOX: &str =
+    "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+
+fn fixture(dockerfile: &str) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::copy("/usr/bin/busybox", ctx.join("busybox")).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("{BUSYBOX}{dockerfile}")).unwrap();
+    let store = Store::open(tmp.path().join("images")).unwrap();
+    let sandbox = tmp.path().join("sandbox");
+    Fixture {
+        runner: BuildRunner::new(&sandbox),
+        ctx,
+        store,
+        sandbox,
+        tmp,
+    }
+}
+
+/// Collects what a build prints.
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl BuildProgress for Lines {
+    fn step(&self, _: usize, _: usize, _: usize, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
+    fn cached(&self, _: usize, _: usize) {}
+    fn note(&self, _: &str) {}
+    fn output(&self, _: usize, _: usize, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+impl Fixture {
+    fn build(&self, tag: &str, edit: impl FnOnce(&mut BuildRequest)) -> Result<Built, String> {
+        self.build_logged(tag, edit, &Lines::default())
+    }
+
+    fn build_logged(
+        &self,
+        tag: &str,
+        edit: impl FnOnce(&mut BuildRequest),
+        lines: &Lines,
+    ) -> Result<Built, String> {
+        let mut req = request(&self.ctx, tag);
+        edit(&mut req);
+        build_with(&self.store, &req, &StoreOnly, &self.runner, lines).map_err(|e| e.to_string())
+    }
+
+    /// Every layer's entry names, bottom first.
+    fn layer_entries(&self, tag: &str) -> Vec<Vec<String>> {
+        let image = self.store.image(tag, &Platform::host()).unwrap();
+        image
+            .manifest
+            .layers
+            .iter()
+            .map(|l| {
+                let blob = self.store.open_blob(&l.digest).unwrap();
+                tar::Archive::new(blob)
+                    .entries()
+                    .unwrap()
+                    .map(|e| {
+                        let e = e.unwrap();
+                        let path = e.path().unwrap();
+                        path.to_string_lossy().trim_end_matches('/').to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The image's filesystem, whiteouts applied.
+    fn rootfs(&self, tag: &str) -> PathBuf {
+        let image = self.store.image(tag, &Platform::host()).unwrap();
+        let dir = self
+            .tmp
+            .path()
+            .join(format!("rootfs-{}", tag.replace([':', '/'], "-")));
+        for l in &image.manifest.layers {
+            let blob = self.store.open_blob(&l.digest).unwrap();
+            let opts = berth_image::unpack::UnpackOptions {
+                whiteouts: true,
+                ..Default::default()
+            };
+            berth_image::unpack::unpack(blob, &dir, opts).unwrap();
+        }
+        dir
+    }
+
+    /// Nothing of a step is left: no bundle, no scratch dir, no mount.
+    fn assert_clean(&self) {
+        for d in ["bundles", "build"] {
+            let left: Vec<_> = fs::read_dir(self.sandbox.join(d))
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "left in {d}: {left:?}");
+        }
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        let root = self.tmp.path().to_string_lossy().to_string();
+        assert!(
+            !mounts.contains(&root),
+            "a mount is left under {root}:\n{mounts}"
+        );
+        let ingest: Vec<_> = fs::read_dir(self.store.root().join("ingest"))
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            !ingest
+                .iter()
+                .any(|n| n.to_string_lossy().starts_with("run-")),
+            "scratch files left: {ingest:?}"
+        );
+    }
+}
+
+fn read(root: &Path, path: &str) -> String {
+    fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn run_steps_become_layers_and_are_cached() {
+    let f = fixture(
+        r#"ARG WHO=world
+ENV GREETING=hello
+WORKDIR /work
+RUN echo "$GREETING $WHO from $(pwd)" > out && mkdir -p /gone/sub /tmp && chmod 1777 /tmp && echo x > /gone/sub/f
+RUN rm -rf /gone && printf 'root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/tmp:/bin/sh\n' > /etc/passwd && echo "app:x:1234:" > /etc/group
+USER app
+RUN ["/bin/sh", "-c", "id -u > /tmp/uid"]
+USER root
+SHELL ["/bin/sh", "-ec"]
+RUN <<EOF
+echo "heredoc sees $GREETING" > /work/heredoc
+EOF
+RUN cat <<A > /work/two && cat <<-'B' >> /work/two
+expanded $GREETING
+A
+	literal $GREETING
+	B
+"#,
+    );
+    let first = f.build("run:1", |_| {}).unwrap();
+    let root = f.rootfs("run:1");
+    assert_eq!(read(&root, "work/out"), "hello world from /work\n");
+    assert_eq!(read(&root, "tmp/uid"), "1234\n");
+    assert_eq!(read(&root, "work/heredoc"), "heredoc sees hello\n");
+    assert_eq!(
+        read(&root, "work/two"),
+        "expanded hello\nliteral $GREETING\n"
+    );
+    assert!(!root.join("gone").exists());
+    let layers = f.layer_entries("run:1");
+    assert!(
+        layers.iter().any(|l| l.iter().any(|e| e == ".wh.gone")),
+        "the deletion is a whiteout: {layers:?}"
+    );
+    for l in &layers {
+        for e in l {
+            assert!(
+                !["etc/hosts", "etc/resolv.conf", "proc", "sys", "dev"].contains(&e.as_str()),
+                "build noise {e} in a layer: {l:?}"
+            );
+        }
+    }
+    f.assert_clean();
+
+    let again = f.build("run:2", |_| {}).unwrap();
+    assert_eq!(
+        again.cached_steps,
+        layers.len(),
+        "every step that makes a layer is cached"
+    );
+    assert_eq!(again.manifest.digest, first.manifest.digest);
+    let rerun = f.build("run:3", |r| r.no_cache = true).unwrap();
+    assert_eq!(rerun.cached_steps, 0);
+    // A changed ARG runs the steps that see it again.
+    let changed = f
+        .build("run:4", |r| {
+            r.build_args.insert("WHO".into(), "you".into());
+        })
+        .unwrap();
+    assert!(changed.cached_steps < changed.steps);
+    assert_eq!(
+        read(&f.rootfs("run:4"), "work/out"),
+        "hello you from /work\n"
+    );
+}
+
+#[test]
+fn a_failing_step_says_where_and_why_and_leaves_nothing() {
+    let f = fixture("RUN echo first words; echo last words >&2; exit 7\nRUN echo never\n");
+    let err = f.build("fail:1", |_| {}).unwrap_err();
+    assert!(err.contains("Dockerfile:4"), "{err}");
+    assert!(err.contains("exit code 7"), "{err}");
+    assert!(
+        err.contains("first words") && err.contains("last words"),
+        "{err}"
+    );
+    f.assert_clean();
+    assert!(f.store.resolve("fail:1").unwrap().is_none());
+}
+
+#[test]
+fn mounts_secrets_and_caches_stay_out_of_the_image() {
+    const SECRET: &str = "s3cr3t-value-9f2c";
+    let f = fixture(
+        r#"RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-len && cat /run/secrets/tok
+RUN --mount=type=secret,id=tok,env=TOK printf %s "$TOK" | wc -c > /env-len
+RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /cache-count
+RUN --mount=type=bind,source=data,target=/data cat /data/f > /bound
+RUN --mount=type=bind,source=data,target=/data,rw echo scribble > /data/f
+RUN --mount=type=tmpfs,target=/scratch echo hi > /scratch/x && ls /scratch > /tmpfs-list
+"#,
+    );
+    fs::create_dir_all(f.ctx.join("data")).unwrap();
+    fs::write(f.ctx.join("data/f"), "from the context\n").unwrap();
+    let secret_file = f.tmp.path().join("token");
+    fs::write(&secret_file, SECRET).unwrap();
+    let with_secret = |r: &mut BuildRequest| {
+        r.secrets
+            .insert("tok".into(), SecretSource::File(secret_file.clone()));
+    };
+    let lines = Lines::default();
+    f.build_logged("m:1", with_secret, &lines).unwrap();
+    let root = f.rootfs("m:1");
+    assert_eq!(read(&root, "secret-len").trim(), SECRET.len().to_string());
+    assert_eq!(read(&root, "env-len").trim(), SECRET.len().to_string());
+    assert_eq!(read(&root, "cache-count").trim(), "1");
+    assert_eq!(read(&root, "bound"), "from the context\n");
+    assert_eq!(read(&root, "tmpfs-list"), "x\n");
+    assert_eq!(
+        fs::read_to_string(f.ctx.join("data/f")).unwrap(),
+        "from the context\n",
+        "an rw bind never writes the context"
+    );
+    for l in f.layer_entries("m:1") {
+        for e in l {
+            for gone in ["run", "cache", "data", "scratch"] {
+                assert!(
+                    e != gone && !e.starts_with(&format!("{gone}/")),
+                    "mount point {e} in a layer"
+                );
+            }
+        }
+    }
+    // The secret is in no blob of the store (layers, config, manifest)...
+    let blobs = f.store.root().join("blobs/sha256");
+    for b in fs::read_dir(&blobs).unwrap().flatten() {
+        let bytes = fs::read(b.path()).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in blob {:?}",
+            b.file_name()
+        );
+    }
+    // ...nor in the build's output, though the step printed it.
+    let printed = lines.0.lock().unwrap().join("\n");
+    assert!(!printed.contains(SECRET), "{printed}");
+    assert!(printed.contains("****"), "{printed}");
+    f.assert_clean();
+
+    // The cache mount keeps its content between builds.
+    f.build("m:2", |r| {
+        with_secret(r);
+        r.no_cache = true;
+    })
+    .unwrap();
+    assert_eq!(read(&f.rootfs("m:2"), "cache-count").trim(), "2");
+    // A required secret that is missing is an error, not an empty file.
+    fs::write(
+        f.ctx.join("Dockerfile"),
+        format!("{BUSYBOX}RUN --mount=type=secret,id=nope,required true\n"),
+    )
+    .unwrap();
+    let err = f.build("m:3", |_| {}).unwrap_err();
+    assert!(err.contains("\"nope\" is required"), "{err}");
+}
+
+#[test]
+fn run_network_none_has_only_loopback() {
+    let f = fixture("RUN --network=none ls /sys/class/net > /ifaces\n");
+    f.build("net:1", |_| {}).unwrap();
+    assert_eq!(read(&f.rootfs("net:1"), "ifaces"), "lo\n");
+    let bad = fixture("RUN --network=bridge true\n");
+    let err = bad.build("net:2", |_| {}).unwrap_err();
+    assert!(err.contains("invalid network mode"), "{err}");
+}
