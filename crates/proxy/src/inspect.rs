@@ -325,7 +325,6 @@ impl Relay<'_> {
             return Ok(Parsed::Opaque);
         }
         if self.tracker.opaque() {
-            self.lease.set_kind(Kind::Upgraded);
             return Ok(Parsed::Opaque);
         }
         if self.up.eof {
@@ -437,9 +436,13 @@ impl Relay<'_> {
     /// Forwards everything buffered, then returns the sockets to blocking mode for the
     /// splice relay.
     fn hand_off(&mut self, conn: &TcpConn) -> Outcome {
-        if self.detecting {
-            self.lease.set_kind(Kind::Tcp);
-        }
+        // What the connection carries from here on, for the report of a cut at the grace
+        // period: an upgraded protocol, or bytes that were never (or stopped being) HTTP.
+        self.lease.set_kind(if self.tracker.opaque() {
+            Kind::Upgraded
+        } else {
+            Kind::Tcp
+        });
         self.up.approved = self.up.end;
         self.down.approved = self.down.end;
         let flushed = flush_all(&mut self.up, self.upstream)

@@ -129,6 +129,9 @@ fn keep_alive_client(
 #[test]
 fn switch_under_200_keep_alive_clients_fails_no_request() {
     let _guard = support::shared();
+    // 200 clients hold about 1,200 fds here (client, server and proxy sockets, A's and B's):
+    // more than the usual soft limit, as for a supervisor under that load.
+    berth_proxy::raise_fd_limit().unwrap();
     let bk = backends();
     let proxy = proxy(&bk.ta, Protocol::Auto);
     let addr = proxy.local_addr();
