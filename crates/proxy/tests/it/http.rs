@@ -544,3 +544,30 @@ fn auto_detection_never_stalls_a_client_that_speaks_first() {
     }
     server.join().unwrap();
 }
+
+#[test]
+fn response_without_a_length_in_flight_at_the_switch_is_relayed_whole() {
+    let _guard = support::shared();
+    let bk = backends();
+    let proxy = proxy(&bk.ta, Protocol::Auto);
+    let mut c = HttpClient::connect(proxy.local_addr()).unwrap();
+    assert_eq!(c.get("/first").unwrap().body, "A /first");
+    // A holds the response until the switch is done; it then ends it by closing.
+    c.send("GET /wait-eof HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(support::eventually(Duration::from_secs(10), || bk
+        .a
+        .requests()
+        == 2));
+    proxy.switch(bk.tb.clone()).unwrap();
+    bk.a.gate.open();
+    let resp = c.response(false).unwrap();
+    assert_eq!(
+        resp.body, "A /wait-eof",
+        "the whole body, up to the server's close"
+    );
+    assert!(
+        resp.close,
+        "the response in flight at the switch ends the connection"
+    );
+    assert_eq!(proxy.drain(&bk.ta, Duration::from_secs(10)), 0);
+}

@@ -4,7 +4,8 @@
 //! The server answers every request with the body `<name> <path>`, so a client can tell
 //! which backend served which request. Paths with special meaning:
 //! - `/wait…`: the response waits until the server's gate is opened;
-//! - `/chunked`: a chunked response, whose second chunk waits for the gate.
+//! - `/chunked`: a chunked response, whose second chunk waits for the gate;
+//! - `/eof…`: a response without a length, ended by closing the connection.
 //!
 //! A request with `Upgrade` gets 101 and the connection then echoes raw bytes.
 
@@ -159,8 +160,9 @@ impl Head {
             .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
 
-    /// Reads the body this head announces (by length or chunked; none otherwise).
-    fn read_body(&self, r: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    /// Reads the body this head announces: by length or chunked; otherwise none, or for a
+    /// response (`until_close`) everything up to the end of the connection.
+    fn read_body(&self, r: &mut impl BufRead, until_close: bool) -> io::Result<Vec<u8>> {
         if self.has_token("transfer-encoding", "chunked") {
             let mut body = Vec::new();
             loop {
@@ -190,6 +192,11 @@ impl Head {
             Some(v) => v
                 .parse::<usize>()
                 .map_err(|_| io::Error::other("bad length"))?,
+            None if until_close => {
+                let mut body = Vec::new();
+                r.read_to_end(&mut body)?;
+                return Ok(body);
+            }
             None => 0,
         };
         let mut body = vec![0u8; len];
@@ -211,7 +218,7 @@ impl Shared {
             if head.get("expect") == Some("100-continue") {
                 w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }
-            let body = head.read_body(&mut r)?;
+            let body = head.read_body(&mut r, false)?;
             if path.starts_with("/wait") {
                 self.gate.wait();
             }
@@ -233,6 +240,11 @@ impl Shared {
             let text = format!("{} {path}", self.name);
             let close = head.has_token("connection", "close");
             let conn_header = if close { "Connection: close\r\n" } else { "" };
+            if path.starts_with("/eof") {
+                // HTTP/1.0 style: no length, the end of the connection ends the body.
+                write!(w, "HTTP/1.1 200 OK\r\n\r\n{text}")?;
+                return Ok(());
+            }
             if path == "/chunked" {
                 write!(
                     w,
@@ -314,7 +326,7 @@ impl HttpClient {
         let body = if head || status < 200 || status == 204 || status == 304 {
             Vec::new()
         } else {
-            h.read_body(&mut self.reader)?
+            h.read_body(&mut self.reader, true)?
         };
         Ok(Response {
             status,
