@@ -28,8 +28,15 @@ use crate::sys;
 use crate::tcp::TcpConn;
 
 /// Buffer per direction: a message head fits, and bodies move in few syscalls. Two per
-/// connection bound the memory of 1,000 kept-alive connections to 32 MiB at most.
+/// connection bound the memory of 1,000 busy kept-alive connections to 32 MiB.
 const BUF: usize = 16 * 1024;
+
+/// A connection with nothing buffered that stays quiet this long gives its buffers back to
+/// the allocator (and gets new ones with its next bytes), so buffer memory follows the
+/// connections that are busy, not all the kept-alive ones open; a connection that never
+/// sends a byte (a browser's spare) never gets one. (The allocator keeps freed memory for
+/// reuse rather than returning it to the system at once.)
+const BUFFER_IDLE: Duration = Duration::from_secs(1);
 
 /// During a drain, a connection with nothing in flight is closed after this long without a
 /// byte. Closing at once would race a kept-alive client that just got its response and is
@@ -73,7 +80,8 @@ struct Flow {
 impl Flow {
     fn new() -> Flow {
         Flow {
-            buf: vec![0; BUF],
+            // Allocated by the first read.
+            buf: Vec::new(),
             sent: 0,
             approved: 0,
             end: 0,
@@ -92,6 +100,9 @@ impl Flow {
 
     /// Whether a read has room, after moving pending bytes to the front if that helps.
     fn room(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
         if self.sent == self.end {
             (self.sent, self.approved, self.end) = (0, 0, 0);
         } else if self.end == self.buf.len() && self.sent > 0 {
@@ -115,8 +126,19 @@ impl Flow {
         true
     }
 
+    /// Gives the buffer back if it holds nothing.
+    fn release(&mut self) {
+        if self.sent == self.end {
+            self.buf = Vec::new();
+            (self.sent, self.approved, self.end) = (0, 0, 0);
+        }
+    }
+
     /// One non-blocking read; `Ok(false)` when nothing was ready.
     fn read(&mut self, src: BorrowedFd<'_>) -> io::Result<bool> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; BUF];
+        }
         match sys::read(src, &mut self.buf[self.end..]) {
             Ok(0) => {
                 self.eof = true;
@@ -265,7 +287,17 @@ impl Relay<'_> {
                     self.end();
                     return Ok(Outcome::Done);
                 }
-                timeout = Some(IDLE_CLOSE - quiet_for);
+                timeout = sooner(timeout, IDLE_CLOSE - quiet_for);
+            }
+            let holding = |f: &Flow| !f.buf.is_empty() && f.sent == f.end;
+            if holding(&self.up) || holding(&self.down) {
+                let quiet_for = self.last_activity.elapsed();
+                if quiet_for >= BUFFER_IDLE {
+                    self.up.release();
+                    self.down.release();
+                } else {
+                    timeout = sooner(timeout, BUFFER_IDLE - quiet_for);
+                }
             }
 
             let read_up = !self.up.eof && self.up.room();
@@ -455,6 +487,10 @@ impl Relay<'_> {
     }
 }
 
+fn sooner(timeout: Option<Duration>, other: Duration) -> Option<Duration> {
+    Some(timeout.map_or(other, |t| t.min(other)))
+}
+
 fn interest(fd: BorrowedFd<'_>, read: bool, write: bool) -> libc::pollfd {
     let mut events = 0;
     if read {
@@ -484,5 +520,49 @@ fn flush_all(flow: &mut Flow, dst: BorrowedFd<'_>) -> io::Result<()> {
         }
         let mut fds = [sys::pollfd(dst.as_raw_fd(), libc::POLLOUT)];
         sys::poll(&mut fds, None)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn buffers_exist_only_while_bytes_pass() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (c, d) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut flow = Flow::new();
+        assert!(flow.room());
+        assert_eq!(flow.buf.capacity(), 0, "no buffer before the first byte");
+        assert!(!flow.read(b.as_fd()).unwrap(), "nothing to read yet");
+        (&a).write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert!(flow.read(b.as_fd()).unwrap());
+        assert_eq!(flow.unparsed(), b"GET / HTTP/1.1\r\n\r\n");
+        // Bytes not yet forwarded keep the buffer.
+        flow.release();
+        assert_eq!(flow.unparsed().len(), 18);
+        flow.approved = flow.end;
+        flow.flush(c.as_fd()).unwrap();
+        let mut got = [0u8; 18];
+        (&d).read_exact(&mut got).unwrap();
+        flow.release();
+        assert_eq!(flow.buf.capacity(), 0, "an emptied buffer is given back");
+        (&a).write_all(b"x").unwrap();
+        assert!(flow.read(b.as_fd()).unwrap());
+        assert_eq!(flow.unparsed(), b"x");
+    }
+
+    #[test]
+    fn a_rewritten_head_keeps_the_bytes_after_it() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut flow = Flow::new();
+        (&a).write_all(b"HEADtail").unwrap();
+        flow.read(b.as_fd()).unwrap();
+        flow.approve_rewritten(4, b"LONGER HEAD");
+        assert_eq!(&flow.buf[..flow.approved], b"LONGER HEAD");
+        assert_eq!(flow.unparsed(), b"tail");
     }
 }
