@@ -384,14 +384,19 @@ fn http_report() {
 }
 
 /// Swaps between two backends under wrk keep-alive load that outlasts every drain: at 3 s
-/// A → B, at 8 s B → A, each drained; wrk runs 14 s.
-fn swap_under_load(connections: usize) {
+/// A → B, at 8 s B → A, each drained (up to a 2 s grace period, then the rest cut); wrk
+/// runs 14 s.
+/// `Protocol::Tcp` is the drain without HTTP awareness, for comparison: kept-alive
+/// connections stay on the old backend until the grace period (here 2 s, so the load
+/// outlasts it) and are then cut, each a failed request for wrk.
+fn swap_under_load(connections: usize, protocol: Protocol) {
     let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let (ta, tb) = (
         Target::Addr(local(http_server("A"))),
         Target::Addr(local(http_server("B"))),
     );
-    let proxy = http_proxy(ta.clone(), Protocol::Auto);
+    let proxy = http_proxy(ta.clone(), protocol);
+    let grace = Duration::from_secs(2);
     let Some(child) = wrk(proxy.local_addr(), connections, 14) else {
         println!("(no wrk: no swap-under-load row)");
         return;
@@ -403,17 +408,17 @@ fn swap_under_load(connections: usize) {
         let before = proxy.active_connections(&proxy.target());
         let old = proxy.switch(to.clone()).unwrap();
         let t = Instant::now();
-        let left = proxy.drain(&old, Duration::from_secs(10));
+        let left = proxy.drain(&old, grace);
         let cut = proxy.cut_connections(&old);
         drains.push(format!(
-            "{before} conns drained in {:.2} s ({left} left, {} cut)",
+            "{before} conns drained in {:.2} s ({left} left, cut: {})",
             t.elapsed().as_secs_f64(),
-            cut.total()
+            cut
         ));
     }
     let w = wrk_output(child);
     println!(
-        "swap under wrk -c{connections:<5} {} requests, {:.0} req/s, socket errors: {}, non-2xx: {}; {}",
+        "swap under wrk -c{connections:<5} ({protocol:<4}) {} requests, {:.0} req/s, socket errors: {}, non-2xx: {}; {}",
         w.requests,
         w.requests_per_sec,
         w.socket_errors,
@@ -429,8 +434,7 @@ fn main() {
     }
     if std::env::args().nth(1).as_deref() == Some("http") {
         http_report();
-        swap_under_load(200);
-        swap_under_load(1000);
+        swap_rows();
         return;
     }
     println!(
@@ -475,6 +479,12 @@ fn main() {
     }
 
     http_report();
-    swap_under_load(200);
-    swap_under_load(1000);
+    swap_rows();
+}
+
+fn swap_rows() {
+    for protocol in [Protocol::Auto, Protocol::Tcp] {
+        swap_under_load(200, protocol);
+        swap_under_load(1000, protocol);
+    }
 }
