@@ -378,6 +378,29 @@ mod tests {
     }
 
     #[test]
+    fn protocol_names_as_in_x_berth() {
+        assert_eq!("http".parse::<Protocol>().unwrap(), Protocol::Http);
+        assert_eq!("TCP".parse::<Protocol>().unwrap(), Protocol::Tcp);
+        assert_eq!("auto".parse::<Protocol>().unwrap(), Protocol::Auto);
+        assert_eq!(Protocol::default(), Protocol::Auto);
+        assert_eq!(Protocol::Http.to_string(), "http");
+        assert_eq!(
+            "h2".parse::<Protocol>().unwrap_err().to_string(),
+            "unknown protocol \"h2\": expected http, tcp or auto"
+        );
+    }
+
+    #[test]
+    fn fd_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = sys::nofile_limit().unwrap();
+        // From the usual default, as a supervisor started from a login shell has it.
+        sys::set_nofile_soft(hard.min(1024), hard).unwrap();
+        let limit = raise_fd_limit().unwrap();
+        assert_eq!(limit, FdLimit { soft: hard, hard });
+        assert_eq!(sys::nofile_limit().unwrap(), (hard, hard));
+    }
+
+    #[test]
     fn targets_display_and_move_namespace() {
         let t = Target::InNetns {
             netns: "/proc/42/ns/net".into(),
