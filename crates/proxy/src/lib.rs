@@ -296,7 +296,9 @@ impl PortProxy {
     ///
     /// Atomic: a connection is routed under the same lock, so once this returns no new
     /// connection reaches the old target. Open connections stay on the old target; wait for
-    /// them with [`drain`](Self::drain). Fails, leaving the target unchanged, only when the new
+    /// them with [`drain`](Self::drain). Those carrying HTTP/1.x end by themselves at their
+    /// next request boundary (see [`Protocol`]); the others stay until they end or are cut
+    /// ([`cut_connections`](Self::cut_connections)). Fails, leaving the target unchanged, only when the new
     /// target's namespace cannot be entered. No connect is retried across a switch: a swap
     /// switches only to a target it has seen accept ([`probe_tcp`]), so a refused connect means
     /// the target really is down, and the client is told at once.
