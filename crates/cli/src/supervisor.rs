@@ -348,7 +348,9 @@ pub fn send(project: &str, request: &Request, progress: &dyn Fn(&str)) -> Result
                         | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                if interrupted() && !cancelled {
+                // Only an `up` or a `run` is given up; a `down` is let finish.
+                let cancellable = matches!(request, Request::Up { .. } | Request::Run { .. });
+                if cancellable && interrupted() && !cancelled {
                     cancelled = true;
                     eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
                     let _ = writer.shutdown(std::net::Shutdown::Write);
@@ -650,11 +652,13 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
         }
         _ => engine.project(project, sink),
     };
+    // The state first: a command that finds the socket may read it at
+    // once, and must not see the dead supervisor's.
+    write_state(&dir, &rt)?;
     let socket_path = dir.join("supervisor.sock");
     let _ = fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path).context("binding the supervisor socket")?;
     listener.set_nonblocking(true)?;
-    write_state(&dir, &rt)?;
     let mut timeout: Option<Duration> = None;
     let mut reply_to: Option<UnixStream> = None;
     // Attached one-offs: (container, the client's stream, --rm).

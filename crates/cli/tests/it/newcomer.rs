@@ -225,6 +225,11 @@ fn the_main_job_script_serves_the_seed() {
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(tmp.path().join("none.toml"), "").unwrap();
+    // The example publishes 8080: anything else there would answer for it.
+    assert!(
+        std::net::TcpListener::bind("0.0.0.0:8080").is_ok(),
+        "port 8080 is taken by something else; the main job needs it"
+    );
     let mut child = Command::new("bash")
         .arg(repo().join("scripts/run-seed.sh"))
         // The test's own build: the script builds the release binary otherwise.
@@ -241,7 +246,8 @@ fn the_main_job_script_serves_the_seed() {
     // The first run makes the base image and fetches node: minutes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
     let body = loop {
-        if let Some(body) = http_get(8080).filter(|b| b.contains("I am running nodejs version")) {
+        let ours = state.join("projects/seed-runtime/state.json").exists();
+        if let Some(body) = http_get(8080).filter(|b| ours && b.contains("I am running nodejs")) {
             break body;
         }
         if let Some(status) = child.try_wait().unwrap() {

@@ -100,9 +100,16 @@ pub fn why_still_running(pid: i32, signal: i32) -> String {
 
 /// How many processes have `pid` as their parent.
 fn child_count(pid: i32) -> usize {
-    // The kernel's own list, when it keeps one (CONFIG_PROC_CHILDREN).
-    if let Ok(list) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        return list.split_whitespace().count();
+    // The kernel's own lists, one per thread (a child belongs to the
+    // thread that forked it), when it keeps them (CONFIG_PROC_CHILDREN).
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        let lists: Vec<String> = tasks
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+            .collect();
+        if !lists.is_empty() {
+            return lists.iter().map(|l| l.split_whitespace().count()).sum();
+        }
     }
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0;
