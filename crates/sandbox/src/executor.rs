@@ -19,6 +19,45 @@ use libcontainer::workload::{
 use std::collections::HashMap;
 use std::ffi::CString;
 
+/// Every signal back to its default action. The init is a clone of its
+/// caller, and an ignored signal stays ignored across execve: a Rust caller
+/// ignores SIGPIPE (`yes | head -1` in a container would then see EPIPE
+/// errors instead of ending quietly), and whatever started berth may ignore
+/// more (`nohup`: SIGHUP). Docker's containers start with every default.
+/// The raw syscall, because glibc's wrapper refuses its own signals 32, 33.
+fn reset_signal_dispositions() {
+    // The kernel's `struct sigaction` on x86-64 and arm64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct and no old action; the
+        // size is the kernel's sigset_t (8 bytes).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct EnvExecutor {
     /// Make stdin, a terminal, the controlling terminal. libcontainer has
@@ -32,6 +71,7 @@ pub struct EnvExecutor {
 
 impl Executor for EnvExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signal_dispositions();
         if self.controlling_tty {
             // SAFETY: fd 0 and an integer argument; no memory is passed.
             if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {

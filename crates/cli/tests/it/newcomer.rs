@@ -288,3 +288,35 @@ fn the_main_job_script_serves_the_seed() {
     assert!(status.success() || status.code() == Some(130), "{status}");
     crate::engine::assert_nothing_left("seed-runtime", &state);
 }
+
+/// Defends: a container starts with no signal ignored, as Docker's do
+/// (berth's supervisor ignores SIGPIPE, and an ignored signal survives exec).
+#[test]
+fn containers_start_with_default_signal_dispositions() {
+    let p = Project::new("sigdfl");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    \
+         command: [\"/bin/busybox\", \"grep\", \"SigIgn\", \"/proc/self/status\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let line = loop {
+        let logs = text(&p.berth(&["logs", "--no-color", "box"]).stdout);
+        if let Some(l) = logs.lines().find(|l| l.contains("SigIgn:")) {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SigIgn line: {logs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // PID 1 itself, no shell in between (a shell changes its own).
+    assert!(
+        line.trim_end().ends_with("SigIgn:\t0000000000000000"),
+        "{line}"
+    );
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+}
