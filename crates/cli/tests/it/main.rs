@@ -1,5 +1,6 @@
 //! The `berth` binary, run as a user runs it. One test binary (links once).
 
+mod build_run;
 mod cli;
 mod common;
 mod config_v2;
@@ -7,6 +8,7 @@ mod engine;
 mod features;
 mod hostile;
 mod images;
+mod keepalive;
 mod multiservice;
 mod newcomer;
 mod peer_config;
