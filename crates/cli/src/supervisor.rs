@@ -621,6 +621,12 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
     install_signal_handlers();
+    // Every relayed connection holds 2 to 6 fds: 1,000 kept-alive clients
+    // need more than the usual soft limit of 1,024.
+    match berth_engine::embedded::raise_fd_limit() {
+        Ok(soft) => eprintln!("open files limit: {soft}"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
     let dir = project_dir(project);
     fs::create_dir_all(dir.join("logs"))?;
     // One supervisor per project, for as long as it lives.
@@ -1075,7 +1081,11 @@ fn up(
             let _ = writeln!(s, "{text}");
         }
     };
-    rt.apply(&loaded.project, &images, &plan, &progress)?;
+    let applied = rt.apply(&loaded.project, &images, &plan, &progress);
+    for note in rt.take_notes() {
+        reply(stream, &Reply::Progress(format!("warning: {note}")));
+    }
+    applied?;
     // A container that dies right away (a typo in its command, a missing
     // file) is worth a word: docker compose says nothing and leaves the
     // user to find it in `ps -a`. It stays listed, exited with its code, and

@@ -830,8 +830,15 @@ impl ProjectRuntime {
         if publishes.is_empty() {
             return Ok(ProxySet::default());
         }
-        ProxySet::bind(publishes, &ProxyOptions::default())
-            .map_err(|e| svc_err(&live.service, format!("{}: {e}", live.name)))
+        // `x-berth: {protocol: http|tcp|auto}`: how a swap drains the
+        // port's connections (checked before anything is made).
+        let protocol = unsupported::port_protocol(&live.service, &live.svc)
+            .map_err(EngineError::Unsupported)?;
+        ProxySet::bind_each(
+            publishes.into_iter().map(|p| (p, protocol)),
+            &ProxyOptions::default(),
+        )
+        .map_err(|e| svc_err(&live.service, format!("{}: {e}", live.name)))
     }
 
     /// Everything but the process: namespace, address, files, volumes.
@@ -1568,7 +1575,17 @@ impl ProjectRuntime {
         self.refresh_hosts();
         let grace = self.stop_timeout(old, None);
         if let Some(p) = &self.live.last().and_then(|l| l.proxy.as_ref()) {
+            // HTTP connections leave at a request boundary (the proxy ends
+            // each after its response in flight); what cannot (plain TCP,
+            // websockets) is cut at the end of the grace period, and said.
             p.drain(&old_targets, grace);
+            let cut = p.cut_connections(&old_targets);
+            if cut.total() > 0 {
+                self.notes.borrow_mut().push(format!(
+                    "{name}: {cut} at the end of the {}s grace period, closed",
+                    grace.as_secs_f64()
+                ));
+            }
         }
         let mut gone = self.live.remove(old);
         signal_stop(&gone);
@@ -2251,6 +2268,12 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     pub ip: Option<IpAddr>,
     pub ports: Vec<String>,
+}
+
+/// Raise this process's open-files limit to its hard limit (a supervisor's
+/// port proxies hold 2 to 6 fds per relayed connection); the new soft limit.
+pub fn raise_fd_limit() -> std::result::Result<u64, berth_proxy::ProxyError> {
+    berth_proxy::raise_fd_limit().map(|l| l.soft)
 }
 
 /// Where named volume `name` lives: `<state>/volumes/<name>`. The loader

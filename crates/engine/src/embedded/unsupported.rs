@@ -110,6 +110,7 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             ));
         }
     }
+    port_protocol(name, svc)?;
     // Namespace sharing: only the default (a namespace of its own) is there.
     for k in ["ipc", "pid", "uts", "cgroup"] {
         if let Some(mode) = svc.extra.get(k).and_then(Value::as_str) {
@@ -122,6 +123,18 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// How the port proxy treats the service's published ports:
+/// `x-berth: {protocol: http|tcp|auto}`, auto (detected per connection) by
+/// default.
+pub fn port_protocol(name: &str, svc: &Service) -> Result<berth_proxy::Protocol, String> {
+    let key = format!("services.{name}.x-berth.protocol");
+    match svc.extra.get("x-berth").and_then(|x| x.get("protocol")) {
+        None | Some(Value::Null) => Ok(berth_proxy::Protocol::Auto),
+        Some(Value::String(p)) => p.parse().map_err(|e| format!("{key}: {e}")),
+        Some(_) => Err(format!("{key}: expected http, tcp or auto")),
+    }
 }
 
 /// `linux/amd64`, `linux/arm64`, … for the machine berth runs on.
@@ -166,6 +179,8 @@ mod tests {
         assert!(e.starts_with("services.app.network_mode:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"pid": "host"}}}));
         assert!(e.starts_with("services.app.pid:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"x-berth": {"protocol": "h2"}}}}));
+        assert!(e.starts_with("services.app.x-berth.protocol:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"runtime": "nvidia"}}}));
         assert!(e.starts_with("services.app.runtime:"), "{e}");
         let e =
