@@ -302,8 +302,8 @@ fn copy_seed(to: &Path) {
 }
 
 /// examples/seed-runtime: the seed with `x-runtime: node@4.2.2` instead of
-/// an image, rooted on the host's filesystem with node from the npm
-/// registry. Audit names the Dec 2015 CVEs; `upgrade --to 4.2.3` is the
+/// an image: node from the npm registry, mounted on the Debian base image
+/// (`debian:bookworm-slim`, made by mmdebstrap in the loopback registry). Audit names the Dec 2015 CVEs; `upgrade --to 4.2.3` is the
 /// 2015 step and `upgrade --security` the lowest 4.x fixing everything
 /// fixable; each `up -d` after them swaps with zero failed requests and
 /// leaves the code image as it was.
@@ -314,7 +314,8 @@ fn seed_runtime_audit_upgrade_and_swap() {
         port: free_port(),
         storage: tmp.path().join("registry"),
     };
-    // Only tianon/true, for the code image: the runtime needs no image.
+    // tianon/true for the code image and debian:bookworm-slim, the base
+    // the runtime is mounted on.
     let prep = Command::new("bash")
         .arg(repo().join("scripts/seed-registry.sh"))
         .arg(registry.port.to_string())
