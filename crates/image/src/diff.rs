@@ -22,6 +22,10 @@ pub fn layer_from_upper(store: &Store, upper: &Path) -> Result<Layer, LayerError
     let clamp = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
+    layer_clamped(store, upper, clamp)
+}
+
+fn layer_clamped(store: &Store, upper: &Path, clamp: Option<u64>) -> Result<Layer, LayerError> {
     let mut l = LayerBuilder::new(store)?;
     walk(&mut l, upper, "", clamp)?;
     l.finish()
@@ -115,4 +119,79 @@ fn is_opaque(dir: &Path) -> bool {
             };
             n == 1 && buf[0] == b'y'
         })
+}
+
+#[cfg(test)]
+mod tests {
+    //! These make a whiteout device and a `trusted.` xattr: root only, as
+    //! the builder's `RUN` is.
+    use super::*;
+
+    #[test]
+    fn overlay_changes_become_oci_entries_with_clamped_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("etc/replaced")).unwrap();
+        fs::write(upper.join("etc/new"), "x").unwrap();
+        fs::write(upper.join("etc/replaced/only"), "y").unwrap();
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+        let gone = c(&upper.join("etc/gone"));
+        // SAFETY: a valid path; a 0/0 character device is overlayfs' whiteout.
+        assert_eq!(
+            unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR | 0o600, 0) },
+            0
+        );
+        let replaced = c(&upper.join("etc/replaced"));
+        // SAFETY: valid strings and a 1-byte value.
+        let set = unsafe {
+            libc::lsetxattr(
+                replaced.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(set, 0);
+        let layer = layer_clamped(&store, &upper, Some(1000)).unwrap();
+        let mut entries = Vec::new();
+        let mut archive = tar::Archive::new(store.open_blob(&layer.diff_id).unwrap());
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            entries.push((
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.entry_type(),
+                h.mtime().unwrap(),
+            ));
+        }
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/.wh.gone",
+                "etc/new",
+                "etc/replaced/",
+                "etc/replaced/.wh..wh..opq",
+                "etc/replaced/only"
+            ]
+        );
+        assert!(entries.iter().all(|e| e.2 <= 1000), "{entries:?}");
+        assert!(
+            entries.iter().all(|e| e.1 != tar::EntryType::Char),
+            "{entries:?}"
+        );
+        // Without SOURCE_DATE_EPOCH the files keep their own times.
+        let kept = layer_clamped(&store, &upper, None).unwrap();
+        let mut archive = tar::Archive::new(store.open_blob(&kept.diff_id).unwrap());
+        let newest = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().mtime().unwrap())
+            .max()
+            .unwrap();
+        assert!(newest > 1000);
+    }
 }

@@ -156,6 +156,10 @@ SHELL ["/bin/sh", "-ec"]
 RUN <<EOF
 echo "heredoc sees $GREETING" > /work/heredoc
 EOF
+RUN <<SCRIPT
+#!/bin/sh
+echo "script $0" > /work/script
+SCRIPT
 RUN cat <<A > /work/two && cat <<-'B' >> /work/two
 expanded $GREETING
 A
@@ -168,6 +172,7 @@ A
     assert_eq!(read(&root, "work/out"), "hello world from /work\n");
     assert_eq!(read(&root, "tmp/uid"), "1234\n");
     assert_eq!(read(&root, "work/heredoc"), "heredoc sees hello\n");
+    assert_eq!(read(&root, "work/script"), "script /dev/pipes/SCRIPT\n");
     assert_eq!(
         read(&root, "work/two"),
         "expanded hello\nliteral $GREETING\n"
