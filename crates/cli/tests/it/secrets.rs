@@ -79,3 +79,50 @@ fn a_missing_secret_fails_up_before_anything_is_made() {
     );
     p.up_fails_with(&["secrets.token.environment", "BERTH_TEST_UNSET_TOKEN"]);
 }
+
+/// Defends: `tmpfs` options and `deploy.restart_policy` are applied, not
+/// dropped: the mount has the size and mode asked for, and a failing
+/// container is restarted exactly `max_attempts` times.
+#[test]
+fn tmpfs_options_and_deploy_restart_policy_apply() {
+    let p = Project::new("keys");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    tmpfs: [\"/scratch:size=1m,mode=0700\"]\n  \
+         flaky:\n    image: berth-test/busybox:1\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"exit 2\"]\n    \
+         deploy:\n      restart_policy: {condition: on-failure, max_attempts: 2}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let out = p.berth(&[
+        "exec",
+        "-T",
+        "box",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox grep ' /scratch ' /proc/mounts; /bin/busybox stat -c %a /scratch",
+    ]);
+    let seen = text(&out.stdout);
+    assert!(seen.contains("size=1024k"), "{seen}");
+    assert!(seen.trim_end().ends_with("700"), "{seen}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let flaky = loop {
+        let ps: serde_json::Value =
+            serde_json::from_slice(&p.berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
+        let f = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Service"] == "flaky")
+            .cloned()
+            .unwrap();
+        if f["State"] == "exited" && f["RestartCount"] == 2 {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "{f}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(flaky["ExitCode"], 2, "{flaky}");
+    let down = p.berth(&["down", "-t", "0"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+}

@@ -227,7 +227,8 @@ impl Engine {
                 }
             };
             let restart =
-                RestartPolicy::parse(r.svc.restart.as_deref()).unwrap_or(RestartPolicy::No);
+                RestartPolicy::of_service(r.svc.restart.as_deref(), r.svc.extra.get("deploy"))
+                    .unwrap_or(RestartPolicy::No);
             let check = HealthCheck::resolve(r.svc.healthcheck.as_ref(), &r.config).unwrap_or(None);
             let dir = rt.engine.state.join("containers").join(&r.id);
             let mut live = Live {
@@ -879,8 +880,8 @@ impl ProjectRuntime {
             .unpack_image(&self.engine.store, &image)
             .map_err(|e| svc_err(service, e))?;
         let config = image.config.config;
-        let restart =
-            RestartPolicy::parse(svc.restart.as_deref()).map_err(|e| svc_err(service, e))?;
+        let restart = RestartPolicy::of_service(svc.restart.as_deref(), svc.extra.get("deploy"))
+            .map_err(|e| svc_err(service, e))?;
         let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
             .map_err(|e| svc_err(service, e))?;
         // Containers are not user-namespaced (docker's default), which is
@@ -1080,13 +1081,11 @@ impl ProjectRuntime {
         self.project_files(live, &dir)?;
         self.volumes(project, live, inherit)?;
         for t in string_list(live.svc.extra.get("tmpfs")) {
-            let (target, _opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            let (target, size, mode) = unsupported::tmpfs_options(&t)
+                .map_err(|e| svc_err(&service, format!("tmpfs: {e}")))?;
             live.mounts.push(MountSpec {
-                target: target.to_string(),
-                kind: MountKind::Tmpfs {
-                    size: None,
-                    mode: None,
-                },
+                target,
+                kind: MountKind::Tmpfs { size, mode },
             });
         }
         Ok(())

@@ -32,6 +32,49 @@ impl RestartPolicy {
         }
     }
 
+    /// The policy of a service: `restart:`, else `deploy.restart_policy`
+    /// as docker compose maps it outside swarm (`condition: any` → always,
+    /// `on-failure` with `max_attempts`, `none` → no). `delay` and `window`
+    /// have no meaning outside swarm and are refused by name.
+    pub fn of_service(
+        restart: Option<&str>,
+        deploy: Option<&serde_json::Value>,
+    ) -> Result<RestartPolicy, String> {
+        let policy = deploy.and_then(|d| d.get("restart_policy"));
+        let (Some(policy), None) = (policy, restart) else {
+            return RestartPolicy::parse(restart);
+        };
+        for key in ["delay", "window"] {
+            if policy.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(format!(
+                    "deploy.restart_policy.{key}: only Docker Swarm spaces restarts this way (berth backs off as docker does)"
+                ));
+            }
+        }
+        let max = match policy.get("max_attempts") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or("deploy.restart_policy.max_attempts: not a number")?,
+            ),
+        };
+        match policy.get("condition").and_then(|c| c.as_str()).unwrap_or("any") {
+            "none" => Ok(RestartPolicy::No),
+            "on-failure" => Ok(RestartPolicy::OnFailure(max)),
+            // Outside swarm `any` restarts for ever, as `always` does;
+            // docker compose drops max_attempts here too, so refuse it.
+            "any" if max.is_some() => Err(
+                "deploy.restart_policy.max_attempts: with condition any it has no meaning outside Docker Swarm"
+                    .to_string(),
+            ),
+            "any" => Ok(RestartPolicy::Always),
+            other => Err(format!(
+                "deploy.restart_policy.condition {other:?} is not one of none, on-failure, any"
+            )),
+        }
+    }
+
     /// Whether a container that exited with `code` after `restarts` restarts
     /// is started again. An explicit stop never gets here: the engine only
     /// asks about containers that exited on their own.
@@ -71,6 +114,32 @@ mod tests {
             .unwrap_err()
             .contains("\"sometimes\""));
         assert!(RestartPolicy::parse(Some("on-failure:x")).is_err());
+    }
+
+    #[test]
+    fn deploy_restart_policy_maps_as_compose_does() {
+        use serde_json::json;
+        let of = |d: serde_json::Value| RestartPolicy::of_service(None, Some(&d));
+        assert_eq!(
+            of(json!({"restart_policy": {"condition": "on-failure", "max_attempts": 3}})),
+            Ok(RestartPolicy::OnFailure(Some(3)))
+        );
+        assert_eq!(of(json!({"restart_policy": {}})), Ok(RestartPolicy::Always));
+        assert_eq!(
+            of(json!({"restart_policy": {"condition": "none"}})),
+            Ok(RestartPolicy::No)
+        );
+        assert!(of(json!({"restart_policy": {"delay": "5s"}}))
+            .unwrap_err()
+            .starts_with("deploy.restart_policy.delay"));
+        // `restart:` wins, as in compose.
+        assert_eq!(
+            RestartPolicy::of_service(
+                Some("no"),
+                Some(&json!({"restart_policy": {"condition": "any"}}))
+            ),
+            Ok(RestartPolicy::No)
+        );
     }
 
     #[test]

@@ -111,6 +111,18 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         }
     }
     port_protocol(name, svc)?;
+    super::restart::RestartPolicy::of_service(svc.restart.as_deref(), svc.extra.get("deploy"))
+        .map_err(|e| format!("services.{name}.{e}"))?;
+    if let Some(list) = svc.extra.get("tmpfs") {
+        let entries: Vec<&str> = match list {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for (i, t) in entries.iter().enumerate() {
+            tmpfs_options(t).map_err(|e| format!("{}[{i}]: {e}", key("tmpfs")))?;
+        }
+    }
     // Namespace sharing: only the default (a namespace of its own) is there.
     for k in ["ipc", "pid", "uts", "cgroup"] {
         if let Some(mode) = svc.extra.get(k).and_then(Value::as_str) {
@@ -135,6 +147,39 @@ pub fn port_protocol(name: &str, svc: &Service) -> Result<berth_proxy::Protocol,
         Some(Value::String(p)) => p.parse().map_err(|e| format!("{key}: {e}")),
         Some(_) => Err(format!("{key}: expected http, tcp or auto")),
     }
+}
+
+/// A service-level `tmpfs` entry, `TARGET[:OPTIONS]`: its target, size
+/// and mode. Mounts are always `nosuid,nodev,noexec`, as docker's are by
+/// default; options that would change that are refused.
+pub fn tmpfs_options(entry: &str) -> Result<(String, Option<u64>, Option<u32>), String> {
+    let (target, opts) = entry.split_once(':').unwrap_or((entry, ""));
+    let (mut size, mut mode) = (None, None);
+    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match opt.split_once('=') {
+            Some(("size", v)) => {
+                size = Some(
+                    berth_compose::units::parse_bytes(v)
+                        .ok_or_else(|| format!("size {v:?} is not a size"))?,
+                )
+            }
+            Some(("mode", v)) => {
+                mode = Some(
+                    u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| format!("mode {v:?} is not an octal mode"))?,
+                )
+            }
+            None if matches!(opt, "rw" | "noexec" | "nosuid" | "nodev") => {}
+            _ => {
+                return Err(format!(
+                    "tmpfs option {opt:?} is not supported (size=, mode=, rw)"
+                ))
+            }
+        }
+    }
+    Ok((target.to_string(), size, mode))
 }
 
 /// `linux/amd64`, `linux/arm64`, … for the machine berth runs on.
@@ -181,6 +226,15 @@ mod tests {
         assert!(e.starts_with("services.app.pid:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"x-berth": {"protocol": "h2"}}}}));
         assert!(e.starts_with("services.app.x-berth.protocol:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"tmpfs": ["/a:size=1m,exec"]}}}));
+        assert!(
+            e.starts_with("services.app.tmpfs[0]: tmpfs option \"exec\""),
+            "{e}"
+        );
+        assert_eq!(
+            tmpfs_options("/scratch:size=1m,mode=700"),
+            Ok(("/scratch".to_string(), Some(1 << 20), Some(0o700)))
+        );
         let e = err(json!({"name": "p", "services": {"app": {"runtime": "nvidia"}}}));
         assert!(e.starts_with("services.app.runtime:"), "{e}");
         let e =
