@@ -180,6 +180,14 @@ impl RunSteps for BuildRunner {
             ..ContainerSpec::default()
         };
         let mut guard = Guard(Some(sandbox.create(&layers, spec)?));
+        // Where the runtime put them: an image's symlinks (an
+        // `/etc/resolv.conf` linking elsewhere) lead mount points away.
+        let rootfs = guard.get().rootfs();
+        let resolved: Vec<String> = targets
+            .iter()
+            .filter_map(|t| crate::rootfs::resolve_in_root(&rootfs, t).ok())
+            .collect();
+        let targets: Vec<String> = targets.into_iter().chain(resolved).collect();
         guard.get().start()?;
         let status = pump(reader, guard.get(), output)?;
         if !status.success() {

@@ -314,3 +314,14 @@ fn run_network_none_has_only_loopback() {
     let err = bad.build("net:2", |_| {}).unwrap_err();
     assert!(err.contains("invalid network mode"), "{err}");
 }
+
+#[test]
+fn a_symlinked_resolv_conf_keeps_build_noise_out_of_the_layer() {
+    let f = fixture("COPY etc /etc\nRUN cat /etc/resolv.conf > /seen\n");
+    fs::create_dir_all(f.ctx.join("etc")).unwrap();
+    std::os::unix::fs::symlink("/run/real/resolv.conf", f.ctx.join("etc/resolv.conf")).unwrap();
+    f.build("sym:1", |_| {}).unwrap();
+    let layers = f.layer_entries("sym:1");
+    assert_eq!(layers.last().unwrap(), &["seen"], "{layers:?}");
+    f.assert_clean();
+}
