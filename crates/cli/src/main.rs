@@ -11,6 +11,7 @@ mod lifecycle_cmd;
 mod logs;
 mod options;
 mod project_cmd;
+mod pull_policy;
 mod run_cmd;
 mod runtime_cmd;
 mod supervisor;

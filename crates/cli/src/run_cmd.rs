@@ -68,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
         &loaded,
         args.build,
         false,
-        crate::up_cmd::PullPolicy::Missing,
+        None,
     )?;
     crate::up_cmd::runtime_mounts(&loaded, true)?;
     let entrypoint = args

@@ -44,9 +44,9 @@ pub struct UpArgs {
     /// Don't build an image, even if it is missing
     #[arg(long, conflicts_with = "build")]
     no_build: bool,
-    /// When to pull images
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
-    pull: PullPolicy,
+    /// When to pull images (default: each service's `pull_policy`, else missing)
+    #[arg(long, value_enum)]
+    pull: Option<PullPolicy>,
     /// Don't start linked or depended-on services
     #[arg(long)]
     no_deps: bool,
@@ -232,13 +232,16 @@ pub fn runtime_mounts(
     Ok(out)
 }
 
-/// Build or pull what is missing (or everything buildable with `build`).
+/// Build or pull what each service's `pull_policy` asks (what is missing,
+/// by default), or what `pull` says over all of them; everything buildable
+/// with `build`.
 pub fn ensure_images(
     loaded: &berth_compose::Loaded,
     build: bool,
     no_build: bool,
-    pull: PullPolicy,
+    pull: Option<PullPolicy>,
 ) -> Result<BTreeMap<String, String>> {
+    use crate::pull_policy::{self, Policy};
     let project = &loaded.project;
     let store = open_store()?;
     let client = Client::from_env()?;
@@ -246,12 +249,25 @@ pub fn ensure_images(
         client: &client,
         quiet: false,
     };
+    let mut times = pull_policy::PullTimes::open(&state_dir());
     let no_args = indexmap::IndexMap::new();
     for (name, svc) in &project.services {
         let image = service_image(project, name, svc)?;
         let present = store.resolve(&image.to_string())?.is_some();
+        let policy = match pull {
+            Some(PullPolicy::Always) => Policy::Always,
+            Some(PullPolicy::Missing) => Policy::Missing,
+            Some(PullPolicy::Never) => Policy::Never,
+            None => pull_policy::of_service(name, svc)?,
+        };
+        let pull_now = match policy {
+            Policy::Always => true,
+            Policy::Every(every) => !present || times.due(&image.to_string(), every),
+            Policy::Missing | Policy::Build => !present,
+            Policy::Never => false,
+        };
         match &svc.build {
-            Some(b) if build || (!present && !no_build) => {
+            Some(b) if build || policy == Policy::Build || (!present && !no_build) => {
                 let flags = BuildFlags {
                     no_cache: false,
                     pull: false,
@@ -260,32 +276,43 @@ pub fn ensure_images(
                 };
                 build_service(loaded, &store, &bases, name, svc, b, &flags)?;
             }
-            None if pull == PullPolicy::Always => {
-                let r: Reference = image.to_string().parse()?;
-                let progress = PullProgress::new(name, false);
-                client
-                    .pull(&store, &r, &PullOptions::default(), &progress)
-                    .with_context(|| format!("pulling {} for service {name:?}", r.familiar()))?;
-            }
-            _ if present => {}
-            None if pull == PullPolicy::Never => anyhow::bail!(
-                "service {name:?}: image {} is missing and --pull never was given",
+            _ if !pull_now && present => {}
+            None if policy == Policy::Never => anyhow::bail!(
+                "service {name:?}: image {} is missing and its pull policy is never",
                 image.familiar()
             ),
-            Some(_) => anyhow::bail!(
+            Some(_) if !present => anyhow::bail!(
                 "service {name:?}: image {} is missing and --no-build was given",
                 image.familiar()
             ),
+            Some(_) => {}
             None => {
                 let r: Reference = image.to_string().parse()?;
                 let progress = PullProgress::new(name, false);
                 client
                     .pull(&store, &r, &PullOptions::default(), &progress)
                     .with_context(|| format!("pulling {} for service {name:?}", r.familiar()))?;
+                times.record(&image.to_string())?;
             }
         }
     }
     image_names(loaded)
+}
+
+/// Whether some service's images must be looked at on every `up`
+/// (`pull_policy: always|build|daily|…`), so the no-change fast path
+/// cannot skip that.
+fn pulls_every_time(loaded: &berth_compose::Loaded, pull: Option<PullPolicy>) -> bool {
+    use crate::pull_policy::{of_service, Policy};
+    if pull == Some(PullPolicy::Always) {
+        return true;
+    }
+    pull.is_none()
+        && loaded
+            .project
+            .services
+            .iter()
+            .any(|(n, s)| !matches!(of_service(n, s), Ok(Policy::Missing) | Ok(Policy::Never)))
 }
 
 pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
@@ -306,7 +333,7 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
 
     // The fast path: when the images are there and the plan is empty there
     // is nothing to build, pull or ask the supervisor.
-    if args.detach && !args.build && args.pull != PullPolicy::Always && !args.dry_run {
+    if args.detach && !args.build && !pulls_every_time(&loaded, args.pull) && !args.dry_run {
         if let Some(state) = &state {
             if let Ok(plan) = plan_against(&loaded, &state.observed, &flags) {
                 if plan.is_noop() {

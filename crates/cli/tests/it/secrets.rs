@@ -126,3 +126,36 @@ fn tmpfs_options_and_deploy_restart_policy_apply() {
     let down = p.berth(&["down", "-t", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
 }
+
+/// Defends: `pull_policy` decides whether `up` pulls: `always` pulls an image
+/// that is present (here it cannot: no registry answers, so `up` fails
+/// naming the pull), `missing` uses it, `never` refuses a missing one.
+#[test]
+fn pull_policy_is_followed() {
+    let p = Project::new("pullpol");
+    let with = |policy: &str, image: &str| {
+        format!("services:\n  box:\n    image: {image}\n    pull_policy: {policy}\n")
+    };
+    p.write(&with("always", "berth-test/busybox:1"));
+    let up = p.berth(&["up", "-d"]);
+    let err = text(&up.stderr);
+    assert!(!up.status.success(), "always did not pull: {err}");
+    assert!(err.contains("pulling berth-test/busybox:1"), "{err}");
+    p.write(&with("missing", "berth-test/busybox:1"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "missing: {}", text(&up.stderr));
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.write(&with("never", "berth-test/not-here:1"));
+    let up = p.berth(&["up", "-d"]);
+    let err = text(&up.stderr);
+    assert!(!up.status.success(), "never pulled a missing image: {err}");
+    assert!(err.contains("pull policy is never"), "{err}");
+    p.write(&with("sometimes", "berth-test/busybox:1"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(
+        text(&up.stderr).contains("services.box.pull_policy:"),
+        "{}",
+        text(&up.stderr)
+    );
+    p.assert_nothing_left();
+}
