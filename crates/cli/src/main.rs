@@ -108,6 +108,8 @@ pub enum Command {
     Down(project_cmd::DownArgs),
     /// List the project's containers
     Ps(project_cmd::PsArgs),
+    /// Show the project's containers as `docker inspect` does (JSON)
+    Inspect(project_cmd::InspectArgs),
     /// Show the output of the project's containers
     Logs(project_cmd::LogsArgs),
     /// Run a command in a running service container
@@ -244,6 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up(args) => up_cmd::up(&cli.global, args),
         Command::Down(args) => project_cmd::down(&cli.global, args),
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
+        Command::Inspect(args) => project_cmd::inspect(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
         Command::Exec(args) => exec_cmd::exec(&cli.global, args),
         Command::Run(args) => run_cmd::run(&cli.global, args),

@@ -52,8 +52,53 @@ pub struct PsArgs {
     /// Show all containers, also those that exited
     #[arg(short, long)]
     all: bool,
+    /// Only containers matching: `label=KEY`, `label=KEY=VALUE`,
+    /// `status=running|exited|paused|restarting` (repeatable: all must match)
+    #[arg(long = "filter", value_name = "FILTER")]
+    filter: Vec<String>,
     /// Only these services
     service: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Services or container names (default: every container of the project)
+    targets: Vec<String>,
+}
+
+/// `ps --filter`: one condition on a container.
+enum PsFilter {
+    Label(String, Option<String>),
+    Status(String),
+}
+
+impl PsFilter {
+    fn parse(text: &str) -> Result<PsFilter> {
+        match text.split_once('=') {
+            Some(("label", l)) => Ok(match l.split_once('=') {
+                Some((k, v)) => PsFilter::Label(k.to_string(), Some(v.to_string())),
+                None => PsFilter::Label(l.to_string(), None),
+            }),
+            Some(("status", s))
+                if matches!(s, "running" | "exited" | "paused" | "restarting") =>
+            {
+                Ok(PsFilter::Status(s.to_string()))
+            }
+            _ => anyhow::bail!(
+                "--filter {text}: expected label=KEY[=VALUE] or status=running|exited|paused|restarting"
+            ),
+        }
+    }
+
+    fn matches(&self, c: &crate::supervisor::ContainerState) -> bool {
+        match self {
+            PsFilter::Label(k, v) => c
+                .labels
+                .get(k)
+                .is_some_and(|have| v.as_ref().is_none_or(|want| want == have)),
+            PsFilter::Status(s) => &c.state == s,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -147,12 +192,20 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
 pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     let project = berth_compose::load(&load_options(global)?)?.project.name;
     crate::supervisor::take_over_if_orphaned(&project)?;
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| PsFilter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    // A status filter asks for exited containers by itself, as docker's does.
+    let all = args.all || !filters.is_empty();
     let containers: Vec<_> = read_state(&project_dir(&project))
         .map(|s| s.containers)
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| args.all || c.state != "exited")
+        .filter(|c| all || c.state != "exited")
         .filter(|c| args.service.is_empty() || args.service.contains(&c.service))
+        .filter(|c| filters.iter().all(|f| f.matches(c)))
         .collect();
     if args.services {
         let mut services: Vec<&str> = containers.iter().map(|c| c.service.as_str()).collect();
@@ -182,6 +235,53 @@ pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth inspect`: the project's containers as `docker inspect` shapes
+/// them (the fields berth knows), for tools and people who read those.
+pub fn inspect(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode> {
+    let project = berth_compose::load(&load_options(global)?)?.project.name;
+    crate::supervisor::take_over_if_orphaned(&project)?;
+    let containers = read_state(&project_dir(&project))
+        .map(|s| s.containers)
+        .unwrap_or_default();
+    for t in &args.targets {
+        if !containers.iter().any(|c| &c.service == t || &c.name == t) {
+            anyhow::bail!("no such service or container: {t}");
+        }
+    }
+    let shown: Vec<serde_json::Value> = containers
+        .iter()
+        .filter(|c| {
+            args.targets.is_empty() || args.targets.iter().any(|t| t == &c.service || t == &c.name)
+        })
+        .map(|c| {
+            serde_json::json!({
+                "Id": c.id,
+                "Name": format!("/{}", c.name),
+                "Image": c.image,
+                "RestartCount": c.restarts,
+                "State": {
+                    "Status": c.state,
+                    "Running": c.state == "running" || c.state == "paused",
+                    "Paused": c.state == "paused",
+                    "Restarting": c.state == "restarting",
+                    "Pid": c.pid.unwrap_or(0),
+                    "ExitCode": c.exit_code.unwrap_or(0),
+                    "Health": c.health.as_ref().map(|h| serde_json::json!({"Status": h})),
+                },
+                "Config": {
+                    "Labels": c.labels,
+                },
+                "NetworkSettings": {
+                    "IPAddress": c.ip.clone().unwrap_or_default(),
+                    "Ports": c.ports,
+                },
+            })
+        })
+        .collect();
+    out!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -214,6 +214,10 @@ pub struct ContainerState {
     pub ip: Option<String>,
     #[serde(rename = "Publishers")]
     pub ports: Vec<String>,
+    #[serde(rename = "Labels", default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "Image", default)]
+    pub image: String,
 }
 
 /// Whether `pid` is a live berth supervisor (not a process that reused
@@ -297,6 +301,8 @@ fn write_state(dir: &Path, rt: &ProjectRuntime) -> Result<()> {
                 health: c.health,
                 ip: c.ip.map(|ip| ip.to_string()),
                 ports: c.ports,
+                labels: c.labels,
+                image: c.image,
             })
             .collect(),
         observed: rt.observed(),

@@ -16,6 +16,6 @@ mod peer_config;
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
 mod runtime;
-mod secrets;
+mod keys;
 mod swap;
 mod up;

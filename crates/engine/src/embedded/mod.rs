@@ -655,8 +655,35 @@ impl ProjectRuntime {
                         Some(format!("{ip}:{published}->{}/{}", p.target, p.protocol))
                     })
                     .collect(),
+                labels: self.labels_of(l),
+                image: l.image_digest.clone(),
             })
             .collect()
+    }
+
+    /// `labels` of `l`'s service and compose's own, which a user's label
+    /// cannot override (compose refuses them).
+    fn labels_of(&self, l: &Live) -> BTreeMap<String, String> {
+        let mut labels: BTreeMap<String, String> = l
+            .svc
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let compose = [
+            ("project", self.project.clone()),
+            ("service", l.service.clone()),
+            ("container-number", l.number.to_string()),
+            (
+                "oneoff",
+                if l.one_off { "True" } else { "False" }.to_string(),
+            ),
+            ("config-hash", l.config_hash.clone()),
+        ];
+        for (k, v) in compose {
+            labels.insert(format!("com.docker.compose.{k}"), v);
+        }
+        labels
     }
 
     /// Apply `plan` (made from [`observed`](Self::observed)) to reach
@@ -2267,6 +2294,11 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     pub ip: Option<IpAddr>,
     pub ports: Vec<String>,
+    /// The service's `labels` (and `label_file`), with docker compose's own
+    /// `com.docker.compose.*` labels, as `docker inspect` shows them.
+    pub labels: BTreeMap<String, String>,
+    /// The digest of the image it runs (`+ runtime` for an `x-runtime`).
+    pub image: String,
 }
 
 /// Raise this process's open-files limit to its hard limit (a supervisor's

@@ -1,7 +1,8 @@
-//! Secrets and configs reach the container (issue 13): read-only files with
-//! the long syntax's owner and mode, from a file, the environment or inline
-//! content; a changed secret recreates the service; a bad reference fails
-//! `up` before anything is made.
+//! Compose keys that reach the container instead of being dropped (issue
+//! 13): secrets and configs (read-only files with the long syntax's owner and
+//! mode, from a file, the environment or inline content; a changed secret
+//! recreates the service; a bad reference fails `up` before anything is
+//! made), tmpfs options, deploy.restart_policy, pull_policy, labels.
 
 use crate::common::text;
 use crate::engine::Project;
@@ -158,4 +159,41 @@ fn pull_policy_is_followed() {
         text(&up.stderr)
     );
     p.assert_nothing_left();
+}
+
+/// Defends: a service's `labels` (and `label_file`) are kept on its
+/// container, with compose's own, and can be seen and filtered on.
+#[test]
+fn labels_are_kept_inspected_and_filtered() {
+    let p = Project::new("labels");
+    std::fs::write(p.dir.join("more.labels"), "team=web\n").unwrap();
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    labels: {tier: front}\n    label_file: ./more.labels\n  \
+         other:\n    image: berth-test/busybox:1\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let out = p.berth(&["inspect", "box"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let labels = &v[0]["Config"]["Labels"];
+    assert_eq!(labels["tier"], "front", "{v}");
+    assert_eq!(labels["team"], "web", "{v}");
+    assert_eq!(labels["com.docker.compose.service"], "box", "{v}");
+    assert_eq!(labels["com.docker.compose.project"], p.name.as_str(), "{v}");
+    assert_eq!(v[0]["State"]["Running"], true, "{v}");
+    let names = |filter: &str| {
+        let out = p.berth(&["ps", "-q", "--filter", filter]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        names("label=tier=front").trim(),
+        format!("{}-box-1", p.name)
+    );
+    assert_eq!(names("label=tier=back").trim(), "");
+    assert_eq!(names("label=com.docker.compose.service").lines().count(), 2);
+    let bad = p.berth(&["ps", "--filter", "colour=red"]);
+    assert!(!bad.status.success());
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
 }
