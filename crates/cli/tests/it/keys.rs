@@ -197,3 +197,38 @@ fn labels_are_kept_inspected_and_filtered() {
     assert!(!bad.status.success());
     assert!(p.berth(&["down", "-t", "0"]).status.success());
 }
+
+/// Defends: `volume: {nocopy: true}` starts a new volume empty (without it,
+/// the image's files at the target are copied in), and a key the engine
+/// cannot honour (`cpuset`) fails `up` by name before anything is made.
+#[test]
+fn nocopy_applies_and_unsupported_keys_are_refused() {
+    let p = Project::new("nocopy");
+    let ctx = p.dir.join("seeded");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("seed"), "from the image").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM berth-test/busybox:1\nCOPY seed /data/seed\n",
+    )
+    .unwrap();
+    p.write(
+        "services:\n  copied:\n    build: seeded\n    image: berth-test/seeded:1\n    volumes: [\"a:/data\"]\n  \
+         empty:\n    image: berth-test/seeded:1\n    \
+         volumes: [{type: volume, source: b, target: /data, volume: {nocopy: true}}]\n\
+         volumes:\n  a: {}\n  b: {}\n",
+    );
+    let up = p.berth(&["up", "-d", "--build"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let ls = |svc: &str| {
+        let out = p.berth(&["exec", "-T", svc, "/bin/busybox", "ls", "/data"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(ls("copied").trim(), "seed");
+    assert_eq!(ls("empty").trim(), "");
+    assert!(p.berth(&["down", "-t", "0", "-v"]).status.success());
+
+    p.write("services:\n  box:\n    image: berth-test/busybox:1\n    cpuset: \"0\"\n");
+    p.up_fails_with(&["services.box.cpuset"]);
+}

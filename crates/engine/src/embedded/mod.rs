@@ -1368,7 +1368,19 @@ impl ProjectRuntime {
                         }
                         None => anonymous(&m.target, live),
                     };
-                    self.prepare_volume(&data, &live.layers, &m.target, &service)?;
+                    // `volume: {nocopy: true}`: a new volume starts empty
+                    // instead of with the image's files at its target.
+                    let nocopy = m
+                        .extra
+                        .get("volume")
+                        .and_then(|v| v.get("nocopy"))
+                        .and_then(|v| v.as_bool())
+                        == Some(true);
+                    if nocopy {
+                        fs::create_dir_all(&data).map_err(io_err(&data))?;
+                    } else {
+                        self.prepare_volume(&data, &live.layers, &m.target, &service)?;
+                    }
                     out.push(bind(data, &m.target, m.read_only == Some(true)));
                 }
             }

@@ -84,9 +84,68 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         ("blkio_config", "block I/O limits are not supported yet"),
         ("post_start", "lifecycle hooks are not supported yet"),
         ("pre_stop", "lifecycle hooks are not supported yet"),
+        ("cpuset", "CPU pinning is not supported yet"),
+        (
+            "cpu_period",
+            "CFS period settings are not supported yet (use cpus)",
+        ),
+        (
+            "cpu_quota",
+            "CFS quota settings are not supported yet (use cpus)",
+        ),
+        ("cpu_rt_runtime", "real-time scheduling is not supported"),
+        ("cpu_rt_period", "real-time scheduling is not supported"),
+        ("cpu_count", "cpu_count is a Windows setting"),
+        ("cpu_percent", "cpu_percent is a Windows setting"),
+        (
+            "mem_reservation",
+            "memory reservations are not supported yet (use mem_limit)",
+        ),
+        ("mem_swappiness", "swappiness is not supported yet"),
+        (
+            "oom_kill_disable",
+            "disabling the OOM killer is not supported",
+        ),
+        ("oom_score_adj", "OOM score adjustment is not supported yet"),
+        ("domainname", "a domain name is not supported yet"),
+        ("mac_address", "a fixed MAC address is not supported yet"),
+        (
+            "external_links",
+            "links to containers outside the project are not supported",
+        ),
+        (
+            "use_api_socket",
+            "the embedded engine has no Docker API socket to give",
+        ),
     ] {
         if svc.extra.get(k).is_some_and(non_empty) {
             return Err(format!("{}: {why}", key(k)));
+        }
+    }
+    if let Some(reservations) = svc
+        .extra
+        .get("deploy")
+        .and_then(|d| d.get("resources"))
+        .and_then(|r| r.get("reservations"))
+        .filter(|r| non_empty(r))
+    {
+        let what = if reservations.get("devices").is_some() {
+            "device (GPU) reservations are not supported by the embedded engine"
+        } else {
+            "reservations are not supported yet (use limits)"
+        };
+        return Err(format!("{}: {what}", key("deploy.resources.reservations")));
+    }
+    for (i, m) in svc.volumes.iter().enumerate() {
+        if m.extra
+            .get("volume")
+            .and_then(|v| v.get("subpath"))
+            .is_some_and(non_empty)
+        {
+            return Err(format!(
+                "{}[{i}].volume.subpath: mounting part of a volume is not supported yet",
+                key("volumes")
+            ));
         }
     }
     if let Some(runtime) = svc.extra.get("runtime").and_then(Value::as_str) {
