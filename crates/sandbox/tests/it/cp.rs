@@ -220,14 +220,26 @@ fn copy_in_racing_symlink_swaps_stays_inside() {
         let landed: Vec<_> = fs::read_dir(outside.path()).unwrap().flatten().collect();
         assert!(landed.is_empty(), "files landed outside: {landed:?}");
     }
-    // Not vacuous: copies did land inside.
+    // Not vacuous: copies did land inside. The swapper keeps moving the
+    // directory (at times `sub` is the symlink and `sub.real` is gone), so
+    // look until it is seen in place.
     let root = format!("/proc/{}/root/tmp/r/race", c.pid());
-    let inside = ["sub", "sub.real"]
-        .iter()
-        .filter_map(|d| fs::read_dir(format!("{root}/{d}")).ok())
-        .map(|r| r.count())
-        .sum::<usize>();
-    assert!(inside > 0, "nothing was copied in");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let inside = ["sub", "sub.real"]
+            .iter()
+            .filter(|d| fs::symlink_metadata(format!("{root}/{d}")).is_ok_and(|m| m.is_dir()))
+            .filter_map(|d| fs::read_dir(format!("{root}/{d}")).ok())
+            .map(|r| r.count())
+            .sum::<usize>();
+        if inside > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was copied in"
+        );
+    }
     stop(c);
 }
 
