@@ -232,3 +232,52 @@ fn nocopy_applies_and_unsupported_keys_are_refused() {
     p.write("services:\n  box:\n    image: berth-test/busybox:1\n    cpuset: \"0\"\n");
     p.up_fails_with(&["services.box.cpuset"]);
 }
+
+/// Defends: `stdin_open: true` keeps the container's stdin open (a `cat`
+/// waits instead of reading end of file at once), and `tty: true` is refused
+/// by name rather than ignored.
+#[test]
+fn stdin_open_keeps_stdin_open_and_tty_is_refused() {
+    let p = Project::new("stdin");
+    let compose = |open: bool| {
+        format!(
+            "services:\n  box:\n    image: berth-test/busybox:1\n    stdin_open: {open}\n    \
+             command: [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox cat; echo stdin ended\"]\n"
+        )
+    };
+    p.write(&compose(true));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let stdin = p.berth(&[
+        "exec",
+        "-T",
+        "box",
+        "/bin/busybox",
+        "readlink",
+        "/proc/1/fd/0",
+    ]);
+    let stdin = text(&stdin.stdout);
+    assert!(!stdin.contains("/dev/null"), "stdin is {stdin}");
+    let ps = text(&p.berth(&["ps", "--format", "json"]).stdout);
+    assert!(ps.contains("\"running\""), "the cat ended: {ps}");
+    // With stdin closed, `cat` ends at once and the container exits 0.
+    p.write(&compose(false));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = text(&p.berth(&["logs", "--no-color"]).stdout);
+        if logs.contains("stdin ended") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The stdin_open container had been running all along: it printed
+    // nothing before it was replaced.
+    let logs = text(&p.berth(&["logs", "--no-color"]).stdout);
+    assert_eq!(logs.matches("stdin ended").count(), 1, "{logs}");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.write("services:\n  box:\n    image: berth-test/busybox:1\n    tty: true\n");
+    p.up_fails_with(&["services.box.tty"]);
+}

@@ -1500,6 +1500,9 @@ impl ProjectRuntime {
             let path = dir.join("output");
             spec.stdout = Stdio::File(path.clone());
             spec.stderr = Stdio::File(path);
+            if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool()) == Some(true) {
+                spec.stdin = Stdio::Fd(open_stdin_fifo(&dir)?);
+            }
         }
         // Errors name the container as users know it, not its incarnation.
         let named = |e: berth_sandbox::SandboxError| {
@@ -2317,6 +2320,31 @@ pub struct ContainerInfo {
 /// port proxies hold 2 to 6 fds per relayed connection); the new soft limit.
 pub fn raise_fd_limit() -> std::result::Result<u64, berth_proxy::ProxyError> {
     berth_proxy::raise_fd_limit().map(|l| l.soft)
+}
+
+/// `stdin_open: true`: the container's stdin stays open, as docker keeps a
+/// pipe to it: a FIFO in the container's directory, handed over opened for
+/// reading and writing, so the container holds a writer itself and a read
+/// waits instead of seeing end of file, whatever happens to the supervisor.
+fn open_stdin_fifo(dir: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("stdin");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+    // SAFETY: mkfifo on a valid C string.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(io_err(&path)(e));
+        }
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok(OwnedFd::from(f))
 }
 
 /// Where named volume `name` lives: `<state>/volumes/<name>`. The loader
