@@ -281,27 +281,11 @@ fn closed_stdout_ends_commands_quietly() {
 /// the host's root: a file on the host is not there, the runtime is.
 #[test]
 fn an_x_runtime_service_does_not_see_the_host() {
-    use crate::common::repo;
-    use crate::up::{free_port, Registry};
+    use crate::up::Registry;
     let tmp = tempfile::tempdir().unwrap();
-    let registry = Registry {
-        port: free_port(),
-        storage: tmp.path().join("registry"),
-    };
     // debian:bookworm-slim's stand-in (mmdebstrap, cached between runs).
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(registry.port.to_string())
-        .args(["--node-versions", "", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
+    let registry = Registry::seed(tmp.path(), "", true);
+
     let secret = tmp.path().join("host-only-secret");
     std::fs::write(&secret, "host data").unwrap();
     let dir = tmp.path().join(format!("xrt{}", std::process::id()));

@@ -5,7 +5,7 @@
 //! new container; a connection that is not HTTP stays on the old container
 //! until the grace period, is then closed, and `up` says so.
 
-use crate::common::{repo, text};
+use crate::common::text;
 use crate::up::{free_port, http_get, DownOnDrop, Registry};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -153,35 +153,11 @@ fn client(
 #[test]
 fn keep_alive_and_pipelining_clients_see_no_error_across_a_swap() {
     let tmp = tempfile::tempdir().unwrap();
-    let registry = Registry {
-        port: free_port(),
-        storage: tmp.path().join("registry"),
-    };
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(registry.port.to_string())
-        .args(["--node-versions", "4.2.2 4.2.3", "--no-base", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
+    let registry = Registry::seed(tmp.path(), "4.2.2 4.2.3", false);
+
     let project = format!("seedka{}", std::process::id());
     let dir = tmp.path().join(&project);
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "docker-compose.yml",
-        "Dockerfile",
-        ".dockerignore",
-        "index.js",
-        "package.json",
-    ] {
-        std::fs::copy(repo().join("examples/seed").join(f), dir.join(f)).unwrap();
-    }
+    crate::swap::copy_seed(&dir);
     let port = free_port();
     let compose = dir.join("docker-compose.yml");
     let text_of = std::fs::read_to_string(&compose).unwrap();
@@ -197,10 +173,7 @@ fn keep_alive_and_pipelining_clients_see_no_error_across_a_swap() {
     .unwrap();
     let state = tmp.path().join("state");
     std::fs::write(tmp.path().join("none.toml"), "").unwrap();
-    let mirrors = format!(
-        "quay.io=http://127.0.0.1:{0},docker.io=http://127.0.0.1:{0}",
-        registry.port
-    );
+    let mirrors = registry.mirrors();
     let berth = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)

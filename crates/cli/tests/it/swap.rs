@@ -139,23 +139,7 @@ fn code_image_id(seed: &Seed, project: &str) -> String {
 #[test]
 fn runtime_swap_and_code_change_drop_no_request() {
     let tmp = tempfile::tempdir().unwrap();
-    let registry = Registry {
-        port: free_port(),
-        storage: tmp.path().join("registry"),
-    };
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(registry.port.to_string())
-        .args(["--node-versions", "4.2.2 4.2.3", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
+    let registry = Registry::seed(tmp.path(), "4.2.2 4.2.3", false);
 
     let project = format!("seedswap{}", std::process::id());
     let dir = tmp.path().join(&project);
@@ -288,7 +272,7 @@ fn runtime_swap_and_code_change_drop_no_request() {
     drop(registry);
 }
 
-fn copy_seed(to: &Path) {
+pub(crate) fn copy_seed(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in [
         "docker-compose.yml",
@@ -310,25 +294,8 @@ fn copy_seed(to: &Path) {
 #[test]
 fn seed_runtime_audit_upgrade_and_swap() {
     let tmp = tempfile::tempdir().unwrap();
-    let registry = Registry {
-        port: free_port(),
-        storage: tmp.path().join("registry"),
-    };
-    // tianon/true for the code image and debian:bookworm-slim, the base
-    // the runtime is mounted on.
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(registry.port.to_string())
-        .args(["--node-versions", "", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
+    let registry = Registry::seed(tmp.path(), "", true);
+
     let project = format!("seedrt{}", std::process::id());
     let dir = tmp.path().join(&project);
     std::fs::create_dir_all(&dir).unwrap();

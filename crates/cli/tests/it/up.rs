@@ -37,6 +37,42 @@ pub(crate) struct Registry {
     pub(crate) storage: std::path::PathBuf,
 }
 
+impl Registry {
+    /// A loopback registry in `dir` filled by `scripts/seed-registry.sh`
+    /// with the seed's images for `node_versions` (and the Debian base
+    /// image unless `base` is false), through the test's own berth.
+    pub(crate) fn seed(dir: &std::path::Path, node_versions: &str, base: bool) -> Registry {
+        let registry = Registry {
+            port: free_port(),
+            storage: dir.join("registry"),
+        };
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo().join("scripts/seed-registry.sh"))
+            .arg(registry.port.to_string())
+            .args(["--node-versions", node_versions, "--storage"])
+            .arg(&registry.storage)
+            .env("BERTH", env!("CARGO_BIN_EXE_berth"));
+        if !base {
+            cmd.arg("--no-base");
+        }
+        let prep = cmd.output().unwrap();
+        assert!(
+            prep.status.success(),
+            "seed-registry.sh: {}",
+            text(&prep.stderr)
+        );
+        registry
+    }
+
+    /// `BERTH_REGISTRY_MIRRORS` sending quay.io and docker.io here.
+    pub(crate) fn mirrors(&self) -> String {
+        format!(
+            "quay.io=http://127.0.0.1:{0},docker.io=http://127.0.0.1:{0}",
+            self.port
+        )
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = Command::new("bash")
@@ -77,25 +113,8 @@ fn run(cmd: &str, args: &[&str]) -> String {
 #[test]
 fn the_seed_runs_attached_and_detached_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let registry = Registry {
-        port,
-        storage: dir.path().join("registry"),
-    };
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(port.to_string())
-        .args(["--node-versions", "4.2.2", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
-    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+    let registry = Registry::seed(dir.path(), "4.2.2", false);
+    let mirrors = registry.mirrors();
 
     // A copy named for this run: the project name (and so every resource
     // name) is unique to it.
@@ -323,25 +342,8 @@ volumes:
 #[test]
 fn named_volumes_volumes_from_and_service_names() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let registry = Registry {
-        port,
-        storage: dir.path().join("registry"),
-    };
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(port.to_string())
-        .args(["--node-versions", "4.2.2", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
-    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+    let registry = Registry::seed(dir.path(), "4.2.2", false);
+    let mirrors = registry.mirrors();
     let project = format!("vols{}", std::process::id());
     let root = dir.path().join(&project);
     std::fs::create_dir_all(&root).unwrap();
@@ -433,25 +435,8 @@ u.bind(6000); console.log('serving');";
 #[test]
 fn published_port_forms_short_long_range_and_udp() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let registry = Registry {
-        port,
-        storage: dir.path().join("registry"),
-    };
-    let prep = Command::new("bash")
-        .arg(repo().join("scripts/seed-registry.sh"))
-        .arg(port.to_string())
-        .args(["--node-versions", "4.2.2", "--storage"])
-        .arg(&registry.storage)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
-        .output()
-        .unwrap();
-    assert!(
-        prep.status.success(),
-        "seed-registry.sh: {}",
-        text(&prep.stderr)
-    );
-    let mirrors = format!("quay.io=http://127.0.0.1:{port},docker.io=http://127.0.0.1:{port}");
+    let registry = Registry::seed(dir.path(), "4.2.2", false);
+    let mirrors = registry.mirrors();
     let [a, b, c, d] = free_ports();
     let project = format!("ports{}", std::process::id());
     let root = dir.path().join(&project);
