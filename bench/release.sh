@@ -19,6 +19,9 @@ if [ -n "$(ls -A "$target" 2>/dev/null)" ]; then
   echo "$target is not empty: a cold build needs an empty target directory" >&2
   exit 1
 fi
+# The source measured: this checkout's HEAD (plus any uncommitted edits), or COMMIT=
+# when run in an exported tree (`git archive HEAD | tar -x -C DIR`).
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 cargo fetch -q
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 t0=$(date +%s.%N)
@@ -29,14 +32,14 @@ bin=$target/release/berth
 size=$(stat -c %s "$bin")
 libs=$(ldd "$bin" | awk '{print $1}' | sed 's|.*/||' | sort | paste -sd, - | sed 's/,/, /g')
 
-python3 - "$root/BENCHMARKS.md" "$size" "$t0" "$t1" "$libs" "$load_start" "$load_end" <<'PY'
+python3 - "$root/BENCHMARKS.md" "$size" "$t0" "$t1" "$libs" "$load_start" "$load_end" "$commit" <<'PY'
 import os, re, sys
-out, size, t0, t1, libs, ls, le = sys.argv[1:]
+out, size, t0, t1, libs, ls, le, commit = sys.argv[1:]
 secs = float(t1) - float(t0)
 section = "\n".join([
     "## release binary",
     "",
-    "What `cargo build --release -p berth-cli` produces with the workspace's release profile (`strip = true`, "
+    f"What `cargo build --release -p berth-cli` produces (commit {commit}) with the workspace's release profile (`strip = true`, "
     "`lto = \"thin\"`, `codegen-units = 16`, no debug info; with full debug info the binary was 161 MB).",
     "",
     "| what | value |",
