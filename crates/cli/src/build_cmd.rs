@@ -352,9 +352,16 @@ impl BuildProgress for StepProgress {
             eprintln!("{} |   {line}", self.service);
         }
     }
+
+    fn cancelled(&self) -> bool {
+        crate::up_cmd::interrupted()
+    }
 }
 
 pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
+    // Ctrl-C stops the build between steps or kills the running `RUN`,
+    // leaving no container or mount; a second one exits at once.
+    crate::up_cmd::install_client_signal_handlers();
     let loaded = berth_compose::load(&load_options(global)?)?;
     let project = &loaded.project;
     let store = open_store()?;
@@ -505,7 +512,10 @@ fn build_service_with(
         service: name.to_string(),
         quiet: flags.quiet,
     };
-    let runner = berth_sandbox::BuildRunner::new(berth_oci::store::state_dir().join("sandbox"));
+    // Ctrl-C (once handlers are installed) stops the running step and
+    // removes its container and mounts.
+    let runner = berth_sandbox::BuildRunner::new(berth_oci::store::state_dir().join("sandbox"))
+        .with_interrupt(crate::up_cmd::interrupted);
     let built = builder::build_with(store, &req, bases, &runner, &progress)
         .with_context(|| format!("building service {name:?}"))?;
     if !flags.quiet {

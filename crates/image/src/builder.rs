@@ -59,6 +59,8 @@ pub enum BuildError {
     NoTarget(String),
     #[error("{0}")]
     Ignore(String),
+    #[error("the build was interrupted")]
+    Interrupted,
 }
 
 type Result<T> = std::result::Result<T, BuildError>;
@@ -197,6 +199,10 @@ pub trait BuildProgress {
     fn note(&self, text: &str);
     /// A line of a running `RUN` step's output.
     fn output(&self, _stage: usize, _index: usize, _line: &str) {}
+    /// The user asked to stop (Ctrl-C): no further step starts.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Prints nothing (tests, `--progress quiet`).
@@ -447,6 +453,9 @@ pub fn build_with(
         };
         let mut state = b.from(&base, &done, stage.start_line, &platform)?;
         for (j, cmd) in stage.instructions.iter().enumerate() {
+            if progress.cancelled() {
+                return Err(BuildError::Interrupted);
+            }
             progress.step(i, j + 2, total, cmd.source.trim());
             b.steps += 1;
             let cached = b.run(&mut state, cmd, &global, &done, i, j + 2)?;

@@ -31,6 +31,7 @@ use std::sync::Mutex;
 pub struct BuildRunner {
     state_dir: PathBuf,
     sandbox: Mutex<Option<Sandbox>>,
+    interrupted: fn() -> bool,
 }
 
 /// The hostname of every step, as BuildKit's.
@@ -42,7 +43,15 @@ impl BuildRunner {
         BuildRunner {
             state_dir: state_dir.into(),
             sandbox: Mutex::new(None),
+            interrupted: || false,
         }
+    }
+
+    /// Stop a running step (killed, its container and mounts removed, an
+    /// error returned) once `interrupted` says so, e.g. after Ctrl-C.
+    pub fn with_interrupt(mut self, interrupted: fn() -> bool) -> BuildRunner {
+        self.interrupted = interrupted;
+        self
     }
 
     fn sandbox(&self) -> Result<Sandbox, SandboxError> {
@@ -189,7 +198,7 @@ impl RunSteps for BuildRunner {
             .collect();
         let targets: Vec<String> = targets.into_iter().chain(resolved).collect();
         guard.get().start()?;
-        let status = pump(reader, guard.get(), output)?;
+        let status = pump(reader, guard.get(), output, self.interrupted)?;
         if !status.success() {
             guard.delete()?;
             return Ok(RunOutcome::Failed {
@@ -233,6 +242,7 @@ fn pump(
     reader: io::PipeReader,
     container: &mut Container,
     output: &mut dyn FnMut(&str),
+    interrupted: fn() -> bool,
 ) -> Result<crate::ExitStatus, RunError> {
     let fd = reader.as_raw_fd();
     // SAFETY: a valid fd we own; F_SETFL with O_NONBLOCK only.
@@ -279,6 +289,11 @@ fn pump(
         let eof = drain(&mut pending, output)?;
         if let Some(status) = container.try_wait()? {
             break status;
+        }
+        if interrupted() {
+            container.kill(libc::SIGKILL)?;
+            container.wait()?;
+            return Err("interrupted".into());
         }
         if eof {
             // Nobody writes any more; only the exit is left to wait for.

@@ -325,3 +325,37 @@ fn a_symlinked_resolv_conf_keeps_build_noise_out_of_the_layer() {
     assert_eq!(layers.last().unwrap(), &["seen"], "{layers:?}");
     f.assert_clean();
 }
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Asks to stop (as Ctrl-C does) once the step says it started.
+struct StopOnStart;
+
+impl BuildProgress for StopOnStart {
+    fn step(&self, _: usize, _: usize, _: usize, _: &str) {}
+    fn cached(&self, _: usize, _: usize) {}
+    fn note(&self, _: &str) {}
+    fn output(&self, _: usize, _: usize, line: &str) {
+        if line == "started" {
+            STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_step_is_killed_and_leaves_nothing() {
+    let mut f = fixture("RUN echo started; sleep 120\nRUN echo never > /never\n");
+    f.runner = BuildRunner::new(&f.sandbox).with_interrupt(stop_requested);
+    let req = request(&f.ctx, "stop:1");
+    let err = build_with(&f.store, &req, &StoreOnly, &f.runner, &StopOnStart)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("interrupted"), "{err}");
+    f.assert_clean();
+    assert!(f.store.resolve("stop:1").unwrap().is_none());
+}
