@@ -234,10 +234,10 @@ fn nocopy_applies_and_unsupported_keys_are_refused() {
 }
 
 /// Defends: `stdin_open: true` keeps the container's stdin open (a `cat`
-/// waits instead of reading end of file at once), and `tty: true` is refused
-/// by name rather than ignored.
+/// waits instead of reading end of file at once), and `tty: true` gives the
+/// container a terminal whose output is logged.
 #[test]
-fn stdin_open_keeps_stdin_open_and_tty_is_refused() {
+fn stdin_open_keeps_stdin_open_and_tty_gives_a_terminal() {
     let p = Project::new("stdin");
     let compose = |open: bool| {
         format!(
@@ -278,6 +278,23 @@ fn stdin_open_keeps_stdin_open_and_tty_is_refused() {
     let logs = text(&p.berth(&["logs", "--no-color"]).stdout);
     assert_eq!(logs.matches("stdin ended").count(), 1, "{logs}");
     assert!(p.berth(&["down", "-t", "0"]).status.success());
-    p.write("services:\n  box:\n    image: berth-test/busybox:1\n    tty: true\n");
-    p.up_fails_with(&["services.box.tty"]);
+
+    // `tty: true`: the streams are a terminal, and what goes to it is logged.
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    tty: true\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"[ -t 0 ] && [ -t 1 ] && echo on a terminal; /bin/busybox sleep 600\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = text(&p.berth(&["logs", "--no-color"]).stdout);
+        if logs.contains("on a terminal") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
 }

@@ -17,6 +17,7 @@
 mod health;
 mod output;
 mod ports;
+mod pty;
 mod resources;
 mod restart;
 mod signal;
@@ -1498,10 +1499,20 @@ impl ProjectRuntime {
                     .configure(&live.name, live.svc.extra.get("logging"));
             }
             let path = dir.join("output");
-            spec.stdout = Stdio::File(path.clone());
-            spec.stderr = Stdio::File(path);
-            if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool()) == Some(true) {
-                spec.stdin = Stdio::Fd(open_stdin_fifo(&dir)?);
+            if live.svc.extra.get("tty").and_then(|v| v.as_bool()) == Some(true) {
+                // `tty: true`: a terminal for all three streams; what the
+                // container writes to it goes to the same output file.
+                let slave = pty::open(&path).map_err(io_err(&path))?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(io_err(&path));
+                spec.stdin = Stdio::Fd(dup(&slave)?);
+                spec.stdout = Stdio::Fd(dup(&slave)?);
+                spec.stderr = Stdio::Fd(slave);
+            } else {
+                spec.stdout = Stdio::File(path.clone());
+                spec.stderr = Stdio::File(path);
+                if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool()) == Some(true) {
+                    spec.stdin = Stdio::Fd(open_stdin_fifo(&dir)?);
+                }
             }
         }
         // Errors name the container as users know it, not its incarnation.

@@ -148,12 +148,6 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             ));
         }
     }
-    if svc.extra.get("tty").and_then(Value::as_bool) == Some(true) {
-        return Err(format!(
-            "{}: a terminal for the container is not supported yet (stdin_open keeps stdin open)",
-            key("tty")
-        ));
-    }
     if let Some(runtime) = svc.extra.get("runtime").and_then(Value::as_str) {
         if !matches!(runtime, "runc" | "io.containerd.runc.v2") {
             return Err(format!(
