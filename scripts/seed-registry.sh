@@ -418,9 +418,13 @@ NODE_VERSION=unused "$BERTH" "${compose[@]}" push tianon-true 2>&1 | sed 's/^/  
 if ((BASE)); then
   BASE_CTX=$CACHE/debian-base
   mkdir -p "$BASE_CTX"
-  if [ ! -s "$BASE_CTX/rootfs.tar" ]; then
+  if [ ! -f "$BASE_CTX/rootfs.tar" ] || [ ! -s "$BASE_CTX/rootfs.tar" ]; then
+    rm -rf "$BASE_CTX/rootfs.tar"
     say "debian:bookworm-slim: mmdebstrap --variant=minbase bookworm (cached in $BASE_CTX)"
-    mmdebstrap --quiet --variant=minbase --skip=output/dev \
+    rm -rf "$BASE_CTX/rootfs.tar.tmp"
+    # --format: mmdebstrap guesses the format from the name, and `.tmp` is
+    # not a tar name (it would write a directory).
+    mmdebstrap --quiet --variant=minbase --format=tar --skip=output/dev \
       --customize-hook='mkdir -p "$1/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"' \
       bookworm "$BASE_CTX/rootfs.tar.tmp" >&2 || die "mmdebstrap failed (output above)"
     mv "$BASE_CTX/rootfs.tar.tmp" "$BASE_CTX/rootfs.tar"
