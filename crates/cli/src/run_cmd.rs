@@ -64,12 +64,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     if !loaded.project.services.contains_key(&args.service) {
         bail!("no such service: {}", args.service);
     }
-    crate::up_cmd::ensure_images(
-        &loaded,
-        args.build,
-        false,
-        None,
-    )?;
+    crate::up_cmd::ensure_images(&loaded, args.build, false, None)?;
     crate::up_cmd::runtime_mounts(&loaded, true)?;
     let entrypoint = args
         .entrypoint

@@ -9,6 +9,7 @@ mod features;
 mod hostile;
 mod images;
 mod keepalive;
+mod keys;
 mod multiservice;
 mod newcomer;
 mod peer_config;
@@ -16,6 +17,5 @@ mod peer_config;
 #[path = "../../../registry/tests/it/registry.rs"]
 mod registry;
 mod runtime;
-mod keys;
 mod swap;
 mod up;
