@@ -1,11 +1,13 @@
-//! berth's engine. For now it holds the planner: the pure function that
-//! turns the desired project and the observed containers into an explained
-//! [`Plan`]. The executor and the backends will apply that plan.
+//! berth's engine: the planner (the pure function that turns the desired
+//! project and the observed containers into an explained [`Plan`]) and the
+//! [`backend::Backend`] trait every engine implements to apply it.
 
+pub mod backend;
 pub mod embedded;
 pub mod planner;
 pub mod project_files;
 
+pub use backend::{Backend, BackendError, Container, ErrorKind, ProjectStatus, Status};
 pub use planner::{
     plan, Action, ContainerState, Desired, ObservedContainer, Plan, PlanError, PlanOptions, Step,
     Strategy,
