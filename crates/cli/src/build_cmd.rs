@@ -604,3 +604,34 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `berth builder …`: the build cache.
+#[derive(clap::Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove the build cache: every `RUN --mount=type=cache` directory not
+    /// in use by a running build, and the step records (every step runs again)
+    Prune,
+}
+
+pub fn builder(cmd: BuilderCommand) -> Result<ExitCode> {
+    match cmd {
+        BuilderCommand::Prune => {
+            let store = open_store()?;
+            let r = berth_image::cache_mount::prune(store.root())?;
+            let mut line = format!(
+                "Deleted {} cache mount(s) and {} step record(s), reclaimed {}",
+                r.cache_mounts,
+                r.step_records,
+                human_size(r.bytes)
+            );
+            if r.in_use > 0 {
+                line.push_str(&format!(
+                    "; {} cache mount(s) in use by a running build kept",
+                    r.in_use
+                ));
+            }
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

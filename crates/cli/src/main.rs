@@ -151,6 +151,9 @@ pub enum Command {
     Pull(build_cmd::PullArgs),
     /// Push the images of services to their registries
     Push(build_cmd::PushArgs),
+    /// Manage the build cache (prune)
+    #[command(subcommand)]
+    Builder(build_cmd::BuilderCommand),
     /// List images in berth's store
     Images(image_cmd::ImagesArgs),
     /// Remove images
@@ -267,6 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),
         Command::Push(args) => build_cmd::push(&cli.global, args),
+        Command::Builder(cmd) => build_cmd::builder(cmd),
         Command::Images(args) => image_cmd::images(args),
         Command::Rmi(args) => image_cmd::rmi(args),
         Command::Image(cmd) => image_cmd::image(cmd),

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 mod run;
 
+pub(crate) use run::copy_tree;
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, thiserror::Error)]

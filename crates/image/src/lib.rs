@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod builder;
+pub mod cache_mount;
 pub mod context;
 pub mod copy;
 pub mod diff;

@@ -26,7 +26,7 @@ const PIPES_DIR: &str = "/dev/pipes";
 struct Prepared {
     mounts: Vec<RunMount>,
     scratch: Vec<ScratchDir>,
-    locks: Vec<fs::File>,
+    leases: Vec<crate::cache_mount::CacheLease>,
     /// Secret values, hidden from the build's output.
     secrets: Vec<String>,
     /// `KEY=VALUE` from `type=secret,env=KEY`: in the step's environment only.
@@ -284,44 +284,61 @@ impl Builder<'_> {
                     .as_deref()
                     .ok_or_else(|| self.fail(cmd, format!("--mount={spec}: target required")))?;
                 let target = target_of(target);
-                if m.from.is_some() {
-                    return Err(self.fail(
-                        cmd,
-                        format!(
-                            "--mount={spec}: a cache seeded from= a stage is not supported yet"
-                        ),
-                    ));
-                }
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let root = self.store.root().join("cache-mounts");
-                let dir = root.join(Digest::of(id.as_bytes()).hex());
-                let io = |path: &Path| {
-                    let path = path.to_path_buf();
-                    move |source| BuildError::Io { path, source }
+                let source = match m.source.as_deref() {
+                    Some(s) => Some(clean_relative(s).ok_or_else(|| {
+                        self.fail(
+                            cmd,
+                            format!("--mount={spec}: source must stay inside what it mounts from"),
+                        )
+                    })?),
+                    None => None,
                 };
-                fs::create_dir_all(&root).map_err(io(&root))?;
-                fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(io(&root))?;
-                if !dir.exists() {
-                    // Made aside and renamed, so a half-set-up cache never shows.
-                    let tmp = root.join(format!(".new-{}", std::process::id()));
-                    let _ = fs::remove_dir_all(&tmp);
-                    fs::create_dir(&tmp).map_err(io(&tmp))?;
-                    fs::set_permissions(&tmp, fs::Permissions::from_mode(m.mode.unwrap_or(0o755)))
-                        .map_err(io(&tmp))?;
-                    std::os::unix::fs::chown(&tmp, m.uid, m.gid).map_err(io(&tmp))?;
-                    if let Err(e) = fs::rename(&tmp, &dir) {
-                        let _ = fs::remove_dir_all(&tmp);
-                        if !dir.exists() {
-                            return Err(io(&dir)(e));
+                // `from=` seeds a new cache with a stage's or image's files
+                // (at `source`); a cache seeded from other files is another cache.
+                let (identity, seed) = match &m.from {
+                    Some(from) => {
+                        let (key, dir) = self.stage_dir(cmd, from, done)?;
+                        let rel = source.clone().unwrap_or_default();
+                        let seed = dir.join(&rel);
+                        if !seed.is_dir() {
+                            return Err(self.fail(
+                                cmd,
+                                format!(
+                                    "--mount={spec}: {:?} is not a directory in {from}",
+                                    rel.display().to_string()
+                                ),
+                            ));
                         }
+                        (format!("{id}\0from={key}/{}", rel.display()), Some(seed))
                     }
-                }
-                if m.sharing == Some(berth_dockerfile::Sharing::Locked) {
-                    let lock = root.join(format!("{}.lock", Digest::of(id.as_bytes()).hex()));
-                    let f = fs::File::create(&lock).map_err(io(&lock))?;
-                    f.lock().map_err(io(&lock))?;
-                    prepared.locks.push(f);
-                }
+                    None => (id, None),
+                };
+                let lease = crate::cache_mount::lease(
+                    self.store.root(),
+                    &identity,
+                    m.sharing.unwrap_or(berth_dockerfile::Sharing::Shared),
+                    &crate::cache_mount::NewCache {
+                        mode: m.mode.unwrap_or(0o755),
+                        uid: m.uid,
+                        gid: m.gid,
+                        seed: seed.as_deref(),
+                    },
+                )
+                .map_err(|e| self.fail(cmd, format!("--mount={spec}: {e}")))?;
+                // Without `from=`, `source=` is a directory inside the cache.
+                let dir = match (&m.from, &source) {
+                    (None, Some(rel)) if !rel.as_os_str().is_empty() => {
+                        let d = lease.dir.join(rel);
+                        fs::create_dir_all(&d).map_err(|source| BuildError::Io {
+                            path: d.clone(),
+                            source,
+                        })?;
+                        d
+                    }
+                    _ => lease.dir.clone(),
+                };
+                prepared.leases.push(lease);
                 prepared.mounts.push(RunMount {
                     target,
                     kind: RunMountKind::Bind {
@@ -551,7 +568,7 @@ fn write_private(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 }
 
 /// A copy of a file or tree (links kept as links).
-fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(src)?;
     if meta.file_type().is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, dest)
