@@ -5,6 +5,7 @@
 //! normalize → semantic checks → typed [`Project`] → config hash.
 
 pub mod consistency;
+pub mod coverage;
 pub mod dotenv;
 pub mod emit;
 pub mod error;

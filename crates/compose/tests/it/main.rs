@@ -4,6 +4,7 @@
 
 mod common;
 mod compare;
+mod coverage;
 mod fixtures;
 mod full_example;
 mod hostile;

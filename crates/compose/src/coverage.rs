@@ -1,0 +1,725 @@
+//! What berth does with each key of the compose spec (issue 13: every key is
+//! honoured or refused, never silently dropped).
+//!
+//! The statuses are data, one [`Row`] per key path of the spec's JSON schema,
+//! so that `COMPOSE_KEYS.md` is generated from them and a test holds them
+//! against the schema and the test sources (a new schema key without a row,
+//! a row for a key the schema does not have, or a row naming a test that
+//! does not exist fails it). [`not_applied`] reads the same rows, so what
+//! `up --dry-run` lists and what the table says cannot drift apart.
+//!
+//! Statuses are for the embedded engine (the default backend). Key paths use
+//! `*` for a name the user chooses (a service, a network, an ulimit) and
+//! `[]` for the entries of a list: `services.*.volumes[].bind.propagation`.
+
+use crate::Project;
+use serde_json::Value;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Applied as docker compose with Docker Engine applies it.
+    Honoured,
+    /// `up` fails before it makes anything, with one line naming the key.
+    Refused,
+    /// Meaningless for this engine and harmless (swarm-only, Windows-only,
+    /// informational): accepted, and listed by `up --dry-run`.
+    NotApplied,
+    /// Accepted and without effect although it means something here: a bug
+    /// (issue 13). Listed by `up --dry-run` as not applied until it is fixed.
+    Ignored,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Honoured => "honoured",
+            Status::Refused => "refused",
+            Status::NotApplied => "not applied",
+            Status::Ignored => "**ignored (bug)**",
+        }
+    }
+}
+
+/// Which values of a key [`not_applied`] lists. Defaults that would change
+/// nothing on any engine (`attach: true`, an empty map) are left out, so the
+/// listing names only what the user asked for and did not get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Never,
+    /// Any value but null, `false` or an empty string, list or map.
+    WhenSet,
+    WhenFalse,
+    /// A value other than these (strings compared as written).
+    Unless(&'static [&'static str]),
+    /// Only these values.
+    When(&'static [&'static str]),
+}
+
+impl Listed {
+    fn matches(self, v: &Value) -> bool {
+        let text = || match v {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        };
+        match self {
+            Listed::Never => false,
+            Listed::WhenSet => match v {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(m) => !m.is_empty(),
+                _ => true,
+            },
+            Listed::WhenFalse => v == &Value::Bool(false),
+            Listed::Unless(ok) => !v.is_null() && !text().is_some_and(|t| ok.contains(&t)),
+            Listed::When(these) => text().is_some_and(|t| these.contains(&t)),
+        }
+    }
+
+    /// A value this rule lists (for the test that every listed key is found).
+    pub fn example(self) -> Option<Value> {
+        match self {
+            Listed::Never => None,
+            Listed::WhenSet | Listed::Unless(_) => Some(Value::String("set-by-test".into())),
+            Listed::WhenFalse => Some(Value::Bool(false)),
+            Listed::When(these) => these.first().map(|t| Value::String(t.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub key: &'static str,
+    pub status: Status,
+    /// A `fn` under `crates/*/tests` or `crates/*/src` that shows the status.
+    pub test: &'static str,
+    /// Refused: the reason. Not applied / ignored: why nothing happens.
+    /// Honoured: what is worth knowing (values refused, limits).
+    pub note: &'static str,
+    pub listed: Listed,
+}
+
+const fn row(key: &'static str, status: Status, test: &'static str, note: &'static str) -> Row {
+    let listed = match status {
+        Status::Honoured | Status::Refused => Listed::Never,
+        Status::NotApplied | Status::Ignored => Listed::WhenSet,
+    };
+    Row {
+        key,
+        status,
+        test,
+        note,
+        listed,
+    }
+}
+
+const fn ok(key: &'static str, test: &'static str) -> Row {
+    row(key, Status::Honoured, test, "")
+}
+
+const fn ok_but(key: &'static str, test: &'static str, note: &'static str) -> Row {
+    row(key, Status::Honoured, test, note)
+}
+
+const fn refused(key: &'static str, test: &'static str, why: &'static str) -> Row {
+    row(key, Status::Refused, test, why)
+}
+
+const fn inert(key: &'static str, why: &'static str) -> Row {
+    row(key, Status::NotApplied, LISTED, why)
+}
+
+const fn gap(key: &'static str, why: &'static str) -> Row {
+    row(key, Status::Ignored, LISTED, why)
+}
+
+impl Row {
+    const fn listed(self, listed: Listed) -> Row {
+        Row { listed, ..self }
+    }
+}
+
+// Tests the rows name more than once.
+/// The unit test below: every not-applied or ignored key is listed.
+const LISTED: &str = "every_not_applied_and_ignored_key_is_listed";
+/// engine-embedded's refusal table test (platform, runtime, drivers, …).
+const REFUSALS: &str = "refusals_name_the_key_path";
+/// `up` refuses `cpuset` by name before anything is made; the other keys of
+/// the same refusal list go through the same check.
+const REFUSED_E2E: &str = "nocopy_applies_and_unsupported_keys_are_refused";
+const FIXTURES: &str = "fixture_corpus_loads_or_fails_cleanly";
+const FULL_EXAMPLE: &str = "compose_go_full_example";
+const RESOURCES: &str = "keys_reach_the_spec";
+const SECRETS: &str = "secrets_and_configs_are_mounted_with_owner_and_mode";
+const HEALTH: &str = "healthchecks_gate_dependants_and_show_in_ps";
+const NETS: &str = "networks_aliases_internal_links_dns_and_shared_namespaces";
+const SWARM: &str =
+    "a Docker Swarm setting; there is no swarm outside it (docker compose ignores it too)";
+const SWARM_OBJECT: &str =
+    "names or labels the Docker Swarm object; berth reads the source in place";
+const NO_HOOKS: &str = "lifecycle hooks are not supported yet";
+const NAMESPACES: &str = "sharing is not supported yet; `private` (the default) is accepted";
+
+use Status::*;
+
+/// Every key of the schema, in the schema's order. A key whose row is not
+/// `Honoured` stands for the keys under it too.
+// One row per line, so the table reads (and diffs) as a table.
+#[rustfmt::skip]
+pub const ROWS: &[Row] = &[
+    row("version", NotApplied, "docker_compose_v1_config_expectations", "obsolete: dropped at load, with a warning `up` prints (so `--dry-run` does not list it again)").listed(Listed::Never),
+    ok("name", "project_names_never_become_paths"),
+    ok_but("include", FIXTURES, "merged at load; no test runs an included service"),
+    ok("include[].path", FIXTURES),
+    ok("include[].env_file", FIXTURES),
+    ok("include[].project_directory", FIXTURES),
+    ok("services", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
+    gap("services.*.develop", "no `watch` command yet: `develop.watch` rules never run"),
+    ok("services.*.deploy", "create_honours_scale_and_deploy_replicas"),
+    inert("services.*.deploy.mode", SWARM).listed(Listed::Unless(&["replicated"])),
+    inert("services.*.deploy.endpoint_mode", SWARM),
+    ok("services.*.deploy.replicas", "create_honours_scale_and_deploy_replicas"),
+    inert("services.*.deploy.labels", "labels of the swarm service, not of its containers (docker compose ignores them too)"),
+    inert("services.*.deploy.rollback_config", SWARM),
+    ok_but("services.*.deploy.update_config", "update_order_stop_first_and_start_first", "only `order` has a meaning outside swarm"),
+    inert("services.*.deploy.update_config.parallelism", SWARM),
+    inert("services.*.deploy.update_config.delay", SWARM),
+    inert("services.*.deploy.update_config.failure_action", SWARM),
+    inert("services.*.deploy.update_config.monitor", SWARM),
+    inert("services.*.deploy.update_config.max_failure_ratio", SWARM),
+    ok("services.*.deploy.update_config.order", "update_order_stop_first_and_start_first"),
+    ok("services.*.deploy.resources", "deploy_limits_fill_in_and_bad_values_are_errors"),
+    ok("services.*.deploy.resources.limits", "deploy_limits_fill_in_and_bad_values_are_errors"),
+    ok("services.*.deploy.resources.limits.cpus", "deploy_limits_fill_in_and_bad_values_are_errors"),
+    ok("services.*.deploy.resources.limits.memory", "deploy_limits_fill_in_and_bad_values_are_errors"),
+    ok("services.*.deploy.resources.limits.pids", "deploy_limits_fill_in_and_bad_values_are_errors"),
+    refused("services.*.deploy.resources.reservations", REFUSED_E2E, "reservations (and GPU device reservations) are not supported; no test names this key"),
+    ok("services.*.deploy.restart_policy", "tmpfs_options_and_deploy_restart_policy_apply"),
+    ok("services.*.deploy.restart_policy.condition", "tmpfs_options_and_deploy_restart_policy_apply"),
+    refused("services.*.deploy.restart_policy.delay", "deploy_restart_policy_maps_as_compose_does", "docker compose has no equivalent outside swarm"),
+    ok("services.*.deploy.restart_policy.max_attempts", "tmpfs_options_and_deploy_restart_policy_apply"),
+    refused("services.*.deploy.restart_policy.window", "deploy_restart_policy_maps_as_compose_does", "docker compose has no equivalent outside swarm"),
+    inert("services.*.deploy.placement", SWARM),
+    gap("services.*.annotations", "not given to the container's OCI spec nor shown by `inspect`"),
+    gap("services.*.attach", "`attach: false` still shows the service's output in `up`").listed(Listed::WhenFalse),
+    ok("services.*.build", "build_no_cache_image_prune_and_rmi"),
+    ok("services.*.build.context", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers"),
+    ok("services.*.build.dockerfile", "a_node_backend_builds_and_a_source_change_keeps_npm_ci_cached"),
+    ok_but("services.*.build.dockerfile_inline", "a_node_backend_builds_and_a_source_change_keeps_npm_ci_cached", "no test names this key"),
+    gap("services.*.build.entitlements", "builds never get extra privileges; asking for them is not refused"),
+    ok_but("services.*.build.args", "build_no_cache_image_prune_and_rmi", "no test names this key"),
+    gap("services.*.build.ssh", "no SSH agent is forwarded to RUN --mount=type=ssh"),
+    ok_but("services.*.build.labels", "build_no_cache_image_prune_and_rmi", "no test names this key"),
+    gap("services.*.build.cache_from", "berth's build cache is its own store; external cache sources are not read"),
+    gap("services.*.build.cache_to", "the build cache is not exported"),
+    ok("services.*.build.no_cache", "build_no_cache_image_prune_and_rmi"),
+    gap("services.*.build.no_cache_filter", "stages named here are still taken from the cache"),
+    gap("services.*.build.additional_contexts", "named contexts are not given to the build"),
+    ok_but("services.*.build.network", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers", "no test names this key"),
+    gap("services.*.build.provenance", "no provenance attestation is made"),
+    gap("services.*.build.sbom", "no SBOM attestation is made"),
+    ok_but("services.*.build.pull", "build_no_cache_image_prune_and_rmi", "no test names this key"),
+    ok_but("services.*.build.target", "build_no_cache_image_prune_and_rmi", "no test names this key"),
+    gap("services.*.build.shm_size", "RUN steps get the default /dev/shm"),
+    gap("services.*.build.extra_hosts", "RUN steps do not get these hosts entries"),
+    inert("services.*.build.isolation", "a Windows build setting"),
+    gap("services.*.build.privileged", "RUN steps are never privileged; asking for it is not refused"),
+    ok("services.*.build.secrets", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers"),
+    ok("services.*.build.secrets[].source", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers"),
+    ok_but("services.*.build.secrets[].target", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers", "the id a Dockerfile mounts"),
+    inert("services.*.build.secrets[].uid", "a build secret's owner is set by the Dockerfile's RUN --mount (docker compose ignores it too)"),
+    inert("services.*.build.secrets[].gid", "a build secret's owner is set by the Dockerfile's RUN --mount (docker compose ignores it too)"),
+    inert("services.*.build.secrets[].mode", "a build secret's mode is set by the Dockerfile's RUN --mount (docker compose ignores it too)"),
+    ok_but("services.*.build.tags", "build_no_cache_image_prune_and_rmi", "no test names this key"),
+    gap("services.*.build.ulimits", "RUN steps get the default limits"),
+    gap("services.*.build.platforms", "images are built for this host's platform only; other platforms are not refused"),
+    refused("services.*.blkio_config", REFUSED_E2E, "block I/O limits are not supported yet; no test names this key"),
+    ok("services.*.cap_add", "security_defaults_resources_and_pause"),
+    ok("services.*.cap_drop", "cap_drop_privileged_sysctls_and_cpus_reach_the_container"),
+    refused("services.*.cgroup", REFUSALS, NAMESPACES),
+    refused("services.*.cgroup_parent", REFUSED_E2E, "a cgroup parent is not supported yet; no test names this key"),
+    ok("services.*.command", "lifecycle_commands_act_on_running_containers"),
+    ok("services.*.configs", SECRETS),
+    ok("services.*.configs[].source", SECRETS),
+    ok("services.*.configs[].target", SECRETS),
+    ok_but("services.*.configs[].uid", SECRETS, "the test sets uid on a secret; configs share the code"),
+    ok_but("services.*.configs[].gid", SECRETS, "the test sets gid on a secret; configs share the code"),
+    ok("services.*.configs[].mode", SECRETS),
+    ok("services.*.container_name", "container_name_names_the_created_container"),
+    refused("services.*.cpu_count", REFUSED_E2E, "a Windows setting; no test names this key"),
+    refused("services.*.cpu_percent", REFUSED_E2E, "a Windows setting; no test names this key"),
+    ok("services.*.cpu_shares", RESOURCES),
+    refused("services.*.cpu_quota", REFUSED_E2E, "CFS quota settings are not supported yet (use cpus); no test names this key"),
+    refused("services.*.cpu_period", REFUSED_E2E, "CFS period settings are not supported yet (use cpus); no test names this key"),
+    refused("services.*.cpu_rt_period", REFUSED_E2E, "real-time scheduling is not supported; no test names this key"),
+    refused("services.*.cpu_rt_runtime", REFUSED_E2E, "real-time scheduling is not supported; no test names this key"),
+    ok("services.*.cpus", "cap_drop_privileged_sysctls_and_cpus_reach_the_container"),
+    refused("services.*.cpuset", REFUSED_E2E, "CPU pinning is not supported yet"),
+    refused("services.*.credential_spec", REFUSED_E2E, "a Windows feature; no test names this key"),
+    ok("services.*.depends_on", "run_makes_one_off_containers"),
+    ok("services.*.depends_on.*.restart", "depends_on_restart_true_restarts_dependant"),
+    ok("services.*.depends_on.*.required", "optional_dependency_on_a_missing_service_is_ignored"),
+    ok("services.*.depends_on.*.condition", "service_completed_successfully_gates_dependants"),
+    refused("services.*.device_cgroup_rules", REFUSED_E2E, "device cgroup rules are not supported yet (use devices); no test names this key"),
+    ok("services.*.devices", RESOURCES),
+    ok("services.*.devices[].source", RESOURCES),
+    ok("services.*.devices[].target", RESOURCES),
+    ok("services.*.devices[].permissions", RESOURCES),
+    ok("services.*.dns", NETS),
+    ok_but("services.*.dns_opt", NETS, "written to resolv.conf with dns and dns_search; no test names this key"),
+    ok("services.*.dns_search", NETS),
+    refused("services.*.domainname", REFUSED_E2E, "a domain name is not supported yet; no test names this key"),
+    ok("services.*.entrypoint", "entrypoint_and_cmd_follow_docker"),
+    ok("services.*.env_file", FULL_EXAMPLE),
+    ok("services.*.env_file[].path", FULL_EXAMPLE),
+    ok("services.*.env_file[].format", FULL_EXAMPLE),
+    ok("services.*.env_file[].required", FULL_EXAMPLE),
+    ok("services.*.label_file", "labels_are_kept_inspected_and_filtered"),
+    ok("services.*.environment", "healthchecks_gate_dependants_and_show_in_ps"),
+    inert("services.*.expose", "ports are open between containers of a network anyway; expose only documents them"),
+    ok_but("services.*.extends", FIXTURES, "merged at load"),
+    ok("services.*.extends.service", FIXTURES),
+    ok("services.*.extends.file", FIXTURES),
+    gap("services.*.provider", "the provider is never run; `up` then fails pulling an image named after the service"),
+    refused("services.*.external_links", REFUSED_E2E, "links to containers outside the project are not supported; no test names this key"),
+    ok_but("services.*.extra_hosts", NETS, "written to the hosts file; no test names this key"),
+    refused("services.*.gpus", REFUSED_E2E, "GPU devices are not supported by the embedded engine; no test names this key"),
+    ok("services.*.group_add", RESOURCES),
+    ok("services.*.healthcheck", HEALTH),
+    ok("services.*.healthcheck.disable", "image_healthcheck_is_inherited_and_overridden"),
+    ok("services.*.healthcheck.interval", HEALTH),
+    ok("services.*.healthcheck.retries", HEALTH),
+    ok("services.*.healthcheck.test", HEALTH),
+    ok("services.*.healthcheck.timeout", "image_healthcheck_is_inherited_and_overridden"),
+    ok("services.*.healthcheck.start_period", "image_healthcheck_is_inherited_and_overridden"),
+    ok("services.*.healthcheck.start_interval", HEALTH),
+    ok_but("services.*.hostname", "working_dir_and_hostname", "the sandbox's test; no end-to-end test names this key"),
+    ok("services.*.image", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
+    ok("services.*.init", "init_forwards_the_stop_signal"),
+    refused("services.*.ipc", REFUSALS, NAMESPACES),
+    refused("services.*.isolation", REFUSED_E2E, "a Windows feature; no test names this key"),
+    ok("services.*.labels", "labels_are_kept_inspected_and_filtered"),
+    ok("services.*.links", NETS),
+    ok_but("services.*.logging", "log_rotation_and_drivers", "drivers json-file, local and none; others are refused"),
+    ok("services.*.logging.driver", "log_rotation_and_drivers"),
+    ok("services.*.logging.options", "local_log_driver_rotates_to_five_files_by_default"),
+    refused("services.*.mac_address", REFUSED_E2E, "a fixed MAC address is not supported yet; no test names this key"),
+    ok("services.*.mem_limit", "security_defaults_resources_and_pause"),
+    refused("services.*.mem_reservation", REFUSED_E2E, "memory reservations are not supported yet (use mem_limit); no test names this key"),
+    refused("services.*.mem_swappiness", REFUSED_E2E, "swappiness is not supported yet; no test names this key"),
+    ok("services.*.memswap_limit", RESOURCES),
+    ok_but("services.*.network_mode", "network_modes_host_none_and_container", "`ns:…` and `service:` of an undefined service are refused"),
+    gap("services.*.models", "no model runner: the endpoint and model variables are never set"),
+    ok("services.*.networks", NETS),
+    ok("services.*.networks.*.aliases", NETS),
+    gap("services.*.networks.*.interface_name", "interfaces are always eth0, eth1, … in network order"),
+    ok("services.*.networks.*.ipv4_address", NETS),
+    gap("services.*.networks.*.ipv6_address", "containers have no IPv6 (IPv6 networks are refused), yet this is accepted"),
+    gap("services.*.networks.*.link_local_ips", "no link-local address is added"),
+    gap("services.*.networks.*.mac_address", "the interface gets a random MAC address"),
+    gap("services.*.networks.*.driver_opts", "endpoint driver options are not applied"),
+    ok_but("services.*.networks.*.priority", NETS, "orders the networks (the first routed one has the default route); no test names this key"),
+    gap("services.*.networks.*.gw_priority", "the default route follows `priority` and the order, not gw_priority"),
+    refused("services.*.oom_kill_disable", REFUSED_E2E, "disabling the OOM killer is not supported; no test names this key"),
+    refused("services.*.oom_score_adj", REFUSED_E2E, "OOM score adjustment is not supported yet; no test names this key"),
+    refused("services.*.pid", REFUSALS, NAMESPACES),
+    ok("services.*.pids_limit", "security_defaults_resources_and_pause"),
+    ok_but("services.*.platform", REFUSALS, "this host's platform runs; any other is refused"),
+    ok("services.*.ports", "published_port_forms_short_long_range_and_udp"),
+    inert("services.*.ports[].name", "a name for humans and tools; publishing does not use it"),
+    inert("services.*.ports[].mode", "ingress and host publish alike without a swarm").listed(Listed::Unless(&["ingress"])),
+    ok("services.*.ports[].host_ip", "published_port_forms_short_long_range_and_udp"),
+    ok("services.*.ports[].target", "published_port_forms_short_long_range_and_udp"),
+    ok("services.*.ports[].published", "published_port_forms_short_long_range_and_udp"),
+    ok("services.*.ports[].protocol", "published_port_forms_short_long_range_and_udp"),
+    inert("services.*.ports[].app_protocol", "informational (the port proxy detects HTTP itself; see x-berth.protocol)"),
+    gap("services.*.pre_start", "init containers (compose-go's schema) never run"),
+    refused("services.*.post_start", REFUSED_E2E, NO_HOOKS),
+    refused("services.*.pre_stop", REFUSED_E2E, NO_HOOKS),
+    ok("services.*.privileged", "cap_drop_privileged_sysctls_and_cpus_reach_the_container"),
+    ok("services.*.profiles", "profiles_select_services"),
+    ok("services.*.pull_policy", "pull_policy_is_followed"),
+    gap("services.*.pull_refresh_after", "images are not refreshed after this duration (pull_policy daily/weekly/every_<duration> are)"),
+    ok_but("services.*.read_only", "a_read_only_rootfs_refuses_writes_but_mounts_still_work", "the sandbox's test; no end-to-end test names this key"),
+    ok("services.*.restart", "on_failure_restarts_with_backoff_and_down_removes_it_all"),
+    inert("services.*.runtime", "containers run through youki's libcontainer, runc-compatible; any other runtime is refused").listed(Listed::When(&["runc", "io.containerd.runc.v2"])),
+    ok("services.*.scale", "create_honours_scale_and_deploy_replicas"),
+    ok_but("services.*.security_opt", "security_defaults_resources_and_pause", "no-new-privileges and seccomp; apparmor and label options are accepted and not applied (no AppArmor or SELinux here); others are refused"),
+    ok("services.*.shm_size", "shm_size_sets_the_dev_shm_tmpfs"),
+    ok("services.*.secrets", SECRETS),
+    ok("services.*.secrets[].source", SECRETS),
+    ok("services.*.secrets[].target", SECRETS),
+    ok("services.*.secrets[].uid", SECRETS),
+    ok("services.*.secrets[].gid", SECRETS),
+    ok("services.*.secrets[].mode", SECRETS),
+    ok("services.*.sysctls", "cap_drop_privileged_sysctls_and_cpus_reach_the_container"),
+    ok("services.*.stdin_open", "stdin_open_keeps_stdin_open_and_tty_gives_a_terminal"),
+    ok("services.*.stop_grace_period", "a_kill_after_the_grace_period_is_explained_and_init_avoids_it"),
+    ok_but("services.*.stop_signal", "a_shell_that_keeps_its_child_is_named", "no end-to-end test names this key"),
+    refused("services.*.storage_opt", REFUSED_E2E, "per-container storage options are not supported by the overlay; no test names this key"),
+    ok_but("services.*.tmpfs", "tmpfs_options_and_deploy_restart_policy_apply", "size= and mode= apply; other options are refused"),
+    ok("services.*.tty", "stdin_open_keeps_stdin_open_and_tty_gives_a_terminal"),
+    ok("services.*.ulimits", "security_defaults_resources_and_pause"),
+    ok("services.*.ulimits.*.hard", "security_defaults_resources_and_pause"),
+    ok("services.*.ulimits.*.soft", "security_defaults_resources_and_pause"),
+    refused("services.*.use_api_socket", REFUSED_E2E, "the embedded engine has no Docker API socket to give; no test names this key"),
+    ok("services.*.user", "user_by_name_and_by_number"),
+    refused("services.*.uts", REFUSALS, NAMESPACES),
+    refused("services.*.userns_mode", "keys_reach_the_spec", "only `host` (the default: containers are not user-namespaced) is accepted; no test names this key"),
+    ok("services.*.volumes", "named_volumes_volumes_from_and_service_names"),
+    ok_but("services.*.volumes[].type", "named_volumes_volumes_from_and_service_names", "bind, volume and tmpfs; `image` (and npipe, cluster) are mounted as an empty named volume instead").listed(Listed::When(&["image", "npipe", "cluster"])),
+    ok("services.*.volumes[].source", "named_volumes_volumes_from_and_service_names"),
+    ok("services.*.volumes[].target", "named_volumes_volumes_from_and_service_names"),
+    ok("services.*.volumes[].read_only", "a_read_only_bind_cannot_be_written_and_a_read_write_one_can"),
+    inert("services.*.volumes[].consistency", "a Docker Desktop (macOS) file-sharing setting"),
+    ok("services.*.volumes[].bind", "named_volumes_volumes_from_and_service_names"),
+    gap("services.*.volumes[].bind.propagation", "binds are always rprivate").listed(Listed::Unless(&["private", "rprivate"])),
+    ok_but("services.*.volumes[].bind.create_host_path", FULL_EXAMPLE, "a missing host path is always created; `false` is not applied").listed(Listed::WhenFalse),
+    gap("services.*.volumes[].bind.recursive", "binds are always recursive (`enabled`)").listed(Listed::Unless(&["enabled"])),
+    inert("services.*.volumes[].bind.selinux", "no SELinux here: there is nothing to relabel"),
+    ok("services.*.volumes[].volume", "nocopy_applies_and_unsupported_keys_are_refused"),
+    gap("services.*.volumes[].volume.labels", "volumes have no labels anywhere a user can see them"),
+    ok("services.*.volumes[].volume.nocopy", "nocopy_applies_and_unsupported_keys_are_refused"),
+    refused("services.*.volumes[].volume.subpath", REFUSED_E2E, "mounting part of a volume is not supported yet; no test names this key"),
+    ok("services.*.volumes[].tmpfs", "tmpfs_mounts_are_fresh_sized_and_writable"),
+    ok_but("services.*.volumes[].tmpfs.size", "tmpfs_mounts_are_fresh_sized_and_writable", "the sandbox's test; no end-to-end test names the long syntax"),
+    gap("services.*.volumes[].tmpfs.mode", "the long syntax's tmpfs mode is dropped (the short `tmpfs:` key's mode= applies)"),
+    gap("services.*.volumes[].image", "image mounts are not supported, and not refused"),
+    ok("services.*.volumes_from", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
+    ok("services.*.working_dir", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
+    gap("models", "no model runner: models are never pulled or served"),
+    ok("networks", NETS),
+    ok("networks.*.name", "external_volume_and_network_names_that_are_paths_are_refused"),
+    ok_but("networks.*.driver", REFUSALS, "bridge; any other driver is refused"),
+    refused("networks.*.driver_opts", REFUSALS, "bridge driver options are not supported yet; no test names this key"),
+    ok_but("networks.*.ipam", NETS, "the first config entry's subnet only"),
+    gap("networks.*.ipam.driver", "the default IPAM is always used"),
+    ok_but("networks.*.ipam.config", NETS, "only the first entry is used; later entries are dropped"),
+    ok("networks.*.ipam.config[].subnet", NETS),
+    gap("networks.*.ipam.config[].ip_range", "addresses are allocated from the whole subnet"),
+    gap("networks.*.ipam.config[].gateway", "the gateway is always the subnet's first address"),
+    gap("networks.*.ipam.config[].aux_addresses", "these addresses are not reserved"),
+    gap("networks.*.ipam.options", "IPAM options are not applied"),
+    ok("networks.*.external", NETS),
+    ok_but("networks.*.external.name", "external_volume_and_network_names_that_are_paths_are_refused", "the obsolete form of an external network's name"),
+    ok("networks.*.internal", NETS),
+    gap("networks.*.enable_ipv4", "IPv4 is always on (`enable_ipv4: false` is not applied)").listed(Listed::WhenFalse),
+    refused("networks.*.enable_ipv6", "containers_ask_no_aaaa_on_ipv4_networks", "IPv6 networks are not supported yet; the test shows only that IPv6 is off without it"),
+    inert("networks.*.attachable", SWARM),
+    gap("networks.*.labels", "networks have no labels anywhere a user can see them"),
+    ok("volumes", "named_volumes_volumes_from_and_service_names"),
+    ok("volumes.*.name", "a_volume_name_cannot_reach_a_host_directory"),
+    ok_but("volumes.*.driver", REFUSALS, "local; any other driver is refused"),
+    refused("volumes.*.driver_opts", REFUSALS, "the local driver's options (bind and tmpfs volumes) are not supported yet; no test names this key"),
+    ok_but("volumes.*.external", "external_volume_and_network_names_that_are_paths_are_refused", "a missing external volume fails `up`; no end-to-end test shows that"),
+    ok_but("volumes.*.external.name", "external_volume_and_network_names_that_are_paths_are_refused", "the obsolete form of an external volume's name"),
+    gap("volumes.*.labels", "volumes have no labels anywhere a user can see them"),
+    ok("secrets", SECRETS),
+    inert("secrets.*.name", SWARM_OBJECT),
+    ok("secrets.*.environment", SECRETS),
+    ok("secrets.*.file", SECRETS),
+    refused("secrets.*.external", "bad_references_name_the_key", "an external secret lives in Docker Swarm"),
+    inert("secrets.*.labels", SWARM_OBJECT),
+    inert("secrets.*.driver", "a swarm secret driver; without swarm the secret comes from file or environment"),
+    inert("secrets.*.driver_opts", "a swarm secret driver's options"),
+    inert("secrets.*.template_driver", "swarm templating of the secret's content"),
+    ok("configs", SECRETS),
+    inert("configs.*.name", SWARM_OBJECT),
+    ok("configs.*.content", SECRETS),
+    ok_but("configs.*.environment", SECRETS, "the test reads a secret from the environment; configs share the code"),
+    ok_but("configs.*.file", SECRETS, "the test reads a secret from a file; configs share the code"),
+    refused("configs.*.external", "bad_references_name_the_key", "an external config lives in Docker Swarm"),
+    inert("configs.*.labels", SWARM_OBJECT),
+    inert("configs.*.template_driver", "swarm templating of the config's content"),
+];
+
+/// The row of `key` (a pattern such as `services.*.expose`).
+pub fn row_of(key: &str) -> Option<&'static Row> {
+    ROWS.iter().find(|r| r.key == key)
+}
+
+/// The patterns `key` is under, nearest last: `services.*.volumes[].bind`
+/// → `services`, `services.*`, `services.*.volumes`, `services.*.volumes[]`.
+pub fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    key.char_indices()
+        .filter(|(_, c)| *c == '.' || *c == '[')
+        .map(move |(i, _)| &key[..i])
+}
+
+/// Whether the table says what happens to `key`: its own row, or a row
+/// above it that is not `Honoured` (what is refused or not applied is so
+/// with everything under it).
+pub fn covers(key: &str) -> bool {
+    row_of(key).is_some()
+        || ancestors(key)
+            .filter_map(row_of)
+            .any(|r| r.status != Status::Honoured)
+}
+
+/// The keys of `project` that are accepted and change nothing, as concrete
+/// paths (`services.web.expose`, `services.web.volumes[0].bind.selinux`),
+/// each once, sorted: what `up --dry-run` prints as "not applied". Keys
+/// `up` refuses are not listed (it fails on them instead).
+pub fn not_applied(project: &Project) -> Vec<String> {
+    // The project serializes to its normalized compose JSON (see model.rs).
+    let doc = serde_json::to_value(project).unwrap_or(Value::Null);
+    not_applied_in(&doc)
+}
+
+fn not_applied_in(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Value::Object(m) = doc {
+        for (k, v) in m {
+            visit(v, k, k, &mut out);
+        }
+    }
+    // Sorted, because normalizing does not keep the file's key order.
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn visit(v: &Value, pattern: &str, concrete: &str, out: &mut Vec<String>) {
+    // No row: an extension (`x-…`) or a key outside the schema; not ours to judge.
+    let Some(row) = row_of(pattern) else { return };
+    if row.listed.matches(v) {
+        out.push(concrete.to_string());
+    }
+    if row.status == Status::Honoured {
+        descend(v, pattern, concrete, out);
+    }
+}
+
+fn descend(v: &Value, pattern: &str, concrete: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            // A map of names (services, networks, ulimits…) when the table
+            // has keys under `pattern.*`; else a map of keys.
+            let names = format!("{pattern}.*");
+            let named = ROWS.iter().any(|r| r.key.starts_with(&names));
+            for (k, x) in m {
+                if named {
+                    descend(x, &names, &format!("{concrete}.{k}"), out);
+                } else {
+                    visit(
+                        x,
+                        &format!("{pattern}.{k}"),
+                        &format!("{concrete}.{k}"),
+                        out,
+                    );
+                }
+            }
+        }
+        Value::Array(items) => {
+            let each = format!("{pattern}[]");
+            if ROWS.iter().any(|r| r.key.starts_with(&each)) {
+                for (i, x) in items.iter().enumerate() {
+                    descend(x, &each, &format!("{concrete}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `COMPOSE_KEYS.md`: the rows as a table, with counts.
+pub fn markdown() -> String {
+    let mut s = String::new();
+    let count = |st: Status| ROWS.iter().filter(|r| r.status == st).count();
+    s.push_str("# Compose keys in berth\n\n");
+    s.push_str(
+        "Generated from `crates/compose/src/coverage.rs` by the test `coverage_table_is_current` \
+         (`crates/compose/tests/it/coverage.rs`); do not edit by hand. Regenerate with\n\
+         `BERTH_BLESS=1 cargo nextest run -p berth-compose -E 'test(coverage)'`.\n\n",
+    );
+    s.push_str(
+        "One row per key of the compose spec's JSON schema (compose-spec and compose-go, \
+         `../shared/conformance/compose/`), for the embedded engine (berth's default backend). \
+         `*` stands for a name (a service, a network…), `[]` for the entries of a list. \
+         A row that is not *honoured* stands for the keys under it too.\n\n",
+    );
+    s.push_str(
+        "- **honoured**: applied as docker compose with Docker Engine applies it.\n\
+         - **refused**: `config -q` accepts the file; `up` fails before it makes anything, \
+         with one line naming the key path.\n\
+         - **not applied**: meaningless and harmless here (swarm-only, Windows-only, \
+         informational); accepted, and listed once by `up --dry-run` as \"not applied\".\n\
+         - **ignored (bug)**: accepted and without effect although it has a meaning here \
+         (issue 13); `up --dry-run` lists it as \"not applied\" until it is honoured or refused.\n\n\
+         The test column names a `fn` in `crates/` (`grep -rn 'fn NAME' crates`) that shows the \
+         status; the table's test fails when it no longer exists.\n\n",
+    );
+    let _ = writeln!(
+        s,
+        "{} keys: {} honoured, {} refused, {} not applied, {} ignored (bug).\n",
+        ROWS.len(),
+        count(Honoured),
+        count(Refused),
+        count(NotApplied),
+        count(Ignored)
+    );
+    let mut section = "";
+    for r in ROWS {
+        let top = r.key.split(['.', '[']).next().unwrap_or(r.key);
+        let heading = match top {
+            "services" | "networks" | "volumes" | "secrets" | "configs" | "models" => top,
+            _ => "top level",
+        };
+        if heading != section {
+            section = heading;
+            let _ = write!(
+                s,
+                "\n## {heading}\n\n| key | status | test | note |\n|---|---|---|---|\n"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | `{}` | {} |",
+            r.key,
+            r.status.label(),
+            r.test,
+            r.note.replace('|', "\\|")
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `{"services": {"s": {"volumes": [{"bind": {"selinux": v}}]}}}` for
+    /// `services.*.volumes[].bind.selinux`, and the concrete path expected.
+    fn document_with(key: &str, value: Value) -> (Value, String) {
+        let mut segments: Vec<String> = Vec::new();
+        for part in key.split('.') {
+            let (name, lists) = match part.find("[]") {
+                Some(i) => (&part[..i], part[i..].matches("[]").count()),
+                None => (part, 0),
+            };
+            segments.push(name.to_string());
+            segments.extend(std::iter::repeat_n("[]".to_string(), lists));
+        }
+        let mut doc = value;
+        for seg in segments.iter().rev() {
+            doc = match seg.as_str() {
+                "[]" => Value::Array(vec![doc]),
+                "*" => json!({ "n": doc }),
+                k => json!({ k: doc }),
+            };
+        }
+        let mut concrete = String::new();
+        for seg in &segments {
+            match seg.as_str() {
+                "[]" => concrete.push_str("[0]"),
+                s => {
+                    if !concrete.is_empty() {
+                        concrete.push('.');
+                    }
+                    concrete.push_str(if s == "*" { "n" } else { s });
+                }
+            }
+        }
+        (doc, concrete)
+    }
+
+    /// Defends: `up --dry-run` names every key the table says changes
+    /// nothing, wherever it sits (under service names, list entries, maps of
+    /// names), so a user learns of each one.
+    #[test]
+    fn every_not_applied_and_ignored_key_is_listed() {
+        let mut checked = 0;
+        for r in ROWS {
+            let Some(value) = r.listed.example() else {
+                continue;
+            };
+            if ancestors(r.key)
+                .filter_map(row_of)
+                .any(|a| a.status != Status::Honoured)
+            {
+                continue; // stands under a key listed in its place
+            }
+            let (doc, concrete) = document_with(r.key, value);
+            assert_eq!(not_applied_in(&doc), [concrete], "{}: {doc}", r.key);
+            checked += 1;
+        }
+        assert!(checked > 50, "only {checked} rows checked");
+    }
+
+    /// `yaml` loaded as `-f -` would be, from a directory that need not exist.
+    fn load(yaml: &str) -> Project {
+        let opts = crate::Options {
+            files: vec!["-".into()],
+            stdin: Some(yaml.to_string()),
+            cwd: "/nonexistent/berth-coverage".into(),
+            os_env: [("HOME".to_string(), "/home/tester".to_string())]
+                .into_iter()
+                .collect(),
+            ..crate::Options::default()
+        };
+        crate::load(&opts).unwrap().project
+    }
+
+    /// Defends: the issue's examples (`expose`, `runtime: runc`) and the
+    /// gaps are listed once each with the service's own name; what berth
+    /// applies, what `up` refuses and defaults that normalizing fills in
+    /// (port mode `ingress`, `create_host_path: true`) are not.
+    #[test]
+    fn a_loaded_project_lists_what_changes_nothing() {
+        let project = load(
+            "services:\n  web:\n    image: nginx\n    expose: [\"80\", \"443\"]\n    runtime: runc\n    \
+             ports: [\"8080:80\"]\n    volumes: [\"./data:/data:z\", \"cache:/cache\"]\n    \
+             attach: true\n    cpuset: \"0\"\n    deploy:\n      replicas: 2\n      placement:\n        constraints: [node.role==manager]\n  \
+             db:\n    image: postgres\n    attach: false\n    runtime: nvidia\n    \
+             networks:\n      back:\n        interface_name: db0\n\
+             networks:\n  back:\n    attachable: true\n    enable_ipv4: true\n\
+             volumes:\n  cache: {}\n",
+        );
+        assert_eq!(
+            not_applied(&project),
+            [
+                "networks.back.attachable",
+                "services.db.attach",
+                "services.db.networks.back.interface_name",
+                "services.web.deploy.placement",
+                "services.web.expose",
+                "services.web.runtime",
+                "services.web.volumes[0].bind.selinux",
+            ]
+            .map(String::from),
+        );
+    }
+
+    /// Defends: a project that uses only what berth applies prints no "not
+    /// applied" line at all.
+    #[test]
+    fn a_project_berth_fully_applies_lists_nothing() {
+        let project = load(
+            "services:\n  app:\n    image: quay.io/oddnetworks/alpine-nodejs:4.2.2\n    volumes_from: [code]\n    \
+             ports: [\"8080:3000\"]\n    working_dir: /app\n    command: /bin/ash -c \"npm start\"\n    \
+             healthcheck: {test: [\"CMD\", \"true\"], interval: 1s}\n    depends_on: [code]\n  \
+             code:\n    build: .\n    volumes: [\"./src:/src:ro\"]\n",
+        );
+        assert_eq!(not_applied(&project), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ancestors_and_cover() {
+        assert_eq!(
+            ancestors("services.*.volumes[].bind.selinux").collect::<Vec<_>>(),
+            [
+                "services",
+                "services.*",
+                "services.*.volumes",
+                "services.*.volumes[]",
+                "services.*.volumes[].bind"
+            ]
+        );
+        // Under a refused key, under a not-applied key, and not covered.
+        assert!(covers("services.*.blkio_config.weight"));
+        assert!(covers("services.*.deploy.placement.constraints"));
+        assert!(!covers("services.*.healthcheck.nonsense"));
+    }
+}
