@@ -8,7 +8,6 @@ use crate::target::{apply, Outcome, WatchTarget};
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -137,10 +136,10 @@ impl FileWatcher {
     }
 
     /// The next batch of changed paths, sorted and each once; `None` once
-    /// `stop` is set or `give_up` passes with nothing ready.
+    /// `stop` says so or `give_up` passes with nothing ready.
     pub fn next_batch(
         &mut self,
-        stop: &AtomicBool,
+        stop: &dyn Fn() -> bool,
         give_up: Option<Instant>,
     ) -> Result<Option<Vec<PathBuf>>, WatchError> {
         // Checked at least this often, so a stop request is seen promptly.
@@ -150,7 +149,7 @@ impl FileWatcher {
             if let Some(batch) = self.debouncer.take_ready(now) {
                 return Ok(Some(batch));
             }
-            if stop.load(Ordering::SeqCst) || give_up.is_some_and(|g| now >= g) {
+            if stop() || give_up.is_some_and(|g| now >= g) {
                 return Ok(None);
             }
             let mut until = now + TICK;
@@ -196,13 +195,14 @@ pub enum Progress<'a> {
     Warning(String),
 }
 
-/// Watch until `stop` is set: the initial syncs first, then each debounced
+/// Watch until `stop` says so (it is asked several times a second): the
+/// initial syncs first, then each debounced
 /// batch planned and applied to `target`.
 pub fn run(
     rules: &[WatchRule],
     target: &mut dyn WatchTarget,
     timing: Timing,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
     mut report: impl FnMut(Progress<'_>),
 ) -> Result<(), WatchError> {
     // Watching starts before the initial sync so that nothing saved while

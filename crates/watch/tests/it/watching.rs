@@ -35,7 +35,7 @@ fn an_editors_save_is_one_debounced_sync_batch() {
     std::fs::write(dir.join("index.js"), "v1").unwrap();
     let rules = project(&dir, false);
     let mut watcher = FileWatcher::new(&rules, Timing::default()).unwrap();
-    let stop = AtomicBool::new(false);
+    let stop = || false;
 
     // A save the way vim does it: swap file, write a new file, rename it
     // over the old one; plus noise the rule ignores.
@@ -139,7 +139,7 @@ fn run_syncs_the_tree_first_then_each_edit_and_deletion() {
             &rules2,
             &mut target,
             Timing::default(),
-            &stop2,
+            &|| stop2.load(Ordering::SeqCst),
             |p| match p {
                 Progress::Watching { .. } => watching2.store(true, Ordering::SeqCst),
                 Progress::Done(o) => {
