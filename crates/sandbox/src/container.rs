@@ -28,8 +28,10 @@
 
 use crate::executor::EnvExecutor;
 use crate::rootfs::{self, RootfsKind, RootfsMode};
-use crate::spec::{self, ContainerSpec, MountKind, MountSpec, Network, Resolved, Stdio};
-use crate::{sys, user, LayerCache, SandboxError};
+use crate::spec::{
+    self, ContainerSpec, Ipc, MountKind, MountSpec, Namespace, Network, Resolved, Stdio,
+};
+use crate::{cgroups, sys, user, LayerCache, SandboxError};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use std::fs::{self, File};
@@ -38,6 +40,20 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Where a shareable IPC namespace's `/dev/shm` tmpfs is mounted on the
+/// host, in the container's bundle dir (see `rootfs::teardown`).
+pub(crate) const SHM_DIR: &str = "shm";
+
+/// Where a container's `/dev/shm` comes from.
+enum ShmPlan {
+    /// A tmpfs of its own, mounted by the runtime.
+    Own,
+    /// A tmpfs berth mounts on the host first, for others to join.
+    Shareable,
+    /// This host directory (another container's, the host's).
+    Bind(PathBuf),
+}
 
 /// Serializes libcontainer's build/start/delete within this process.
 static RUNTIME_LOCK: Mutex<()> = Mutex::new(());
@@ -218,9 +234,36 @@ impl Sandbox {
         };
         let cwd = spec::working_dir(&spec)?;
         let hostname = spec::hostname(&spec)?;
+        let cgroups_path = spec::cgroups_path(&spec)?;
+        let pid_ns = self.namespace_plan("pid", &spec.pid)?;
+        let uts_ns = self.namespace_plan("uts", &spec.uts)?;
+        let (ipc_ns, shm) = self.ipc_plan(&spec)?;
 
         let rootfs = rootfs::rootfs_dir(dir);
         let kind = rootfs::prepare(dir, layers, self.rootfs_mode)?;
+        let shm = match shm {
+            ShmPlan::Own => None,
+            ShmPlan::Bind(path) => Some(path),
+            ShmPlan::Shareable => {
+                // On the host, so that containers joining this one's IPC
+                // namespace can bind the same tmpfs (docker's shareable mode).
+                let path = dir.join(SHM_DIR);
+                fs::create_dir_all(&path).map_err(io_err(&path))?;
+                let size = spec.shm_size.unwrap_or(64 << 20);
+                sys::mount_tmpfs(&path, &format!("mode=1777,size={size}"))
+                    .map_err(io_err(&path))?;
+                Some(path)
+            }
+        };
+        // HOSTNAME is the name the container has, its own or the one of the
+        // namespace it shares.
+        let env_hostname = match (&hostname, &uts_ns) {
+            (Some(h), _) => h.clone(),
+            (None, spec::NamespacePlan::Join(path)) => {
+                sys::uts_nodename(Some(path)).map_err(io_err(path))?
+            }
+            (None, _) => sys::uts_nodename(None).map_err(io_err(Path::new("uname")))?,
+        };
         // Users and the working dir are looked up in the image's files.
         let mut user = user::resolve(&rootfs, spec.user.as_deref().unwrap_or(""))?;
         for gid in user::group_ids(&rootfs, &spec.group_add)? {
@@ -228,7 +271,7 @@ impl Sandbox {
                 user.additional_gids.push(gid);
             }
         }
-        let env = spec::environment(&spec, &hostname, &user.home)?;
+        let env = spec::environment(&spec, &env_hostname, &user.home)?;
         make_working_dir(&rootfs, &cwd)?;
         // The runtime would follow an image's dangling absolute links
         // and fail; a bad target is left for the spec to report.
@@ -244,12 +287,24 @@ impl Sandbox {
                 env,
                 cwd,
                 hostname,
+                ipc: ipc_ns,
+                pid: pid_ns,
+                uts: uts_ns,
+                shm,
                 user: &user,
                 rootfs: &rootfs,
-                cgroups_path: format!("/berth/{}", spec.id),
+                cgroups_path: cgroups_path.clone(),
                 readonly_cgroups: spec::host_cgroup_mounts(),
             },
         )?;
+        let rt_runtime = spec.cpu_rt_runtime.filter(|r| *r > 0);
+        if let Some(runtime) = rt_runtime {
+            cgroups::reserve_rt(
+                &cgroups_path,
+                runtime,
+                spec.cpu_rt_period.unwrap_or(1_000_000),
+            )?;
+        }
         let seccomp = crate::seccomp::SeccompFilter::of_spec(&oci)
             .map_err(|e| spec::SpecError::Seccomp(e.into()))?;
         let config = dir.join("config.json");
@@ -266,6 +321,9 @@ impl Sandbox {
         let built = {
             let _guard = runtime_lock();
             let dumpable = sys::dumpable().unwrap_or(true);
+            // libcontainer writes the container's oom_score_adj into this
+            // process (for its clones to inherit) and leaves it there.
+            let oom_score_adj = sys::oom_score_adj().ok();
             let result = ContainerBuilder::new(spec.id.clone(), SyscallType::default())
                 .with_root_path(self.runtime_root())
                 .and_then(|b| b.with_pid_file(Some(&pid_file)))
@@ -285,12 +343,20 @@ impl Sandbox {
             // libcontainer clears it for the clone; a non-dumpable process
             // cannot be inspected through /proc by its own user.
             let _ = sys::set_dumpable(dumpable);
+            if let Some(adj) = oom_score_adj.filter(|_| spec.oom_score_adj.is_some()) {
+                let _ = sys::set_oom_score_adj(adj);
+            }
             if result.is_err() {
                 reap_failed_create(&pid_file);
             }
             result
         };
-        let inner = built.map_err(|e| create_error(&spec.id, "create", &args[0], &e))?;
+        let inner = built.map_err(|e| {
+            if rt_runtime.is_some() {
+                cgroups::remove_rt_leaf(&cgroups_path);
+            }
+            create_error(&spec.id, "create", &args[0], &e)
+        })?;
 
         let pid = inner
             .pid()
@@ -316,6 +382,13 @@ impl Sandbox {
                 let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
                 sys::loopback_up(&ns).map_err(io_err(&ns))?;
             }
+            cgroups::apply_after_build(&spec, &cgroups_path).map_err(|message| {
+                SandboxError::Runtime {
+                    id: spec.id.clone(),
+                    op: "set up the cgroup of",
+                    message,
+                }
+            })?;
             Ok(())
         })();
         match setup {
@@ -327,6 +400,107 @@ impl Sandbox {
                 Err(e)
             }
         }
+    }
+
+    /// How the runtime gets the container's `kind` namespace.
+    fn namespace_plan(
+        &self,
+        kind: &'static str,
+        mode: &Namespace,
+    ) -> Result<spec::NamespacePlan, SandboxError> {
+        Ok(match mode {
+            Namespace::Private => spec::NamespacePlan::New,
+            Namespace::Host => spec::NamespacePlan::Host,
+            Namespace::Path(path) => spec::NamespacePlan::Join(path.clone()),
+            Namespace::Container(other) => {
+                let pid = self.init_to_join(kind, other)?;
+                spec::NamespacePlan::Join(PathBuf::from(format!("/proc/{pid}/ns/{kind}")))
+            }
+        })
+    }
+
+    /// The IPC namespace and where `/dev/shm` comes from.
+    fn ipc_plan(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<(spec::NamespacePlan, ShmPlan), SandboxError> {
+        if spec.shm_size.is_some() && !matches!(spec.ipc, Ipc::Private | Ipc::Shareable) {
+            return Err(spec::SpecError::Conflict(
+                "shm_size cannot be set: the container shares another IPC namespace's /dev/shm"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(match &spec.ipc {
+            Ipc::Private => (spec::NamespacePlan::New, ShmPlan::Own),
+            Ipc::Shareable => (spec::NamespacePlan::New, ShmPlan::Shareable),
+            Ipc::Host => (
+                spec::NamespacePlan::Host,
+                ShmPlan::Bind(PathBuf::from("/dev/shm")),
+            ),
+            Ipc::Path(path) => (spec::NamespacePlan::Join(path.clone()), ShmPlan::Own),
+            Ipc::Container(other) => {
+                let pid = self.init_to_join("ipc", other)?;
+                let shm = self.bundle_dir(other).join(SHM_DIR);
+                if !sys::is_mountpoint(&shm).unwrap_or(false) {
+                    return Err(SandboxError::Join {
+                        kind: "ipc",
+                        id: other.clone(),
+                        message: "its IPC namespace is not shareable".into(),
+                    });
+                }
+                (
+                    spec::NamespacePlan::Join(PathBuf::from(format!("/proc/{pid}/ns/ipc"))),
+                    ShmPlan::Bind(shm),
+                )
+            }
+        })
+    }
+
+    /// The init pid of container `other`, whose `kind` namespace a new
+    /// container joins: created, running or paused, not stopped.
+    fn init_to_join(&self, kind: &'static str, other: &str) -> Result<i32, SandboxError> {
+        validate_id(other)?;
+        let join_err = |message: &str| SandboxError::Join {
+            kind,
+            id: other.to_string(),
+            message: message.to_string(),
+        };
+        let state = self.runtime_root().join(other);
+        if !state.is_dir() {
+            return Err(join_err("no such container"));
+        }
+        let container = libcontainer::container::Container::load(state)
+            .map_err(|e| runtime_error(other, "load the state of", &e))?;
+        use libcontainer::container::ContainerStatus as S;
+        match (container.status(), container.pid()) {
+            (S::Created | S::Running | S::Paused, Some(pid)) => Ok(pid.as_raw()),
+            _ => Err(join_err("it is not running")),
+        }
+    }
+
+    /// The cgroup of container `id`, from each hierarchy's root (as
+    /// `/proc/<pid>/cgroup` shows it): `/berth/<id>` unless it was created
+    /// with a [`ContainerSpec::cgroup_parent`].
+    pub fn cgroup_path(&self, id: &str) -> Result<String, SandboxError> {
+        validate_id(id)?;
+        let config = self.bundle_dir(id).join("config.json");
+        if !config.exists() {
+            return Err(SandboxError::NoSuchContainer(id.to_string()));
+        }
+        let oci =
+            libcontainer::oci_spec::runtime::Spec::load(&config).map_err(|e| SandboxError::Io {
+                path: config.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+        Ok(oci
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map_or_else(
+                || format!("/berth/{id}"),
+                |p| p.to_string_lossy().into_owned(),
+            ))
     }
 
     /// Freeze every process of the running container `id` (the freezer

@@ -63,6 +63,11 @@ pub struct ExecSpec {
     /// Make stdin (a terminal, such as a pty's slave) the process's
     /// controlling terminal.
     pub tty: bool,
+    /// Every capability (as `docker exec --privileged`), whatever the
+    /// container's own set. As in docker, the container's seccomp profile
+    /// and `noNewPrivileges` still apply, and its mounts, devices and
+    /// cgroup stay what they are.
+    pub privileged: bool,
 }
 
 /// A process started by [`Sandbox::exec`]. It is a child of the calling
@@ -140,17 +145,31 @@ impl Sandbox {
         // The same filter, loaded the same way as in the container's init:
         // with the capabilities the spec holds only for loading it dropped
         // right after (see `seccomp::SeccompFilter`).
-        let seccomp = SeccompFilter::of_spec(&oci).map_err(|e| SpecError::Seccomp(e.into()))?;
-        let process_json = json!({
+        let mut seccomp = SeccompFilter::of_spec(&oci).map_err(|e| SpecError::Seccomp(e.into()))?;
+        let capabilities = if spec.privileged {
+            // A privileged process holds CAP_SYS_ADMIN already, so the
+            // filter loads without dropping anything after.
+            seccomp = seccomp.map(SeccompFilter::keeping_capabilities);
+            let all = spec::available_capabilities();
+            json!({"bounding": all, "effective": all, "permitted": all})
+        } else {
+            json!(process.capabilities())
+        };
+        let mut process_json = json!({
             "terminal": false,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
             "args": spec.args,
             "env": env,
             "cwd": cwd,
-            "capabilities": process.capabilities(),
+            "capabilities": capabilities,
             "rlimits": process.rlimits().clone().unwrap_or_default(),
             "noNewPrivileges": process.no_new_privileges(),
         });
+        // The container's OOM score, not this process's (which the exec'd
+        // process would otherwise inherit).
+        if let Some(adj) = process.oom_score_adj() {
+            process_json["oomScoreAdj"] = json!(adj);
+        }
 
         let stdin = open_stdin(spec.stdin)?;
         let stdout = open_stdio(spec.stdout, io::stdout().as_fd())?;
@@ -173,6 +192,9 @@ impl Sandbox {
             let _guard = runtime_lock();
             sweep_notify_sockets(&self.runtime_root().join(id));
             let dumpable = sys::dumpable().unwrap_or(true);
+            // See `Sandbox::create`: libcontainer leaves the process's OOM
+            // score in this one.
+            let oom_score_adj = sys::oom_score_adj().ok();
             let result = ContainerBuilder::new(id.to_string(), SyscallType::default())
                 .with_root_path(self.runtime_root())
                 .and_then(|b| b.with_pid_file(Some(&pid_file)))
@@ -191,6 +213,9 @@ impl Sandbox {
                 .and_then(|b| b.build());
             // See `Sandbox::create`: the flag is process-wide.
             let _ = sys::set_dumpable(dumpable);
+            if let Some(adj) = oom_score_adj.filter(|_| process.oom_score_adj().is_some()) {
+                let _ = sys::set_oom_score_adj(adj);
+            }
             if result.is_err() {
                 reap_failed_create(&pid_file);
             }

@@ -38,6 +38,7 @@
 //! ```
 
 mod build;
+mod cgroups;
 mod container;
 pub mod cp;
 mod exec;
@@ -59,8 +60,8 @@ pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
 pub use seccomp::SeccompError;
 pub use spec::{
-    ContainerSpec, DeviceSpec, MountKind, MountSpec, Network, SeccompChoice, SpecError, Stdio,
-    DEFAULT_PATH,
+    Blkio, ContainerSpec, DeviceSpec, Ipc, MountKind, MountSpec, Namespace, Network, SeccompChoice,
+    SpecError, Stdio, DEFAULT_PATH,
 };
 pub use unpack::UnpackError;
 pub use user::UserError;
@@ -81,6 +82,12 @@ pub enum SandboxError {
     Runtime {
         id: String,
         op: &'static str,
+        message: String,
+    },
+    #[error("cannot join the {kind} namespace of container {id}: {message}")]
+    Join {
+        kind: &'static str,
+        id: String,
         message: String,
     },
     #[error("container {id}: {message}")]

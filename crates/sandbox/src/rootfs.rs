@@ -212,6 +212,15 @@ pub fn teardown(container_dir: &Path) -> Result<(), RootfsError> {
     if sys::is_mountpoint(&rootfs).unwrap_or(false) {
         return Err(RootfsError::StillMounted(rootfs));
     }
+    // A shareable IPC namespace's /dev/shm: detached, so containers that
+    // joined it keep their files; removing through it would delete them.
+    let shm = container_dir.join(crate::container::SHM_DIR);
+    for _ in 0..8 {
+        if !sys::is_mountpoint(&shm).unwrap_or(false) {
+            break;
+        }
+        sys::unmount_detach(&shm).map_err(io_err(&shm))?;
+    }
     match fs::remove_dir_all(container_dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

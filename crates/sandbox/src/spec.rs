@@ -85,6 +85,52 @@ pub struct ContainerSpec {
     pub devices: Vec<DeviceSpec>,
     /// Supplementary groups, names (from the image's `/etc/group`) or gids.
     pub group_add: Vec<String>,
+    /// The IPC namespace (System V IPC, POSIX message queues) and `/dev/shm`.
+    pub ipc: Ipc,
+    /// The PID namespace. Outside a private one the command is not PID 1.
+    pub pid: Namespace,
+    /// The UTS namespace. Outside a private one the container has the
+    /// hostname of the namespace it is in, and [`ContainerSpec::hostname`]
+    /// must be unset.
+    pub uts: Namespace,
+    /// CPUs the container may run on, as `cpuset.cpus` reads: `0-2,5`.
+    pub cpuset_cpus: Option<String>,
+    /// Memory (NUMA) nodes the container may use: `0`, `0-1`.
+    pub cpuset_mems: Option<String>,
+    /// The CFS period in µs (`cpu_period`), 1000 to 1000000. Not with
+    /// `cpus`, which sets its own period.
+    pub cpu_period: Option<u64>,
+    /// The CFS quota in µs per period (`cpu_quota`), at least 1000; -1 is
+    /// unlimited. Not with `cpus`.
+    pub cpu_quota: Option<i64>,
+    /// Real-time runtime in µs per real-time period (`cpu_rt_runtime`).
+    /// cgroup v1 only; berth raises the real-time budget of the parent
+    /// cgroups as far as needed (docker leaves that to its daemon's
+    /// `--cpu-rt-runtime`).
+    pub cpu_rt_runtime: Option<i64>,
+    /// The real-time period in µs (`cpu_rt_period`). cgroup v1 only.
+    pub cpu_rt_period: Option<u64>,
+    /// Soft memory limit in bytes (`mem_reservation`): what the kernel
+    /// reclaims down to under memory pressure. v1 `memory.soft_limit_in_bytes`,
+    /// v2 `memory.low`. At most `memory`.
+    pub memory_reservation: Option<u64>,
+    /// 0 to 100 (`mem_swappiness`). cgroup v1 only: v2 has no
+    /// per-cgroup swappiness.
+    pub memory_swappiness: Option<u64>,
+    /// Processes over the memory limit wait instead of being killed
+    /// (`oom_kill_disable`). cgroup v1 only.
+    pub oom_kill_disable: bool,
+    /// -1000 (never chosen by the OOM killer) to 1000 (chosen first).
+    pub oom_score_adj: Option<i32>,
+    /// Block I/O weights and throttles (`blkio_config`).
+    pub blkio: Blkio,
+    /// The cgroup the container's own is made in, instead of `/berth`
+    /// (`cgroup_parent`): a path from each hierarchy's root.
+    pub cgroup_parent: Option<String>,
+    /// Device cgroup rules in docker's syntax (`device_cgroup_rules`):
+    /// `c 1:3 mr`, `b 8:* rw`, `a *:* rwm`. They allow access to nodes
+    /// the container makes itself (with `mknod`), not give it any.
+    pub device_cgroup_rules: Vec<String>,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -144,6 +190,67 @@ pub enum SeccompChoice {
     Profile(PathBuf),
 }
 
+/// A namespace of the container: its own, the host's, or one it joins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Namespace {
+    /// A new one.
+    #[default]
+    Private,
+    /// The host's (that is, this process's).
+    Host,
+    /// Join the namespace at this path (`/proc/PID/ns/pid`, a bind-mounted
+    /// namespace file).
+    Path(PathBuf),
+    /// Join the namespace of this sandbox's container with this id (created,
+    /// running or paused).
+    Container(String),
+}
+
+/// The container's IPC namespace and `/dev/shm`, as docker's `--ipc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Ipc {
+    /// A new namespace and a `/dev/shm` of its own that nobody can join.
+    #[default]
+    Private,
+    /// A new namespace whose `/dev/shm` other containers can join with
+    /// [`Ipc::Container`]: the tmpfs is mounted on the host (in the
+    /// container's bundle) and bound in, as docker does.
+    Shareable,
+    /// The host's namespace and the host's `/dev/shm`.
+    Host,
+    /// Join the namespace at this path; `/dev/shm` stays the container's own
+    /// (POSIX shared memory is then not shared, System V IPC is).
+    Path(PathBuf),
+    /// Join the namespace and the `/dev/shm` of this sandbox's container,
+    /// which must be [`Ipc::Shareable`].
+    Container(String),
+}
+
+/// Block I/O settings (`blkio_config`). Devices are host block devices,
+/// given by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blkio {
+    /// Relative weight, 10 to 1000. Needs a weight in the host's block I/O
+    /// cgroup (a device using the BFQ scheduler on a current kernel).
+    pub weight: Option<u16>,
+    /// Per-device weights, 10 to 1000.
+    pub weight_device: Vec<(PathBuf, u16)>,
+    /// Bytes per second read from a device, at most.
+    pub read_bps: Vec<(PathBuf, u64)>,
+    /// Bytes per second written to a device, at most.
+    pub write_bps: Vec<(PathBuf, u64)>,
+    /// Read operations per second on a device, at most.
+    pub read_iops: Vec<(PathBuf, u64)>,
+    /// Write operations per second on a device, at most.
+    pub write_iops: Vec<(PathBuf, u64)>,
+}
+
+impl Blkio {
+    pub fn is_empty(&self) -> bool {
+        *self == Blkio::default()
+    }
+}
+
 /// Which network namespace the container gets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Network {
@@ -197,6 +304,14 @@ pub enum SpecError {
     Sysctl { name: String, reason: &'static str },
     #[error("device {}: {message}", path.display())]
     Device { path: PathBuf, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid cgroup_parent {0:?}: it needs to be a path without `..`")]
+    BadCgroupParent(String),
+    #[error("invalid device cgroup rule {rule:?}: {message}")]
+    DeviceRule { rule: String, message: String },
+    #[error("{what} is not available on this host: {reason}")]
+    Unavailable { what: &'static str, reason: String },
     #[error("building the runtime spec: {0}")]
     Invalid(String),
 }
@@ -271,7 +386,7 @@ const ALL_CAPABILITIES: &[&str] = &[
 /// bounding set (which also leaves out any the kernel does not know). A
 /// privileged container gets these, not more: asking libcontainer for one
 /// outside the set fails the whole container.
-fn available_capabilities() -> Vec<&'static str> {
+pub(crate) fn available_capabilities() -> Vec<&'static str> {
     let bounding = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -473,8 +588,22 @@ pub fn working_dir(spec: &ContainerSpec) -> Result<String, SpecError> {
     Ok(cwd)
 }
 
-/// The hostname: the override or the id, cut to a valid length.
-pub fn hostname(spec: &ContainerSpec) -> Result<String, SpecError> {
+/// The hostname: the override or the id, cut to a valid length. `None`
+/// when the container is in a UTS namespace that is not its own: it then
+/// has that namespace's name, which it cannot change.
+pub fn hostname(spec: &ContainerSpec) -> Result<Option<String>, SpecError> {
+    if spec.uts != Namespace::Private {
+        if let Some(h) = &spec.hostname {
+            return Err(SpecError::Conflict(format!(
+                "the hostname {h:?} cannot be set: the container shares another UTS namespace"
+            )));
+        }
+        return Ok(None);
+    }
+    private_hostname(spec).map(Some)
+}
+
+fn private_hostname(spec: &ContainerSpec) -> Result<String, SpecError> {
     match &spec.hostname {
         Some(h) => {
             no_nul("the hostname", h)?;
@@ -635,7 +764,7 @@ fn rlimits(spec: &ContainerSpec) -> Result<Vec<Value>, SpecError> {
 }
 
 /// Docker's rule: only parameters of namespaces the container owns.
-fn check_sysctl(name: &str, network: &Network) -> Result<(), SpecError> {
+fn check_sysctl(name: &str, network: &Network, ipc: &Ipc) -> Result<(), SpecError> {
     const IPC: &[&str] = &[
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -647,7 +776,11 @@ fn check_sysctl(name: &str, network: &Network) -> Result<(), SpecError> {
         "kernel.shm_rmid_forced",
     ];
     let reason = if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
-        return Ok(());
+        if *ipc == Ipc::Host {
+            "the container shares the host's IPC namespace"
+        } else {
+            return Ok(());
+        }
     } else if !name.starts_with("net.") {
         "only net.*, kernel.msg*, kernel.sem, kernel.shm* and fs.mqueue.* are namespaced"
     } else if *network == Network::Host {
@@ -668,7 +801,7 @@ fn sysctls(spec: &ContainerSpec) -> Result<serde_json::Map<String, Value>, SpecE
         no_nul("a sysctl", value)?;
         // `/` separators are accepted as by sysctl(8).
         let name = name.replace('/', ".");
-        check_sysctl(&name, &spec.network)?;
+        check_sysctl(&name, &spec.network, &spec.ipc)?;
         out.insert(name, json!(value));
     }
     Ok(out)
@@ -724,6 +857,7 @@ fn resources(spec: &ContainerSpec) -> Result<Value, SpecError> {
         }
         (None, None) => {}
     }
+    memory_extras(spec, &mut out)?;
     let mut cpu = serde_json::Map::new();
     if let Some(cpus) = spec.cpus {
         let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -745,13 +879,353 @@ fn resources(spec: &ContainerSpec) -> Result<Value, SpecError> {
         }
         cpu.insert("shares".into(), json!(shares));
     }
+    cpu_extras(spec, &mut cpu)?;
     if !cpu.is_empty() {
         out["cpu"] = Value::Object(cpu);
     }
     if let Some(limit) = spec.pids_limit.filter(|l| *l > 0) {
         out["pids"] = json!({ "limit": limit });
     }
+    if !spec.blkio.is_empty() {
+        out["blockIO"] = block_io(&spec.blkio)?;
+    }
     Ok(out)
+}
+
+/// Is this host's cgroup layout v2 only (one unified hierarchy with the
+/// controllers)? A v1 or hybrid host (this machine: a `unified` mount with
+/// no controllers) has per-controller hierarchies, which libcgroups uses.
+pub(crate) fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A setting v2 has no file for: refused there rather than dropped (as
+/// docker does with a warning nobody reads).
+fn v1_only(what: &'static str, why: &str) -> Result<(), SpecError> {
+    if cgroup_v2() {
+        return Err(SpecError::Unavailable {
+            what,
+            reason: format!("this host has cgroup v2, {why}"),
+        });
+    }
+    Ok(())
+}
+
+/// `mem_reservation`, `mem_swappiness` and `oom_kill_disable`.
+fn memory_extras(spec: &ContainerSpec, out: &mut Value) -> Result<(), SpecError> {
+    let bad = |what, message: String| SpecError::Resource { what, message };
+    if let Some(r) = spec.memory_reservation {
+        let r =
+            i64::try_from(r).map_err(|_| bad("mem_reservation", format!("{r} is too large")))?;
+        if r < 6 << 20 {
+            return Err(bad(
+                "mem_reservation",
+                format!("{r} bytes is below the minimum of 6 MiB"),
+            ));
+        }
+        if let Some(m) = spec.memory.filter(|m| (*m as i64) < r) {
+            return Err(bad(
+                "mem_reservation",
+                format!(
+                    "{r} is above the memory limit {m}: a soft limit must be below the hard one"
+                ),
+            ));
+        }
+        memory_object(out)["reservation"] = json!(r);
+    }
+    if let Some(swappiness) = spec.memory_swappiness {
+        if swappiness > 100 {
+            return Err(bad(
+                "mem_swappiness",
+                format!("{swappiness}: the range is from 0 to 100"),
+            ));
+        }
+        v1_only("mem_swappiness", "which has no per-cgroup swappiness")?;
+        memory_object(out)["swappiness"] = json!(swappiness);
+    }
+    if spec.oom_kill_disable {
+        v1_only(
+            "oom_kill_disable",
+            "whose memory controller cannot turn the OOM killer off",
+        )?;
+        // libcontainer 0.7 ignores this field (it writes 0 to
+        // memory.oom_control); berth writes the file itself once the cgroup
+        // exists (see `cgroups::apply_after_build`). Kept here so
+        // config.json says what the container has.
+        out["disableOOMKiller"] = json!(true);
+    }
+    Ok(())
+}
+
+fn memory_object(out: &mut Value) -> &mut Value {
+    if out.get("memory").is_none() {
+        out["memory"] = json!({});
+    }
+    &mut out["memory"]
+}
+
+/// `cpuset`, `cpu_period`/`cpu_quota` and `cpu_rt_*`.
+fn cpu_extras(
+    spec: &ContainerSpec,
+    cpu: &mut serde_json::Map<String, Value>,
+) -> Result<(), SpecError> {
+    let bad = |what, message: String| SpecError::Resource { what, message };
+    if spec.cpus.is_some() && (spec.cpu_period.is_some() || spec.cpu_quota.is_some()) {
+        return Err(SpecError::Conflict(
+            "cpus and cpu_period/cpu_quota cannot both be set: cpus sets the CFS period and quota"
+                .into(),
+        ));
+    }
+    if let Some(period) = spec.cpu_period {
+        if !(1000..=1_000_000).contains(&period) {
+            return Err(bad(
+                "cpu_period",
+                format!("{period}: the range is from 1000 to 1000000 µs"),
+            ));
+        }
+        cpu.insert("period".into(), json!(period));
+    }
+    if let Some(quota) = spec.cpu_quota {
+        if quota != -1 && quota < 1000 {
+            return Err(bad(
+                "cpu_quota",
+                format!("{quota}: the minimum is 1000 µs (or -1 for no limit)"),
+            ));
+        }
+        cpu.insert("quota".into(), json!(quota));
+    }
+    if let Some(cpus) = &spec.cpuset_cpus {
+        check_cpu_list("cpuset", cpus, "/sys/devices/system/cpu/online")?;
+        cpu.insert("cpus".into(), json!(cpus.trim()));
+    }
+    if let Some(mems) = &spec.cpuset_mems {
+        check_cpu_list("cpuset_mems", mems, "/sys/devices/system/node/online")?;
+        cpu.insert("mems".into(), json!(mems.trim()));
+    }
+    if spec.cpu_rt_runtime.is_some() || spec.cpu_rt_period.is_some() {
+        v1_only(
+            "cpu_rt_runtime",
+            "whose cpu controller has no real-time budget",
+        )?;
+        let period = spec.cpu_rt_period.unwrap_or(1_000_000);
+        if !(1000..=1_000_000).contains(&period) {
+            return Err(bad(
+                "cpu_rt_period",
+                format!("{period}: the range is from 1000 to 1000000 µs"),
+            ));
+        }
+        if let Some(runtime) = spec.cpu_rt_runtime {
+            if runtime < -1 || runtime > period as i64 {
+                return Err(bad(
+                    "cpu_rt_runtime",
+                    format!("{runtime}: the range is from 0 to the real-time period, {period} µs"),
+                ));
+            }
+            cpu.insert("realtimeRuntime".into(), json!(runtime));
+        }
+        cpu.insert("realtimePeriod".into(), json!(period));
+    }
+    Ok(())
+}
+
+/// `list` in cgroup cpuset syntax (`0-2,5`), every entry in `available`
+/// (a file in the same syntax; missing means only 0, as without NUMA).
+fn check_cpu_list(what: &'static str, list: &str, available: &str) -> Result<(), SpecError> {
+    let bad = |message: String| SpecError::Resource { what, message };
+    let have_text = std::fs::read_to_string(available).unwrap_or_else(|_| "0".into());
+    let have = parse_cpu_list(have_text.trim()).unwrap_or_else(|| vec![0]);
+    let want = parse_cpu_list(list.trim())
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| bad(format!("{list:?}: expected a list such as 0-2,5")))?;
+    if let Some(missing) = want.iter().find(|n| !have.contains(n)) {
+        return Err(bad(format!(
+            "{list}: {missing} is not available, this host has {}",
+            have_text.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// `0-2,5` → `[0, 1, 2, 5]`; `None` if malformed or absurdly large.
+fn parse_cpu_list(list: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let n = part.trim().parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if lo > hi || hi > 65_535 {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    Some(out)
+}
+
+/// `(major, minor)` of a host block device.
+fn block_device(what: &'static str, path: &Path) -> Result<(u32, u32), SpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let err = |message: String| SpecError::Resource {
+        what,
+        message: format!("{}: {message}", path.display()),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.file_type().is_block_device() {
+        return Err(err("not a block device".into()));
+    }
+    Ok((libc::major(meta.rdev()), libc::minor(meta.rdev())))
+}
+
+/// Does the host's block I/O cgroup have weights? Only with a
+/// proportional scheduler: CFQ (gone since Linux 5.0) or BFQ, whose files
+/// appear once some device uses it.
+fn blkio_weight_available(per_device: bool) -> bool {
+    if cgroup_v2() {
+        // The weight files exist in child cgroups only; libcgroups reports
+        // a missing one when it writes.
+        return true;
+    }
+    let suffix = if per_device {
+        "weight_device"
+    } else {
+        "weight"
+    };
+    ["", "bfq."].iter().any(|scheduler| {
+        Path::new(&format!("/sys/fs/cgroup/blkio/blkio.{scheduler}{suffix}")).exists()
+    })
+}
+
+fn block_io(b: &Blkio) -> Result<Value, SpecError> {
+    let bad = |what, message: String| SpecError::Resource { what, message };
+    let weight_range = |what, w: u16| {
+        if (10..=1000).contains(&w) {
+            Ok(w)
+        } else {
+            Err(bad(what, format!("{w}: the range is from 10 to 1000")))
+        }
+    };
+    let unavailable = |what| SpecError::Unavailable {
+        what,
+        reason: "the block I/O cgroup has no weights: no device uses a proportional \
+                 I/O scheduler (BFQ)"
+            .into(),
+    };
+    let mut out = json!({});
+    if let Some(w) = b.weight {
+        weight_range("blkio_config.weight", w)?;
+        if !blkio_weight_available(false) {
+            return Err(unavailable("blkio_config.weight"));
+        }
+        out["weight"] = json!(w);
+    }
+    if !b.weight_device.is_empty() {
+        let mut list = Vec::new();
+        for (path, w) in &b.weight_device {
+            weight_range("blkio_config.weight_device", *w)?;
+            let (major, minor) = block_device("blkio_config.weight_device", path)?;
+            list.push(json!({"major": major, "minor": minor, "weight": w}));
+        }
+        if !blkio_weight_available(true) {
+            return Err(unavailable("blkio_config.weight_device"));
+        }
+        out["weightDevice"] = json!(list);
+    }
+    for (what, field, entries) in [
+        (
+            "blkio_config.device_read_bps",
+            "throttleReadBpsDevice",
+            &b.read_bps,
+        ),
+        (
+            "blkio_config.device_write_bps",
+            "throttleWriteBpsDevice",
+            &b.write_bps,
+        ),
+        (
+            "blkio_config.device_read_iops",
+            "throttleReadIOPSDevice",
+            &b.read_iops,
+        ),
+        (
+            "blkio_config.device_write_iops",
+            "throttleWriteIOPSDevice",
+            &b.write_iops,
+        ),
+    ] {
+        if entries.is_empty() {
+            continue;
+        }
+        let mut list = Vec::new();
+        for (path, rate) in entries {
+            if *rate == 0 {
+                return Err(bad(what, format!("{}: a rate of 0", path.display())));
+            }
+            let (major, minor) = block_device(what, path)?;
+            list.push(json!({"major": major, "minor": minor, "rate": rate}));
+        }
+        out[field] = json!(list);
+    }
+    Ok(out)
+}
+
+/// Docker's `--device-cgroup-rule` syntax: `TYPE MAJOR:MINOR ACCESS`, with
+/// `a` (all types) and `*` (any number).
+pub(crate) fn device_cgroup_rule(rule: &str) -> Result<Value, SpecError> {
+    let bad = |message: &str| SpecError::DeviceRule {
+        rule: rule.to_string(),
+        message: message.to_string(),
+    };
+    let parts: Vec<&str> = rule.split_whitespace().collect();
+    let [typ, numbers, access] = parts.as_slice() else {
+        return Err(bad("expected TYPE MAJOR:MINOR ACCESS, as `c 1:3 rwm`"));
+    };
+    if !["a", "b", "c"].contains(typ) {
+        return Err(bad("the type is one of a, b, c"));
+    }
+    let (major, minor) = numbers
+        .split_once(':')
+        .ok_or_else(|| bad("expected MAJOR:MINOR, numbers or *"))?;
+    let number = |n: &str| -> Result<Option<i64>, SpecError> {
+        if n == "*" {
+            Ok(None)
+        } else {
+            n.parse::<u32>()
+                .map(|n| Some(i64::from(n)))
+                .map_err(|_| bad("expected MAJOR:MINOR, numbers or *"))
+        }
+    };
+    let (major, minor) = (number(major)?, number(minor)?);
+    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(bad("the access is some of r, w, m"));
+    }
+    Ok(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}))
+}
+
+/// The container's cgroup path from each hierarchy's root: `/berth/<id>`,
+/// or `<cgroup_parent>/<id>`.
+pub fn cgroups_path(spec: &ContainerSpec) -> Result<String, SpecError> {
+    let Some(parent) = spec.cgroup_parent.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(format!("/berth/{}", spec.id));
+    };
+    let bad = || SpecError::BadCgroupParent(parent.to_string());
+    if parent.contains('\0') {
+        return Err(bad());
+    }
+    let mut out = String::new();
+    for c in Path::new(parent).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => {
+                out.push('/');
+                out.push_str(n.to_str().ok_or_else(bad)?);
+            }
+            Component::ParentDir | Component::Prefix(_) => return Err(bad()),
+        }
+    }
+    Ok(format!("{out}/{}", spec.id))
 }
 
 /// The nodes and device-cgroup rules for [`ContainerSpec::devices`].
@@ -850,12 +1324,39 @@ fn host_devices() -> Vec<Value> {
     out
 }
 
+/// How the runtime gets one namespace, once [`Namespace::Container`] and
+/// [`Ipc::Container`] are resolved to paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NamespacePlan {
+    #[default]
+    New,
+    Host,
+    Join(PathBuf),
+}
+
+impl NamespacePlan {
+    fn entry(&self, typ: &str) -> Option<Value> {
+        match self {
+            NamespacePlan::New => Some(json!({ "type": typ })),
+            NamespacePlan::Host => None,
+            NamespacePlan::Join(path) => Some(json!({ "type": typ, "path": path })),
+        }
+    }
+}
+
 /// Everything the runtime spec needs that is not in [`ContainerSpec`].
 pub struct Resolved<'a> {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
-    pub hostname: String,
+    /// `None` outside a private UTS namespace.
+    pub hostname: Option<String>,
+    pub ipc: NamespacePlan,
+    pub pid: NamespacePlan,
+    pub uts: NamespacePlan,
+    /// A host directory bound on `/dev/shm` instead of a tmpfs of its own
+    /// (a shareable IPC namespace's, the host's).
+    pub shm: Option<PathBuf>,
     pub user: &'a ResolvedUser,
     pub rootfs: &'a Path,
     pub cgroups_path: String,
@@ -878,7 +1379,14 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             .map_or(0, |d| d.matches('/').count())
     });
     // A user mount on a default destination (say a bigger /dev/shm) replaces it.
-    let defaults = default_mounts(spec.privileged, spec.shm_size);
+    let mut defaults = default_mounts(spec.privileged, spec.shm_size);
+    if let Some(shm) = &r.shm {
+        defaults.retain(|d| d["destination"] != "/dev/shm");
+        defaults.push(
+            json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+                              "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]}),
+        );
+    }
     let mut mounts: Vec<Value> = defaults
         .into_iter()
         .filter(|d| {
@@ -889,12 +1397,11 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         .collect();
     mounts.extend(user_mounts);
 
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+    let mut namespaces: Vec<Value> = [r.pid.entry("pid"), r.ipc.entry("ipc"), r.uts.entry("uts")]
+        .into_iter()
+        .flatten()
+        .collect();
+    namespaces.push(json!({"type": "mount"}));
     match &spec.network {
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Host => {}
@@ -937,6 +1444,9 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
     devices.retain(|d| !nodes.iter().any(|n| n["path"] == d["path"]));
     devices.extend(nodes);
     device_cgroup.extend(rules);
+    for rule in &spec.device_cgroup_rules {
+        device_cgroup.push(device_cgroup_rule(rule)?);
+    }
     let mut resources = resources(spec)?;
     resources["devices"] = json!(device_cgroup);
     let mut doc = json!({
@@ -959,7 +1469,6 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
             },
         },
         "root": {"path": r.rootfs, "readonly": spec.read_only_rootfs},
-        "hostname": r.hostname,
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -973,6 +1482,19 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
     });
     if spec.no_new_privileges {
         doc["process"]["noNewPrivileges"] = json!(true);
+    }
+    // libcontainer refuses a hostname without a UTS namespace of its own.
+    if let Some(h) = &r.hostname {
+        doc["hostname"] = json!(h);
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(SpecError::Resource {
+                what: "oom_score_adj",
+                message: format!("{adj}: the range is from -1000 to 1000"),
+            });
+        }
+        doc["process"]["oomScoreAdj"] = json!(adj);
     }
     if let Some(seccomp) = seccomp {
         doc["linux"]["seccomp"] = seccomp;
@@ -1056,7 +1578,7 @@ mod tests {
         s.working_dir = None;
         assert_eq!(working_dir(&s).unwrap(), "/");
         s.id = "x".repeat(100);
-        assert_eq!(hostname(&s).unwrap().len(), 63);
+        assert_eq!(hostname(&s).unwrap().unwrap().len(), 63);
         s.hostname = Some("y".repeat(65));
         assert!(hostname(&s).is_err());
     }
@@ -1100,7 +1622,11 @@ mod tests {
             args: command(&s).unwrap(),
             env: vec!["PATH=/bin".into()],
             cwd: "/srv".into(),
-            hostname: "c1".into(),
+            hostname: Some("c1".into()),
+            ipc: NamespacePlan::New,
+            pid: NamespacePlan::New,
+            uts: NamespacePlan::New,
+            shm: None,
             user: &user,
             rootfs: &rootfs,
             cgroups_path: "/berth/c1".into(),
@@ -1160,5 +1686,65 @@ mod tests {
             runtime_spec(&s, &r),
             Err(SpecError::BadMountTarget(_))
         ));
+    }
+    #[test]
+    fn device_cgroup_rules_follow_dockers_syntax() {
+        assert_eq!(
+            device_cgroup_rule("c 1:3 mr").unwrap(),
+            json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "mr"})
+        );
+        assert_eq!(
+            device_cgroup_rule("a *:* rwm").unwrap(),
+            json!({"allow": true, "type": "a", "major": null, "minor": null, "access": "rwm"})
+        );
+        for bad in [
+            "",
+            "c 1:3",
+            "c 1:3 rw extra",
+            "d 1:3 r",
+            "c 1 r",
+            "c -1:3 r",
+            "c 1:3 x",
+        ] {
+            assert!(device_cgroup_rule(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_lists_and_cgroup_parents_parse() {
+        assert_eq!(parse_cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(parse_cpu_list("3"), Some(vec![3]));
+        for bad in ["2-1", "a", "0-", "1-99999999"] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+        let mut s = spec();
+        assert_eq!(cgroups_path(&s).unwrap(), "/berth/c1");
+        s.cgroup_parent = Some("apps/./web/".into());
+        assert_eq!(cgroups_path(&s).unwrap(), "/apps/web/c1");
+        s.cgroup_parent = Some("/".into());
+        assert_eq!(cgroups_path(&s).unwrap(), "/c1");
+        s.cgroup_parent = Some("a/../../b".into());
+        assert!(matches!(
+            cgroups_path(&s),
+            Err(SpecError::BadCgroupParent(_))
+        ));
+    }
+
+    #[test]
+    fn shared_namespaces_are_joined_or_left_out_and_take_no_hostname() {
+        let mut s = spec();
+        s.uts = Namespace::Host;
+        assert_eq!(hostname(&s).unwrap(), None);
+        s.hostname = Some("h".into());
+        assert!(matches!(hostname(&s), Err(SpecError::Conflict(_))));
+        assert_eq!(NamespacePlan::Host.entry("pid"), None);
+        assert_eq!(
+            NamespacePlan::Join("/proc/7/ns/ipc".into()).entry("ipc"),
+            Some(json!({"type": "ipc", "path": "/proc/7/ns/ipc"}))
+        );
+        assert_eq!(
+            NamespacePlan::New.entry("uts"),
+            Some(json!({"type": "uts"}))
+        );
     }
 }

@@ -539,3 +539,52 @@ pub fn open_pty(ptmx: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: the fd was just returned to us.
     Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
 }
+
+/// Mount a fresh tmpfs on `target` with `nosuid,nodev,noexec` and `data`
+/// (`mode=1777,size=…`).
+pub fn mount_tmpfs(target: &Path, data: &str) -> io::Result<()> {
+    let data = CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    raw_mount(
+        c"shm",
+        target,
+        c"tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(&data),
+    )
+}
+
+/// The node name (hostname) of the UTS namespace at `ns`, or of this
+/// process's own. Read from a short-lived thread that joins the namespace,
+/// so the calling thread's namespaces never change.
+pub fn uts_nodename(ns: Option<&Path>) -> io::Result<String> {
+    let file = ns.map(File::open).transpose()?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some(f) = &file {
+                    // SAFETY: a valid fd; only this thread's namespace changes.
+                    cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWUTS) })?;
+                }
+                // SAFETY: uname fills the zeroed struct we pass.
+                let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+                cvt(unsafe { libc::uname(&mut u) })?;
+                // SAFETY: the kernel NUL-terminates nodename.
+                let name = unsafe { CStr::from_ptr(u.nodename.as_ptr()) };
+                Ok(name.to_string_lossy().into_owned())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the uname thread panicked")))
+    })
+}
+
+/// This process's `/proc/self/oom_score_adj`.
+pub fn oom_score_adj() -> io::Result<i32> {
+    std::fs::read_to_string("/proc/self/oom_score_adj")?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+pub fn set_oom_score_adj(value: i32) -> io::Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+}

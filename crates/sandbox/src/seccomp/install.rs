@@ -64,6 +64,13 @@ impl SeccompFilter {
         Ok(Some(SeccompFilter::new(seccomp, transient)?))
     }
 
+    /// The same filter for a process that keeps every capability it holds
+    /// (a privileged exec): nothing is dropped after loading.
+    pub fn keeping_capabilities(mut self) -> SeccompFilter {
+        self.transient.clear();
+        self
+    }
+
     fn new(seccomp: &LinuxSeccomp, transient: Vec<u32>) -> Result<SeccompFilter, CompileError> {
         Ok(SeccompFilter {
             program: bpf::compile(seccomp)?,

@@ -306,3 +306,51 @@ fn openpty() -> (OwnedFd, OwnedFd) {
     // SAFETY: both fds were just opened and are owned here only.
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
 }
+
+#[test]
+fn a_privileged_exec_has_every_capability_with_its_own_user_and_env() {
+    let c = sleeper("exec-privileged", |_| {});
+    let script = "grep CapEff /proc/self/status; id -u; echo $HOOK";
+    let mut plain = exec_args(&["sh", "-c", script]);
+    plain.env = vec!["HOOK=plain".into()];
+    let out = exec_output(c.id(), plain);
+    let container_caps = status_field(c.pid(), "CapEff:");
+    assert_eq!(
+        out.stdout,
+        format!("CapEff:\t{container_caps}\n0\nplain\n"),
+        "{}",
+        out.stderr
+    );
+    let mut privileged = exec_args(&["sh", "-c", script]);
+    privileged.privileged = true;
+    privileged.env = vec!["HOOK=privileged".into()];
+    let out = exec_output(c.id(), privileged);
+    // Every capability this process may give, which is more than the
+    // container's.
+    let bounding = status_field(std::process::id() as i32, "CapBnd:");
+    assert_ne!(bounding, container_caps);
+    assert_eq!(
+        out.stdout,
+        format!("CapEff:\t{bounding}\n0\nprivileged\n"),
+        "{}",
+        out.stderr
+    );
+    // A privileged exec can do what the container cannot (CAP_NET_ADMIN).
+    let mut privileged = exec_args(&["ip", "link", "set", "lo", "mtu", "1280"]);
+    privileged.privileged = true;
+    assert!(exec_output(c.id(), privileged).status.success());
+    let out = exec_output(
+        c.id(),
+        exec_args(&["ip", "link", "set", "lo", "mtu", "1300"]),
+    );
+    assert!(!out.status.success(), "{}", out.stdout);
+
+    // As another user, with privileges: the user's ids, still privileged.
+    let mut as_app = exec_args(&["sh", "-c", "id -u; echo $HOME $HOOK"]);
+    as_app.privileged = true;
+    as_app.user = Some("app".into());
+    as_app.env = vec!["HOOK=app".into()];
+    let out = exec_output(c.id(), as_app);
+    assert_eq!(out.stdout, "1000\n/home/app app\n", "{}", out.stderr);
+    c.delete().unwrap();
+}

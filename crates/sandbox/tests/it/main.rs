@@ -12,4 +12,5 @@ mod pause;
 mod resources;
 mod run;
 mod security;
+mod share;
 mod support;

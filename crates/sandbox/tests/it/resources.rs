@@ -251,3 +251,357 @@ fn bad_limits_are_clear_errors() {
         );
     }
 }
+
+fn cgroup_v1() -> bool {
+    !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn cpuset_cfs_and_memory_settings_land_in_the_cgroup_and_apply_inside() {
+    let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let mut spec = sh(
+        "cgroup-extras",
+        "grep Cpus_allowed_list /proc/self/status; exec sleep 1000",
+    );
+    let out = tempfile::tempdir().unwrap();
+    spec.stdout = berth_sandbox::Stdio::File(out.path().join("stdout"));
+    spec.cpuset_cpus = Some(last_cpu.to_string());
+    spec.cpu_period = Some(50_000);
+    spec.cpu_quota = Some(25_000);
+    spec.memory = Some(64 << 20);
+    spec.memory_reservation = Some(32 << 20);
+    if cgroup_v1() {
+        spec.memory_swappiness = Some(10);
+        spec.oom_kill_disable = true;
+    }
+    let mut c = create(spec);
+    c.start().unwrap();
+    let id = c.id().to_string();
+    let stdout = out.path().join("stdout");
+    wait_for("the container's cpu list", || {
+        fs::read_to_string(&stdout).is_ok_and(|s| s.contains('\n'))
+    });
+    // The scheduler keeps the container on that CPU.
+    let allowed = fs::read_to_string(&stdout).unwrap();
+    assert_eq!(
+        allowed.split_whitespace().nth(1),
+        Some(last_cpu.to_string().as_str()),
+        "{allowed}"
+    );
+    assert_eq!(
+        cgroup_file(&id, "cpuset", "cpuset.cpus", "cpuset.cpus"),
+        last_cpu.to_string()
+    );
+    assert_eq!(
+        cgroup_file(&id, "memory", "memory.soft_limit_in_bytes", "memory.low"),
+        (32u64 << 20).to_string()
+    );
+    if cgroup_v1() {
+        assert_eq!(cgroup_file(&id, "cpu", "cpu.cfs_quota_us", ""), "25000");
+        assert_eq!(cgroup_file(&id, "cpu", "cpu.cfs_period_us", ""), "50000");
+        assert_eq!(cgroup_file(&id, "memory", "memory.swappiness", ""), "10");
+        let oom = cgroup_file(&id, "memory", "memory.oom_control", "");
+        assert!(oom.contains("oom_kill_disable 1"), "{oom}");
+    } else {
+        assert_eq!(cgroup_file(&id, "", "", "cpu.max"), "25000 50000");
+    }
+    c.delete().unwrap();
+}
+
+#[test]
+fn oom_score_adj_applies_to_the_container_and_its_execs_not_to_the_caller() {
+    let before = fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let mut spec = sh("oom-adj", "cat /proc/self/oom_score_adj; exec sleep 1000");
+    let out = tempfile::tempdir().unwrap();
+    spec.stdout = berth_sandbox::Stdio::File(out.path().join("stdout"));
+    spec.oom_score_adj = Some(523);
+    let mut c = create(spec);
+    c.start().unwrap();
+    let stdout = out.path().join("stdout");
+    wait_for("the container's oom_score_adj", || {
+        fs::read_to_string(&stdout).is_ok_and(|s| s.contains('\n'))
+    });
+    assert_eq!(fs::read_to_string(&stdout).unwrap(), "523\n");
+    let exec = berth_sandbox::ExecSpec {
+        args: vec!["cat".into(), "/proc/self/oom_score_adj".into()],
+        stdout: berth_sandbox::Stdio::File(out.path().join("exec")),
+        ..Default::default()
+    };
+    let mut p = fixture().sandbox.exec(c.id(), exec).unwrap();
+    assert!(p.wait().unwrap().success());
+    assert_eq!(
+        fs::read_to_string(out.path().join("exec")).unwrap(),
+        "523\n"
+    );
+    // Neither this process nor the next container inherit it.
+    assert_eq!(
+        fs::read_to_string("/proc/self/oom_score_adj").unwrap(),
+        before
+    );
+    let next = run(sh("oom-adj-next", "cat /proc/self/oom_score_adj"));
+    assert_eq!(next.stdout, before);
+    c.delete().unwrap();
+}
+
+#[test]
+fn a_real_time_runtime_gets_a_budget_from_the_parent_cgroups() {
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    let mut spec = sh("rt", "exec sleep 1000");
+    spec.cpu_rt_runtime = Some(10_000);
+    spec.cpu_rt_period = Some(500_000);
+    if !cgroup_v1() {
+        let err = f.sandbox.create(&layers, spec).unwrap_err();
+        assert!(err.to_string().contains("cgroup v2"), "{err}");
+        return;
+    }
+    let c = f.sandbox.create(&layers, spec).unwrap();
+    assert_eq!(cgroup_file(c.id(), "cpu", "cpu.rt_runtime_us", ""), "10000");
+    assert_eq!(cgroup_file(c.id(), "cpu", "cpu.rt_period_us", ""), "500000");
+    // The parent holds at least the container's share of CPU time.
+    let parent: i64 = fs::read_to_string("/sys/fs/cgroup/cpu/berth/cpu.rt_runtime_us")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(parent >= 20_000, "{parent}");
+    c.delete().unwrap();
+
+    let mut spec = sh("rt-bad", "true");
+    spec.cpu_rt_runtime = Some(600_000);
+    spec.cpu_rt_period = Some(500_000);
+    let err = f.sandbox.create(&layers, spec).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SandboxError::Spec(SpecError::Resource {
+                what: "cpu_rt_runtime",
+                ..
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cgroup_parent_holds_the_containers_cgroup() {
+    let parent = format!("berth-it-parent-{}", std::process::id());
+    let mut spec = sh("cgroup-parent", "cat /proc/self/cgroup");
+    spec.cgroup_parent = Some(format!("/{parent}/sub"));
+    spec.memory = Some(64 << 20);
+    let id = spec.id.clone();
+    let out = tempfile::tempdir().unwrap();
+    spec.stdout = berth_sandbox::Stdio::File(out.path().join("stdout"));
+    let mut c = create(spec);
+    assert_eq!(
+        fixture().sandbox.cgroup_path(&id).unwrap(),
+        format!("/{parent}/sub/{id}")
+    );
+    c.start().unwrap();
+    c.wait().unwrap();
+    let cgroups = fs::read_to_string(out.path().join("stdout")).unwrap();
+    let memory = cgroups
+        .lines()
+        .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+        .unwrap_or_default();
+    assert!(
+        memory.ends_with(&format!("/{parent}/sub/{id}")),
+        "{cgroups}"
+    );
+    c.delete().unwrap();
+    // Leave no parent behind in any hierarchy (an rmdir per level).
+    for root in cgroup_roots() {
+        let _ = fs::remove_dir(root.join(&parent).join("sub"));
+        let _ = fs::remove_dir(root.join(&parent));
+    }
+
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    let mut spec = sh("cgroup-parent-bad", "true");
+    spec.cgroup_parent = Some("../../escape".into());
+    let err = f.sandbox.create(&layers, spec).unwrap_err();
+    assert!(
+        matches!(err, SandboxError::Spec(SpecError::BadCgroupParent(_))),
+        "{err}"
+    );
+}
+
+/// Every cgroup hierarchy's mount point.
+fn cgroup_roots() -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+            matches!(kind, "cgroup" | "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .collect()
+}
+
+#[test]
+fn a_device_cgroup_rule_allows_a_node_the_container_makes() {
+    let mut spec = sh(
+        "device-rule",
+        "mknod /dev/lc c 10 237 && : < /dev/lc && echo opened; : > /dev/lc && echo written",
+    );
+    spec.device_cgroup_rules = vec!["c 10:237 r".into()];
+    let out = run(spec);
+    assert_eq!(out.stdout, "opened\n", "{}", out.stderr);
+
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    for rule in ["c 10:237", "x 1:3 r", "c 1-3 r", "c 1:3 rx", "c a:3 r"] {
+        let mut spec = sh("device-rule-bad", "true");
+        spec.device_cgroup_rules = vec![rule.into()];
+        let err = f.sandbox.create(&layers, spec).unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::Spec(SpecError::DeviceRule { .. })),
+            "{rule}: {err}"
+        );
+        assert!(err.to_string().contains(rule), "{err}");
+    }
+}
+
+/// A whole disk of this host: `(path, "major:minor")`.
+fn a_disk() -> (PathBuf, String) {
+    let mut names: Vec<String> = fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| PathBuf::from("/dev").join(n).exists())
+        .collect();
+    // A real disk before loop and zram devices.
+    names.sort_by_key(|n| (n.starts_with("loop") || n.starts_with("zram"), n.clone()));
+    let name = names.first().expect("a block device in /sys/block").clone();
+    let numbers = fs::read_to_string(format!("/sys/block/{name}/dev")).unwrap();
+    (PathBuf::from("/dev").join(name), numbers.trim().to_string())
+}
+
+#[test]
+fn block_io_throttles_land_in_the_cgroup_and_weights_need_a_scheduler() {
+    let (disk, numbers) = a_disk();
+    let mut spec = sh("blkio", "exec sleep 1000");
+    spec.blkio.read_bps = vec![(disk.clone(), 1 << 20)];
+    spec.blkio.write_iops = vec![(disk.clone(), 100)];
+    let c = create(spec);
+    if cgroup_v1() {
+        assert_eq!(
+            cgroup_file(c.id(), "blkio", "blkio.throttle.read_bps_device", ""),
+            format!("{numbers} {}", 1 << 20)
+        );
+        assert_eq!(
+            cgroup_file(c.id(), "blkio", "blkio.throttle.write_iops_device", ""),
+            format!("{numbers} 100")
+        );
+    } else {
+        let max = cgroup_file(c.id(), "", "", "io.max");
+        assert!(max.contains(&format!("{numbers} rbps=1048576")), "{max}");
+    }
+    c.delete().unwrap();
+
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    // A weight needs a proportional I/O scheduler's files: set where they
+    // exist, refused by name where they do not (this machine: no device
+    // uses BFQ).
+    let weight_file = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find(|f| PathBuf::from("/sys/fs/cgroup/blkio").join(f).exists());
+    let mut spec = sh("blkio-weight", "exec sleep 1000");
+    spec.blkio.weight = Some(300);
+    match (cgroup_v1(), weight_file) {
+        (true, None) => {
+            let err = f.sandbox.create(&layers, spec).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    SandboxError::Spec(SpecError::Unavailable {
+                        what: "blkio_config.weight",
+                        ..
+                    })
+                ),
+                "{err}"
+            );
+        }
+        (true, Some(file)) => {
+            let c = f.sandbox.create(&layers, spec).unwrap();
+            assert_eq!(cgroup_file(c.id(), "blkio", file, ""), "300");
+            c.delete().unwrap();
+        }
+        (false, _) => {
+            if let Ok(c) = f.sandbox.create(&layers, spec) {
+                c.delete().unwrap();
+            }
+        }
+    }
+    let mut spec = sh("blkio-bad", "true");
+    spec.blkio.read_bps = vec![("/etc/passwd".into(), 1)];
+    let err = f.sandbox.create(&layers, spec).unwrap_err();
+    assert!(err.to_string().contains("not a block device"), "{err}");
+}
+
+#[test]
+fn conflicting_or_out_of_range_cgroup_settings_are_clear_errors() {
+    let f = fixture();
+    let layers = f
+        .sandbox
+        .layers()
+        .unpack_image(&f.store, &f.busybox)
+        .unwrap();
+    type Edit = Box<dyn Fn(&mut berth_sandbox::ContainerSpec)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "cpus and cpu_period",
+            Box::new(|s| {
+                s.cpus = Some(0.5);
+                s.cpu_period = Some(50_000);
+            }),
+        ),
+        ("cpu_period", Box::new(|s| s.cpu_period = Some(10))),
+        ("cpu_quota", Box::new(|s| s.cpu_quota = Some(10))),
+        (
+            "is not available",
+            Box::new(|s| s.cpuset_cpus = Some("4096".into())),
+        ),
+        ("cpuset", Box::new(|s| s.cpuset_cpus = Some("1-x".into()))),
+        (
+            "mem_swappiness",
+            Box::new(|s| s.memory_swappiness = Some(101)),
+        ),
+        ("oom_score_adj", Box::new(|s| s.oom_score_adj = Some(2000))),
+        (
+            "mem_reservation",
+            Box::new(|s| {
+                s.memory = Some(64 << 20);
+                s.memory_reservation = Some(128 << 20);
+            }),
+        ),
+    ];
+    for (text, edit) in cases {
+        let mut spec = sh("bad-cgroup", "true");
+        edit(&mut spec);
+        let err = f.sandbox.create(&layers, spec).unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::Spec(_)),
+            "{text}: not a spec error: {err}"
+        );
+        assert!(err.to_string().contains(text), "{text}: {err}");
+    }
+}

@@ -25,7 +25,7 @@ pub struct Fixture {
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "id", "sleep", "touch", "env", "pwd", "mkdir", "rm", "true",
-    "false", "test", "grep", "hostname", "ip", "wc", "stat",
+    "false", "test", "grep", "hostname", "ip", "wc", "stat", "readlink", "mknod", "ps", "head",
 ];
 
 /// The tests need root and real binaries; a missing one is a failure that
