@@ -135,6 +135,7 @@ mod tests {
             exec: None,
             initial_sync: false,
             context_ignore: None,
+            bind_mounted: None,
         }
     }
 

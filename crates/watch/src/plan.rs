@@ -253,6 +253,7 @@ mod tests {
             }),
             initial_sync: false,
             context_ignore: None,
+            bind_mounted: None,
         }
     }
 

@@ -96,6 +96,11 @@ pub struct WatchRule {
     /// The service's build context and its `.dockerignore`: docker compose
     /// never syncs what the image build would leave out either.
     pub context_ignore: Option<(PathBuf, DockerIgnore)>,
+    /// For a syncing rule, the source of a bind mount of the service that
+    /// already holds `path`: the container sees every change through it,
+    /// so docker compose drops the rule with a warning, and so should the
+    /// caller.
+    pub bind_mounted: Option<PathBuf>,
 }
 
 impl WatchRule {
@@ -287,6 +292,17 @@ fn parse_entry(
         ));
     }
 
+    let bind_mounted = if action.syncs() {
+        service
+            .volumes
+            .iter()
+            .filter(|m| m.kind == "bind")
+            .filter_map(|m| m.source.as_deref().map(PathBuf::from))
+            .find(|source| source.is_absolute() && path.starts_with(source))
+    } else {
+        None
+    };
+
     Ok(WatchRule {
         service: service_name.to_string(),
         index,
@@ -298,6 +314,7 @@ fn parse_entry(
         exec,
         initial_sync,
         context_ignore: None,
+        bind_mounted,
     })
 }
 

@@ -163,6 +163,22 @@ fn mistakes_the_schema_allows_are_refused_in_one_line_naming_the_key() {
     }
 }
 
+#[test]
+fn a_sync_of_a_path_the_service_bind_mounts_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = load(
+        tmp.path(),
+        "services:\n  app:\n    image: node\n    volumes: [\"./src:/app/src\"]\n    develop:\n      watch:\n        - {action: sync, path: ./src/lib, target: /app/src/lib}\n        - {action: sync, path: ./web, target: /app/web}\n        - {action: restart, path: ./src}\n",
+    );
+    let rules = loaded_rules(&loaded, &[]).unwrap();
+    let flagged: Vec<bool> = rules.iter().map(|r| r.bind_mounted.is_some()).collect();
+    assert_eq!(flagged, [true, false, false]);
+    assert_eq!(
+        rules[0].bind_mounted.as_deref(),
+        Some(tmp.path().join("src").as_path())
+    );
+}
+
 /// What the schema itself stops is still refused by name when a service
 /// is built some other way (a plugin, a test, a later schema).
 #[test]
