@@ -93,6 +93,10 @@ pub struct ContainerSpec {
     /// hostname of the namespace it is in, and [`ContainerSpec::hostname`]
     /// must be unset.
     pub uts: Namespace,
+    /// A cgroup namespace of its own (compose's `cgroup: private`): the
+    /// container sees its cgroup as the root. Unset, it shares the host's,
+    /// as docker's default on cgroup v1.
+    pub cgroup_private: bool,
     /// CPUs the container may run on, as `cpuset.cpus` reads: `0-2,5`.
     pub cpuset_cpus: Option<String>,
     /// Memory (NUMA) nodes the container may use: `0`, `0-1`.
@@ -1402,6 +1406,9 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         .flatten()
         .collect();
     namespaces.push(json!({"type": "mount"}));
+    if spec.cgroup_private {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     match &spec.network {
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Host => {}

@@ -231,3 +231,28 @@ fn a_uts_namespace_is_shared_with_its_hostname() {
     );
     assert!(err.to_string().contains("UTS namespace"), "{err}");
 }
+
+#[test]
+fn a_private_cgroup_namespace_shows_the_containers_cgroup_as_the_root() {
+    let mut spec = sh(
+        "cgroupns",
+        "readlink /proc/self/ns/cgroup; grep -c ':/$' /proc/self/cgroup; wc -l < /proc/self/cgroup",
+    );
+    spec.cgroup_private = true;
+    let out = lines(&run(spec));
+    assert_ne!(out[0], ns_of("self", "cgroup"));
+    // Every hierarchy's line ends in `:/`.
+    assert_eq!(out[1], out[2], "{out:?}");
+
+    let spec = sh(
+        "cgroupns-host",
+        "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup",
+    );
+    let id = spec.id.clone();
+    let out = lines(&run(spec));
+    assert_eq!(out[0], ns_of("self", "cgroup"));
+    assert!(
+        out.iter().any(|l| l.ends_with(&format!("/berth/{id}"))),
+        "{out:?}"
+    );
+}
