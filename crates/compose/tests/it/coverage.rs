@@ -235,3 +235,68 @@ fn coverage_table_is_current() {
         path.display()
     );
 }
+
+/// Defends: `up --dry-run` on berth's examples prints no "not applied"
+/// line (they use only what berth applies), and on compose-go's full
+/// example, which uses nearly every key, it names the swarm and
+/// informational keys and the known gaps, once each, by service.
+#[test]
+fn coverage_not_applied_on_examples() {
+    for example in ["seed/docker-compose.yml", "seed-runtime/docker-compose.yml"] {
+        let file = repo().join("examples").join(example);
+        if !file.exists() {
+            continue;
+        }
+        let loaded = crate::common::load_file(&file).unwrap();
+        assert_eq!(
+            coverage::not_applied(&loaded.project),
+            Vec::<String>::new(),
+            "{example}"
+        );
+    }
+    let dir = conformance().join("compose/compose-go-full-example");
+    let mut opts = crate::common::options(&dir);
+    opts.os_env.insert("BAR".into(), "this is a secret".into());
+    opts.os_env
+        .insert("QUX".into(), "qux_from_environment".into());
+    opts.files = vec![dir.join("full-example.yml")];
+    opts.skip_consistency = true;
+    let project = berth_compose::load(&opts).unwrap().project;
+    // When a gap here is closed (honoured or refused), its line goes.
+    let expected = "\
+configs.config1.labels
+configs.config2.name
+configs.config4.name
+networks.other-network.ipam.config[0].aux_addresses
+networks.other-network.ipam.config[0].gateway
+networks.other-network.ipam.config[0].ip_range
+networks.other-network.ipam.config[1].gateway
+networks.other-network.ipam.driver
+networks.other-network.labels
+secrets.secret1.labels
+secrets.secret2.name
+secrets.secret4.name
+services.foo.annotations
+services.foo.build.additional_contexts
+services.foo.build.cache_from
+services.foo.build.platforms
+services.foo.build.secrets[1].gid
+services.foo.build.secrets[1].mode
+services.foo.build.secrets[1].uid
+services.foo.build.ssh
+services.foo.deploy.endpoint_mode
+services.foo.deploy.labels
+services.foo.deploy.placement
+services.foo.deploy.rollback_config
+services.foo.deploy.update_config.delay
+services.foo.deploy.update_config.failure_action
+services.foo.deploy.update_config.max_failure_ratio
+services.foo.deploy.update_config.monitor
+services.foo.deploy.update_config.parallelism
+services.foo.expose
+services.foo.networks.other-network.ipv6_address
+services.foo.networks.other-network.mac_address
+services.foo.volumes[6].consistency
+volumes.other-volume.labels";
+    assert_eq!(coverage::not_applied(&project).join("\n"), expected);
+}
