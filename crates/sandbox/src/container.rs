@@ -299,6 +299,9 @@ impl Sandbox {
         )?;
         let rt_runtime = spec.cpu_rt_runtime.filter(|r| *r > 0);
         if let Some(runtime) = rt_runtime {
+            // Serialized: each reservation counts the budgets of the
+            // cgroups already there.
+            let _guard = runtime_lock();
             cgroups::reserve_rt(
                 &cgroups_path,
                 runtime,

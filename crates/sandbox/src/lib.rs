@@ -18,7 +18,8 @@
 //! a lock the cloned init needs, so no `std::env::set_var` while containers
 //! are created and no global `tracing` subscriber that locks (libcontainer
 //! logs from inside the clone); rootfs overlays are mounted in its mount
-//! namespace. Containers' cgroups are `/berth/<id>` in every hierarchy.
+//! namespace. Containers' cgroups are `/berth/<id>` in every hierarchy, or
+//! `<cgroup_parent>/<id>` ([`Sandbox::cgroup_path`] tells which).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
