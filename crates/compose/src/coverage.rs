@@ -54,6 +54,8 @@ pub enum Listed {
     Unless(&'static [&'static str]),
     /// Only these values.
     When(&'static [&'static str]),
+    /// A list with more entries than the first, which alone is used.
+    BeyondFirst,
 }
 
 impl Listed {
@@ -74,6 +76,7 @@ impl Listed {
             Listed::WhenFalse => v == &Value::Bool(false),
             Listed::Unless(ok) => !v.is_null() && !text().is_some_and(|t| ok.contains(&t)),
             Listed::When(these) => text().is_some_and(|t| these.contains(&t)),
+            Listed::BeyondFirst => v.as_array().is_some_and(|a| a.len() > 1),
         }
     }
 
@@ -84,6 +87,7 @@ impl Listed {
             Listed::WhenSet | Listed::Unless(_) => Some(Value::String("set-by-test".into())),
             Listed::WhenFalse => Some(Value::Bool(false)),
             Listed::When(these) => these.first().map(|t| Value::String(t.to_string())),
+            Listed::BeyondFirst => Some(Value::Array(vec![Value::Null, Value::Null])),
         }
     }
 }
@@ -292,8 +296,8 @@ pub const ROWS: &[Row] = &[
     ok("services.*.healthcheck.interval", HEALTH),
     ok("services.*.healthcheck.retries", HEALTH),
     ok("services.*.healthcheck.test", HEALTH),
-    ok("services.*.healthcheck.timeout", "image_healthcheck_is_inherited_and_overridden"),
-    ok("services.*.healthcheck.start_period", "image_healthcheck_is_inherited_and_overridden"),
+    ok_but("services.*.healthcheck.timeout", "tests_parse_like_docker", "parsed and used; no test shows a probe cut off at its timeout"),
+    ok("services.*.healthcheck.start_period", "start_period_failures_do_not_count_and_probe_faster"),
     ok("services.*.healthcheck.start_interval", HEALTH),
     ok_but("services.*.hostname", "working_dir_and_hostname", "the sandbox's test; no end-to-end test names this key"),
     ok("services.*.image", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
@@ -369,7 +373,7 @@ pub const ROWS: &[Row] = &[
     refused("services.*.uts", REFUSALS, NAMESPACES_TOO),
     refused("services.*.userns_mode", REFUSED_E2E, "only `host` (the default: containers are not user-namespaced) is accepted; refused when its container is made, not before the project starts; no test names this key"),
     ok("services.*.volumes", "named_volumes_volumes_from_and_service_names"),
-    ok_but("services.*.volumes[].type", "named_volumes_volumes_from_and_service_names", "bind, volume and tmpfs; `image` (and npipe, cluster) are mounted as an empty named volume instead").listed(Listed::When(&["image", "npipe", "cluster"])),
+    ok_but("services.*.volumes[].type", "named_volumes_volumes_from_and_service_names", "bind, volume and tmpfs; `image` (and npipe, cluster) is taken for a named volume called after the source (filled from the service's own image, or an unrelated error for a reference with a `/`): a bug, listed as not applied").listed(Listed::When(&["image", "npipe", "cluster"])),
     ok("services.*.volumes[].source", "named_volumes_volumes_from_and_service_names"),
     ok("services.*.volumes[].target", "named_volumes_volumes_from_and_service_names"),
     ok("services.*.volumes[].read_only", "a_read_only_bind_cannot_be_written_and_a_read_write_one_can"),
@@ -396,7 +400,7 @@ pub const ROWS: &[Row] = &[
     refused("networks.*.driver_opts", REFUSALS, "bridge driver options are not supported yet; no test names this key"),
     ok_but("networks.*.ipam", NETS, "the first config entry's subnet only"),
     gap("networks.*.ipam.driver", "the default IPAM is always used"),
-    ok_but("networks.*.ipam.config", NETS, "only the first entry is used; later entries are dropped"),
+    ok_but("networks.*.ipam.config", NETS, "only the first entry is used; with more, the key is listed as not applied").listed(Listed::BeyondFirst),
     ok("networks.*.ipam.config[].subnet", NETS),
     gap("networks.*.ipam.config[].ip_range", "addresses are allocated from the whole subnet"),
     gap("networks.*.ipam.config[].gateway", "the gateway is always the subnet's first address"),

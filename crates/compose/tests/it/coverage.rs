@@ -267,6 +267,7 @@ fn coverage_not_applied_on_examples() {
 configs.config1.labels
 configs.config2.name
 configs.config4.name
+networks.other-network.ipam.config
 networks.other-network.ipam.config[0].aux_addresses
 networks.other-network.ipam.config[0].gateway
 networks.other-network.ipam.config[0].ip_range
