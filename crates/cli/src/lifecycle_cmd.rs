@@ -143,7 +143,7 @@ pub fn restart(global: &GlobalArgs, args: StopArgs) -> Result<ExitCode> {
 
 pub fn kill(global: &GlobalArgs, args: KillArgs) -> Result<ExitCode> {
     let name = project(global)?.project.name;
-    let signal = berth_engine::embedded::parse_signal(&args.signal)
+    let signal = berth_engine_embedded::parse_signal(&args.signal)
         .with_context(|| format!("--signal {:?}: not a signal name or number", args.signal))?;
     ask(
         &name,

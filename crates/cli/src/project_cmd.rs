@@ -164,7 +164,7 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}_{key}", project.name));
-            let path = berth_engine::embedded::volume_dir(&berth_oci::store::state_dir(), &name)
+            let path = berth_engine_embedded::volume_dir(&berth_oci::store::state_dir(), &name)
                 .map_err(|e| anyhow::anyhow!("volumes.{key}: {e}"))?;
             if path.exists() {
                 fs::remove_dir_all(&path).with_context(|| format!("removing volume {name}"))?;

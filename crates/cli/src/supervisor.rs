@@ -15,10 +15,10 @@
 use crate::up_cmd::{image_names, install_signal_handlers, interrupted};
 use anyhow::{bail, Context, Result};
 use berth_compose::Options;
-use berth_engine::embedded::{
+use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
+use berth_engine_embedded::{
     service_images, Engine, Event, Footprint, LiveRecord, LogSink, OneOff, ProjectRuntime,
 };
-use berth_engine::{plan, Desired, ObservedContainer, PlanOptions};
 use berth_oci::store::state_dir;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -629,7 +629,7 @@ pub fn supervise(project: &str) -> Result<ExitCode> {
     install_signal_handlers();
     // Every relayed connection holds 2 to 6 fds: 1,000 kept-alive clients
     // need more than the usual soft limit of 1,024.
-    match berth_engine::embedded::raise_fd_limit() {
+    match berth_engine_embedded::raise_fd_limit() {
         Ok(soft) => eprintln!("open files limit: {soft}"),
         Err(e) => eprintln!("warning: {e}"),
     }

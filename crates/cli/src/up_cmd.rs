@@ -11,7 +11,7 @@ use crate::options::load_options;
 use crate::supervisor::{project_dir, read_state, send, LoadRequest, PlanFlags, Request};
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{bail, Context, Result};
-use berth_engine::embedded::RuntimeMount;
+use berth_engine_embedded::RuntimeMount;
 use berth_oci::store::state_dir;
 use berth_registry::{Client, PullOptions, Reference};
 use clap::{Args, ValueEnum};
@@ -504,7 +504,7 @@ pub fn plan_against(
     // A service whose image is missing is left out of the digests.
     names.retain(|_, name| store.image(name, &berth_oci::Platform::host()).is_ok());
     let runtimes = runtime_mounts(loaded, false)?;
-    let images = berth_engine::embedded::service_images(&store, &names, &runtimes)?;
+    let images = berth_engine_embedded::service_images(&store, &names, &runtimes)?;
     let files = berth_engine::project_files::resolve(&loaded.project, &loaded.environment)?;
     let mut desired = berth_engine::Desired::new(&loaded.project).with_project_files(&files);
     for (service, image) in &images {

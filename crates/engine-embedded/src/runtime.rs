@@ -14,23 +14,12 @@
 //! container unless it must get fresh ones (new code, `-V`), and removed
 //! once no container mounts them any more.
 
-mod health;
-mod output;
-mod ports;
-mod pty;
-mod resources;
-mod restart;
-mod signal;
-mod unsupported;
-
-pub use health::{Health, HealthCheck, Probe};
-pub use restart::RestartPolicy;
-pub use signal::parse as parse_signal;
-
-use crate::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
-use crate::project_files::{effective_hash, ProjectFiles};
+use crate::{health, output, ports, pty, resources, restart, signal, unsupported};
+use crate::{Health, HealthCheck, RestartPolicy};
 use berth_compose::model::{Mount, Service, VolumesFrom};
 use berth_compose::Project;
+use berth_engine::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
+use berth_engine::project_files::{effective_hash, ProjectFiles};
 use berth_network::{AttachOptions, NetworkOptions, Networks, PoolConfig, ResolvConf};
 use berth_oci::spec::ContainerConfig;
 use berth_oci::{Platform, Store};

@@ -3,7 +3,6 @@
 //! [`backend::Backend`] trait every engine implements to apply it.
 
 pub mod backend;
-pub mod embedded;
 pub mod planner;
 pub mod project_files;
 
