@@ -1,0 +1,358 @@
+//! `berth watch` and `up --watch`: compose's `develop.watch`. The rules,
+//! the file watching and the debouncing live in `berth-watch`; this is the
+//! engine side of it: syncing into the service's running containers
+//! (through `/proc/<pid>/root`, as `berth cp` reaches them, but replacing
+//! each file atomically so a running app never reads half of one),
+//! rebuilding with `up --build --no-deps`, restarting, and exec'ing hooks.
+
+use crate::options::load_options;
+use crate::supervisor::{project_dir, read_state};
+use crate::up_cmd::{install_client_signal_handlers, interrupted};
+use crate::GlobalArgs;
+use anyhow::{bail, Context, Result};
+use berth_watch::{
+    ExecHook, Outcome, Progress, SyncFile, TargetError, Timing, WatchAction, WatchRule,
+    WatchTarget,
+};
+use clap::{Args, FromArgMatches};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Services to watch (default: every service with `develop.watch`)
+    services: Vec<String>,
+    /// Don't build and start the services first; watch what runs
+    #[arg(long)]
+    no_up: bool,
+    /// Quiet period that ends a burst of changes, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    debounce: u64,
+}
+
+/// `up`'s own flags, plus `--watch`.
+#[derive(Args, Debug)]
+pub struct UpWatchArgs {
+    #[command(flatten)]
+    up: crate::up_cmd::UpArgs,
+    /// Watch the services' `develop.watch` paths while the project runs,
+    /// syncing, rebuilding or restarting on changes
+    #[arg(long)]
+    watch: bool,
+}
+
+/// Arguments of another berth command, parsed as its command line would
+/// be: watch drives `up`, `restart` and `exec` exactly as a user would.
+fn parse_as<T: Args + FromArgMatches>(argv: &[&str]) -> Result<T> {
+    // argv[0] stands for the command's name, as on a command line.
+    let matches = T::augment_args(clap::Command::new("berth"))
+        .try_get_matches_from(argv)
+        .with_context(|| format!("internal arguments for {argv:?}"))?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+/// The rules of `services` (all with `develop.watch` when empty), checked
+/// before anything is started.
+fn load_rules(global: &GlobalArgs, services: &[String]) -> Result<(String, Vec<WatchRule>)> {
+    let loaded = berth_compose::load(&load_options(global)?)?;
+    let rules = berth_watch::loaded_rules(&loaded, services)?;
+    if rules.is_empty() {
+        bail!(
+            "none of the {} has a develop.watch section to act on",
+            if services.is_empty() {
+                "services".to_string()
+            } else {
+                format!("services {}", services.join(", "))
+            }
+        );
+    }
+    for rule in &rules {
+        if rule.exec.as_ref().is_some_and(|e| e.privileged) {
+            bail!(
+                "{}.exec.privileged: berth exec cannot run a privileged command yet",
+                rule.key()
+            );
+        }
+    }
+    Ok((loaded.project.name.clone(), rules))
+}
+
+pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
+    let (project, rules) = load_rules(global, &args.services)?;
+    if !args.no_up {
+        let mut argv = vec!["up", "-d"];
+        argv.extend(args.services.iter().map(String::as_str));
+        let code = crate::up_cmd::up(global, parse_as(&argv)?)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    } else if read_state(&project_dir(&project)).is_none() {
+        bail!("project {project} is not running (drop --no-up to start it)");
+    }
+    install_client_signal_handlers();
+    let timing = Timing {
+        quiet: Duration::from_millis(args.debounce),
+        ..Timing::default()
+    };
+    watch_loop(global, &project, &rules, timing, &|| interrupted())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Set when `up --watch`'s `up` failed.
+static STOP_WATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `up`, and with `--watch` the watch loop beside it: started first so no
+/// change made while `up` builds is lost, ended when `up` ends (attached:
+/// Ctrl-C or every container exited) or, detached, at Ctrl-C.
+pub fn up(global: &GlobalArgs, args: UpWatchArgs) -> Result<ExitCode> {
+    if !args.watch {
+        return crate::up_cmd::up(global, args.up);
+    }
+    let (project, rules) = load_rules(global, &[])?;
+    let up_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (global, project, up_done) = (global.clone(), project.clone(), up_done.clone());
+        std::thread::spawn(move || {
+            let stop = || {
+                interrupted()
+                    || STOP_WATCH.load(std::sync::atomic::Ordering::SeqCst)
+                    || (up_done.load(std::sync::atomic::Ordering::SeqCst)
+                        && read_state(&project_dir(&project)).is_none())
+            };
+            watch_loop(&global, &project, &rules, Timing::default(), &stop)
+        })
+    };
+    let result = crate::up_cmd::up(global, args.up);
+    up_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let code = match result {
+        Ok(code) if code == ExitCode::SUCCESS => code,
+        // A failed `up`: nothing is watched past it.
+        other => {
+            STOP_WATCH.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = watcher.join();
+            return other;
+        }
+    };
+    if read_state(&project_dir(&project)).is_some() && !interrupted() {
+        eprintln!("Watching for changes (Ctrl-C to stop; the project keeps running)");
+    }
+    match watcher.join() {
+        Ok(Ok(())) => Ok(code),
+        Ok(Err(e)) => Err(e),
+        Err(_) => bail!("the watcher thread failed"),
+    }
+}
+
+fn watch_loop(
+    global: &GlobalArgs,
+    project: &str,
+    rules: &[WatchRule],
+    timing: Timing,
+    stop: &dyn Fn() -> bool,
+) -> Result<()> {
+    let mut target = CliTarget {
+        global: global.clone(),
+        project: project.to_string(),
+        stop,
+    };
+    let describe: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            let to = r.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+            format!(
+                "{}: {} {}{to}",
+                r.service,
+                r.action.as_str(),
+                r.path.display()
+            )
+        })
+        .collect();
+    berth_watch::run(rules, &mut target, timing, stop, |p| match p {
+        Progress::Watching { .. } => {
+            eprintln!("Watching {}", describe.join("; "));
+        }
+        Progress::Changed { changed } => {
+            let shown: Vec<String> = changed
+                .iter()
+                .take(3)
+                .map(|p| p.display().to_string())
+                .collect();
+            let more = changed.len().saturating_sub(3);
+            eprintln!(
+                "Changed: {}{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Progress::Done(outcome) => report(outcome),
+        Progress::Warning(w) => eprintln!("warning: watch: {w}"),
+    })
+    .map_err(anyhow::Error::from)
+}
+
+fn report(o: &Outcome) {
+    let ms = o.elapsed.as_millis();
+    let what = match &o.action {
+        WatchAction::Sync {
+            service,
+            files,
+            deletions,
+        } => {
+            let mut parts = Vec::new();
+            if !files.is_empty() {
+                parts.push(format!(
+                    "{} file{}",
+                    files.len(),
+                    if files.len() == 1 { "" } else { "s" }
+                ));
+            }
+            if !deletions.is_empty() {
+                parts.push(format!("{} removal{}", deletions.len(), if deletions.len() == 1 { "" } else { "s" }));
+            }
+            format!("Synced {} to {service}", parts.join(" and "))
+        }
+        WatchAction::Rebuild { service } => format!("Rebuilt {service}"),
+        WatchAction::Restart { service } => format!("Restarted {service}"),
+        WatchAction::Exec { service, exec } => {
+            format!("Ran {:?} in {service}", exec.command.join(" "))
+        }
+    };
+    match &o.result {
+        Ok(()) => eprintln!("{what} in {ms} ms"),
+        Err(e) => eprintln!(
+            "error: watch: {} {}: {e}",
+            action_verb(&o.action),
+            o.action.service()
+        ),
+    }
+}
+
+fn action_verb(a: &WatchAction) -> &'static str {
+    match a {
+        WatchAction::Sync { .. } => "syncing to",
+        WatchAction::Rebuild { .. } => "rebuilding",
+        WatchAction::Restart { .. } => "restarting",
+        WatchAction::Exec { .. } => "running the exec hook in",
+    }
+}
+
+/// The running project, as berth's own commands reach it.
+struct CliTarget<'a> {
+    global: GlobalArgs,
+    project: String,
+    stop: &'a dyn Fn() -> bool,
+}
+
+impl CliTarget<'_> {
+    /// The host PIDs of the service's running containers. A service being
+    /// recreated (a rebuild, a swap) has none for a moment, and under
+    /// `up --watch` none yet: wait for one, up to a minute.
+    fn running_pids(&self, service: &str) -> Result<Vec<i32>, TargetError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let pids: Vec<i32> = read_state(&project_dir(&self.project))
+                .map(|s| {
+                    s.containers
+                        .into_iter()
+                        .filter(|c| c.service == service && c.state == "running")
+                        .filter_map(|c| c.pid)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !pids.is_empty() {
+                return Ok(pids);
+            }
+            if Instant::now() > deadline || (self.stop)() {
+                return Err(format!("service {service} has no running container").into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `berth` with this command's global flags, for a command whose
+    /// stdin must not be ours.
+    fn berth(&self) -> Result<std::process::Command, TargetError> {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        for f in &self.global.file {
+            cmd.arg("-f").arg(f);
+        }
+        if let Some(p) = &self.global.project_name {
+            cmd.arg("-p").arg(p);
+        }
+        if let Some(d) = &self.global.project_directory {
+            cmd.arg("--project-directory").arg(d);
+        }
+        for e in &self.global.env_file {
+            cmd.arg("--env-file").arg(e);
+        }
+        for p in &self.global.profile {
+            cmd.arg("--profile").arg(p);
+        }
+        Ok(cmd)
+    }
+}
+
+impl WatchTarget for CliTarget<'_> {
+    fn sync(
+        &mut self,
+        service: &str,
+        files: &[SyncFile],
+        deletions: &[String],
+    ) -> Result<(), TargetError> {
+        // Every container of a scaled service serves the code.
+        for pid in self.running_pids(service)? {
+            let root = berth_watch::root_sync::open_root(std::path::Path::new(&format!(
+                "/proc/{pid}/root"
+            )))?;
+            berth_watch::root_sync::sync_in_root(&root, files, deletions)?;
+        }
+        Ok(())
+    }
+
+    fn rebuild(&mut self, service: &str) -> Result<(), TargetError> {
+        let args = parse_as(&["up", "-d", "--build", "--no-deps", service])?;
+        let code = crate::up_cmd::up(&self.global, args)?;
+        if code != ExitCode::SUCCESS {
+            return Err(format!("up --build {service} failed").into());
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, service: &str) -> Result<(), TargetError> {
+        let code = crate::lifecycle_cmd::restart(&self.global, parse_as(&["restart", service])?)?;
+        if code != ExitCode::SUCCESS {
+            return Err(format!("restart {service} failed").into());
+        }
+        Ok(())
+    }
+
+    fn exec(&mut self, service: &str, hook: &ExecHook) -> Result<(), TargetError> {
+        let mut cmd = self.berth()?;
+        cmd.args(["exec", "-T"]);
+        if let Some(u) = &hook.user {
+            cmd.arg("-u").arg(u);
+        }
+        if let Some(w) = &hook.working_dir {
+            cmd.arg("-w").arg(w);
+        }
+        for (k, v) in &hook.environment {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg(service).arg("--").args(&hook.command);
+        // The hook's output is shown; its stdin is not the terminal's.
+        let status = cmd.stdin(Stdio::null()).status()?;
+        if !status.success() {
+            return Err(format!(
+                "{:?} exited with code {}",
+                hook.command.join(" "),
+                status.code().unwrap_or(-1)
+            )
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,334 @@
+//! `berth watch` on the seed (issue 13): the code lives in the `code`
+//! service's volume and `app` mounts it with `volumes_from`; a `sync` rule
+//! on `app` writes an edited `index.js` into that volume through the running
+//! container, so a client polling every 20 ms gets the new text without a
+//! rebuild, a restart or a single failed request.
+
+use crate::common::text;
+use crate::swap::copy_seed;
+use crate::up::{free_port, http_get, DownOnDrop, Registry};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `GET /` every 20 ms, each answer kept with when it came.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(port: u16) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            // Bounded: at most 5000 requests (100 s at 20 ms).
+            for _ in 0..5000 {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let answer = match http_get(port) {
+                    Some(b) if b.starts_with("HTTP/1.1 200") => {
+                        Ok(b.lines().last().unwrap_or("").to_string())
+                    }
+                    Some(b) => Err(format!("bad answer: {b:?}")),
+                    None => Err("no answer".to_string()),
+                };
+                r.lock().unwrap().push((Instant::now(), answer));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Poller {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// When `needle` was first served, waiting for it up to `within`.
+    fn first_serving(&self, needle: &str, within: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let found = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, r)| r.as_ref().is_ok_and(|b| b.contains(needle)))
+                .map(|(t, _)| *t);
+            if found.is_some() {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// Stop; every answer, in order.
+    fn finish(mut self) -> Vec<(Instant, Result<String, String>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+struct Seed {
+    dir: PathBuf,
+    state: PathBuf,
+    mirrors: String,
+    config: PathBuf,
+}
+
+impl Seed {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("BERTH_STATE_DIR", &self.state)
+            .env("BERTH_REGISTRY_MIRRORS", &self.mirrors)
+            .env("BERTH_CONFIG", &self.config);
+        cmd
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.join(file);
+        let before = std::fs::read_to_string(&path).unwrap();
+        assert!(before.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, before.replace(from, to)).unwrap();
+    }
+}
+
+/// A running `berth watch`, its stderr collected line by line; SIGINT and
+/// a bounded wait on drop, so a failed test leaves no watcher behind.
+struct Watcher {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watcher {
+    fn start(mut cmd: Command) -> Watcher {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (stderr, l) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    fn wait_for_line(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Ctrl-C, then its exit status (bounded wait).
+    fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The seed made to serve whatever `index.js` says now: `server.js`
+/// requires the handler afresh on every request, as a dev server with hot
+/// reload does, so a synced file is served without restarting node.
+fn hot_reloading_seed(dir: &Path, port: u16) {
+    copy_seed(dir);
+    std::fs::write(
+        dir.join("server.js"),
+        "var http = require('http');\n\
+         var handler = require('path').join(__dirname, 'index.js');\n\
+         http.createServer(function (req, res) {\n\
+         \x20 delete require.cache[handler];\n\
+         \x20 require(handler)(req, res);\n\
+         }).listen(3000, function () { console.log('listening on 3000'); });\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("index.js"),
+        "module.exports = function (req, res) {\n\
+         \x20 res.writeHead(200, {'Content-Type': 'text/plain'});\n\
+         \x20 res.end('I am running nodejs version: ' + process.versions.node + '\\n');\n\
+         };\n",
+    )
+    .unwrap();
+    let package = dir.join("package.json");
+    let text = std::fs::read_to_string(&package).unwrap();
+    std::fs::write(
+        &package,
+        text.replace("\"node index.js\"", "\"node server.js\""),
+    )
+    .unwrap();
+    let compose = dir.join("docker-compose.yml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    let text = text.replace("\"8080:3000\"", &format!("\"{port}:3000\""));
+    std::fs::write(
+        &compose,
+        format!(
+            "{text}  develop:\n    watch:\n      - action: sync\n        path: .\n        target: /app\n        ignore:\n          - node_modules\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::seed(tmp.path(), "4.2.2", false);
+    let project = format!("seedwatch{}", std::process::id());
+    let dir = tmp.path().join(&project);
+    let port = free_port();
+    hot_reloading_seed(&dir, port);
+    let seed = Seed {
+        dir: dir.clone(),
+        state: tmp.path().join("state"),
+        mirrors: registry.mirrors(),
+        config: tmp.path().join("none.toml"),
+    };
+    std::fs::write(&seed.config, "").unwrap();
+    let _down = DownOnDrop {
+        dir: dir.clone(),
+        state: seed.state.clone(),
+    };
+
+    let up = seed.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !http_get(port).is_some_and(|b| b.contains("I am running nodejs version: 4.2.2")) {
+        assert!(Instant::now() < deadline, "the seed never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut watcher = Watcher::start(seed.command(&["watch", "--no-up"]));
+    assert!(
+        watcher.wait_for_line("Watching", Duration::from_secs(60)),
+        "watch never started: {}",
+        watcher.output()
+    );
+
+    let poller = Poller::start(port);
+    let before = poller.count();
+    while poller.count() < before + 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let edited = Instant::now();
+    seed.edit(
+        "index.js",
+        "'I am running nodejs version: '",
+        "'Now watching nodejs version: '",
+    );
+    let served = poller.first_serving("Now watching nodejs version: 4.2.2", Duration::from_secs(30));
+    // A few more requests after the change, to see that it holds.
+    let at = poller.count();
+    while poller.count() < at + 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answers = poller.finish();
+    let served = served.unwrap_or_else(|| {
+        panic!(
+            "the edit was never served within 30 s\nwatch: {}",
+            watcher.output()
+        )
+    });
+    let latency = served.saturating_duration_since(edited);
+    let polls_before_new = answers
+        .iter()
+        .filter(|(t, _)| *t > edited && *t < served)
+        .count();
+    println!(
+        "edit served {} ms after the save ({polls_before_new} polls in between, {} requests in all)",
+        latency.as_millis(),
+        answers.len()
+    );
+    let failures: Vec<&String> = answers.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        answers.len(),
+        &failures[..failures.len().min(5)]
+    );
+    // Once served, the new text stays: no request falls back to the old one.
+    let after: Vec<&str> = answers
+        .iter()
+        .filter(|(t, _)| *t >= served)
+        .filter_map(|(_, r)| r.as_deref().ok())
+        .collect();
+    assert!(
+        after.iter().all(|b| *b == "Now watching nodejs version: 4.2.2"),
+        "{after:?}"
+    );
+
+    // One sync of index.js, nothing rebuilt or restarted.
+    assert!(
+        watcher.wait_for_line("Synced 1 file to app", Duration::from_secs(5)),
+        "{}",
+        watcher.output()
+    );
+    let log = watcher.output();
+    assert!(!log.contains("Rebuilt") && !log.contains("Restarted"), "{log}");
+    let ps: serde_json::Value =
+        serde_json::from_slice(&seed.berth(&["ps", "--format", "json"]).stdout).unwrap();
+    let restarts: Vec<u64> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["Service"] == "app")
+        .map(|c| c["RestartCount"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(restarts, [0], "{ps}");
+
+    // Ctrl-C ends watch cleanly and leaves the project running.
+    let status = watcher.interrupt().expect("watch did not stop on Ctrl-C");
+    assert!(status.success(), "watch exited {status:?}: {}", watcher.output());
+    assert!(http_get(port).is_some_and(|b| b.contains("Now watching")));
+    drop(registry);
+}
