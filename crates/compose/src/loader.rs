@@ -482,6 +482,15 @@ impl Loader<'_> {
             let (paths, item_dir) = match &item.value {
                 Value::String(s) => (vec![s.clone()], None),
                 Value::Map(m) => {
+                    // Said, not dropped (issue 13): until include's env_file is
+                    // read, `up` tells the user it was not.
+                    if m.get("env_file").is_some() {
+                        self.warnings.push(format!(
+                            "{}: {ipath}.env_file is not applied: the included file is \
+                             interpolated with this project's environment",
+                            file.display()
+                        ));
+                    }
                     let paths = match m.get("path").map(|p| &p.value) {
                         Some(Value::String(s)) => vec![s.clone()],
                         Some(Value::Seq(v)) => v.iter().filter_map(Node::scalar_text).collect(),
