@@ -177,7 +177,7 @@ pub const ROWS: &[Row] = &[
     ok("name", "project_names_never_become_paths"),
     ok_but("include", FIXTURES, "merged at load; no test runs an included service"),
     ok("include[].path", FIXTURES),
-    row("include[].env_file", Ignored, "coverage_include_env_file_is_said_not_applied", "the included file is interpolated with the including project's environment; these files (and the included directory's .env) are not read. Loading warns (includes are resolved at load, so `--dry-run` cannot list it)"),
+    ok("include[].env_file", "include_env_file_interpolates_the_included_file"),
     ok("include[].project_directory", FIXTURES),
     ok("services", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
     gap("services.*.develop", "no `watch` command yet: `develop.watch` rules never run"),

@@ -146,6 +146,13 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     loader.finish(&mut merged, files, project_dir, name)
 }
 
+/// Why an include's environment could not be made: a named env file is
+/// missing (the caller names the include), or one did not parse.
+enum IncludeEnv {
+    Missing(PathBuf),
+    Load(LoadError),
+}
+
 fn absolute(cwd: &Path, p: &Path) -> PathBuf {
     normalize::clean_path(&cwd.join(p))
 }
@@ -479,18 +486,14 @@ impl Loader<'_> {
         let base_dir = file.parent().unwrap_or(project_dir).to_path_buf();
         for (i, item) in items.iter().enumerate() {
             let ipath = KeyPath::root().key("include").index(i);
-            let (paths, item_dir) = match &item.value {
-                Value::String(s) => (vec![s.clone()], None),
+            let (paths, item_dir, env_files) = match &item.value {
+                Value::String(s) => (vec![s.clone()], None, Vec::new()),
                 Value::Map(m) => {
-                    // Said, not dropped (issue 13): until include's env_file is
-                    // read, `up` tells the user it was not.
-                    if m.get("env_file").is_some() {
-                        self.warnings.push(format!(
-                            "{}: {ipath}.env_file is not applied: the included file is \
-                             interpolated with this project's environment",
-                            file.display()
-                        ));
-                    }
+                    let env_files = match m.get("env_file").map(|p| &p.value) {
+                        Some(Value::String(s)) => vec![s.clone()],
+                        Some(Value::Seq(v)) => v.iter().filter_map(Node::scalar_text).collect(),
+                        _ => Vec::new(),
+                    };
                     let paths = match m.get("path").map(|p| &p.value) {
                         Some(Value::String(s)) => vec![s.clone()],
                         Some(Value::Seq(v)) => v.iter().filter_map(Node::scalar_text).collect(),
@@ -499,9 +502,10 @@ impl Loader<'_> {
                     (
                         paths,
                         m.get("project_directory").and_then(Node::scalar_text),
+                        env_files,
                     )
                 }
-                _ => (Vec::new(), None),
+                _ => (Vec::new(), None, Vec::new()),
             };
             let mut included: Option<Node> = None;
             for p in &paths {
@@ -523,7 +527,23 @@ impl Loader<'_> {
                     .as_deref()
                     .map(|d| absolute(&base_dir, Path::new(d)))
                     .unwrap_or_else(|| target.parent().unwrap_or(&base_dir).to_path_buf());
-                let mut sub = self.load_file(&target, &dir, false, stack)?;
+                // The included file is interpolated with this project's
+                // environment, to which its env_file (by default its own
+                // directory's .env) adds what is not set yet, as compose-go.
+                let env = self
+                    .include_environment(&env_files, &base_dir, &dir)
+                    .map_err(|e| match e {
+                        IncludeEnv::Missing(f) => {
+                            LoadError::new(format!("couldn't find env file: {}", f.display()))
+                                .key(ipath.key("env_file").to_string())
+                                .at(file, item.mark.line, item.mark.column)
+                        }
+                        IncludeEnv::Load(e) => e,
+                    })?;
+                let outer = std::mem::replace(&mut self.env, env);
+                let sub = self.load_file(&target, &dir, false, stack);
+                self.env = outer;
+                let mut sub = sub?;
                 rebase_relative_paths(&mut sub, &dir);
                 included = Some(match included {
                     None => sub,
@@ -569,6 +589,48 @@ impl Loader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The environment an included file is interpolated with: this
+    /// project's, plus the include's `env_file`s (relative to the including
+    /// file; each must exist) or else the `.env` of the included project
+    /// directory, for variables not set already.
+    fn include_environment(
+        &self,
+        env_files: &[String],
+        base_dir: &Path,
+        include_dir: &Path,
+    ) -> Result<IndexMap<String, String>, IncludeEnv> {
+        let mut env = self.env.clone();
+        let files: Vec<(PathBuf, bool)> = if env_files.is_empty() {
+            vec![(include_dir.join(".env"), false)]
+        } else {
+            env_files
+                .iter()
+                .map(|f| (absolute(base_dir, Path::new(f)), true))
+                .collect()
+        };
+        for (f, required) in files {
+            if !f.is_file() {
+                if required {
+                    return Err(IncludeEnv::Missing(f));
+                }
+                continue;
+            }
+            let lookup = |k: &str| env.get(k).cloned();
+            let parsed = crate::dotenv::parse_file(&f, &lookup).map_err(|e| {
+                let line = e.line().unwrap_or(0);
+                IncludeEnv::Load(LoadError::new(e.to_string()).at(
+                    &f,
+                    line,
+                    if line > 0 { 1 } else { 0 },
+                ))
+            })?;
+            for (k, v) in parsed {
+                env.entry(k).or_insert(v);
+            }
+        }
+        Ok(env)
     }
 
     fn apply_extends(

@@ -301,33 +301,3 @@ services.foo.volumes[6].consistency
 volumes.other-volume.labels";
     assert_eq!(coverage::not_applied(&project).join("\n"), expected);
 }
-
-/// Defends: `include`'s `env_file`, which berth does not read yet and which
-/// `--dry-run` cannot list (includes are resolved at load), is named in a
-/// warning instead of dropped in silence; the include itself still works.
-#[test]
-fn coverage_include_env_file_is_said_not_applied() {
-    let dir = std::env::temp_dir().join(format!("berth-coverage-include-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sub.env"), "TAG=from-sub-env\n").unwrap();
-    std::fs::write(
-        dir.join("sub.yaml"),
-        "services:\n  db:\n    image: postgres:${TAG:-default}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("compose.yaml"),
-        "include:\n  - path: sub.yaml\n    env_file: sub.env\nservices:\n  web:\n    image: nginx\n",
-    )
-    .unwrap();
-    let loaded = crate::common::load_file(&dir.join("compose.yaml"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let loaded = loaded.unwrap();
-    assert!(loaded.project.services.contains_key("db"));
-    let warned: Vec<&String> = loaded
-        .warnings
-        .iter()
-        .filter(|w| w.contains("include[0].env_file is not applied"))
-        .collect();
-    assert_eq!(warned.len(), 1, "{:?}", loaded.warnings);
-}

@@ -8,5 +8,6 @@ mod coverage;
 mod fixtures;
 mod full_example;
 mod hostile;
+mod include;
 mod seed;
 mod v1_config;
