@@ -3,7 +3,7 @@
 //! engine side of it: syncing into the service's running containers
 //! (through `/proc/<pid>/root`, as `berth cp` reaches them, but replacing
 //! each file atomically so a running app never reads half of one),
-//! rebuilding with `up --build --no-deps`, restarting, and exec'ing hooks.
+//! rebuilding with `up --build SERVICE`, restarting, and exec'ing hooks.
 
 use crate::options::load_options;
 use crate::supervisor::{project_dir, read_state};
@@ -314,7 +314,9 @@ impl WatchTarget for CliTarget<'_> {
     }
 
     fn rebuild(&mut self, service: &str) -> Result<(), TargetError> {
-        let args = parse_as(&["up", "-d", "--build", "--no-deps", service])?;
+        // Not `--no-deps`: the services that mount the rebuilt one's
+        // volumes (the seed's app) must move onto the new code volume.
+        let args = parse_as(&["up", "-d", "--build", service])?;
         let code = crate::up_cmd::up(&self.global, args)?;
         if code != ExitCode::SUCCESS {
             return Err(format!("up --build {service} failed").into());

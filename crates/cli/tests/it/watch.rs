@@ -2,7 +2,9 @@
 //! service's volume and `app` mounts it with `volumes_from`; a `sync` rule
 //! on `app` writes an edited `index.js` into that volume through the running
 //! container, so a client polling every 20 ms gets the new text without a
-//! rebuild, a restart or a single failed request.
+//! rebuild, a restart or a single failed request. Then the other actions:
+//! `sync+exec` runs its hook, `rebuild` of the code service swaps app onto
+//! the new code volume without a failed request, `restart` restarts app.
 
 use crate::common::text;
 use crate::swap::copy_seed;
@@ -155,9 +157,13 @@ impl Watcher {
 
     /// Ctrl-C, then its exit status (bounded wait).
     fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        self.interrupt_within(Duration::from_secs(10))
+    }
+
+    fn interrupt_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         // SAFETY: signals our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -207,13 +213,22 @@ fn hot_reloading_seed(dir: &Path, port: u16) {
         text.replace("\"node index.js\"", "\"node server.js\""),
     )
     .unwrap();
+    std::fs::create_dir(dir.join("conf")).unwrap();
+    std::fs::write(dir.join("conf/greeting"), "hello").unwrap();
+    std::fs::write(dir.join("restart.txt"), "").unwrap();
     let compose = dir.join("docker-compose.yml");
     let text = std::fs::read_to_string(&compose).unwrap();
     let text = text.replace("\"8080:3000\"", &format!("\"{port}:3000\""));
+    // The code service is rebuilt when package.json changes; app gets the
+    // code synced, a hook run when conf/ changes, a restart on demand.
+    let text = text.replace(
+        "  build: .\n",
+        "  build: .\n  develop:\n    watch:\n      - action: rebuild\n        path: ./package.json\n",
+    );
     std::fs::write(
         &compose,
         format!(
-            "{text}  develop:\n    watch:\n      - action: sync\n        path: .\n        target: /app\n        ignore:\n          - node_modules\n"
+            "{text}  develop:\n    watch:\n      - action: sync\n        path: .\n        target: /app\n        ignore:\n          - node_modules\n      - action: sync+exec\n        path: ./conf\n        target: /app/conf\n        exec:\n          command: /bin/ash -c \"cat /app/conf/greeting > /tmp/hooked\"\n      - action: restart\n        path: ./restart.txt\n"
         ),
     )
     .unwrap();
@@ -314,7 +329,10 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         watcher.output()
     );
     let log = watcher.output();
-    assert!(!log.contains("Rebuilt") && !log.contains("Restarted"), "{log}");
+    assert!(
+        !log.contains("Rebuilt") && !log.contains("Restarted") && !log.contains("Ran "),
+        "{log}"
+    );
     let ps: serde_json::Value =
         serde_json::from_slice(&seed.berth(&["ps", "--format", "json"]).stdout).unwrap();
     let restarts: Vec<u64> = ps
@@ -326,9 +344,132 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         .collect();
     assert_eq!(restarts, [0], "{ps}");
 
+    // sync+exec: the hook runs in the container after the sync.
+    std::fs::write(dir.join("conf/greeting"), "bonjour").unwrap();
+    assert!(
+        watcher.wait_for_line("Ran \"/bin/ash -c cat", Duration::from_secs(30)),
+        "{}",
+        watcher.output()
+    );
+    let hooked = seed.berth(&["exec", "-T", "app", "cat", "/tmp/hooked"]);
+    assert_eq!(text(&hooked.stdout), "bonjour", "{}", text(&hooked.stderr));
+
+    // rebuild: a new code image, and app swapped onto its volume with no
+    // failed request (the same swap as `up --build`).
+    let poller = Poller::start(port);
+    let before = poller.count();
+    while poller.count() < before + 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seed.edit("package.json", "\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"");
+    assert!(
+        watcher.wait_for_line("Rebuilt code", Duration::from_secs(300)),
+        "{}",
+        watcher.output()
+    );
+    assert!(
+        watcher.output().contains("seedwatch") && watcher.output().contains("Swapped"),
+        "app was not moved onto the new code volume: {}",
+        watcher.output()
+    );
+    let at = poller.count();
+    while poller.count() < at + 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answers = poller.finish();
+    let failures: Vec<&String> = answers.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rebuild: {:?}",
+        failures.len(),
+        answers.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(
+        answers.last().and_then(|(_, r)| r.as_deref().ok()),
+        Some("Now watching nodejs version: 4.2.2")
+    );
+
+    // restart: the app's container restarts and serves again.
+    std::fs::write(dir.join("restart.txt"), "now").unwrap();
+    assert!(
+        watcher.wait_for_line("Restarted app", Duration::from_secs(60)),
+        "{}",
+        watcher.output()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_get(port).is_some_and(|b| b.contains("Now watching")) {
+        assert!(Instant::now() < deadline, "app never served again after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = watcher.output();
+    assert!(!log.contains("error"), "{log}");
+    println!("watch said:\n{log}");
+
     // Ctrl-C ends watch cleanly and leaves the project running.
     let status = watcher.interrupt().expect("watch did not stop on Ctrl-C");
     assert!(status.success(), "watch exited {status:?}: {}", watcher.output());
     assert!(http_get(port).is_some_and(|b| b.contains("Now watching")));
+    drop(registry);
+}
+
+/// `up --watch`, attached: the project comes up with the watcher beside it,
+/// an edit is served, and Ctrl-C takes both down.
+#[test]
+fn up_watch_runs_the_seed_attached_and_syncs_edits_until_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::seed(tmp.path(), "4.2.2", false);
+    let project = format!("seedupwatch{}", std::process::id());
+    let dir = tmp.path().join(&project);
+    let port = free_port();
+    hot_reloading_seed(&dir, port);
+    let seed = Seed {
+        dir: dir.clone(),
+        state: tmp.path().join("state"),
+        mirrors: registry.mirrors(),
+        config: tmp.path().join("none.toml"),
+    };
+    std::fs::write(&seed.config, "").unwrap();
+    let _down = DownOnDrop {
+        dir: dir.clone(),
+        state: seed.state.clone(),
+    };
+
+    let mut up = Watcher::start(seed.command(&["up", "--watch", "-t", "1"]));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !http_get(port).is_some_and(|b| b.contains("I am running nodejs version: 4.2.2")) {
+        assert!(
+            Instant::now() < deadline,
+            "the seed never answered: {}",
+            up.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        up.wait_for_line("Watching", Duration::from_secs(30)),
+        "{}",
+        up.output()
+    );
+    seed.edit(
+        "index.js",
+        "'I am running nodejs version: '",
+        "'Up and watching nodejs version: '",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(port).is_some_and(|b| b.contains("Up and watching nodejs version: 4.2.2")) {
+        assert!(
+            Instant::now() < deadline,
+            "the edit was never served: {}",
+            up.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up.output().contains("Synced 1 file to app"), "{}", up.output());
+
+    // Ctrl-C: attached `up` takes the project down, and the watcher ends too.
+    let status = up.interrupt_within(Duration::from_secs(60));
+    let status = status.unwrap_or_else(|| panic!("up --watch did not end: {}", up.output()));
+    assert!(status.success(), "{status:?}: {}", up.output());
+    assert!(http_get(port).is_none(), "still served after Ctrl-C");
     drop(registry);
 }
