@@ -11,8 +11,7 @@ use crate::up_cmd::{install_client_signal_handlers, interrupted};
 use crate::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use berth_watch::{
-    ExecHook, Outcome, Progress, SyncFile, TargetError, Timing, WatchAction, WatchRule,
-    WatchTarget,
+    ExecHook, Outcome, Progress, SyncFile, TargetError, Timing, WatchAction, WatchRule, WatchTarget,
 };
 use clap::{Args, FromArgMatches};
 use std::process::{ExitCode, Stdio};
@@ -67,6 +66,15 @@ fn load_rules(global: &GlobalArgs, services: &[String]) -> Result<(String, Vec<W
         );
     }
     for rule in &rules {
+        // Checked here too (the watcher would), so that nothing is built
+        // or started for a rule that cannot be watched.
+        if !rule.path.exists() {
+            bail!(
+                "{}.path: {} does not exist",
+                rule.key(),
+                rule.path.display()
+            );
+        }
         if rule.exec.as_ref().is_some_and(|e| e.privileged) {
             bail!(
                 "{}.exec.privileged: berth exec cannot run a privileged command yet",
@@ -94,7 +102,15 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
         quiet: Duration::from_millis(args.debounce),
         ..Timing::default()
     };
-    watch_loop(global, &project, &rules, timing, &|| interrupted())?;
+    // A project taken down elsewhere (`berth down`) has nothing left to
+    // sync into: watching ends with it.
+    let gone = || read_state(&project_dir(&project)).is_none();
+    watch_loop(global, &project, &rules, timing, &|| {
+        interrupted() || gone()
+    })?;
+    if !interrupted() {
+        eprintln!("{project} is no longer running; stopped watching");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -158,7 +174,11 @@ fn watch_loop(
     let describe: Vec<String> = rules
         .iter()
         .map(|r| {
-            let to = r.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+            let to = r
+                .target
+                .as_deref()
+                .map(|t| format!(" → {t}"))
+                .unwrap_or_default();
             format!(
                 "{}: {} {}{to}",
                 r.service,
@@ -211,7 +231,11 @@ fn report(o: &Outcome) {
                 ));
             }
             if !deletions.is_empty() {
-                parts.push(format!("{} removal{}", deletions.len(), if deletions.len() == 1 { "" } else { "s" }));
+                parts.push(format!(
+                    "{} removal{}",
+                    deletions.len(),
+                    if deletions.len() == 1 { "" } else { "s" }
+                ));
             }
             format!("Synced {} to {service}", parts.join(" and "))
         }

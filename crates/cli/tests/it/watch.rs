@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// One answer to `GET /` (its last line) or why there was none, and when.
+type Answer = (Instant, Result<String, String>);
+
 /// `GET /` every 20 ms, each answer kept with when it came.
 struct Poller {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    seen: Arc<Mutex<Vec<Answer>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -76,7 +79,7 @@ impl Poller {
     }
 
     /// Stop; every answer, in order.
-    fn finish(mut self) -> Vec<(Instant, Result<String, String>)> {
+    fn finish(mut self) -> Vec<Answer> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -143,7 +146,13 @@ impl Watcher {
     fn wait_for_line(&self, needle: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -280,7 +289,10 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         "'I am running nodejs version: '",
         "'Now watching nodejs version: '",
     );
-    let served = poller.first_serving("Now watching nodejs version: 4.2.2", Duration::from_secs(30));
+    let served = poller.first_serving(
+        "Now watching nodejs version: 4.2.2",
+        Duration::from_secs(30),
+    );
     // A few more requests after the change, to see that it holds.
     let at = poller.count();
     while poller.count() < at + 5 {
@@ -303,7 +315,10 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         latency.as_millis(),
         answers.len()
     );
-    let failures: Vec<&String> = answers.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {} requests failed: {:?}",
@@ -318,7 +333,9 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         .filter_map(|(_, r)| r.as_deref().ok())
         .collect();
     assert!(
-        after.iter().all(|b| *b == "Now watching nodejs version: 4.2.2"),
+        after
+            .iter()
+            .all(|b| *b == "Now watching nodejs version: 4.2.2"),
         "{after:?}"
     );
 
@@ -361,7 +378,11 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
     while poller.count() < before + 5 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    seed.edit("package.json", "\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"");
+    seed.edit(
+        "package.json",
+        "\"version\": \"1.0.0\"",
+        "\"version\": \"1.0.1\"",
+    );
     assert!(
         watcher.wait_for_line("Rebuilt code", Duration::from_secs(300)),
         "{}",
@@ -377,7 +398,10 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let answers = poller.finish();
-    let failures: Vec<&String> = answers.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {} requests failed during the rebuild: {:?}",
@@ -399,7 +423,10 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http_get(port).is_some_and(|b| b.contains("Now watching")) {
-        assert!(Instant::now() < deadline, "app never served again after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "app never served again after the restart"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = watcher.output();
@@ -408,7 +435,11 @@ fn watch_syncs_an_edit_into_the_running_seed_with_no_failed_request() {
 
     // Ctrl-C ends watch cleanly and leaves the project running.
     let status = watcher.interrupt().expect("watch did not stop on Ctrl-C");
-    assert!(status.success(), "watch exited {status:?}: {}", watcher.output());
+    assert!(
+        status.success(),
+        "watch exited {status:?}: {}",
+        watcher.output()
+    );
     assert!(http_get(port).is_some_and(|b| b.contains("Now watching")));
     drop(registry);
 }
@@ -464,7 +495,11 @@ fn up_watch_runs_the_seed_attached_and_syncs_edits_until_ctrl_c() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(up.output().contains("Synced 1 file to app"), "{}", up.output());
+    assert!(
+        up.output().contains("Synced 1 file to app"),
+        "{}",
+        up.output()
+    );
 
     // Ctrl-C: attached `up` takes the project down, and the watcher ends too.
     let status = up.interrupt_within(Duration::from_secs(60));
@@ -472,4 +507,53 @@ fn up_watch_runs_the_seed_attached_and_syncs_edits_until_ctrl_c() {
     assert!(status.success(), "{status:?}: {}", up.output());
     assert!(http_get(port).is_none(), "still served after Ctrl-C");
     drop(registry);
+}
+
+/// Mistakes are named in one line before anything is built or started.
+#[test]
+fn watch_refuses_what_it_cannot_act_on_in_one_line_before_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let state_env = state.to_str().unwrap();
+    let cases = [
+        (
+            "services:\n  app:\n    image: node\n",
+            &["watch"][..],
+            "none of the services has a develop.watch section to act on",
+        ),
+        (
+            "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: sync, path: .}\n",
+            &["watch"][..],
+            "services.app.develop.watch[0].target: is required for action sync",
+        ),
+        (
+            "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: rebuild, path: .}\n",
+            &["up", "--watch"][..],
+            "services.app.develop.watch[0].action: rebuild needs a build section on service app",
+        ),
+        (
+            "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: restart, path: .}\n",
+            &["watch", "web"][..],
+            "services.web: no such service in this project",
+        ),
+        (
+            "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: restart, path: ./missing}\n",
+            &["watch"][..],
+            "services.app.develop.watch[0].path: ",
+        ),
+        (
+            "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: restart, path: .}\n",
+            &["watch", "--no-up"][..],
+            "is not running",
+        ),
+    ];
+    for (compose, args, expected) in cases {
+        std::fs::write(tmp.path().join("compose.yaml"), compose).unwrap();
+        let out = crate::common::berth(tmp.path(), args, &[("BERTH_STATE_DIR", state_env)]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    assert!(!state.join("projects").exists(), "something was started");
 }
