@@ -180,7 +180,7 @@ pub const ROWS: &[Row] = &[
     ok("include[].env_file", "include_env_file_interpolates_the_included_file"),
     ok("include[].project_directory", FIXTURES),
     ok("services", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
-    gap("services.*.develop", "no `watch` command yet: `develop.watch` rules never run"),
+    gap("services.*.develop", "`develop.watch` rules never run: the berth-watch crate and the CLI's watch_cmd.rs exist, but `berth watch` and `up --watch` are not registered as commands yet"),
     ok("services.*.deploy", "create_honours_scale_and_deploy_replicas"),
     inert("services.*.deploy.mode", SWARM).listed(Listed::Unless(&["replicated"])),
     inert("services.*.deploy.endpoint_mode", SWARM),
