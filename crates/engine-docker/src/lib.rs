@@ -1,1 +1,198 @@
-pub fn x(){}
+//! berth on the Docker Engine: the [`Backend`] trait through the Engine API
+//! (bollard), with docker compose's labels and names, so the same planner
+//! converges projects on a Docker host and Docker's own tools (`docker
+//! compose ps`, `docker-compose ps`, Docker Desktop) list what berth runs.
+//!
+//! bollard is async; berth's backends are not. The backend owns a small
+//! current-thread tokio runtime and blocks on each call: one command talks
+//! to one daemon at a time, so a multi-threaded runtime would buy nothing.
+
+mod apply;
+pub mod connect;
+mod labels;
+mod observe;
+mod ops;
+mod spec;
+
+use berth_engine::backend::{
+    Container, Control, CopyRequest, DownOptions, Event, ExecRequest, LogLine, LogOptions, Process,
+    Progress, ProjectStatus, ProjectSummary, RunOutcome, RunRequest, UpRequest,
+};
+use berth_engine::{Backend, BackendError, ErrorKind, Plan};
+use bollard::Docker;
+pub use connect::Endpoint;
+
+type Result<T> = std::result::Result<T, BackendError>;
+
+/// How long one Engine API request may take before berth gives up on the
+/// daemon (pulls and loads stream progress, so they are not cut short).
+const REQUEST_TIMEOUT_SECS: u64 = 600;
+
+/// The Docker Engine backend.
+pub struct DockerBackend {
+    docker: Docker,
+    rt: tokio::runtime::Runtime,
+    endpoint: Endpoint,
+}
+
+/// One line for an Engine API error; 404 is [`ErrorKind::NotFound`].
+pub(crate) fn api_err(context: impl std::fmt::Display, e: bollard::errors::Error) -> BackendError {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let kind = match status_code {
+                404 => ErrorKind::NotFound,
+                400 | 409 => ErrorKind::Invalid,
+                _ => ErrorKind::Engine,
+            };
+            BackendError::new(kind, format!("{context}: {}", message.trim()))
+        }
+        other => BackendError::engine(format!("{context}: {other}")),
+    }
+}
+
+pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl DockerBackend {
+    /// Connect to the daemon `DOCKER_HOST` or the current Docker context
+    /// names (else the default socket) and agree on an API version.
+    pub fn connect() -> Result<DockerBackend> {
+        let endpoint =
+            connect::resolve(&|k| std::env::var(k).ok()).map_err(BackendError::invalid)?;
+        Self::connect_to(endpoint)
+    }
+
+    /// Connect to `endpoint`.
+    pub fn connect_to(endpoint: Endpoint) -> Result<DockerBackend> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::engine(format!("starting the Docker client: {e}")))?;
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = if let Some(path) = endpoint.host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version)
+        } else {
+            Docker::connect_with_http(&endpoint.host, REQUEST_TIMEOUT_SECS, version)
+        }
+        .map_err(|e| BackendError::engine(format!("Docker host {}: {e}", endpoint.host)))?;
+        // Docker 20.10 speaks API 1.41 and refuses newer clients outright.
+        let docker = rt.block_on(docker.negotiate_version()).map_err(|e| {
+            BackendError::engine(format!(
+                "cannot reach the Docker Engine at {}: {e}",
+                endpoint.host
+            ))
+        })?;
+        Ok(DockerBackend {
+            docker,
+            rt,
+            endpoint,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub(crate) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+impl Backend for DockerBackend {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn observe(&self, project: &str) -> Result<Option<ProjectStatus>> {
+        self.block(self.observe_project(project))
+    }
+
+    fn projects(&self) -> Result<Vec<ProjectSummary>> {
+        self.block(self.list_projects())
+    }
+
+    fn has_image(&self, reference: &str) -> Result<bool> {
+        self.block(self.image_id(reference)).map(|id| id.is_some())
+    }
+
+    fn pull_image(&self, reference: &str, progress: Progress) -> Result<()> {
+        self.block(self.pull(reference, progress))
+    }
+
+    fn import_image(
+        &self,
+        store: &berth_oci::Store,
+        reference: &str,
+        progress: Progress,
+    ) -> Result<()> {
+        self.block(self.load(store, reference, progress))
+    }
+
+    fn plan(&self, request: &UpRequest) -> Result<Plan> {
+        self.block(self.make_plan(request, false))
+            .map(|(plan, _)| plan)
+    }
+
+    fn up(&self, request: &UpRequest, progress: Progress) -> Result<()> {
+        self.block(self.converge(request, progress))
+    }
+
+    fn down(
+        &self,
+        project: &berth_compose::Project,
+        options: &DownOptions,
+        progress: Progress,
+    ) -> Result<bool> {
+        self.block(self.tear_down(project, options, progress))
+    }
+
+    fn control(&self, project: &str, control: &Control, progress: Progress) -> Result<()> {
+        self.block(self.control_project(project, control, progress))
+    }
+
+    fn run(&self, project: &str, request: &RunRequest) -> Result<RunOutcome> {
+        self.block(self.run_one_off(project, request))
+    }
+
+    fn exec(&self, project: &str, request: &ExecRequest) -> Result<i32> {
+        self.block(self.exec_in(project, request))
+    }
+
+    fn copy(&self, project: &str, request: &CopyRequest) -> Result<()> {
+        self.block(self.copy_files(project, request))
+    }
+
+    fn top(&self, project: &str, container: &Container) -> Result<Vec<Process>> {
+        self.block(self.top_of(project, container))
+    }
+
+    fn logs(
+        &self,
+        project: &str,
+        options: &LogOptions,
+        sink: &mut dyn FnMut(LogLine),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        self.block(self.logs_of(project, options, sink, stop))
+    }
+
+    fn events(
+        &self,
+        project: &str,
+        sink: &mut dyn FnMut(Event),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        self.block(self.events_of(project, sink, stop))
+    }
+}

@@ -1,0 +1,1005 @@
+//! `up` and `down` on the daemon: the planner's steps applied in order, the
+//! project's networks and volumes, images pulled or loaded.
+
+use crate::observe::{is_anonymous, labels_of, name_of, status_of};
+use crate::spec::{self, Wanted};
+use crate::{api_err, is_not_found, labels, DockerBackend, Result};
+use berth_compose::model::{Project, Service};
+use berth_engine::backend::{DownOptions, Health, Progress, Status, UpRequest};
+use berth_engine::project_files::{self, ProjectFiles};
+use berth_engine::{Action, BackendError, Desired, ObservedContainer, Plan, Step, Strategy};
+use bollard::models::{
+    ContainerInspectResponse, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ImportImageOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, RenameContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long `up` waits for a dependency to become healthy or complete.
+const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The image a service runs: what the CLI resolved, else its `image:`,
+/// else compose's name for a built one.
+pub(crate) fn image_ref(request: &UpRequest, project: &Project, service: &str) -> String {
+    request
+        .images
+        .get(service)
+        .cloned()
+        .or_else(|| project.services.get(service).and_then(|s| s.image.clone()))
+        .unwrap_or_else(|| format!("{}-{service}", project.name))
+}
+
+/// What one `up` works from, resolved before the first step.
+pub(crate) struct Context<'a> {
+    pub project: &'a Project,
+    pub images: BTreeMap<String, String>,
+    /// Service → the daemon's image ID.
+    pub ids: BTreeMap<String, String>,
+    pub hashes: BTreeMap<String, String>,
+    pub files: ProjectFiles,
+    pub working_dir: String,
+    pub config_files: String,
+}
+
+fn files_dir(project: &str) -> PathBuf {
+    berth_oci::store::state_dir().join("docker").join(project)
+}
+
+impl DockerBackend {
+    pub(crate) async fn make_plan<'a>(
+        &self,
+        request: &'a UpRequest<'a>,
+        require_images: bool,
+    ) -> Result<(Plan, Context<'a>)> {
+        let project = &request.loaded.project;
+        spec::check_project(project)?;
+        let files = project_files::resolve(project, &request.loaded.environment)
+            .map_err(BackendError::invalid)?;
+        if !files.is_empty() && !self.endpoint.is_local() {
+            let service = files.keys().next().cloned().unwrap_or_default();
+            return Err(BackendError::unsupported(
+                "docker",
+                format!(
+                    "services.{service}.secrets/configs on a remote daemon ({}): they are bind-mounted files of this machine",
+                    self.endpoint.host
+                ),
+            ));
+        }
+        let mut images = BTreeMap::new();
+        let mut ids = BTreeMap::new();
+        for service in project.services.keys() {
+            let reference = image_ref(request, project, service);
+            match self.image_id(&reference).await? {
+                Some(id) => {
+                    ids.insert(service.clone(), id);
+                }
+                None if require_images => {
+                    return Err(BackendError::not_found(format!(
+                        "service {service}: image {reference} is not in the Docker Engine (pull or build it first)"
+                    )))
+                }
+                None => {}
+            }
+            images.insert(service.clone(), reference);
+        }
+        let mut desired = Desired::new(project);
+        let mut hashes = BTreeMap::new();
+        for (service, svc) in &project.services {
+            let h = project_files::effective_hash(svc, files.get(service));
+            hashes.insert(service.clone(), h.clone());
+            desired.config_hashes.insert(service.clone(), h);
+        }
+        desired.image_digests = ids.clone();
+        let observed: Vec<ObservedContainer> = self
+            .inspect_project(&project.name)
+            .await?
+            .iter()
+            .map(Self::to_observed)
+            .collect();
+        let mut plan = berth_engine::plan(&desired, &observed, &request.flags.into())
+            .map_err(BackendError::invalid)?;
+        self.adjust(&mut plan);
+        let ctx = Context {
+            project,
+            images,
+            ids,
+            hashes,
+            files,
+            working_dir: request.loaded.project_dir.display().to_string(),
+            config_files: request
+                .loaded
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        Ok((plan, ctx))
+    }
+
+    /// Start-first swaps need ports held by berth rather than by Docker,
+    /// which this backend does not do yet: say so in the plan and replace
+    /// stop-first, as docker compose does.
+    fn adjust(&self, plan: &mut Plan) {
+        for step in &mut plan.steps {
+            if let Action::Recreate { strategy, .. } = &mut step.action {
+                if *strategy == Strategy::StartFirst {
+                    *strategy = Strategy::StopFirst;
+                    step.reason.push_str(
+                        "; stop-first on the docker engine (Docker publishes the ports itself, so the old container must go first)",
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn converge(
+        &self,
+        request: &UpRequest<'_>,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let (plan, ctx) = self.make_plan(request, true).await?;
+        for w in &plan.warnings {
+            progress(&format!("warning: {w}"));
+        }
+        self.ensure_networks(ctx.project, progress).await?;
+        self.ensure_volumes(ctx.project, progress).await?;
+        let mut dead_volumes: Vec<String> = Vec::new();
+        for step in &plan.steps {
+            self.apply_step(&ctx, step, progress, &mut dead_volumes)
+                .await?;
+        }
+        self.remove_volumes(&dead_volumes).await;
+        Ok(())
+    }
+
+    async fn apply_step(
+        &self,
+        ctx: &Context<'_>,
+        step: &Step,
+        progress: Progress<'_>,
+        dead_volumes: &mut Vec<String>,
+    ) -> Result<()> {
+        let service = step.service.as_str();
+        match &step.action {
+            Action::Nothing { container } => {
+                if let Some(c) = container {
+                    progress(&format!(" ✔ Container {c} Running"));
+                }
+            }
+            Action::Create { number, name } => {
+                self.wait_dependencies(ctx, service, progress).await?;
+                progress(&format!(" ⠿ Container {name} Creating"));
+                let id = self.create(ctx, service, *number, name, Vec::new()).await?;
+                self.start(&id, name).await?;
+                progress(&format!(" ✔ Container {name} Started"));
+            }
+            Action::Start { container } => {
+                self.wait_dependencies(ctx, service, progress).await?;
+                self.start(container, container).await?;
+                progress(&format!(" ✔ Container {container} Started"));
+            }
+            Action::Restart { container } => {
+                let t = ctx
+                    .project
+                    .services
+                    .get(service)
+                    .map(spec::stop_timeout)
+                    .unwrap_or(10);
+                self.docker
+                    .restart_container(
+                        container,
+                        Some(bollard::query_parameters::RestartContainerOptions {
+                            t: Some(t),
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                    .map_err(|e| api_err(format!("restarting {container}"), e))?;
+                progress(&format!(" ✔ Container {container} Restarted"));
+            }
+            Action::Recreate {
+                container,
+                number,
+                renew_anonymous_volumes,
+                ..
+            } => {
+                self.wait_dependencies(ctx, service, progress).await?;
+                progress(&format!(" ⠿ Container {container} Recreate"));
+                let old = self
+                    .docker
+                    .inspect_container(container, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| api_err(format!("inspecting {container}"), e))?;
+                let own = own_anonymous(&old, ctx.project.services.get(service));
+                let carried = if *renew_anonymous_volumes {
+                    dead_volumes.extend(own.iter().map(|(n, _)| n.clone()));
+                    Vec::new()
+                } else {
+                    own
+                };
+                let old_id = old.id.clone().unwrap_or_default();
+                let tmp = format!("{}_{container}", &old_id[..old_id.len().min(12)]);
+                let id = self.create(ctx, service, *number, &tmp, carried).await?;
+                let svc = &ctx.project.services[service];
+                self.stop(container, spec::stop_timeout(svc)).await?;
+                self.remove(container).await?;
+                self.docker
+                    .rename_container(
+                        &id,
+                        RenameContainerOptions {
+                            name: container.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| api_err(format!("renaming {tmp} to {container}"), e))?;
+                self.start(&id, container).await?;
+                progress(&format!(" ✔ Container {container} Recreated"));
+            }
+            Action::ScaleDown { container } | Action::RemoveOrphan { container } => {
+                let t = ctx
+                    .project
+                    .services
+                    .get(service)
+                    .map(spec::stop_timeout)
+                    .unwrap_or(10);
+                dead_volumes.extend(
+                    self.own_anonymous(container, ctx.project.services.get(service))
+                        .await,
+                );
+                self.stop(container, t).await?;
+                self.remove(container).await?;
+                progress(&format!(" ✔ Container {container} Removed"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn own_anonymous(&self, container: &str, svc: Option<&Service>) -> Vec<String> {
+        match self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => own_anonymous(&c, svc).into_iter().map(|(n, _)| n).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Volumes left by removed containers; one still in use (by a
+    /// container outside this plan) stays.
+    pub(crate) async fn remove_volumes(&self, names: &[String]) {
+        for n in names {
+            let _ = self
+                .docker
+                .remove_volume(n, None::<RemoveVolumeOptions>)
+                .await;
+        }
+    }
+
+    /// The names of the project's containers of `service`, by number.
+    async fn containers_of(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Vec<ContainerInspectResponse>> {
+        let mut out: Vec<ContainerInspectResponse> = self
+            .inspect_project(project)
+            .await?
+            .into_iter()
+            .filter(|c| {
+                let l = labels_of(c);
+                l.get(labels::SERVICE).map(String::as_str) == Some(service)
+                    && l.get(labels::ONEOFF).map(String::as_str) != Some("True")
+            })
+            .collect();
+        out.sort_by_key(|c| {
+            labels_of(c)
+                .get(labels::NUMBER)
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        Ok(out)
+    }
+
+    pub(crate) async fn create(
+        &self,
+        ctx: &Context<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+        carried: Vec<(String, String)>,
+    ) -> Result<String> {
+        self.create_with(ctx, service, number, name, carried, false, None)
+            .await
+    }
+
+    /// Create one container of `service` (a one-off with `one_off`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_with(
+        &self,
+        ctx: &Context<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+        carried: Vec<(String, String)>,
+        one_off: bool,
+        tweak: Option<&dyn Fn(&mut bollard::models::ContainerCreateBody)>,
+    ) -> Result<String> {
+        let project = ctx.project;
+        let svc: &Service = project
+            .services
+            .get(service)
+            .ok_or_else(|| BackendError::not_found(format!("no such service: {service}")))?;
+        // `volumes_from`, `network_mode: service:` and links name the first
+        // container of the other service, as compose does.
+        let mut first: BTreeMap<String, String> = BTreeMap::new();
+        let mut mounted = BTreeMap::new();
+        let mut volumes_from = Vec::new();
+        for other in project.services.keys() {
+            if let Some(c) = self.containers_of(&project.name, other).await?.first() {
+                first.insert(other.clone(), name_of(c));
+            }
+        }
+        for vf in svc.volumes_from() {
+            match vf {
+                berth_compose::model::VolumesFrom::Service {
+                    name: src,
+                    read_only,
+                } => {
+                    let c = first.get(&src).ok_or_else(|| {
+                        BackendError::invalid(format!(
+                            "services.{service}.volumes_from: service {src} has no container"
+                        ))
+                    })?;
+                    volumes_from.push(format!("{c}:{}", if read_only { "ro" } else { "rw" }));
+                    if let Some(id) = ctx.ids.get(&src) {
+                        mounted.insert(src.clone(), id.clone());
+                    }
+                }
+                berth_compose::model::VolumesFrom::Container { name: c, read_only } => {
+                    volumes_from.push(format!("{c}:{}", if read_only { "ro" } else { "rw" }))
+                }
+            }
+        }
+        let files = self.write_files(ctx, service, name)?;
+        let container_of = |s: &str| first.get(s).cloned();
+        let image = ctx.images.get(service).cloned().unwrap_or_default();
+        let hash = ctx.hashes.get(service).cloned().unwrap_or_default();
+        let wanted = Wanted {
+            project,
+            service,
+            svc,
+            number,
+            name,
+            image: &image,
+            image_id: ctx.ids.get(service).map(String::as_str),
+            config_hash: &hash,
+            working_dir: &ctx.working_dir,
+            config_files: &ctx.config_files,
+            volumes_from,
+            mounted,
+            carried,
+            files,
+            container_of: &container_of,
+            one_off,
+            ports: if one_off { &[] } else { &svc.ports },
+        };
+        let mut spec = spec::container_spec(&wanted)?;
+        if let Some(t) = tweak {
+            t(&mut spec.body);
+        }
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                }),
+                spec.body,
+            )
+            .await
+            .map_err(|e| api_err(format!("creating container {name}"), e))?;
+        for (network, endpoint) in spec.more_networks {
+            self.docker
+                .connect_network(
+                    &network,
+                    NetworkConnectRequest {
+                        container: created.id.clone(),
+                        endpoint_config: Some(endpoint),
+                    },
+                )
+                .await
+                .map_err(|e| api_err(format!("connecting {name} to network {network}"), e))?;
+        }
+        Ok(created.id)
+    }
+
+    /// Write the service's secrets and configs for container `name` and
+    /// return them as (file, target) for read-only bind mounts.
+    fn write_files(
+        &self,
+        ctx: &Context,
+        service: &str,
+        name: &str,
+    ) -> Result<Vec<(PathBuf, String)>> {
+        let Some(list) = ctx.files.get(service) else {
+            return Ok(Vec::new());
+        };
+        // A fresh directory per container: a container being replaced keeps
+        // reading its own copies until it is gone.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = files_dir(&ctx.project.name).join(format!("{name}-{stamp}"));
+        let mut out = Vec::new();
+        for (i, f) in list.iter().enumerate() {
+            use std::os::unix::fs::PermissionsExt;
+            let io = |e: std::io::Error| {
+                BackendError::engine(format!("writing {} for {name}: {e}", f.target))
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let path = dir.join(format!("{i}-{}", f.source));
+            std::fs::write(&path, &f.content).map_err(io)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).map_err(io)?;
+            // Only root may hand a file to another owner; as anyone else the
+            // file stays the caller's (docker compose ignores uid/gid too).
+            let _ = std::os::unix::fs::chown(&path, Some(f.uid), Some(f.gid));
+            out.push((path, f.target.clone()));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn start(&self, id: &str, name: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| api_err(format!("starting container {name}"), e))
+    }
+
+    pub(crate) async fn stop(&self, name: &str, timeout: i32) -> Result<()> {
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: Some(timeout),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("stopping {name}"), e)),
+        }
+    }
+
+    pub(crate) async fn remove(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("removing {name}"), e)),
+        }
+    }
+
+    /// Wait until what `service` depends on satisfies each condition.
+    async fn wait_dependencies(
+        &self,
+        ctx: &Context<'_>,
+        service: &str,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let Some(svc) = ctx.project.services.get(service) else {
+            return Ok(());
+        };
+        for (dep, d) in &svc.depends_on {
+            let containers = self.containers_of(&ctx.project.name, dep).await?;
+            if containers.is_empty() {
+                if d.required && ctx.project.services.contains_key(dep) {
+                    return Err(BackendError::invalid(format!(
+                        "service {service} depends on {dep}, which has no container"
+                    )));
+                }
+                continue;
+            }
+            for c in containers {
+                let name = name_of(&c);
+                match d.condition.as_str() {
+                    "service_healthy" => {
+                        progress(&format!(" ⠿ Container {name} Waiting"));
+                        self.wait_healthy(&name).await?;
+                        progress(&format!(" ✔ Container {name} Healthy"));
+                    }
+                    "service_completed_successfully" => {
+                        progress(&format!(" ⠿ Container {name} Waiting"));
+                        let code = self.wait_exit(&name).await?;
+                        if code != 0 {
+                            return Err(BackendError::engine(format!(
+                                "service {dep} didn't complete successfully: container {name} exited with code {code}"
+                            )));
+                        }
+                        progress(&format!(" ✔ Container {name} Exited"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_healthy(&self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + DEPENDENCY_TIMEOUT;
+        loop {
+            let c = self
+                .docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| api_err(format!("inspecting {name}"), e))?;
+            match crate::observe::health_of(&c) {
+                Some(Health::Healthy) => return Ok(()),
+                Some(Health::Unhealthy) => {
+                    return Err(BackendError::engine(format!(
+                        "dependency failed to start: container {name} is unhealthy"
+                    )))
+                }
+                None => {
+                    return Err(BackendError::invalid(format!(
+                        "container {name} has no healthcheck, so service_healthy cannot be met"
+                    )))
+                }
+                Some(Health::Starting) => {}
+            }
+            if !status_of(&c).is_alive() {
+                return Err(BackendError::engine(format!(
+                    "dependency failed to start: container {name} exited"
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::engine(format!(
+                    "container {name} did not become healthy within {} s",
+                    DEPENDENCY_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub(crate) async fn wait_exit(&self, name: &str) -> Result<i64> {
+        let c = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api_err(format!("inspecting {name}"), e))?;
+        if status_of(&c) == Status::Exited {
+            return Ok(c.state.and_then(|s| s.exit_code).unwrap_or(0));
+        }
+        let mut s = self.docker.wait_container(
+            name,
+            Some(WaitContainerOptions {
+                condition: "not-running".into(),
+            }),
+        );
+        match s.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(api_err(format!("waiting for {name}"), e)),
+            None => Ok(0),
+        }
+    }
+
+    async fn ensure_networks(&self, project: &Project, progress: Progress<'_>) -> Result<()> {
+        for (key, n) in &project.networks {
+            let name = n.name.clone().unwrap_or_else(|| key.clone());
+            let exists = match self
+                .docker
+                .inspect_network(&name, None::<InspectNetworkOptions>)
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if is_not_found(&e) => false,
+                Err(e) => return Err(api_err(format!("inspecting network {name}"), e)),
+            };
+            if exists {
+                continue;
+            }
+            if n.external == Some(true) {
+                return Err(BackendError::not_found(format!(
+                    "network {name} declared as external, but could not be found"
+                )));
+            }
+            let extra = |k: &str| n.extra.get(k);
+            let mut label_map: HashMap<String, String> = extra("labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            label_map.insert(labels::PROJECT.into(), project.name.clone());
+            label_map.insert(labels::NETWORK.into(), key.clone());
+            label_map.insert(labels::VERSION.into(), labels::COMPOSE_VERSION.into());
+            let ipam = extra("ipam").map(|i| Ipam {
+                driver: i.get("driver").and_then(Value::as_str).map(str::to_string),
+                config: i.get("config").and_then(Value::as_array).map(|cs| {
+                    cs.iter()
+                        .map(|c| IpamConfig {
+                            subnet: c.get("subnet").and_then(Value::as_str).map(str::to_string),
+                            ip_range: c
+                                .get("ip_range")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            gateway: c.get("gateway").and_then(Value::as_str).map(str::to_string),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            });
+            self.docker
+                .create_network(NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some(n.driver.clone().unwrap_or_else(|| "bridge".into())),
+                    internal: n.internal,
+                    attachable: extra("attachable").and_then(Value::as_bool),
+                    enable_ipv6: extra("enable_ipv6").and_then(Value::as_bool),
+                    options: extra("driver_opts").and_then(|o| {
+                        o.as_object().map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string()),
+                                    )
+                                })
+                                .collect()
+                        })
+                    }),
+                    labels: Some(label_map),
+                    ipam,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| api_err(format!("creating network {name}"), e))?;
+            progress(&format!(" ✔ Network {name} Created"));
+        }
+        Ok(())
+    }
+
+    async fn ensure_volumes(&self, project: &Project, progress: Progress<'_>) -> Result<()> {
+        for (key, v) in &project.volumes {
+            let name = v.name.clone().unwrap_or_else(|| key.clone());
+            let exists = match self.docker.inspect_volume(&name).await {
+                Ok(_) => true,
+                Err(e) if is_not_found(&e) => false,
+                Err(e) => return Err(api_err(format!("inspecting volume {name}"), e)),
+            };
+            if exists {
+                continue;
+            }
+            if v.external == Some(true) {
+                return Err(BackendError::not_found(format!(
+                    "volume {name} declared as external, but could not be found"
+                )));
+            }
+            let mut label_map: HashMap<String, String> = v
+                .extra
+                .get("labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            label_map.insert(labels::PROJECT.into(), project.name.clone());
+            label_map.insert(labels::VOLUME.into(), key.clone());
+            label_map.insert(labels::VERSION.into(), labels::COMPOSE_VERSION.into());
+            self.docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    driver: v.driver.clone(),
+                    driver_opts: v.extra.get("driver_opts").and_then(|o| {
+                        o.as_object().map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string()),
+                                    )
+                                })
+                                .collect()
+                        })
+                    }),
+                    labels: Some(label_map),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| api_err(format!("creating volume {name}"), e))?;
+            progress(&format!(" ✔ Volume {name} Created"));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn tear_down(
+        &self,
+        project: &Project,
+        options: &DownOptions,
+        progress: Progress<'_>,
+    ) -> Result<bool> {
+        let containers = self.inspect_project(&project.name).await?;
+        let mut found = !containers.is_empty();
+        // Dependants first: a reversed dependency order stops a consumer
+        // before what it needs.
+        let order = stop_order(project);
+        let mut sorted = containers;
+        sorted.sort_by_key(|c| {
+            let svc = labels_of(c)
+                .get(labels::SERVICE)
+                .cloned()
+                .unwrap_or_default();
+            order.iter().position(|s| *s == svc).unwrap_or(0)
+        });
+        let mut dead = Vec::new();
+        for c in &sorted {
+            let name = name_of(c);
+            let svc = labels_of(c)
+                .get(labels::SERVICE)
+                .cloned()
+                .unwrap_or_default();
+            let t = options
+                .timeout_secs
+                .map(|t| t.min(i32::MAX as u64) as i32)
+                .unwrap_or_else(|| {
+                    project
+                        .services
+                        .get(&svc)
+                        .map(spec::stop_timeout)
+                        .unwrap_or(10)
+                });
+            if status_of(c).is_alive() {
+                progress(&format!(" ⠿ Container {name} Stopping"));
+                self.stop(&name, t).await?;
+            }
+            // Anonymous volumes live and die with their container (compose
+            // leaves them behind unless -v; nothing else can reuse them).
+            dead.extend(
+                c.mounts
+                    .iter()
+                    .flatten()
+                    .filter_map(|m| m.name.clone())
+                    .filter(|n| is_anonymous(n)),
+            );
+            self.remove(&name).await?;
+            progress(&format!(" ✔ Container {name} Removed"));
+        }
+        self.remove_volumes(&dead).await;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![labels::project_filter(&project.name)],
+        )]);
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(|e| api_err("listing networks", e))?;
+        for n in networks {
+            let Some(name) = n.name else { continue };
+            match self.docker.remove_network(&name).await {
+                Ok(()) => {
+                    found = true;
+                    progress(&format!(" ✔ Network {name} Removed"));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(api_err(format!("removing network {name}"), e)),
+            }
+        }
+        if options.volumes {
+            let volumes = self
+                .docker
+                .list_volumes(Some(ListVolumesOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|e| api_err("listing volumes", e))?;
+            for v in volumes.volumes.into_iter().flatten() {
+                let external = v
+                    .labels
+                    .get(labels::VOLUME)
+                    .and_then(|key| project.volumes.get(key))
+                    .is_some_and(|d| d.external == Some(true));
+                if external {
+                    continue;
+                }
+                match self
+                    .docker
+                    .remove_volume(&v.name, None::<RemoveVolumeOptions>)
+                    .await
+                {
+                    Ok(()) => {
+                        found = true;
+                        progress(&format!(" ✔ Volume {} Removed", v.name));
+                    }
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(api_err(format!("removing volume {}", v.name), e)),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(files_dir(&project.name));
+        Ok(found)
+    }
+
+    pub(crate) async fn pull(&self, reference: &str, progress: Progress<'_>) -> Result<()> {
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(reference.to_string()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let mut last = String::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| api_err(format!("pulling {reference}"), e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(BackendError::engine(format!("pulling {reference}: {err}")));
+            }
+            // One line per layer state change, not per progress tick.
+            if let Some(status) = info.status {
+                let line = match info.id {
+                    Some(id) => format!(" {id} {status}"),
+                    None => format!(" {status}"),
+                };
+                if line != last
+                    && info
+                        .progress_detail
+                        .as_ref()
+                        .and_then(|p| p.current)
+                        .is_none()
+                {
+                    progress(&line);
+                    last = line;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand an image from berth's store to the daemon: the archive `berth
+    /// save` writes, which `docker load` (the Engine API's image load) reads.
+    pub(crate) async fn load(
+        &self,
+        store: &berth_oci::Store,
+        reference: &str,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut archive = Vec::new();
+        berth_image::archive::save(store, &[reference.to_string()], &mut archive)
+            .map_err(|e| BackendError::engine(format!("exporting {reference}: {e}")))?;
+        progress(&format!(" ⠿ Image {reference} Loading"));
+        let mut stream = self.docker.import_image(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            bollard::body_full(archive.into()),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| api_err(format!("loading {reference} into the Docker Engine"), e))?;
+        }
+        if self.image_id(reference).await?.is_none() {
+            return Err(BackendError::engine(format!(
+                "the Docker Engine loaded the archive of {reference} but does not list it"
+            )));
+        }
+        progress(&format!(" ✔ Image {reference} Loaded"));
+        Ok(())
+    }
+
+    /// Containers of every project (for `down` of a project whose services
+    /// are gone from the file, the label is the only link).
+    #[allow(dead_code)]
+    pub(crate) async fn all_labelled(&self) -> Result<usize> {
+        let filters = HashMap::from([("label".to_string(), vec![labels::PROJECT.to_string()])]);
+        Ok(self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| api_err("listing containers", e))?
+            .len())
+    }
+}
+
+/// The anonymous volumes that are a container's own, as (volume, target):
+/// those at its image's `VOLUME` paths and its compose anonymous mounts.
+/// What it has through `volumes_from` is its source's and is not among them
+/// (its source may already be a new container, so asking it would not tell).
+fn own_anonymous(c: &ContainerInspectResponse, svc: Option<&Service>) -> Vec<(String, String)> {
+    let mut targets: Vec<String> = c
+        .config
+        .as_ref()
+        .and_then(|c| c.volumes.clone())
+        .unwrap_or_default();
+    if let Some(svc) = svc {
+        targets.extend(
+            svc.volumes
+                .iter()
+                .filter(|m| m.kind == "volume" && m.source.is_none())
+                .map(|m| m.target.clone()),
+        );
+    }
+    c.mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.typ.as_deref() == Some("volume"))
+        .filter_map(|m| Some((m.name.clone()?, m.destination.clone()?)))
+        .filter(|(n, d)| is_anonymous(n) && targets.contains(d))
+        .collect()
+}
+
+/// Services ordered so that each comes before what it depends on (or
+/// mounts volumes from, or shares a namespace with).
+fn stop_order(project: &Project) -> Vec<String> {
+    fn visit(project: &Project, s: &str, seen: &mut Vec<String>, out: &mut Vec<String>) {
+        if seen.iter().any(|x| x == s) {
+            return;
+        }
+        seen.push(s.to_string());
+        if let Some(svc) = project.services.get(s) {
+            let mut deps: Vec<String> = svc.depends_on.keys().cloned().collect();
+            for vf in svc.volumes_from() {
+                if let berth_compose::model::VolumesFrom::Service { name, .. } = vf {
+                    deps.push(name);
+                }
+            }
+            for d in deps {
+                visit(project, &d, seen, out);
+            }
+        }
+        out.push(s.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for s in project.services.keys() {
+        visit(project, s, &mut seen, &mut out);
+    }
+    out.reverse();
+    out
+}

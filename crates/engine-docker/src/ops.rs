@@ -1,0 +1,926 @@
+//! The commands after `up`: control, one-offs, exec, cp, top, logs, events.
+
+use crate::observe::{labels_of, name_of, status_of};
+use crate::{api_err, is_not_found, labels, DockerBackend, Result};
+use berth_engine::backend::{
+    Container, Control, CopyRequest, Event, ExecRequest, HostEnd, LogLine, LogOptions, PlanFlags,
+    Process, Progress, RunOutcome, RunRequest, UpRequest,
+};
+use berth_engine::{BackendError, ErrorKind};
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{ContainerInspectResponse, EventMessage, ExecConfig, PortBinding};
+use bollard::query_parameters::{
+    AttachContainerOptions, DownloadFromContainerOptions, EventsOptions, KillContainerOptions,
+    LogsOptions, RemoveContainerOptions, RestartContainerOptions, TopOptions,
+    UploadToContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How often a watching command (`logs -f`, `events`) asks whether to stop.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+type Output =
+    Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+fn days_to_civil(z: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's civil_from_days: the proleptic Gregorian calendar.
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 in UTC with nanoseconds, from nanoseconds since the epoch.
+pub(crate) fn rfc3339(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let (y, m, d) = days_to_civil(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`Z` or `±hh:mm`).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (date, rest) = t.split_once(['T', ' '])?;
+    let mut dp = date.split('-');
+    let (y, m, d) = (num(dp.next()?)?, num(dp.next()?)?, num(dp.next()?)?);
+    let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (c, off) = rest.split_at(at);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':')?;
+        (c, sign * (num(oh)? * 3600 + num(om)? * 60))
+    };
+    let clock = clock.split('.').next()?;
+    let mut cp = clock.split(':');
+    let (h, mi, s) = (
+        num(cp.next()?)?,
+        num(cp.next()?)?,
+        num(cp.next().unwrap_or("0"))?,
+    );
+    let days = days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?);
+    Some(days * 86_400 + h * 3600 + mi * 60 + s - offset)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Forward this process's stdin to a container's input until EOF, from a
+/// thread (reading stdin blocks).
+fn pump_stdin(
+    mut input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) -> tokio::task::JoinHandle<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            if input.write_all(&chunk).await.is_err() {
+                return;
+            }
+            let _ = input.flush().await;
+        }
+        // EOF on our stdin: the container's stdin closes too.
+        let _ = input.shutdown().await;
+    })
+}
+
+/// Copy a container's output stream to this process's stdout/stderr.
+async fn pump_output(mut output: Output) -> Result<()> {
+    while let Some(item) = output.next().await {
+        match item.map_err(|e| api_err("reading the container's output", e))? {
+            LogOutput::StdErr { message } => {
+                let mut e = std::io::stderr();
+                let _ = e.write_all(&message);
+                let _ = e.flush();
+            }
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                let mut o = std::io::stdout();
+                let _ = o.write_all(&message);
+                let _ = o.flush();
+            }
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// The terminal in raw mode while a `-t` session runs, restored on drop.
+struct RawTerminal(Option<libc::termios>);
+
+impl RawTerminal {
+    fn enter(tty: bool) -> RawTerminal {
+        // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a zeroed termios
+        // the kernel fills; nothing is kept past the calls.
+        unsafe {
+            if !tty || libc::isatty(0) != 1 {
+                return RawTerminal(None);
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return RawTerminal(None);
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            RawTerminal(Some(saved))
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            // SAFETY: restores the attributes read in `enter`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
+    }
+}
+
+impl DockerBackend {
+    async fn project_containers(
+        &self,
+        project: &str,
+        services: &[String],
+    ) -> Result<Vec<ContainerInspectResponse>> {
+        let all = self.inspect_project(project).await?;
+        if all.is_empty() {
+            return Err(BackendError::not_running(project));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|c| {
+                let l = labels_of(c);
+                l.get(labels::ONEOFF).map(String::as_str) != Some("True")
+                    && (services.is_empty()
+                        || l.get(labels::SERVICE).is_some_and(|s| services.contains(s)))
+            })
+            .collect())
+    }
+
+    pub(crate) async fn control_project(
+        &self,
+        project: &str,
+        control: &Control,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let services = match control {
+            Control::Stop { services, .. }
+            | Control::Start { services }
+            | Control::Restart { services, .. }
+            | Control::Kill { services, .. }
+            | Control::Rm { services, .. }
+            | Control::Pause { services, .. } => services,
+        };
+        let containers = self.project_containers(project, services).await?;
+        for c in &containers {
+            let name = name_of(c);
+            let status = status_of(c);
+            match control {
+                Control::Stop { timeout_secs, .. } => {
+                    if status.is_alive() {
+                        let t = timeout_secs
+                            .map(|t| t.min(i32::MAX as u64) as i32)
+                            .unwrap_or_else(|| {
+                                c.config
+                                    .as_ref()
+                                    .and_then(|c| c.stop_timeout)
+                                    .map(|t| t as i32)
+                                    .unwrap_or(10)
+                            });
+                        self.stop(&name, t).await?;
+                        progress(&format!(" ✔ Container {name} Stopped"));
+                    }
+                }
+                Control::Start { .. } => {
+                    if !status.is_alive() {
+                        self.start(&name, &name).await?;
+                        progress(&format!(" ✔ Container {name} Started"));
+                    }
+                }
+                Control::Restart { timeout_secs, .. } => {
+                    self.docker
+                        .restart_container(
+                            &name,
+                            Some(RestartContainerOptions {
+                                t: timeout_secs.map(|t| t.min(i32::MAX as u64) as i32),
+                                ..Default::default()
+                            }),
+                        )
+                        .await
+                        .map_err(|e| api_err(format!("restarting {name}"), e))?;
+                    progress(&format!(" ✔ Container {name} Restarted"));
+                }
+                Control::Kill { signal, .. } => {
+                    if status.is_alive() {
+                        self.docker
+                            .kill_container(
+                                &name,
+                                Some(KillContainerOptions {
+                                    signal: signal.to_string(),
+                                }),
+                            )
+                            .await
+                            .map_err(|e| api_err(format!("killing {name}"), e))?;
+                        progress(&format!(" ✔ Container {name} Killed"));
+                    }
+                }
+                Control::Rm { force, .. } => {
+                    if status.is_alive() && !force {
+                        continue;
+                    }
+                    self.remove(&name).await?;
+                    progress(&format!(" ✔ Container {name} Removed"));
+                }
+                Control::Pause { pause, .. } => {
+                    let r = if *pause {
+                        self.docker.pause_container(&name).await
+                    } else {
+                        self.docker.unpause_container(&name).await
+                    };
+                    r.map_err(|e| {
+                        api_err(
+                            format!("{} {name}", if *pause { "pausing" } else { "unpausing" }),
+                            e,
+                        )
+                    })?;
+                    progress(&format!(
+                        " ✔ Container {name} {}",
+                        if *pause { "Paused" } else { "Unpaused" }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn run_one_off(
+        &self,
+        project: &str,
+        request: &RunRequest,
+    ) -> Result<RunOutcome> {
+        let loaded = berth_compose::load(&request.load.clone().into())
+            .map_err(|e| BackendError::invalid(e.to_string()))?;
+        if loaded.project.name != project {
+            return Err(BackendError::invalid(format!(
+                "the project loaded is {}, not {project}",
+                loaded.project.name
+            )));
+        }
+        let svc = loaded
+            .project
+            .services
+            .get(&request.service)
+            .ok_or_else(|| {
+                BackendError::not_found(format!("no such service: {}", request.service))
+            })?
+            .clone();
+        let images = BTreeMap::new();
+        let runtimes = BTreeMap::new();
+        let deps: Vec<String> = svc.depends_on.keys().cloned().collect();
+        let noop = |_: &str| {};
+        if !request.no_deps && !deps.is_empty() {
+            let flags = PlanFlags {
+                services: deps,
+                ..PlanFlags::default()
+            };
+            let up = UpRequest {
+                load: &request.load,
+                loaded: &loaded,
+                images: &images,
+                runtimes: &runtimes,
+                flags: &flags,
+            };
+            self.converge(&up, &noop).await?;
+        }
+        let flags = PlanFlags::default();
+        let up = UpRequest {
+            load: &request.load,
+            loaded: &loaded,
+            images: &images,
+            runtimes: &runtimes,
+            flags: &flags,
+        };
+        let (_, ctx) = self.make_plan(&up, true).await?;
+        let suffix: String = {
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!(
+                "{:012x}",
+                (n ^ (std::process::id() as u128) << 40) & 0xffff_ffff_ffff
+            )
+        };
+        let name = request
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{project}-{}-run-{suffix}", request.service));
+        let mut extra_ports: Vec<(String, PortBinding)> = Vec::new();
+        let service_ports = if request.service_ports {
+            svc.ports.clone()
+        } else {
+            Vec::new()
+        };
+        for p in &service_ports {
+            extra_ports.push((
+                format!("{}/{}", p.target, p.protocol),
+                PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: Some(p.published.clone().unwrap_or_default()),
+                },
+            ));
+        }
+        for spec_text in &request.ports {
+            // HOST:CONTAINER[/proto], IP:HOST:CONTAINER, or CONTAINER.
+            let (body, proto) = spec_text.split_once('/').unwrap_or((spec_text, "tcp"));
+            let parts: Vec<&str> = body.rsplitn(3, ':').collect();
+            let (target, host_port, host_ip) = match parts.as_slice() {
+                [t] => (*t, "", None),
+                [t, h] => (*t, *h, None),
+                [t, h, ip] => (*t, *h, Some(ip.to_string())),
+                _ => {
+                    return Err(BackendError::invalid(format!(
+                        "--publish {spec_text}: not a port"
+                    )))
+                }
+            };
+            extra_ports.push((
+                format!("{target}/{proto}"),
+                PortBinding {
+                    host_ip,
+                    host_port: Some(host_port.to_string()),
+                },
+            ));
+        }
+        let tweak = |body: &mut bollard::models::ContainerCreateBody| {
+            if let Some(c) = &request.command {
+                body.cmd = Some(c.clone());
+            }
+            if let Some(e) = &request.entrypoint {
+                body.entrypoint = Some(e.clone());
+                if request.command.is_none() {
+                    body.cmd = None;
+                }
+            }
+            let env = body.env.get_or_insert_with(Vec::new);
+            env.extend(request.env.iter().cloned());
+            if let Some(u) = &request.user {
+                body.user = Some(u.clone());
+            }
+            if let Some(w) = &request.workdir {
+                body.working_dir = Some(w.clone());
+            }
+            body.tty = Some(request.tty);
+            if !request.detach {
+                body.open_stdin = Some(true);
+                body.stdin_once = Some(true);
+                body.attach_stdin = Some(true);
+                body.attach_stdout = Some(true);
+                body.attach_stderr = Some(true);
+            }
+            if !extra_ports.is_empty() {
+                let hc = body.host_config.get_or_insert_with(Default::default);
+                let map = hc.port_bindings.get_or_insert_with(HashMap::new);
+                let exposed = body.exposed_ports.get_or_insert_with(Vec::new);
+                for (k, b) in &extra_ports {
+                    map.entry(k.clone())
+                        .or_insert_with(|| Some(Vec::new()))
+                        .get_or_insert_with(Vec::new)
+                        .push(b.clone());
+                    if !exposed.contains(k) {
+                        exposed.push(k.clone());
+                    }
+                }
+            }
+        };
+        let id = self
+            .create_with(
+                &ctx,
+                &request.service,
+                1,
+                &name,
+                Vec::new(),
+                true,
+                Some(&tweak),
+            )
+            .await?;
+        if request.detach {
+            self.start(&id, &name).await?;
+            return Ok(RunOutcome::Detached { name });
+        }
+        let attached = self
+            .docker
+            .attach_container(
+                &id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| api_err(format!("attaching to {name}"), e))?;
+        let _raw = RawTerminal::enter(request.tty);
+        let input = pump_stdin(attached.input);
+        self.start(&id, &name).await?;
+        pump_output(attached.output).await?;
+        input.abort();
+        let code = self.wait_exit(&id).await?;
+        drop(_raw);
+        if request.rm {
+            let _ = self
+                .docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+        Ok(RunOutcome::Exited {
+            code: i32::try_from(code).unwrap_or(1),
+        })
+    }
+
+    pub(crate) async fn exec_in(&self, _project: &str, request: &ExecRequest) -> Result<i32> {
+        let target = &request.container;
+        let id = if target.id.is_empty() {
+            &target.name
+        } else {
+            &target.id
+        };
+        let attach = !request.detach;
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdin: Some(attach),
+                    attach_stdout: Some(attach),
+                    attach_stderr: Some(attach),
+                    tty: Some(request.tty),
+                    env: (!request.env.is_empty()).then(|| request.env.clone()),
+                    cmd: Some(request.command.clone()),
+                    privileged: Some(request.privileged),
+                    user: request.user.clone(),
+                    working_dir: request.workdir.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api_err(format!("exec in {}", target.name), e))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: request.detach,
+                    tty: request.tty,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| api_err(format!("exec in {}", target.name), e))?;
+        match started {
+            StartExecResults::Detached => Ok(0),
+            StartExecResults::Attached { output, input } => {
+                let _raw = RawTerminal::enter(request.tty);
+                let pump = pump_stdin(input);
+                pump_output(output).await?;
+                pump.abort();
+                let inspect = self
+                    .docker
+                    .inspect_exec(&exec.id)
+                    .await
+                    .map_err(|e| api_err("reading the exec's exit code", e))?;
+                Ok(inspect.exit_code.map(|c| c as i32).unwrap_or(0))
+            }
+        }
+    }
+
+    pub(crate) async fn copy_files(&self, _project: &str, request: &CopyRequest) -> Result<()> {
+        let c = &request.container;
+        let id = if c.id.is_empty() { &c.name } else { &c.id };
+        if request.out {
+            let mut stream = self.docker.download_from_container(
+                id,
+                Some(DownloadFromContainerOptions {
+                    path: request.path.clone(),
+                }),
+            );
+            let mut archive = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| api_err(format!("{}:{}", c.name, request.path), e))?;
+                archive.extend_from_slice(&chunk);
+            }
+            match &request.host {
+                HostEnd::Stdio => {
+                    let mut o = std::io::stdout();
+                    o.write_all(&archive)
+                        .and_then(|_| o.flush())
+                        .map_err(|e| BackendError::engine(format!("writing to stdout: {e}")))?;
+                }
+                HostEnd::Path(dest) => extract(&archive, dest)?,
+            }
+            return Ok(());
+        }
+        let (archive, dir) = match &request.host {
+            HostEnd::Stdio => {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(|e| BackendError::engine(format!("reading stdin: {e}")))?;
+                (buf, request.path.clone())
+            }
+            HostEnd::Path(src) => {
+                // Into a directory the source keeps its name; onto another
+                // path it takes that path's name, as `docker cp` does.
+                let into_dir = self.is_dir(id, &request.path).await;
+                let (dir, name) = if into_dir {
+                    let name = src
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| ".".into());
+                    (request.path.clone(), name)
+                } else {
+                    let p = std::path::Path::new(&request.path);
+                    let parent = p
+                        .parent()
+                        .map(|d| d.to_string_lossy().into_owned())
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| "/".into());
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    (parent, name)
+                };
+                (pack(src, &name)?, dir)
+            }
+        };
+        self.docker
+            .upload_to_container(
+                id,
+                Some(UploadToContainerOptions {
+                    path: dir.clone(),
+                    ..Default::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| api_err(format!("{}:{dir}", c.name), e))
+    }
+
+    async fn is_dir(&self, id: &str, path: &str) -> bool {
+        // A stat of the path: its header carries the mode.
+        match self
+            .docker
+            .get_container_archive_info(
+                id,
+                Some(bollard::query_parameters::ContainerArchiveInfoOptions {
+                    path: path.to_string(),
+                }),
+            )
+            .await
+        {
+            Ok(info) => info.file_mode & (1 << 31) != 0,
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) async fn top_of(
+        &self,
+        _project: &str,
+        container: &Container,
+    ) -> Result<Vec<Process>> {
+        let id = if container.id.is_empty() {
+            &container.name
+        } else {
+            &container.id
+        };
+        let top = self
+            .docker
+            .top_processes(
+                id,
+                Some(TopOptions {
+                    ps_args: "-o uid,pid,ppid,args".into(),
+                }),
+            )
+            .await
+            .map_err(|e| api_err(format!("top of {}", container.name), e))?;
+        let titles = top.titles.unwrap_or_default();
+        let col = |name: &str| titles.iter().position(|t| t.eq_ignore_ascii_case(name));
+        let (uid, pid, ppid) = (col("UID"), col("PID"), col("PPID"));
+        let cmd = col("COMMAND").or_else(|| col("CMD"));
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let get = |i: Option<usize>| i.and_then(|i| p.get(i)).cloned().unwrap_or_default();
+                Process {
+                    uid: get(uid),
+                    pid: get(pid).parse().unwrap_or(0),
+                    ppid: get(ppid).parse().unwrap_or(0),
+                    command: get(cmd),
+                }
+            })
+            .collect())
+    }
+
+    pub(crate) async fn logs_of(
+        &self,
+        project: &str,
+        options: &LogOptions,
+        sink: &mut dyn FnMut(LogLine),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let all = self.inspect_project(project).await?;
+        if all.is_empty() {
+            return Err(BackendError::not_running(project));
+        }
+        let since = if options.from_now {
+            now_secs()
+        } else {
+            match &options.since {
+                Some(s) => parse_rfc3339(s)
+                    .ok_or_else(|| BackendError::invalid(format!("--since {s}: not a time")))?,
+                None => 0,
+            }
+        };
+        let until = match &options.until {
+            Some(s) => parse_rfc3339(s)
+                .ok_or_else(|| BackendError::invalid(format!("--until {s}: not a time")))?,
+            None => 0,
+        };
+        let mut streams = Vec::new();
+        for c in &all {
+            let l = labels_of(c);
+            let service = l.get(labels::SERVICE).cloned().unwrap_or_default();
+            if !options.services.is_empty() && !options.services.contains(&service) {
+                continue;
+            }
+            let name = name_of(c);
+            let s = self
+                .docker
+                .logs(
+                    &name,
+                    Some(LogsOptions {
+                        follow: options.follow,
+                        stdout: true,
+                        stderr: true,
+                        since: i32::try_from(since).unwrap_or(0),
+                        until: i32::try_from(until).unwrap_or(0),
+                        timestamps: true,
+                        tail: options
+                            .tail
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "all".into()),
+                    }),
+                )
+                .map(move |item| (name.clone(), service.clone(), item));
+            streams.push(Box::pin(s));
+        }
+        let mut merged = futures_util::stream::select_all(streams);
+        let line_of = |container: String, service: String, out: LogOutput| -> Vec<LogLine> {
+            let (stderr, bytes) = match out {
+                LogOutput::StdErr { message } => (true, message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
+                LogOutput::StdIn { .. } => return Vec::new(),
+            };
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| {
+                    let (time, text) = match l.split_once(' ') {
+                        Some((t, rest)) if t.len() > 20 && t.as_bytes()[4] == b'-' => {
+                            (Some(t.to_string()), rest.to_string())
+                        }
+                        _ => (None, l.to_string()),
+                    };
+                    LogLine {
+                        container: container.clone(),
+                        service: service.clone(),
+                        stderr,
+                        time,
+                        text,
+                    }
+                })
+                .collect()
+        };
+        if !options.follow {
+            let mut lines = Vec::new();
+            while let Some((c, s, item)) = merged.next().await {
+                match item {
+                    Ok(out) => lines.extend(line_of(c, s, out)),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(api_err(format!("logs of {c}"), e)),
+                }
+            }
+            // Oldest first across containers; the sort is stable, so lines
+            // of one container keep their order.
+            lines.sort_by(|a, b| a.time.cmp(&b.time));
+            for l in lines {
+                sink(l);
+            }
+            return Ok(());
+        }
+        loop {
+            if stop() {
+                return Ok(());
+            }
+            match tokio::time::timeout(STOP_POLL, merged.next()).await {
+                Err(_) => continue,
+                Ok(None) => return Ok(()),
+                Ok(Some((c, s, item))) => match item {
+                    Ok(out) => line_of(c, s, out).into_iter().for_each(&mut *sink),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(api_err(format!("logs of {c}"), e)),
+                },
+            }
+        }
+    }
+
+    pub(crate) async fn events_of(
+        &self,
+        project: &str,
+        sink: &mut dyn FnMut(Event),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let filters = HashMap::from([
+            ("label".to_string(), vec![labels::project_filter(project)]),
+            ("type".to_string(), vec!["container".to_string()]),
+        ]);
+        let mut stream = self.docker.events(Some(EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }));
+        loop {
+            if stop() {
+                return Ok(());
+            }
+            match tokio::time::timeout(STOP_POLL, stream.next()).await {
+                Err(_) => continue,
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(api_err("reading events", e)),
+                Ok(Some(Ok(m))) => sink(to_event(m)),
+            }
+        }
+    }
+}
+
+fn to_event(m: EventMessage) -> Event {
+    let attributes: BTreeMap<String, String> = m
+        .actor
+        .as_ref()
+        .and_then(|a| a.attributes.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let nanos = m
+        .time_nano
+        .or_else(|| m.time.map(|t| t * 1_000_000_000))
+        .unwrap_or(0);
+    Event {
+        time: rfc3339(nanos),
+        // `exec_start: sh -c …` carries its command; the action is the verb.
+        action: m
+            .action
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        container: attributes.get("name").cloned().unwrap_or_default(),
+        service: attributes.get(labels::SERVICE).cloned().unwrap_or_default(),
+        attributes,
+    }
+}
+
+/// `docker cp` out: into an existing directory the entry keeps its name;
+/// otherwise the top entry becomes `dest`.
+fn extract(archive: &[u8], dest: &std::path::Path) -> Result<()> {
+    let err = |e: std::io::Error| BackendError::engine(format!("{}: {e}", dest.display()));
+    let into_dir = dest.is_dir();
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let path = entry.path().map_err(err)?.into_owned();
+        let mut comps = path.components();
+        let first = comps.next();
+        let rest: std::path::PathBuf = comps.collect();
+        let out = if into_dir {
+            dest.join(&path)
+        } else if first.is_some() {
+            dest.join(rest)
+        } else {
+            continue;
+        };
+        // `unpack_in` refuses entries that leave the directory.
+        let (base, rel) = if into_dir {
+            (dest.to_path_buf(), path.clone())
+        } else {
+            let parent = dest.parent().unwrap_or(std::path::Path::new("."));
+            let rel = out.strip_prefix(parent).unwrap_or(&out).to_path_buf();
+            (parent.to_path_buf(), rel)
+        };
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!("{}: the archive leaves the destination", path.display()),
+            ));
+        }
+        let target = base.join(&rel);
+        if let Some(p) = target.parent() {
+            std::fs::create_dir_all(p).map_err(err)?;
+        }
+        entry.unpack(&target).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A tar of `src` (a file or a directory) named `name` at its top.
+fn pack(src: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    let err = |e: std::io::Error| BackendError::engine(format!("{}: {e}", src.display()));
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    let meta = std::fs::symlink_metadata(src).map_err(err)?;
+    if meta.is_dir() {
+        b.append_dir_all(name, src).map_err(err)?;
+    } else {
+        b.append_path_with_name(src, name).map_err(err)?;
+    }
+    b.into_inner().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = parse_rfc3339("2026-12-02T13:12:21Z").unwrap();
+        assert_eq!(rfc3339(t * 1_000_000_000), "2026-12-02T13:12:21.000000000Z");
+        assert_eq!(parse_rfc3339("2026-12-02T14:12:21+01:00"), Some(t));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.5Z"), Some(0));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,162 @@
+use crate::common::*;
+use berth_engine::backend::{
+    Control, CopyRequest, ExecRequest, HostEnd, LogOptions, RunOutcome, RunRequest,
+};
+use berth_engine::{Backend, Status};
+
+/// stop/start/kill/pause, exec, run, cp, top and logs on one project.
+#[test]
+fn control_exec_run_copy_top_and_logs() {
+    let b = backend();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "ops", "unused");
+    let p = Project::new(
+        "bdk-ops",
+        &format!(
+            "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo hello from web; echo oops >&2; exec sleep 1000\"]\n    stop_grace_period: 1s\n",
+            images["box"]
+        ),
+    );
+    p.up(&b).unwrap();
+    let web = || b.observe(&p.name).unwrap().unwrap().containers[0].clone();
+    assert_eq!(web().status, Status::Running);
+
+    // logs: both streams, oldest first, with times.
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while lines.len() < 2 && std::time::Instant::now() < deadline {
+        lines.clear();
+        b.logs(
+            &p.name,
+            &LogOptions::default(),
+            &mut |l| lines.push(l),
+            &|| false,
+        )
+        .unwrap();
+    }
+    let texts: Vec<(&str, bool)> = lines.iter().map(|l| (l.text.as_str(), l.stderr)).collect();
+    assert!(texts.contains(&("hello from web", false)), "{texts:?}");
+    assert!(texts.contains(&("oops", true)), "{texts:?}");
+    assert!(lines.iter().all(|l| l.time.is_some() && l.service == "web"));
+
+    // exec: the exit code comes back.
+    let code = b
+        .exec(
+            &p.name,
+            &ExecRequest {
+                container: web(),
+                command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+                ..ExecRequest::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(code, 3);
+
+    // cp in and back out.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("note.txt");
+    std::fs::write(&src, "copied through the Engine API").unwrap();
+    b.copy(
+        &p.name,
+        &CopyRequest {
+            container: web(),
+            path: "/tmp".into(),
+            host: HostEnd::Path(src.clone()),
+            out: false,
+        },
+    )
+    .unwrap();
+    let back = tmp.path().join("back.txt");
+    b.copy(
+        &p.name,
+        &CopyRequest {
+            container: web(),
+            path: "/tmp/note.txt".into(),
+            host: HostEnd::Path(back.clone()),
+            out: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "copied through the Engine API"
+    );
+
+    // top lists the sleeping main process.
+    let procs = b.top(&p.name, &web()).unwrap();
+    assert!(
+        procs.iter().any(|pr| pr.command.contains("sleep 1000")),
+        "{procs:?}"
+    );
+
+    // pause, unpause, stop, start.
+    b.control(
+        &p.name,
+        &Control::Pause {
+            services: vec![],
+            pause: true,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(web().status, Status::Paused);
+    b.control(
+        &p.name,
+        &Control::Pause {
+            services: vec![],
+            pause: false,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    b.control(
+        &p.name,
+        &Control::Stop {
+            services: vec!["web".into()],
+            timeout_secs: Some(0),
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(web().status, Status::Exited);
+    b.control(&p.name, &Control::Start { services: vec![] }, &|_| {})
+        .unwrap();
+    assert_eq!(web().status, Status::Running);
+    b.control(
+        &p.name,
+        &Control::Kill {
+            services: vec![],
+            signal: 9,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(web().status, Status::Exited);
+
+    // run: a one-off with its own exit code, labelled oneoff and removed.
+    let (load, _) = p.load();
+    let out = b
+        .run(
+            &p.name,
+            &RunRequest {
+                load,
+                service: "web".into(),
+                command: Some(vec!["sh".into(), "-c".into(), "exit 4".into()]),
+                rm: true,
+                ..RunRequest::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(out, RunOutcome::Exited { code: 4 });
+    let status = b.observe(&p.name).unwrap().unwrap();
+    assert_eq!(
+        status.containers.len(),
+        1,
+        "the one-off is gone: {:?}",
+        status.containers
+    );
+
+    assert!(p.down(&b));
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}
