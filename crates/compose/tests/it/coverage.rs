@@ -301,3 +301,46 @@ services.foo.volumes[6].consistency
 volumes.other-volume.labels";
     assert_eq!(coverage::not_applied(&project).join("\n"), expected);
 }
+
+/// Defends: the table cannot claim a refusal the engines do not make: the
+/// last part of every refused key is named, quoted, in the engines' or the
+/// CLI's sources (where refusals live), so a refusal that is removed, or a
+/// row marked refused by mistake, is noticed.
+#[test]
+fn every_refused_key_is_named_where_refusals_live() {
+    let mut text = String::new();
+    let mut stack: Vec<PathBuf> = std::fs::read_dir(repo().join("crates"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("engine") || n == "cli")
+        })
+        .map(|p| p.join("src"))
+        .collect();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                text.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    let unnamed: Vec<&str> = ROWS
+        .iter()
+        .filter(|r| r.status == Status::Refused)
+        .filter(|r| {
+            let leaf = r.key.rsplit(['.', '[', ']', '*']).find(|s| !s.is_empty());
+            !leaf.is_some_and(|l| text.contains(&format!("\"{l}\"")))
+        })
+        .map(|r| r.key)
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "refused in the table, but no engine or CLI source names them:\n{}",
+        unnamed.join("\n")
+    );
+}
