@@ -183,7 +183,7 @@ fn watch_loop(
                 "{}: {} {}{to}",
                 r.service,
                 r.action.as_str(),
-                r.path.display()
+                shown(&r.path)
             )
         })
         .collect();
@@ -192,15 +192,11 @@ fn watch_loop(
             eprintln!("Watching {}", describe.join("; "));
         }
         Progress::Changed { changed } => {
-            let shown: Vec<String> = changed
-                .iter()
-                .take(3)
-                .map(|p| p.display().to_string())
-                .collect();
+            let names: Vec<String> = changed.iter().take(3).map(|p| shown(p)).collect();
             let more = changed.len().saturating_sub(3);
             eprintln!(
                 "Changed: {}{}",
-                shown.join(", "),
+                names.join(", "),
                 if more > 0 {
                     format!(" and {more} more")
                 } else {
@@ -212,6 +208,17 @@ fn watch_loop(
         Progress::Warning(w) => eprintln!("warning: watch: {w}"),
     })
     .map_err(anyhow::Error::from)
+}
+
+/// A host path as the user would type it: relative to the current
+/// directory when below it (`./src`), else absolute.
+fn shown(path: &std::path::Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    match path.strip_prefix(&cwd) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => path.display().to_string(),
+    }
 }
 
 fn report(o: &Outcome) {
