@@ -73,3 +73,71 @@ pub fn apply(
     }
     outcomes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails every sync of `broken`; records what it was asked.
+    struct Recorder {
+        broken: &'static str,
+        calls: Vec<String>,
+    }
+
+    impl WatchTarget for Recorder {
+        fn sync(&mut self, service: &str, _: &[SyncFile], _: &[String]) -> Result<(), TargetError> {
+            self.calls.push(format!("sync {service}"));
+            if service == self.broken {
+                return Err("container is gone".into());
+            }
+            Ok(())
+        }
+        fn rebuild(&mut self, service: &str) -> Result<(), TargetError> {
+            self.calls.push(format!("rebuild {service}"));
+            Ok(())
+        }
+        fn restart(&mut self, service: &str) -> Result<(), TargetError> {
+            self.calls.push(format!("restart {service}"));
+            Ok(())
+        }
+        fn exec(&mut self, service: &str, _: &ExecHook) -> Result<(), TargetError> {
+            self.calls.push(format!("exec {service}"));
+            Ok(())
+        }
+    }
+
+    fn sync(service: &str) -> WatchAction {
+        WatchAction::Sync {
+            service: service.into(),
+            files: Vec::new(),
+            deletions: vec!["/app/x".into()],
+        }
+    }
+
+    #[test]
+    fn a_service_whose_sync_failed_is_not_restarted_onto_stale_code() {
+        let mut target = Recorder {
+            broken: "api",
+            calls: Vec::new(),
+        };
+        let actions = vec![
+            sync("api"),
+            WatchAction::Restart {
+                service: "api".into(),
+            },
+            sync("web"),
+            WatchAction::Restart {
+                service: "web".into(),
+            },
+        ];
+        let mut reported = 0;
+        let outcomes = apply(&mut target, actions, |_| reported += 1);
+        assert_eq!(target.calls, ["sync api", "sync web", "restart web"]);
+        assert_eq!(reported, 3);
+        assert_eq!(
+            outcomes[0].result.as_ref().unwrap_err().to_string(),
+            "container is gone"
+        );
+        assert!(outcomes[1..].iter().all(|o| o.result.is_ok()));
+    }
+}
