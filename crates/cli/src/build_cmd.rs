@@ -35,6 +35,10 @@ pub struct BuildArgs {
     /// `id=NAME,env=VAR`; its bytes never reach the image, the cache or the log
     #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
     secret: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh` (repeatable): `default` (from
+    /// $SSH_AUTH_SOCK) or `ID=SOCKET`
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
+    ssh: Vec<String>,
     /// Print nothing but errors
     #[arg(short, long)]
     quiet: bool,
@@ -75,6 +79,223 @@ fn parse_secret(text: &str) -> Result<(String, SecretSource)> {
         (None, SecretSource::File(_)) => bail!("--secret {text:?}: needs id="),
     };
     Ok((id, source))
+}
+
+/// compose `build` keys berth's builder does not carry out: refused by
+/// name before anything is built, never accepted and dropped.
+const UNSUPPORTED_BUILD_KEYS: &[(&str, &str)] = &[
+    ("cache_to", "the build cache is not exported"),
+    ("entitlements", "RUN steps never get extra privileges"),
+    ("privileged", "RUN steps are never privileged"),
+    ("ulimits", "RUN steps get the default limits"),
+    (
+        "additional_contexts",
+        "named build contexts are not supported yet",
+    ),
+    ("no_cache_filter", "use no_cache: true"),
+    ("provenance", "no attestation is made"),
+    ("sbom", "no attestation is made"),
+];
+
+fn check_build_keys(name: &str, b: &berth_compose::model::Build) -> Result<()> {
+    for (key, why) in UNSUPPORTED_BUILD_KEYS {
+        let Some(v) = b.extra.get(*key) else { continue };
+        // Explicitly off is what berth does anyway.
+        let off = matches!(v, serde_json::Value::Bool(false) | serde_json::Value::Null)
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_object().is_some_and(|o| o.is_empty());
+        if !off {
+            bail!("services.{name}.build.{key}: not supported by berth's builder ({why})");
+        }
+    }
+    if let Some(p) = b.extra.get("platforms") {
+        let host = Platform::host();
+        let host = format!("{}/{}", host.os, host.architecture);
+        let items = p
+            .as_array()
+            .with_context(|| format!("services.{name}.build.platforms: must be a list"))?;
+        for item in items {
+            let text = item.as_str().unwrap_or_default();
+            if text.trim_end_matches("/v1") != host {
+                bail!("services.{name}.build.platforms: {text:?}: berth builds for this host's platform ({host}) only");
+            }
+        }
+    }
+    if let Some(i) = b.extra.get("isolation") {
+        if i.as_str().is_some_and(|i| i != "default") {
+            bail!("services.{name}.build.isolation: only \"default\" applies on Linux");
+        }
+    }
+    Ok(())
+}
+
+/// compose `build.extra_hosts` (`host=ip`, `host:ip` or a mapping).
+fn build_extra_hosts(name: &str, b: &berth_compose::model::Build) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let key = || format!("services.{name}.build.extra_hosts");
+    let check = |host: &str, ip: &str| -> Result<(String, String)> {
+        let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
+        ip.parse::<std::net::IpAddr>()
+            .with_context(|| format!("{}: {host:?}: invalid address {ip:?}", key()))?;
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            bail!("{}: invalid host name {host:?}", key());
+        }
+        Ok((host.to_string(), ip.to_string()))
+    };
+    match b.extra.get("extra_hosts") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(items)) => {
+            for item in items {
+                let text = item
+                    .as_str()
+                    .with_context(|| format!("{}: entries are strings", key()))?;
+                let (host, ip) = text
+                    .split_once('=')
+                    .or_else(|| text.split_once(':'))
+                    .with_context(|| format!("{}: {text:?} is not host=ip", key()))?;
+                out.push(check(host, ip)?);
+            }
+        }
+        Some(serde_json::Value::Object(map)) => {
+            for (host, ip) in map {
+                match ip {
+                    serde_json::Value::Array(ips) => {
+                        for ip in ips {
+                            out.push(check(host, ip.as_str().unwrap_or_default())?);
+                        }
+                    }
+                    other => out.push(check(host, other.as_str().unwrap_or_default())?),
+                }
+            }
+        }
+        Some(_) => bail!("{}: must be a list or a mapping", key()),
+    }
+    Ok(out)
+}
+
+/// `default` (the agent of $SSH_AUTH_SOCK) or `ID=SOCKET`: an agent's
+/// socket for `RUN --mount=type=ssh`. A key file is refused: berth forwards
+/// agents, it does not run one.
+fn parse_ssh(text: &str) -> Result<(String, std::path::PathBuf)> {
+    let (id, path) = match text.split_once('=') {
+        Some((id, path)) => (id.trim().to_string(), path.trim().to_string()),
+        None => {
+            let sock = std::env::var("SSH_AUTH_SOCK")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .with_context(|| {
+                    format!(
+                        "{text}: SSH_AUTH_SOCK is not set (start ssh-agent, or give {text}=SOCKET)"
+                    )
+                })?;
+            (text.trim().to_string(), sock)
+        }
+    };
+    if id.is_empty() {
+        bail!("an empty id");
+    }
+    let path = match path.strip_prefix("~/") {
+        Some(rest) => {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
+        }
+        None => std::path::PathBuf::from(path),
+    };
+    let meta = std::fs::metadata(&path).with_context(|| format!("{id}: {}", path.display()))?;
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{id}: {} is not an agent socket (berth forwards ssh-agent sockets; ssh-add a key file to an agent)",
+            path.display()
+        );
+    }
+    Ok((id, path))
+}
+
+/// compose `build.ssh`: a list of `default` / `ID=SOCKET`, or a mapping.
+fn compose_ssh(
+    name: &str,
+    b: &berth_compose::model::Build,
+) -> Result<indexmap::IndexMap<String, std::path::PathBuf>> {
+    let mut out = indexmap::IndexMap::new();
+    let key = format!("services.{name}.build.ssh");
+    let entries: Vec<String> = match b.extra.get("ssh") {
+        None | Some(serde_json::Value::Null) => return Ok(out),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .with_context(|| format!("{key}: entries are strings"))?,
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(p) if !p.is_empty() => format!("{k}={p}"),
+                _ => k.clone(),
+            })
+            .collect(),
+        Some(_) => bail!("{key}: must be a list or a mapping"),
+    };
+    for e in entries {
+        let (id, socket) = parse_ssh(&e).with_context(|| key.clone())?;
+        out.insert(id, socket);
+    }
+    Ok(out)
+}
+
+/// compose `build.cache_from`: image references (`IMAGE` or
+/// `type=registry,ref=IMAGE`); other cache sources are refused by name.
+fn compose_cache_from(name: &str, b: &berth_compose::model::Build) -> Result<Vec<String>> {
+    let key = format!("services.{name}.build.cache_from");
+    let Some(v) = b.extra.get("cache_from") else {
+        return Ok(Vec::new());
+    };
+    let items = v
+        .as_array()
+        .with_context(|| format!("{key}: must be a list"))?;
+    let mut out = Vec::new();
+    for item in items {
+        let text = item
+            .as_str()
+            .with_context(|| format!("{key}: entries are strings"))?;
+        if !text.contains('=') {
+            out.push(text.to_string());
+            continue;
+        }
+        let mut kind = None;
+        let mut reference = None;
+        for field in text.split(',') {
+            match field.split_once('=') {
+                Some(("type", t)) => kind = Some(t),
+                Some(("ref", r)) => reference = Some(r),
+                _ => {}
+            }
+        }
+        match (kind, reference) {
+            (Some("registry"), Some(r)) => out.push(r.to_string()),
+            _ => bail!(
+                "{key}: {text:?}: berth reads image references (type=registry,ref=IMAGE) only"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// compose `build.shm_size`: bytes, or a size with a unit (`2g`, `512m`).
+fn build_shm_size(name: &str, b: &berth_compose::model::Build) -> Result<Option<u64>> {
+    let bad =
+        |v: &serde_json::Value| anyhow::anyhow!("services.{name}.build.shm_size: invalid size {v}");
+    match b.extra.get("shm_size") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Number(n)) => n
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| bad(v)),
+        Some(v @ serde_json::Value::String(s)) => berth_compose::units::parse_bytes(s)
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| bad(v)),
+        Some(v) => Err(bad(v)),
+    }
 }
 
 /// `build.secrets` of a service, from the project's top-level `secrets:`
@@ -319,24 +540,146 @@ impl BaseImages for StoreOrPull<'_> {
     }
 }
 
+/// How `berth build` shows steps (the global `--progress`); `up --build`
+/// leaves it at `Auto`.
+static PROGRESS: std::sync::OnceLock<crate::Progress> = std::sync::OnceLock::new();
+
+/// Lines of a running `RUN` step kept live on a terminal.
+const LIVE_LINES: usize = 6;
+
+/// Build progress on stderr. Plain: every step, every line of output, each
+/// finished step's time. On a terminal: each step with its time, a running
+/// step's last lines redrawn in place and collapsed when it ends (a failure
+/// prints the tail with the error anyway).
 struct StepProgress {
     service: String,
     quiet: bool,
+    tty: bool,
+    state: Mutex<StepState>,
+}
+
+#[derive(Default)]
+struct StepState {
+    /// The step running: its line and when it started.
+    current: Option<(String, Instant)>,
+    cached: bool,
+    live: std::collections::VecDeque<String>,
+    /// Lines drawn below the step's line, to erase on the next redraw.
+    drawn: usize,
+    last_draw: Option<Instant>,
+}
+
+impl StepProgress {
+    fn new(service: &str, quiet: bool) -> StepProgress {
+        let mode = PROGRESS.get().copied().unwrap_or(crate::Progress::Auto);
+        let tty = match mode {
+            crate::Progress::Tty => true,
+            crate::Progress::Auto => std::io::stderr().is_terminal(),
+            _ => false,
+        };
+        StepProgress {
+            service: service.to_string(),
+            quiet: quiet || mode == crate::Progress::Quiet,
+            tty,
+            state: Mutex::new(StepState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, StepState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Close the running step: its time (plain), or its line redrawn with
+    /// its time over its live output (terminal).
+    fn finish(&self, st: &mut StepState) {
+        let Some((text, started)) = st.current.take() else {
+            return;
+        };
+        let took = started.elapsed().as_secs_f64();
+        if self.tty {
+            erase(st.drawn + 1);
+            let how = if st.cached {
+                "CACHED".to_string()
+            } else {
+                format!("{took:.1}s")
+            };
+            eprintln!("{} | {text} {how}", self.service);
+        } else if !st.cached {
+            eprintln!("{} | DONE {took:.1}s", self.service);
+        }
+        st.live.clear();
+        st.drawn = 0;
+        st.cached = false;
+    }
+
+    fn redraw(&self, st: &mut StepState) {
+        let Some((text, started)) = &st.current else {
+            return;
+        };
+        erase(st.drawn + 1);
+        let mut out = format!(
+            "{} | {text} {:.1}s\n",
+            self.service,
+            started.elapsed().as_secs_f64()
+        );
+        // Cut to the terminal's usual width so a line never wraps (a
+        // wrapped line would throw off the erase).
+        for l in &st.live {
+            let l: String = l.chars().take(100).collect();
+            out.push_str(&format!("\x1b[2m{} |   {l}\x1b[0m\n", self.service));
+        }
+        eprint!("{out}");
+        st.drawn = st.live.len();
+        st.last_draw = Some(Instant::now());
+    }
+}
+
+/// Move up over `lines` lines just printed and clear them.
+fn erase(lines: usize) {
+    let mut out = String::new();
+    for _ in 0..lines {
+        out.push_str("\x1b[1A\x1b[2K");
+    }
+    eprint!("{out}\r");
+}
+
+impl StepProgress {
+    /// The last step is over.
+    fn done(&self) {
+        if !self.quiet {
+            let mut st = self.state();
+            self.finish(&mut st);
+        }
+    }
+}
+
+impl Drop for StepProgress {
+    fn drop(&mut self) {
+        // Ended by an error: the step's line and time stay, the error
+        // (with the output's tail) follows.
+        self.done();
+    }
 }
 
 impl BuildProgress for StepProgress {
     fn step(&self, stage: usize, index: usize, total: usize, text: &str) {
-        if !self.quiet {
-            eprintln!(
-                "{} | [stage {} {index}/{total}] {text}",
-                self.service,
-                stage + 1
-            );
+        if self.quiet {
+            return;
         }
+        let mut st = self.state();
+        self.finish(&mut st);
+        let line = format!("[stage {} {index}/{total}] {text}", stage + 1);
+        eprintln!("{} | {line}", self.service);
+        st.current = Some((line, Instant::now()));
     }
 
     fn cached(&self, _stage: usize, _index: usize) {
-        if !self.quiet {
+        if self.quiet {
+            return;
+        }
+        let mut st = self.state();
+        st.cached = true;
+        if !self.tty {
             eprintln!("{} | CACHED", self.service);
         }
     }
@@ -348,8 +691,24 @@ impl BuildProgress for StepProgress {
     }
 
     fn output(&self, _stage: usize, _index: usize, line: &str) {
-        if !self.quiet {
+        if self.quiet {
+            return;
+        }
+        if !self.tty {
             eprintln!("{} |   {line}", self.service);
+            return;
+        }
+        let mut st = self.state();
+        if st.live.len() == LIVE_LINES {
+            st.live.pop_front();
+        }
+        st.live.push_back(line.to_string());
+        // Redrawn at most 10 times a second: apt prints faster than that.
+        if st
+            .last_draw
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100))
+        {
+            self.redraw(&mut st);
         }
     }
 
@@ -362,6 +721,7 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     // Ctrl-C stops the build between steps or kills the running `RUN`,
     // leaving no container or mount; a second one exits at once.
     crate::up_cmd::install_client_signal_handlers();
+    let _ = PROGRESS.set(global.progress);
     let loaded = berth_compose::load(&load_options(global)?)?;
     let project = &loaded.project;
     let store = open_store()?;
@@ -388,6 +748,11 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         let (id, source) = parse_secret(text)?;
         secrets.insert(id, source);
     }
+    let mut ssh = indexmap::IndexMap::new();
+    for text in &args.ssh {
+        let (id, socket) = parse_ssh(text).with_context(|| format!("--ssh {text:?}"))?;
+        ssh.insert(id, socket);
+    }
     let services = selected(project, &args.services)?;
     let mut built_any = false;
     for (name, svc) in services {
@@ -404,7 +769,7 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             quiet: args.quiet,
             cli_args: &cli_args,
         };
-        build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &secrets)?;
+        build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &secrets, &ssh)?;
     }
     if !built_any && args.services.is_empty() && !args.quiet {
         eprintln!("no service has a build section");
@@ -424,7 +789,7 @@ pub struct BuildFlags<'a> {
 pub fn build_service(
     loaded: &berth_compose::Loaded,
     store: &Store,
-    bases: &dyn BaseImages,
+    bases: &(dyn BaseImages + Sync),
     name: &str,
     svc: &Service,
     b: &berth_compose::model::Build,
@@ -439,6 +804,7 @@ pub fn build_service(
         b,
         flags,
         &indexmap::IndexMap::new(),
+        &indexmap::IndexMap::new(),
     )
 }
 
@@ -448,14 +814,16 @@ pub fn build_service(
 fn build_service_with(
     loaded: &berth_compose::Loaded,
     store: &Store,
-    bases: &dyn BaseImages,
+    bases: &(dyn BaseImages + Sync),
     name: &str,
     svc: &Service,
     b: &berth_compose::model::Build,
     flags: &BuildFlags,
     cli_secrets: &indexmap::IndexMap<String, SecretSource>,
+    cli_ssh: &indexmap::IndexMap<String, std::path::PathBuf>,
 ) -> Result<()> {
     let project = &loaded.project;
+    check_build_keys(name, b)?;
     let image = service_image(project, name, svc)?;
     let mut tags = vec![image.to_string()];
     for t in &b.tags {
@@ -481,6 +849,8 @@ fn build_service_with(
     build_args.extend(flags.cli_args.clone());
     let mut secrets = compose_secrets(project, name, b)?;
     secrets.extend(cli_secrets.clone());
+    let mut ssh = compose_ssh(name, b)?;
+    ssh.extend(cli_ssh.clone());
     let labels = b
         .labels
         .iter()
@@ -506,18 +876,21 @@ fn build_service_with(
             .get("network")
             .and_then(|n| n.as_str())
             .map(str::to_string),
+        extra_hosts: build_extra_hosts(name, b)?,
+        shm_size: build_shm_size(name, b)?,
+        ssh,
+        cache_from: compose_cache_from(name, b)?,
     };
     let started = Instant::now();
-    let progress = StepProgress {
-        service: name.to_string(),
-        quiet: flags.quiet,
-    };
+    let progress = StepProgress::new(name, flags.quiet);
     // Ctrl-C (once handlers are installed) stops the running step and
     // removes its container and mounts.
-    let runner = berth_sandbox::BuildRunner::new(berth_oci::store::state_dir().join("sandbox"))
+    let sandbox = berth_sandbox::BuildRunner::new(berth_oci::store::state_dir().join("sandbox"))
         .with_interrupt(crate::up_cmd::interrupted);
+    let runner = BuildNetworkRunner::new(&sandbox);
     let built = builder::build_with(store, &req, bases, &runner, &progress)
         .with_context(|| format!("building service {name:?}"))?;
+    progress.done();
     if !flags.quiet {
         eprintln!(
             "{name} | built {} as {} in {:.2}s ({} of {} steps cached)",
@@ -633,5 +1006,208 @@ pub fn builder(cmd: BuilderCommand) -> Result<ExitCode> {
             println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The network `RUN` steps with the default network get: a namespace of
+/// their own on a bridge of berth's (one per state directory, there while
+/// builds use it), NAT'd outbound as containers
+/// are, IPv6 off (this machine's resolver drops AAAA queries, and glibc
+/// sends them whenever the namespace has IPv6: 5 s per lookup), and the
+/// resolvers containers get. One namespace serves every such step of a
+/// build (their processes never overlap); it goes when the build ends.
+///
+/// The sandbox runs a step with the host network in its caller's network
+/// namespace (it makes none), so the step is run from this thread while it
+/// has joined the build's namespace, and the thread returns afterwards.
+pub struct BuildNetworkRunner<'r> {
+    inner: &'r berth_sandbox::BuildRunner,
+    netns: Mutex<Option<BuildNetns>>,
+}
+
+/// The network of this state directory's builds: its bridge is named
+/// after it, so the builds of another state directory (another user's, a
+/// test's) have their own.
+fn build_network() -> String {
+    let state = berth_oci::store::state_dir();
+    format!(
+        "build-{}",
+        &Digest::of(state.to_string_lossy().as_bytes()).hex()[..10]
+    )
+}
+
+struct BuildNetns {
+    networks: berth_network::Networks,
+    name: String,
+    file: std::fs::File,
+    /// The resolv.conf of its steps (removed with it).
+    resolv: std::path::PathBuf,
+}
+
+impl Drop for BuildNetns {
+    fn drop(&mut self) {
+        let _ = self.networks.detach(&build_network(), &self.name);
+        let _ = berth_network::delete_netns(&self.name);
+        let _ = std::fs::remove_file(&self.resolv);
+        // The bridge and its rules go with the last build using them (a
+        // build still attached keeps them: removal then fails, harmlessly).
+        let _ = self.networks.remove(&build_network());
+    }
+}
+
+impl<'r> BuildNetworkRunner<'r> {
+    pub fn new(inner: &'r berth_sandbox::BuildRunner) -> BuildNetworkRunner<'r> {
+        BuildNetworkRunner {
+            inner,
+            netns: Mutex::new(None),
+        }
+    }
+
+    fn open_netns() -> Result<BuildNetns> {
+        let networks = berth_network::Networks::open(
+            berth_oci::store::state_dir().join("network"),
+            address_pool()?,
+        );
+        networks
+            .create(&build_network(), &Default::default())
+            .context("creating the network of RUN steps")?;
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "berth-build-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let path = berth_network::create_netns(&name)?;
+        let resolv = berth_oci::store::state_dir()
+            .join("network")
+            .join(format!("{name}.resolv.conf"));
+        let ns = BuildNetns {
+            file: std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?,
+            networks: networks.clone(),
+            name: name.clone(),
+            resolv,
+        };
+        // Before any interface is up, so no IPv6 address ever appears.
+        berth_network::disable_ipv6(&path)?;
+        let attached = networks.attach(&build_network(), &name, &path, None, &Default::default());
+        if let Err(berth_network::Error::NotFound(_)) = attached {
+            // The last other build removed the network between our create
+            // and attach: make it again.
+            networks.create(&build_network(), &Default::default())?;
+            networks.attach(&build_network(), &name, &path, None, &Default::default())?;
+        } else {
+            attached?;
+        }
+        let conf = berth_network::ResolvConf::for_containers()?;
+        std::fs::write(&ns.resolv, conf.render(None))?;
+        Ok(ns)
+    }
+}
+
+/// The pool networks take subnets from, as the engine reads it
+/// (`BERTH_ADDRESS_POOL=base/bits[,size]`), so the build's network never
+/// overlaps a project's.
+fn address_pool() -> Result<berth_network::PoolConfig> {
+    let Ok(text) = std::env::var("BERTH_ADDRESS_POOL") else {
+        return Ok(Default::default());
+    };
+    let (base, size) = match text.split_once(',') {
+        Some((b, s)) => (
+            b,
+            s.trim()
+                .parse::<u8>()
+                .with_context(|| format!("BERTH_ADDRESS_POOL={text:?}: size"))?,
+        ),
+        None => (text.as_str(), 24),
+    };
+    let base = base
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("BERTH_ADDRESS_POOL={text:?}: {e}"))?;
+    berth_network::PoolConfig::new(base, size)
+        .map_err(|e| anyhow::anyhow!("BERTH_ADDRESS_POOL={text:?}: {e}"))
+}
+
+/// This thread inside a network namespace until [`Joined::leave`] (or drop).
+struct Joined {
+    home: Option<std::fs::File>,
+}
+
+impl Joined {
+    fn enter(ns: &std::fs::File) -> std::io::Result<Joined> {
+        use std::os::fd::AsRawFd;
+        let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+        // SAFETY: setns with a namespace fd we hold; CLONE_NEWNET makes the
+        // kernel refuse anything else. It changes this thread only.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Joined { home: Some(home) })
+    }
+
+    fn leave(mut self) -> std::io::Result<()> {
+        self.back()
+    }
+
+    fn back(&mut self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(home) = self.home.take() else {
+            return Ok(());
+        };
+        // SAFETY: as in `enter`, with the namespace this thread came from.
+        if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        if self.back().is_err() {
+            // Anything this thread did next would be in the build's
+            // namespace: stopping is the only safe thing left.
+            eprintln!("error: cannot return from the build's network namespace");
+            std::process::exit(1);
+        }
+    }
+}
+
+impl builder::RunSteps for BuildNetworkRunner<'_> {
+    fn run(
+        &self,
+        store: &Store,
+        step: &builder::RunStep,
+        output: &mut dyn FnMut(&str),
+        commit: &mut dyn FnMut(&std::path::Path) -> std::result::Result<(), builder::RunError>,
+    ) -> std::result::Result<builder::RunOutcome, builder::RunError> {
+        if step.network != builder::RunNetwork::Default {
+            return self.inner.run(store, step, output, commit);
+        }
+        // Held only to make or look up the namespace: steps of parallel
+        // stages run in it side by side.
+        let (file, resolv) = {
+            let mut slot = self.netns.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(Self::open_netns().map_err(|e| format!("{e:#}"))?);
+            }
+            let Some(ns) = slot.as_ref() else {
+                return Err("the build's network namespace is gone".into());
+            };
+            (ns.file.try_clone()?, ns.resolv.clone())
+        };
+        let mut step = step.clone();
+        step.mounts.push(builder::RunMount {
+            target: "/etc/resolv.conf".into(),
+            kind: builder::RunMountKind::Bind {
+                source: resolv,
+                read_only: true,
+            },
+        });
+        let joined = Joined::enter(&file)?;
+        let result = self.inner.run(store, &step, output, commit);
+        joined.leave()?;
+        result
     }
 }

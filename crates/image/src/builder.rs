@@ -90,6 +90,17 @@ pub struct BuildRequest {
     /// The network of `RUN` steps without `--network` (compose
     /// `build.network`): `default`, `host` or `none`.
     pub network: Option<String>,
+    /// `/etc/hosts` entries of `RUN` steps (compose `build.extra_hosts`):
+    /// host name and address.
+    pub extra_hosts: Vec<(String, String)>,
+    /// The size of `RUN` steps' `/dev/shm` (compose `build.shm_size`).
+    pub shm_size: Option<u64>,
+    /// Images whose build records answer steps as the cache does (compose
+    /// `build.cache_from`): local, or pulled like a base image.
+    pub cache_from: Vec<String>,
+    /// SSH agent sockets `RUN --mount=type=ssh` may forward, by id
+    /// (`--ssh default=$SSH_AUTH_SOCK`, compose `build.ssh`).
+    pub ssh: IndexMap<String, PathBuf>,
 }
 
 /// Where a build secret's bytes come from (`--secret id=…,src=…|env=…`).
@@ -240,9 +251,26 @@ struct StageState {
     args: Vec<(String, String)>,
     /// CMD came from the base image (an ENTRYPOINT then clears it).
     cmd_inherited: bool,
+    /// The key of each step that made a layer of this stage, and the layer's index.
+    records: Vec<(Digest, usize)>,
+    /// False for a stage the build does not need (or has not built yet):
+    /// it only keeps the stage indexes of the others right.
+    built: bool,
 }
 
 impl StageState {
+    fn placeholder() -> StageState {
+        StageState {
+            config: ImageConfig::default(),
+            layers: Vec::new(),
+            key: Digest::of(b""),
+            args: Vec::new(),
+            cmd_inherited: false,
+            records: Vec::new(),
+            built: false,
+        }
+    }
+
     fn env_pairs(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.args.clone();
         for e in self.config.config.env.iter().flatten() {
@@ -313,9 +341,9 @@ impl Exclude for IgnoreFile {
 struct Builder<'a> {
     store: &'a Store,
     req: &'a BuildRequest,
-    bases: &'a dyn BaseImages,
-    runner: &'a dyn RunSteps,
-    progress: &'a dyn BuildProgress,
+    bases: &'a (dyn BaseImages + Sync),
+    runner: &'a (dyn RunSteps + Sync),
+    progress: &'a (dyn BuildProgress + Sync),
     file: String,
     escape: char,
     context_entries: Option<Vec<Entry>>,
@@ -325,7 +353,17 @@ struct Builder<'a> {
     stage_dirs: HashMap<Digest, ScratchDir>,
     cached_steps: usize,
     steps: usize,
+    /// Step keys → layers, from the images of `cache_from`.
+    imported: HashMap<Digest, Layer>,
 }
+
+/// Where a built image's config records which step made which layer, so
+/// that a build naming it in `cache_from` can reuse its layers (as
+/// BuildKit's inline cache): `[{"key": "sha256:…", "layer": index}]`.
+const CACHE_RECORDS: &str = "berth.build.cache";
+
+/// A stage as later stages see it: its `AS` name and its state.
+type Named = (Option<String>, StageState);
 
 /// A directory removed when the build ends, however it ends.
 struct ScratchDir(PathBuf);
@@ -340,8 +378,8 @@ impl Drop for ScratchDir {
 pub fn build(
     store: &Store,
     req: &BuildRequest,
-    bases: &dyn BaseImages,
-    progress: &dyn BuildProgress,
+    bases: &(dyn BaseImages + Sync),
+    progress: &(dyn BuildProgress + Sync),
 ) -> Result<Built> {
     build_with(store, req, bases, &NoRun, progress)
 }
@@ -350,9 +388,9 @@ pub fn build(
 pub fn build_with(
     store: &Store,
     req: &BuildRequest,
-    bases: &dyn BaseImages,
-    runner: &dyn RunSteps,
-    progress: &dyn BuildProgress,
+    bases: &(dyn BaseImages + Sync),
+    runner: &(dyn RunSteps + Sync),
+    progress: &(dyn BuildProgress + Sync),
 ) -> Result<Built> {
     let (text, file) = match &req.dockerfile {
         DockerfileSource::Inline(t) => (t.clone(), "Dockerfile (inline)".to_string()),
@@ -392,7 +430,15 @@ pub fn build_with(
         stage_dirs: HashMap::new(),
         cached_steps: 0,
         steps: 0,
+        imported: HashMap::new(),
     };
+    for reference in &req.cache_from {
+        if let Err(message) = b.import_cache(reference) {
+            // As BuildKit: a cache source that cannot be read is a note,
+            // the build goes on without it.
+            progress.note(&format!("cache_from {reference}: {message}; not used"));
+        }
+    }
 
     // Global ARGs: defaults overridden by --build-arg; usable in FROM lines.
     // BuildKit's automatic platform ARGs, usable in FROM lines.
@@ -431,43 +477,102 @@ pub fn build_with(
             .ok_or_else(|| BuildError::NoTarget(t.clone()))?,
         None => dockerfile.stages.len().saturating_sub(1),
     };
-    let mut done: Vec<(Option<String>, StageState)> = Vec::new();
-    for (i, stage) in dockerfile.stages.iter().enumerate().take(last + 1) {
-        let base = expand(&stage.base, &global, b.escape).map_err(|e| BuildError::Step {
-            file: b.file.clone(),
-            line: stage.start_line,
-            instruction: "FROM".into(),
-            message: e.to_string(),
-        })?;
-        let total = stage.instructions.len() + 1;
-        progress.step(i, 1, total, &format!("FROM {base}"));
-        let platform = match &stage.platform {
-            Some(text) => {
-                let text = expand(text, &global, b.escape).unwrap_or_else(|_| text.clone());
-                Platform::parse(&text).ok_or_else(|| BuildError::Step {
-                    file: b.file.clone(),
-                    line: stage.start_line,
-                    instruction: "FROM".into(),
-                    message: format!("--platform={text}: expected os/arch[/variant]"),
-                })?
-            }
-            None => req.platform.clone(),
-        };
-        let mut state = b.from(&base, &done, stage.start_line, &platform)?;
-        for (j, cmd) in stage.instructions.iter().enumerate() {
-            if progress.cancelled() {
-                return Err(BuildError::Interrupted);
-            }
-            progress.step(i, j + 2, total, cmd.source.trim());
-            b.steps += 1;
-            let cached = b.run(&mut state, cmd, &global, &done, i, j + 2)?;
-            if cached {
-                b.cached_steps += 1;
-                progress.cached(i, j + 2);
+    let stages = &dockerfile.stages[..(last + 1).min(dockerfile.stages.len())];
+    let deps = stage_deps(stages, &global, b.escape);
+    // Only what the target needs: a stage nothing needs is never built,
+    // and its base image never fetched.
+    let mut needed = vec![false; stages.len()];
+    let mut todo = vec![last];
+    while let Some(i) = todo.pop() {
+        if i < needed.len() && !needed[i] {
+            needed[i] = true;
+            todo.extend(deps[i].iter().copied());
+        }
+    }
+    let mut built: Vec<Option<StageState>> = vec![None; stages.len()];
+    // What stage `i` may refer to: the stages before it, those not built
+    // as placeholders (so indexes stay right).
+    let snapshot = |built: &[Option<StageState>], i: usize| -> Vec<Named> {
+        (0..i)
+            .map(|k| match &built[k] {
+                Some(st) => (stages[k].name.clone(), st.clone()),
+                None => (None, StageState::placeholder()),
+            })
+            .collect()
+    };
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    loop {
+        // Every needed stage whose stages are built: these run side by side.
+        let ready: Vec<usize> = (0..stages.len())
+            .filter(|&i| {
+                needed[i] && built[i].is_none() && deps[i].iter().all(|d| built[*d].is_some())
+            })
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        if let [i] = ready[..] {
+            let done = snapshot(&built, i);
+            built[i] = Some(b.stage(i, &stages[i], &done, &global, &abort)?);
+            continue;
+        }
+        let jobs: Vec<(usize, Builder, Vec<Named>)> = ready
+            .iter()
+            .map(|&i| (i, b.child(), snapshot(&built, i)))
+            .collect();
+        let global = &global;
+        let abort = &abort;
+        let results: Vec<(usize, Result<StageState>, usize, usize)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(i, mut child, done)| {
+                    let stage = &stages[i];
+                    scope.spawn(move || {
+                        let r = child.stage(i, stage, &done, global, abort);
+                        if r.is_err() {
+                            // The others stop at their next step.
+                            abort.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        (i, r, child.steps, child.cached_steps)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (usize::MAX, Err(BuildError::Interrupted), 0, 0))
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for (i, r, steps, cached) in results {
+            b.steps += steps;
+            b.cached_steps += cached;
+            match r {
+                Ok(st) => built[i] = Some(st),
+                // The error of the stage that failed, not an "interrupted"
+                // of one stopped because of it.
+                Err(BuildError::Interrupted) if first_error.is_some() => {}
+                Err(e) => {
+                    if first_error
+                        .as_ref()
+                        .is_none_or(|f| matches!(f, BuildError::Interrupted))
+                    {
+                        first_error = Some(e);
+                    }
+                }
             }
         }
-        done.push((stage.name.clone(), state));
+        if let Some(e) = first_error {
+            return Err(e);
+        }
     }
+    let mut done: Vec<(Option<String>, StageState)> = built
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, st)| st.map(|st| (stages[i].name.clone(), st)))
+        .collect();
     let (_, mut state) = done.pop().ok_or_else(|| BuildError::Step {
         file: b.file.clone(),
         line: 1,
@@ -483,6 +588,17 @@ pub fn build_with(
             .insert(k.clone(), v.clone());
     }
     state.config.created = Some(rfc3339(layer_mtime()));
+    if !state.records.is_empty() {
+        let records: Vec<serde_json::Value> = state
+            .records
+            .iter()
+            .map(|(key, layer)| serde_json::json!({"key": key.to_string(), "layer": layer}))
+            .collect();
+        state
+            .config
+            .extra
+            .insert(CACHE_RECORDS.into(), serde_json::Value::Array(records));
+    }
     let config_desc = store.put_json(media::OCI_CONFIG, &state.config)?;
     let manifest = ImageManifest {
         schema_version: 2,
@@ -526,7 +642,227 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// The stages each stage needs: its base when that is a stage, and the
+/// stages its `COPY --from` and `RUN --mount=…,from=` read (by name or
+/// index; names expanded with the global ARGs as FROM lines are).
+fn stage_deps(
+    stages: &[berth_dockerfile::Stage],
+    global: &[(String, String)],
+    escape: char,
+) -> Vec<Vec<usize>> {
+    let find = |i: usize, name: &str| -> Option<usize> {
+        let name = expand(name, global, escape).unwrap_or_else(|_| name.to_string());
+        let lower = name.to_lowercase();
+        stages[..i]
+            .iter()
+            .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| lower.parse::<usize>().ok().filter(|k| *k < i))
+    };
+    stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let mut deps: Vec<usize> = find(i, &stage.base).into_iter().collect();
+            for cmd in &stage.instructions {
+                match &cmd.instruction {
+                    Instruction::Copy { from: Some(f), .. } => deps.extend(find(i, f)),
+                    Instruction::Run { mounts, .. } => {
+                        for raw in mounts {
+                            let spec = expand(raw, global, escape).unwrap_or_else(|_| raw.clone());
+                            if let Ok(m) = berth_dockerfile::parse_mount(&spec) {
+                                if let Some(f) = &m.from {
+                                    deps.extend(find(i, f));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        })
+        .collect()
+}
+
+impl<'a> Builder<'a> {
+    /// A builder for a stage run beside others: the same build, its own
+    /// scratch state (counted back into this one by the caller).
+    fn child(&self) -> Builder<'a> {
+        Builder {
+            store: self.store,
+            req: self.req,
+            bases: self.bases,
+            runner: self.runner,
+            progress: self.progress,
+            file: self.file.clone(),
+            escape: self.escape,
+            context_entries: self.context_entries.clone(),
+            file_hashes: self.file_hashes.clone(),
+            cache_dir: self.cache_dir.clone(),
+            stage_dirs: HashMap::new(),
+            cached_steps: 0,
+            steps: 0,
+            imported: self.imported.clone(),
+        }
+    }
+
+    /// Build stage `i` on the stages before it (`done`).
+    fn stage(
+        &mut self,
+        i: usize,
+        stage: &berth_dockerfile::Stage,
+        done: &[(Option<String>, StageState)],
+        global: &[(String, String)],
+        abort: &std::sync::atomic::AtomicBool,
+    ) -> Result<StageState> {
+        let progress = self.progress;
+        let base = expand(&stage.base, global, self.escape).map_err(|e| BuildError::Step {
+            file: self.file.clone(),
+            line: stage.start_line,
+            instruction: "FROM".into(),
+            message: e.to_string(),
+        })?;
+        let total = stage.instructions.len() + 1;
+        progress.step(i, 1, total, &format!("FROM {base}"));
+        let platform = match &stage.platform {
+            Some(text) => {
+                let text = expand(text, global, self.escape).unwrap_or_else(|_| text.clone());
+                Platform::parse(&text).ok_or_else(|| BuildError::Step {
+                    file: self.file.clone(),
+                    line: stage.start_line,
+                    instruction: "FROM".into(),
+                    message: format!("--platform={text}: expected os/arch[/variant]"),
+                })?
+            }
+            None => self.req.platform.clone(),
+        };
+        let mut state = self.from(&base, done, stage.start_line, &platform)?;
+        let stopped = || progress.cancelled() || abort.load(std::sync::atomic::Ordering::Relaxed);
+        // ONBUILD triggers of the base run first, and are not inherited
+        // further (BuildKit runs a base stage's as well as a base image's).
+        let triggers = state.config.config.on_build.take().unwrap_or_default();
+        if !triggers.is_empty() {
+            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+            let parsed = berth_dockerfile::parse(&text).map_err(|e| BuildError::Step {
+                file: self.file.clone(),
+                line: stage.start_line,
+                instruction: "FROM".into(),
+                message: format!("an ONBUILD trigger of {base}: {e}"),
+            })?;
+            for cmd in parsed.stages.iter().flat_map(|s| s.instructions.iter()) {
+                if stopped() {
+                    return Err(BuildError::Interrupted);
+                }
+                let label = format!("ONBUILD {}", cmd.source.trim());
+                progress.step(i, 1, total, &label);
+                self.steps += 1;
+                // Errors point at the FROM line that brought the trigger in.
+                let mut cmd = cmd.clone();
+                cmd.start_line = stage.start_line;
+                let cached =
+                    self.run(&mut state, &cmd, global, done, i, 1)
+                        .map_err(|e| match e {
+                            BuildError::Step {
+                                file,
+                                line,
+                                message,
+                                ..
+                            } => BuildError::Step {
+                                file,
+                                line,
+                                instruction: label.clone(),
+                                message,
+                            },
+                            other => other,
+                        })?;
+                if cached {
+                    self.cached_steps += 1;
+                    progress.cached(i, 1);
+                }
+            }
+        }
+        for (j, cmd) in stage.instructions.iter().enumerate() {
+            if stopped() {
+                return Err(BuildError::Interrupted);
+            }
+            progress.step(i, j + 2, total, cmd.source.trim());
+            self.steps += 1;
+            let cached = self.run(&mut state, cmd, global, done, i, j + 2)?;
+            if cached {
+                self.cached_steps += 1;
+                progress.cached(i, j + 2);
+            }
+        }
+        Ok(state)
+    }
+}
+
 impl Builder<'_> {
+    /// The layer a step with `key` made before, from this store's records or
+    /// a `cache_from` image; never under `--no-cache`.
+    fn cached_layer(&self, key: &Digest) -> Option<Layer> {
+        if self.req.no_cache {
+            return None;
+        }
+        if let Some(entry) = read_cache(&self.cache_dir.join(key.hex())) {
+            if self.store.has_blob(&entry.layer.digest) {
+                return Some(Layer {
+                    diff_id: entry.layer.digest.clone(),
+                    descriptor: entry.layer,
+                });
+            }
+        }
+        self.imported
+            .get(key)
+            .filter(|l| self.store.has_blob(&l.descriptor.digest))
+            .cloned()
+    }
+
+    /// Read the build records of a `cache_from` image.
+    fn import_cache(&mut self, reference: &str) -> std::result::Result<(), String> {
+        let name = self
+            .bases
+            .ensure(self.store, reference, false, &self.req.platform)?;
+        let image = self
+            .store
+            .image(&name, &self.req.platform)
+            .map_err(|e| e.to_string())?;
+        let Some(records) = image
+            .config
+            .extra
+            .get(CACHE_RECORDS)
+            .and_then(|r| r.as_array())
+        else {
+            return Err("the image has no build records (it was not built by berth)".into());
+        };
+        for r in records {
+            let key = r
+                .get("key")
+                .and_then(|k| k.as_str())
+                .and_then(|k| k.parse::<Digest>().ok());
+            let index = r.get("layer").and_then(|i| i.as_u64()).map(|i| i as usize);
+            let (Some(key), Some(index)) = (key, index) else {
+                continue;
+            };
+            let (Some(desc), Some(diff_id)) = (
+                image.manifest.layers.get(index),
+                image.config.rootfs.diff_ids.get(index),
+            ) else {
+                continue;
+            };
+            self.imported.insert(
+                key,
+                Layer {
+                    descriptor: desc.clone(),
+                    diff_id: diff_id.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
     fn fail(&self, cmd: &Command, message: impl Into<String>) -> BuildError {
         let instruction = cmd
             .source
@@ -553,7 +889,7 @@ impl Builder<'_> {
         if let Some((_, s)) = done
             .iter()
             .rev()
-            .find(|(n, _)| n.as_deref() == Some(&lower))
+            .find(|(n, s)| s.built && n.as_deref() == Some(&lower))
         {
             let mut s = s.clone();
             s.args.clear();
@@ -574,6 +910,8 @@ impl Builder<'_> {
                 layers: Vec::new(),
                 args: Vec::new(),
                 cmd_inherited: false,
+                records: Vec::new(),
+                built: true,
             });
         }
         let name = self
@@ -585,6 +923,8 @@ impl Builder<'_> {
             })?;
         let image = self.store.image(&name, platform)?;
         let mut config = image.config.clone();
+        // The base's records name its layers by index in its own build.
+        config.extra.shift_remove(CACHE_RECORDS);
         if config
             .config
             .env
@@ -603,6 +943,8 @@ impl Builder<'_> {
             config,
             layers: image.manifest.layers.clone(),
             args: Vec::new(),
+            records: Vec::new(),
+            built: true,
         })
     }
 
@@ -887,8 +1229,14 @@ impl Builder<'_> {
         done: &[(Option<String>, StageState)],
     ) -> Result<(Digest, PathBuf)> {
         let lower = source.to_lowercase();
-        let by_name = done.iter().find(|(n, _)| n.as_deref() == Some(&lower));
-        let by_index = source.parse::<usize>().ok().and_then(|i| done.get(i));
+        let by_name = done
+            .iter()
+            .find(|(n, s)| s.built && n.as_deref() == Some(&lower));
+        let by_index = source
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| done.get(i))
+            .filter(|(_, s)| s.built);
         let (key, layers) = match by_name.or(by_index) {
             Some((_, st)) => (st.key.clone(), st.layers.clone()),
             None => {
@@ -901,9 +1249,12 @@ impl Builder<'_> {
             }
         };
         if !self.stage_dirs.contains_key(&key) {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            // Builders of parallel stages may unpack the same stage at once.
             let dir = self.store.root().join("ingest").join(format!(
-                "stage-{}-{}",
+                "stage-{}-{}-{}",
                 std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 key.short()
             ));
             let _ = std::fs::remove_dir_all(&dir);
@@ -1038,18 +1389,10 @@ impl Builder<'_> {
             &parts.iter().map(String::as_str).collect::<Vec<_>>(),
         );
         let cache_file = self.cache_dir.join(key.hex());
-        if !self.req.no_cache {
-            if let Some(entry) = read_cache(&cache_file) {
-                if self.store.has_blob(&entry.layer.digest) {
-                    state.key = key;
-                    let layer = Layer {
-                        diff_id: entry.layer.digest.clone(),
-                        descriptor: entry.layer,
-                    };
-                    push_layer(state, layer, cmd);
-                    return Ok(true);
-                }
-            }
+        if let Some(layer) = self.cached_layer(&key) {
+            state.key = key;
+            push_layer(state, layer, cmd);
+            return Ok(true);
         }
         let mut l = LayerBuilder::new(self.store)?;
         // Parent directories of the destination, so the layer stands alone.
@@ -1256,9 +1599,13 @@ impl Builder<'_> {
     }
 }
 
+/// Add a step's layer; `state.key` is already the step's key.
 fn push_layer(state: &mut StageState, layer: Layer, cmd: &Command) {
     state.config.rootfs.diff_ids.push(layer.diff_id);
     state.layers.push(layer.descriptor);
+    state
+        .records
+        .push((state.key.clone(), state.layers.len() - 1));
     state.config.history.push(History {
         created_by: Some(cmd.source.trim().to_string()),
         ..Default::default()

@@ -9,54 +9,53 @@
 use crate::common::{repo, text};
 use crate::up::{free_port, http_get, DownOnDrop, Registry};
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "pypi-token-7c1d0e55aa";
 
-/// A Python app: Debian's python3 from `apt-get` (a heredoc, apt's caches
-/// as cache mounts), `pip install -r requirements.txt` (with the usual
-/// cache mount, though this machine's HTTPS proxy makes pip's responses
-/// uncacheable), a build secret, `berth up`.
-const DOCKERFILE: &str = r#"FROM debian:bookworm-slim
-# The host's HTTPS proxy CA (in the base) outlives ca-certificates' rewrite.
-RUN cp /etc/ssl/certs/ca-certificates.crt /etc/ssl/host-ca.pem
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked <<EOF
-set -e
-apt-get update -q
-apt-get install -y -q --no-install-recommends python3 python3-pip
-EOF
-ENV PIP_CERT=/etc/ssl/host-ca.pem PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
-COPY requirements.txt .
-RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
-RUN --mount=type=secret,id=token sha256sum /run/secrets/token | cut -c1-12 > /app/token.sum
-COPY app.py .
-CMD ["python3", "app.py"]
-"#;
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
 
-const APP: &str = r#"import bottle
+/// Every regular file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            found.extend(files_holding(&e.path(), needle));
+        } else if t.is_file() {
+            let bytes = fs::read(e.path()).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
 
-@bottle.route("/")
-def index():
-    with open("/app/token.sum") as f:
-        return "bottle %s, token %s\n" % (bottle.__version__, f.read().strip())
-
-bottle.run(host="0.0.0.0", port=8000, quiet=True)
-"#;
-
-fn sha12(data: &str) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(data.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    text(&out.stdout)[..12].to_string()
+/// The lines of a build log, and the line after the step whose text holds
+/// `needle` (`CACHED` when the step was answered from the cache).
+fn after_step<'l>(log: &'l str, needle: &str) -> &'l str {
+    let lines: Vec<&str> = log.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains("] ") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no step {needle:?} in {log}"));
+    lines.get(i + 1).copied().unwrap_or("")
 }
 
 /// A loopback registry serving `debian:bookworm-slim`, a project dir and a
@@ -99,9 +98,21 @@ impl Project {
         }
     }
 
+    /// A project made of the fixture `crates/cli/tests/fixtures/NAME`.
+    fn fixture(name: &str) -> Project {
+        let p = Project::new(name);
+        copy_dir(&repo().join("crates/cli/tests/fixtures").join(name), &p.dir);
+        p
+    }
+
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(&self.dir)
             .env("BERTH_STATE_DIR", &self.state)
             .env("BERTH_CONFIG", self.tmp.path().join("none.toml"))
@@ -139,14 +150,11 @@ impl Project {
 
 #[test]
 fn a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers() {
-    let p = Project::new("pyapp");
+    let p = Project::fixture("python-app");
     let dir = &p.dir;
     let state = &p.state;
     let berth = |args: &[&str]| p.run(args);
     let port = free_port();
-    fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
-    fs::write(dir.join("requirements.txt"), "bottle==0.12.25\n").unwrap();
-    fs::write(dir.join("app.py"), APP).unwrap();
     fs::write(dir.join("token.txt"), SECRET).unwrap();
     fs::write(
         dir.join("compose.yaml"),
@@ -187,7 +195,7 @@ fn a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers() {
     assert!(fresh.status.success(), "build --no-cache: {log}");
     assert!(log.contains("Need to get 0 B/"), "{log}");
 
-    let want = format!("bottle 0.12.25, token {}", sha12(SECRET));
+    let want = format!("bottle 0.12.25, token {}", &sha256_hex(SECRET)[..12]);
     let _down = p.up_and_answer(port, &want);
     let down = berth(&["down", "-t", "1"]);
     assert!(down.status.success(), "down: {}", text(&down.stderr));
@@ -199,18 +207,7 @@ fn a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers() {
 /// only reruns the last `COPY`: `npm ci` is `CACHED`.
 #[test]
 fn a_node_backend_builds_and_a_source_change_keeps_npm_ci_cached() {
-    let p = Project::new("nodeapp");
-    let fixture = repo().join("crates/cli/tests/fixtures/node-backend");
-    for f in [
-        "Dockerfile",
-        ".dockerignore",
-        "package.json",
-        "package-lock.json",
-        "server.js",
-        "greeting.js",
-    ] {
-        fs::copy(fixture.join(f), p.dir.join(f)).unwrap();
-    }
+    let p = Project::fixture("node-backend");
     let port = free_port();
     fs::write(
         p.dir.join("compose.yaml"),
@@ -247,4 +244,280 @@ fn a_node_backend_builds_and_a_source_change_keeps_npm_ci_cached() {
     let body = http_get(port).unwrap_or_default();
     assert!(body.contains("\"node\":\"v20.20.2\""), "{body}");
     assert!(body.contains("\"express\":\"4.21.2\""), "{body}");
+}
+
+/// The same Node backend written the plain way (`RUN npm ci`, no cache
+/// mount): it builds, an unchanged rebuild is all `CACHED`, and it answers.
+#[test]
+fn a_node_backend_with_plain_npm_ci_builds_and_answers() {
+    let p = Project::fixture("node-npm-ci");
+    let port = free_port();
+    fs::write(
+        p.dir.join("compose.yaml"),
+        format!("services:\n  api:\n    build: .\n    ports: [\"127.0.0.1:{port}:3000\"]\n"),
+    )
+    .unwrap();
+    let built = p.run(&["build"]);
+    let log = text(&built.stderr);
+    assert!(built.status.success(), "build: {log}");
+    assert!(log.contains("added 72 packages"), "{log}");
+    let again = p.run(&["build"]);
+    let log = text(&again.stderr);
+    assert!(again.status.success(), "build again: {log}");
+    assert_eq!(after_step(&log, "] RUN npm ci"), "api | CACHED", "{log}");
+    assert_eq!(after_step(&log, "] COPY . ."), "api | CACHED", "{log}");
+    let _down = p.up_and_answer(port, "\"greeting\":\"hello from node\"");
+}
+
+/// A multi-stage Go build: Debian's golang-go in a build stage on
+/// debian:bookworm-slim, a static binary copied into `FROM scratch`. The
+/// image is that one file; it answers under `berth up`; a source change
+/// reruns `go build` but not the toolchain's `apt-get`.
+#[test]
+fn a_go_service_builds_static_into_scratch_and_answers() {
+    let p = Project::fixture("go-static");
+    let port = free_port();
+    fs::write(
+        p.dir.join("compose.yaml"),
+        format!(
+            "services:\n  greeter:\n    build: .\n    image: greeter:dev\n    ports: [\"127.0.0.1:{port}:8080\"]\n"
+        ),
+    )
+    .unwrap();
+    let built = p.run(&["build"]);
+    let log = text(&built.stderr);
+    assert!(built.status.success(), "build: {log}");
+
+    // The final image: one layer holding one file, run as nobody.
+    let saved = p.dir.join("greeter.tar");
+    let save = p.run(&["save", "-o", saved.to_str().unwrap(), "greeter:dev"]);
+    assert!(save.status.success(), "save: {}", text(&save.stderr));
+    let listing = Command::new("tar").arg("-tf").arg(&saved).output().unwrap();
+    let blobs: Vec<String> = text(&listing.stdout)
+        .lines()
+        .filter(|l| l.starts_with("blobs/sha256/") && l.len() > 20)
+        .map(|l| l.to_string())
+        .collect();
+    let mut layer_files = Vec::new();
+    for b in &blobs {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -xOf '{}' '{b}' | tar -tvf - 2>/dev/null",
+                saved.display()
+            ))
+            .output()
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            layer_files.push(text(&out.stdout));
+        }
+    }
+    assert_eq!(layer_files.len(), 1, "one layer: {layer_files:?}");
+    let files: Vec<&str> = layer_files[0]
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .collect();
+    assert_eq!(files.len(), 1, "{}", layer_files[0]);
+    assert!(files[0].ends_with(" server"), "{}", files[0]);
+
+    let _down = p.up_and_answer(port, "hello from go1.19");
+    let body = http_get(port).unwrap_or_default();
+    assert!(body.contains("static, shell present: false"), "{body}");
+    drop(_down);
+
+    fs::write(
+        p.dir.join("greeting.go"),
+        "package main\n\nconst greeting = \"hello again\"\n",
+    )
+    .unwrap();
+    let rebuilt = p.run(&["build"]);
+    let log = text(&rebuilt.stderr);
+    assert!(rebuilt.status.success(), "rebuild: {log}");
+    assert_eq!(
+        after_step(&log, "apt-get install"),
+        "greeter | CACHED",
+        "{log}"
+    );
+    assert_ne!(after_step(&log, "go build"), "greeter | CACHED", "{log}");
+    let _down = p.up_and_answer(port, "hello again from go1.19");
+}
+
+/// `apt-get install` in a heredoc (nginx from Debian), a config written by
+/// `COPY <<EOF`, a static site: it builds and serves the page.
+#[test]
+fn an_nginx_site_installed_by_an_apt_heredoc_builds_and_answers() {
+    let p = Project::fixture("apt-nginx");
+    let port = free_port();
+    fs::write(
+        p.dir.join("compose.yaml"),
+        format!("services:\n  site:\n    build: .\n    ports: [\"127.0.0.1:{port}:8080\"]\n"),
+    )
+    .unwrap();
+    let built = p.run(&["build"]);
+    let log = text(&built.stderr);
+    assert!(built.status.success(), "build: {log}");
+    assert!(log.contains("Setting up nginx-light"), "{log}");
+    let _down = p.up_and_answer(port, "served by nginx, built by berth");
+}
+
+/// A build secret, as a file and as an environment variable, and a step
+/// that prints it: the secret's bytes are in no file of berth's state
+/// (every layer, config, manifest, step record, cache mount) and not in
+/// the build log; the app answers with what the build derived from it. A
+/// `required` secret not provided fails with the Dockerfile's file:line.
+#[test]
+fn a_build_secret_reaches_no_layer_config_or_log() {
+    const TOKEN: &str = "tok-1f0b6c2e9d77-do-not-ship";
+    let p = Project::fixture("secret-stamp");
+    let port = free_port();
+    fs::write(
+        p.dir.join("compose.yaml"),
+        format!(
+            "services:\n  stamp:\n    build:\n      context: .\n      secrets: [api_token]\n    ports: [\"127.0.0.1:{port}:8080\"]\nsecrets:\n  api_token:\n    environment: BUILD_API_TOKEN\n"
+        ),
+    )
+    .unwrap();
+
+    let missing = p.run(&["build"]);
+    let err = text(&missing.stderr);
+    assert!(!missing.status.success(), "{err}");
+    assert!(
+        err.contains("Dockerfile:6: RUN: secret \"api_token\" is required"),
+        "{err}"
+    );
+
+    let built = p.run_env(&["build"], &[("BUILD_API_TOKEN", TOKEN)]);
+    let log = format!("{}{}", text(&built.stdout), text(&built.stderr));
+    assert!(built.status.success(), "build: {log}");
+    assert!(
+        !log.contains(TOKEN),
+        "the secret is in the build log: {log}"
+    );
+    assert!(log.contains("debug: netrc is ****"), "{log}");
+    let holding = files_holding(&p.state, TOKEN.as_bytes());
+    assert!(holding.is_empty(), "the secret is in {holding:?}");
+    // The layers are there to be searched: the build's own files are found.
+    assert!(!files_holding(&p.state.join("images"), b"token.length").is_empty());
+
+    let want = format!(
+        "token sha256 {}, length {}",
+        &sha256_hex(TOKEN)[..16],
+        TOKEN.len()
+    );
+    let _down = p.up_and_answer(port, &want);
+    let holding = files_holding(&p.state, TOKEN.as_bytes());
+    assert!(holding.is_empty(), "after up, the secret is in {holding:?}");
+}
+
+fn sha256_hex(data: &str) -> String {
+    let mut c = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    text(&out.stdout)[..64].to_string()
+}
+
+/// What a `RUN` step's network is: by default a namespace of its own,
+/// NAT'd outbound (it has an `eth0` with the default route, and resolves
+/// through the resolvers containers get) with IPv6 off; compose
+/// `build.extra_hosts` in its `/etc/hosts`, `build.shm_size` as its
+/// `/dev/shm`, `build.ssh` forwarding an ssh-agent the step can list the
+/// keys of; `--network=none` has no route out. A build key berth does not
+/// carry out is refused by its key path.
+#[test]
+fn run_steps_get_a_nat_network_without_ipv6_extra_hosts_shm_and_an_ssh_agent() {
+    let p = Project::new("runnet");
+    let agent = p.tmp.path().join("agent.sock");
+    let key = p.tmp.path().join("id_ed25519");
+    let mut agent_proc = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&agent)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-test", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", text(&keygen.stderr));
+    let add = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &agent)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "ssh-add: {}", text(&add.stderr));
+
+    fs::write(
+        p.dir.join("Dockerfile"),
+        r#"FROM debian:bookworm-slim
+RUN echo "disable_ipv6=$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6)"; \
+    grep -q '^eth0[[:space:]]00000000' /proc/net/route && echo "default-route=eth0"; \
+    getent hosts deb.debian.org >/dev/null && echo "dns=ok"; \
+    getent hosts build-peer.internal; \
+    echo "shm-kb=$(df -k --output=size /dev/shm | tail -n 1 | tr -d ' ')"
+RUN --network=none grep -q '^eth0' /proc/net/route || echo "none-has-no-route"
+RUN --mount=type=ssh perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "agent: $!"; print $s pack("NC", 1, 11); read($s, $h, 5); ($l, $t) = unpack("NC", $h); read($s, $b, $l - 1); printf "agent-answer=%d keys=%d\n", $t, unpack("N", $b)'
+"#,
+    )
+    .unwrap();
+    let compose = |extra: &str| {
+        fs::write(
+            p.dir.join("compose.yaml"),
+            format!(
+                "services:\n  probe:\n    build:\n      context: .\n      extra_hosts: [\"build-peer.internal=10.9.8.7\"]\n      shm_size: 96m\n      ssh: [\"default={}\"]\n{extra}    image: probe:dev\n",
+                agent.display()
+            ),
+        )
+        .unwrap()
+    };
+    compose("");
+    let built = p.run(&["build", "--progress", "plain"]);
+    let log = text(&built.stderr);
+    let _ = agent_proc.kill();
+    let _ = agent_proc.wait();
+    assert!(built.status.success(), "build: {log}");
+    for want in [
+        "disable_ipv6=1",
+        "default-route=eth0",
+        "dns=ok",
+        "shm-kb=98304",
+        "none-has-no-route",
+        // SSH2_AGENT_IDENTITIES_ANSWER (12) with the one key added.
+        "agent-answer=12 keys=1",
+    ] {
+        assert!(log.contains(want), "{want:?} not in {log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("10.9.8.7") && l.ends_with(" build-peer.internal")),
+        "{log}"
+    );
+    // A build's namespace goes with it: any left belongs to a live build.
+    for e in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("berth-build-")
+            .and_then(|r| r.split('-').next())
+        {
+            assert!(Path::new(&format!("/proc/{pid}")).exists(), "{name} left");
+        }
+    }
+
+    compose("      privileged: true\n");
+    let refused = p.run(&["build"]);
+    let err = text(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("services.probe.build.privileged: not supported by berth's builder"),
+        "{err}"
+    );
 }

@@ -2,12 +2,11 @@
 //! its `--mount`s, its cache key, and its changes as a layer.
 
 use super::{
-    chain, push_layer, read_cache, write_cache, BuildError, Builder, CacheEntry, Result, RunMount,
+    chain, push_layer, write_cache, BuildError, Builder, CacheEntry, Result, RunMount,
     RunMountKind, RunNetwork, RunOutcome, RunStep, ScratchDir, SecretSource, StageState,
 };
 use crate::context::EntryKind;
 use crate::copy::image_path;
-use crate::layer::Layer;
 use berth_dockerfile::{expand, parse_mount, Command, Heredoc, MountType, ShellOrExec};
 use berth_oci::Digest;
 use std::collections::VecDeque;
@@ -29,8 +28,11 @@ struct Prepared {
     leases: Vec<crate::cache_mount::CacheLease>,
     /// Secret values, hidden from the build's output.
     secrets: Vec<String>,
-    /// `KEY=VALUE` from `type=secret,env=KEY`: in the step's environment only.
+    /// `KEY=VALUE` from `type=secret,env=KEY` (and the ssh agent's
+    /// `SSH_AUTH_SOCK`): in the step's environment only.
     env: Vec<String>,
+    /// `type=ssh` mounts so far.
+    ssh: usize,
 }
 
 impl Builder<'_> {
@@ -79,33 +81,64 @@ impl Builder<'_> {
             let key = self.prepare_mount(cmd, &spec, state, done, &mut prepared)?;
             parts.push(key);
         }
+        if !self.req.extra_hosts.is_empty() && network != RunNetwork::None {
+            let mut hosts = String::from(
+                "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            );
+            for (name, addr) in &self.req.extra_hosts {
+                hosts.push_str(&format!("{addr}\t{name}\n"));
+            }
+            parts.push(format!("hosts={hosts}"));
+            let dir = self.scratch_dir("hosts")?;
+            let path = dir.0.join("hosts");
+            write_private(&path, hosts.as_bytes(), 0o644).map_err(|source| BuildError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            prepared.mounts.push(RunMount {
+                target: "/etc/hosts".into(),
+                kind: RunMountKind::Bind {
+                    source: path,
+                    read_only: true,
+                },
+            });
+            prepared.scratch.push(dir);
+        }
+        if let Some(size) = self.req.shm_size {
+            parts.push(format!("shm={size}"));
+            prepared.mounts.push(RunMount {
+                target: "/dev/shm".into(),
+                kind: RunMountKind::Tmpfs { size: Some(size) },
+            });
+        }
         let key = chain(
             &state.key,
             &parts.iter().map(String::as_str).collect::<Vec<_>>(),
         );
         let cache_file = self.cache_dir.join(key.hex());
-        if !self.req.no_cache {
-            if let Some(entry) = read_cache(&cache_file) {
-                if self.store.has_blob(&entry.layer.digest) {
-                    state.key = key;
-                    let layer = Layer {
-                        diff_id: entry.layer.digest.clone(),
-                        descriptor: entry.layer,
-                    };
-                    push_layer(state, layer, cmd);
-                    return Ok(true);
-                }
-            }
+        if let Some(layer) = self.cached_layer(&key) {
+            state.key = key;
+            push_layer(state, layer, cmd);
+            return Ok(true);
         }
         let mut step_env = env;
         step_env.extend(prepared.env.iter().cloned());
+        // A layer met twice (two steps that changed nothing make the same
+        // empty layer) is one directory, which overlayfs refuses to stack
+        // twice; the topmost occurrence alone gives the same filesystem,
+        // since everything between it and a lower copy is beneath it.
+        let mut layers: Vec<(berth_oci::Descriptor, Digest)> = Vec::new();
+        for pair in state
+            .layers
+            .iter()
+            .cloned()
+            .zip(state.config.rootfs.diff_ids.iter().cloned())
+        {
+            layers.retain(|(_, d)| *d != pair.1);
+            layers.push(pair);
+        }
         let step = RunStep {
-            layers: state
-                .layers
-                .iter()
-                .cloned()
-                .zip(state.config.rootfs.diff_ids.iter().cloned())
-                .collect(),
+            layers,
             argv,
             env: step_env,
             user,
@@ -476,7 +509,50 @@ impl Builder<'_> {
                 }
                 Ok(String::new())
             }
-            MountType::Ssh => Err(self.fail(cmd, "RUN --mount=type=ssh is not supported yet")),
+            MountType::Ssh => {
+                let id = m.id.clone().unwrap_or_else(|| "default".into());
+                let Some(socket) = self.req.ssh.get(&id) else {
+                    if m.required {
+                        return Err(self.fail(
+                            cmd,
+                            format!("ssh agent {id:?} is required but was not forwarded (--ssh {id}=SOCKET, compose build.ssh)"),
+                        ));
+                    }
+                    return Ok(String::new());
+                };
+                // BuildKit's default place, numbered like its: the first
+                // forwarded agent is also the step's SSH_AUTH_SOCK.
+                let n = prepared.ssh;
+                prepared.ssh += 1;
+                let target = match &m.target {
+                    Some(t) => target_of(t),
+                    None => format!("/run/buildkit/ssh_agent.{n}"),
+                };
+                if n == 0 {
+                    prepared.env.push(format!("SSH_AUTH_SOCK={target}"));
+                }
+                if fs::symlink_metadata(socket).is_err() {
+                    return Err(self.fail(
+                        cmd,
+                        format!(
+                            "--mount={spec}: the ssh agent socket {} does not exist",
+                            socket.display()
+                        ),
+                    ));
+                }
+                // The agent's own socket, bound in: the step talks to the
+                // agent, never sees a key. (It is the host user's socket, so
+                // a step running as another user cannot reach it.)
+                prepared.mounts.push(RunMount {
+                    target,
+                    kind: RunMountKind::Bind {
+                        source: socket.clone(),
+                        read_only: false,
+                    },
+                });
+                // Which agent answers is not an input of the step.
+                Ok(String::new())
+            }
         }
     }
 

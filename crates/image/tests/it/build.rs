@@ -47,6 +47,10 @@ pub fn request(context: &Path, tag: &str) -> BuildRequest {
         platform: Platform::host(),
         secrets: Default::default(),
         network: None,
+        extra_hosts: Vec::new(),
+        shm_size: None,
+        ssh: Default::default(),
+        cache_from: Vec::new(),
     }
 }
 

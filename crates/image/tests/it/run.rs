@@ -359,3 +359,79 @@ fn an_interrupted_step_is_killed_and_leaves_nothing() {
     f.assert_clean();
     assert!(f.store.resolve("stop:1").unwrap().is_none());
 }
+
+/// An image built by berth carries its build records: after the step cache
+/// is pruned, a build naming it in `cache_from` answers every step from
+/// it, while one without reruns them.
+#[test]
+fn cache_from_an_image_answers_steps_after_a_prune() {
+    let f = fixture("RUN echo built > /stamp\nCOPY Dockerfile /Dockerfile\n");
+    let first = f.build("cachefrom:1", |_| {}).unwrap();
+    assert_eq!(first.cached_steps, 0);
+    // A name a cache_from can find (the test's store knows docker.io names).
+    f.store
+        .tag("docker.io/library/cachefrom:1", &first.manifest)
+        .unwrap();
+
+    let pruned = berth_image::cache_mount::prune(f.store.root()).unwrap();
+    assert!(pruned.step_records >= 3, "{pruned:?}");
+    let cold = f.build("cachefrom:2", |_| {}).unwrap();
+    assert_eq!(cold.cached_steps, 0, "the records are gone");
+
+    berth_image::cache_mount::prune(f.store.root()).unwrap();
+    let lines = Lines::default();
+    let warm = f
+        .build_logged(
+            "cachefrom:3",
+            |r| r.cache_from = vec!["cachefrom:1".into(), "missing:1".into()],
+            &lines,
+        )
+        .unwrap();
+    assert_eq!(warm.cached_steps, warm.steps, "every step from cache_from");
+    assert_eq!(warm.manifest.digest, first.manifest.digest);
+    // No build answers from the cache under --no-cache, cache_from or not.
+    let fresh = f
+        .build("cachefrom:4", |r| {
+            r.cache_from = vec!["cachefrom:1".into()];
+            r.no_cache = true
+        })
+        .unwrap();
+    assert_eq!(fresh.cached_steps, 0);
+}
+
+/// A cache mount seeded `from=` a stage's directory (`source=`) starts with
+/// its files and keeps what steps add across builds; `builder prune`
+/// empties it; a `sharing=private` mount works alone.
+#[test]
+fn a_cache_mount_seeded_from_a_stage_persists_until_pruned() {
+    let f = fixture("");
+    fs::write(
+        f.ctx.join("Dockerfile"),
+        "FROM scratch AS tools\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN mkdir -p /warm && echo seeded > /warm/file\n\
+         FROM tools\n\
+         RUN --mount=type=cache,id=c,target=/cache,from=tools,source=/warm,sharing=private \
+         cat /cache/file && echo more >> /cache/file && echo lines $(wc -l < /cache/file)\n",
+    )
+    .unwrap();
+    let lines = Lines::default();
+    f.build_logged("seeded:1", |_| {}, &lines).unwrap();
+    let log = lines.0.lock().unwrap().join("\n");
+    assert!(log.contains("seeded\nlines 2"), "{log}");
+
+    let lines = Lines::default();
+    f.build_logged("seeded:2", |r| r.no_cache = true, &lines)
+        .unwrap();
+    let log = lines.0.lock().unwrap().join("\n");
+    assert!(log.contains("lines 3"), "the cache kept the line: {log}");
+
+    let pruned = berth_image::cache_mount::prune(f.store.root()).unwrap();
+    assert_eq!(pruned.cache_mounts, 1, "{pruned:?}");
+    let lines = Lines::default();
+    f.build_logged("seeded:3", |r| r.no_cache = true, &lines)
+        .unwrap();
+    let log = lines.0.lock().unwrap().join("\n");
+    assert!(log.contains("lines 2"), "pruned, seeded afresh: {log}");
+    f.assert_clean();
+}
