@@ -3,7 +3,7 @@
 
 use crate::observe::{is_anonymous, labels_of, name_of, status_of};
 use crate::spec::{self, Wanted};
-use crate::{api_err, is_not_found, labels, DockerBackend, Result};
+use crate::{api_err, is_not_found, keeper, labels, DockerBackend, Result};
 use berth_compose::model::{Project, Service};
 use berth_engine::backend::{DownOptions, Health, Progress, Status, UpRequest};
 use berth_engine::project_files::{self, ProjectFiles};
@@ -20,12 +20,15 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long `up` waits for a dependency to become healthy or complete.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a new container of a swap may take to answer (`x-berth.ready_timeout`).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The image a service runs: what the CLI resolved, else its `image:`,
 /// else compose's name for a built one.
@@ -48,6 +51,8 @@ pub(crate) struct Context<'a> {
     pub files: ProjectFiles,
     pub working_dir: String,
     pub config_files: String,
+    /// Services whose published ports berth's keeper holds.
+    pub proxied: BTreeSet<String>,
 }
 
 fn files_dir(project: &str) -> PathBuf {
@@ -99,15 +104,29 @@ impl DockerBackend {
             desired.config_hashes.insert(service.clone(), h);
         }
         desired.image_digests = ids.clone();
-        let observed: Vec<ObservedContainer> = self
-            .inspect_project(&project.name)
-            .await?
-            .iter()
-            .map(Self::to_observed)
-            .collect();
+        let raw = self.inspect_project(&project.name).await?;
+        let observed: Vec<ObservedContainer> = raw.iter().map(Self::to_observed).collect();
         let mut plan = berth_engine::plan(&desired, &observed, &request.flags.into())
             .map_err(BackendError::invalid)?;
-        self.adjust(&mut plan);
+        let proxied: BTreeSet<String> = project
+            .services
+            .iter()
+            .filter(|(name, svc)| self.proxied(name, svc, request))
+            .map(|(name, _)| name.clone())
+            .collect();
+        // Containers Docker publishes ports for (made before the keeper, or
+        // by docker compose) hold the host ports: they must stop first.
+        let docker_published: BTreeSet<String> = raw
+            .iter()
+            .filter(|c| {
+                c.host_config
+                    .as_ref()
+                    .and_then(|h| h.port_bindings.as_ref())
+                    .is_some_and(|b| b.values().flatten().any(|v| !v.is_empty()))
+            })
+            .map(name_of)
+            .collect();
+        self.adjust(&mut plan, &proxied, &docker_published);
         let ctx = Context {
             project,
             images,
@@ -122,21 +141,77 @@ impl DockerBackend {
                 .map(|f| f.display().to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            proxied,
         };
         Ok((plan, ctx))
     }
 
-    /// Start-first swaps need ports held by berth rather than by Docker,
-    /// which this backend does not do yet: say so in the plan and replace
-    /// stop-first, as docker compose does.
-    fn adjust(&self, plan: &mut Plan) {
+    /// Whether berth's keeper holds `service`'s published ports: a local
+    /// daemon, a keeper configured, one container, TCP ports each with one
+    /// fixed host port, on the service's own networks.
+    fn proxied(&self, name: &str, svc: &Service, request: &UpRequest) -> bool {
+        let scale = request
+            .flags
+            .scale
+            .get(name)
+            .copied()
+            .map(u64::from)
+            .or_else(|| svc.extra.get("scale").and_then(Value::as_u64))
+            .or_else(|| {
+                svc.extra
+                    .get("deploy")
+                    .and_then(|d| d.get("replicas"))
+                    .and_then(Value::as_u64)
+            })
+            .unwrap_or(1);
+        self.keeper.is_some()
+            && self.endpoint.is_local()
+            && scale == 1
+            && svc.network_mode.is_none()
+            && !svc.ports.is_empty()
+            && port_specs(svc).is_some()
+    }
+
+    /// A start-first swap needs the ports held by berth's keeper; where
+    /// Docker publishes them the old container must go first: say so in
+    /// the plan.
+    fn adjust(
+        &self,
+        plan: &mut Plan,
+        proxied: &BTreeSet<String>,
+        docker_published: &BTreeSet<String>,
+    ) {
         for step in &mut plan.steps {
-            if let Action::Recreate { strategy, .. } = &mut step.action {
-                if *strategy == Strategy::StartFirst {
+            if let Action::Recreate {
+                strategy,
+                container,
+                ..
+            } = &mut step.action
+            {
+                if *strategy != Strategy::StartFirst {
+                    continue;
+                }
+                let why = if !self.endpoint.is_local() {
+                    Some(format!(
+                        "the daemon at {} is remote, so Docker publishes the ports and the old container must go first",
+                        self.endpoint.host
+                    ))
+                } else if !proxied.contains(&step.service) {
+                    Some(
+                        "Docker publishes the ports itself, so the old container must go first"
+                            .to_string(),
+                    )
+                } else if docker_published.contains(container.as_str()) {
+                    Some(format!(
+                        "{container} holds the ports through Docker; berth's port keeper takes them over"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
                     *strategy = Strategy::StopFirst;
-                    step.reason.push_str(
-                        "; stop-first on the docker engine (Docker publishes the ports itself, so the old container must go first)",
-                    );
+                    step.reason
+                        .push_str(&format!("; stop-first on the docker engine: {why}"));
                 }
             }
         }
@@ -181,11 +256,13 @@ impl DockerBackend {
                 progress(&format!(" ⠿ Container {name} Creating"));
                 let id = self.create(ctx, service, *number, name, Vec::new()).await?;
                 self.start(&id, name).await?;
+                self.publish(ctx, service, &id, 0).await?;
                 progress(&format!(" ✔ Container {name} Started"));
             }
             Action::Start { container } => {
                 self.wait_dependencies(ctx, service, progress).await?;
                 self.start(container, container).await?;
+                self.publish(ctx, service, container, 0).await?;
                 progress(&format!(" ✔ Container {container} Started"));
             }
             Action::Restart { container } => {
@@ -205,13 +282,14 @@ impl DockerBackend {
                     )
                     .await
                     .map_err(|e| api_err(format!("restarting {container}"), e))?;
+                self.publish(ctx, service, container, 0).await?;
                 progress(&format!(" ✔ Container {container} Restarted"));
             }
             Action::Recreate {
                 container,
                 number,
                 renew_anonymous_volumes,
-                ..
+                strategy,
             } => {
                 self.wait_dependencies(ctx, service, progress).await?;
                 progress(&format!(" ⠿ Container {container} Recreate"));
@@ -231,18 +309,28 @@ impl DockerBackend {
                 let tmp = format!("{}_{container}", &old_id[..old_id.len().min(12)]);
                 let id = self.create(ctx, service, *number, &tmp, carried).await?;
                 let svc = &ctx.project.services[service];
-                self.stop(container, spec::stop_timeout(svc)).await?;
-                self.remove(container).await?;
-                self.docker
-                    .rename_container(
-                        &id,
-                        RenameContainerOptions {
-                            name: container.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| api_err(format!("renaming {tmp} to {container}"), e))?;
-                self.start(&id, container).await?;
+                if *strategy == Strategy::StartFirst {
+                    // Beside the old one until it answers; only then do
+                    // the ports move, and the old one drains and goes.
+                    self.start(&id, &tmp).await?;
+                    if let Err(e) = self.publish(ctx, service, &id, drain_secs(svc)).await {
+                        let _ = self.stop(&id, 0).await;
+                        let _ = self.remove(&id).await;
+                        return Err(BackendError::new(
+                            e.kind,
+                            format!("{container} kept: its replacement did not take over: {e}"),
+                        ));
+                    }
+                    self.stop(container, spec::stop_timeout(svc)).await?;
+                    self.remove(container).await?;
+                    self.rename(&id, &tmp, container).await?;
+                } else {
+                    self.stop(container, spec::stop_timeout(svc)).await?;
+                    self.remove(container).await?;
+                    self.rename(&id, &tmp, container).await?;
+                    self.start(&id, container).await?;
+                    self.publish(ctx, service, &id, 0).await?;
+                }
                 progress(&format!(" ✔ Container {container} Recreated"));
             }
             Action::ScaleDown { container } | Action::RemoveOrphan { container } => {
@@ -258,7 +346,161 @@ impl DockerBackend {
                 );
                 self.stop(container, t).await?;
                 self.remove(container).await?;
+                if !ctx.project.services.contains_key(service) {
+                    keeper::request(
+                        &ctx.project.name,
+                        None,
+                        &keeper::Request::Release {
+                            service: service.to_string(),
+                        },
+                    )?;
+                }
                 progress(&format!(" ✔ Container {container} Removed"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, id: &str, from: &str, to: &str) -> Result<()> {
+        self.docker
+            .rename_container(
+                id,
+                RenameContainerOptions {
+                    name: to.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| api_err(format!("renaming {from} to {to}"), e))
+    }
+
+    /// For a service whose ports berth's keeper holds: wait until
+    /// `container` is ready, then point the ports at it (draining the
+    /// previous container's connections for up to `drain` seconds).
+    async fn publish(
+        &self,
+        ctx: &Context<'_>,
+        service: &str,
+        container: &str,
+        drain: u64,
+    ) -> Result<()> {
+        if !ctx.proxied.contains(service) {
+            return Ok(());
+        }
+        let svc = &ctx.project.services[service];
+        let Some(ports) = port_specs(svc) else {
+            return Ok(());
+        };
+        let c = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api_err(format!("inspecting {container}"), e))?;
+        let networks = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.clone())
+            .unwrap_or_default();
+        // The service's first network, as it was created on.
+        let wanted: Vec<String> = svc
+            .networks
+            .iter()
+            .flatten()
+            .map(|(key, _)| {
+                ctx.project
+                    .networks
+                    .get(key)
+                    .and_then(|n| n.name.clone())
+                    .unwrap_or_else(|| key.clone())
+            })
+            .collect();
+        let (network, ip) = wanted
+            .iter()
+            .find_map(|n| {
+                let ip = networks
+                    .get(n)?
+                    .ip_address
+                    .as_deref()?
+                    .parse::<IpAddr>()
+                    .ok()?;
+                Some((n.clone(), ip))
+            })
+            .ok_or_else(|| {
+                BackendError::engine(format!("{container} has no address on its network"))
+            })?;
+        self.wait_ready(&c, svc, service, ip, &ports).await?;
+        keeper::request(
+            &ctx.project.name,
+            self.keeper.as_ref(),
+            &keeper::Request::Switch {
+                service: service.to_string(),
+                container: c.id.clone().unwrap_or_else(|| container.to_string()),
+                network,
+                ip,
+                ports,
+                drain_secs: drain,
+            },
+        )
+    }
+
+    /// Ready: healthy when it has a healthcheck, else accepting on every
+    /// published port.
+    async fn wait_ready(
+        &self,
+        c: &ContainerInspectResponse,
+        svc: &Service,
+        service: &str,
+        ip: IpAddr,
+        ports: &[keeper::PortSpec],
+    ) -> Result<()> {
+        let name = name_of(c);
+        let timeout = svc
+            .extra
+            .get("x-berth")
+            .and_then(|x| x.get("ready_timeout"))
+            .and_then(Value::as_str)
+            .and_then(berth_compose::units::parse_duration)
+            .unwrap_or(READY_TIMEOUT);
+        if crate::observe::health_of(c).is_some() {
+            return tokio::time::timeout(timeout, self.wait_healthy(&name))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BackendError::engine(format!(
+                        "{name} did not become healthy within {} s",
+                        timeout.as_secs()
+                    )))
+                });
+        }
+        let deadline = Instant::now() + timeout;
+        for p in ports {
+            let addr = std::net::SocketAddr::new(ip, p.target_port);
+            loop {
+                let attempt = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await;
+                if let Ok(Ok(_)) = attempt {
+                    break;
+                }
+                let now = self
+                    .docker
+                    .inspect_container(&name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| api_err(format!("inspecting {name}"), e))?;
+                if !status_of(&now).is_alive() {
+                    return Err(BackendError::engine(format!(
+                        "services.{service}: {name} exited before it accepted on port {}",
+                        p.target_port
+                    )));
+                }
+                if Instant::now() > deadline {
+                    return Err(BackendError::engine(format!(
+                        "services.{service}: {name} did not accept on port {} within {} s",
+                        p.target_port,
+                        timeout.as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         Ok(())
@@ -393,6 +635,7 @@ impl DockerBackend {
             container_of: &container_of,
             one_off,
             ports: if one_off { &[] } else { &svc.ports },
+            publish: !ctx.proxied.contains(service),
         };
         let mut spec = spec::container_spec(&wanted)?;
         if let Some(t) = tweak {
@@ -858,6 +1101,8 @@ impl DockerBackend {
             }
         }
         let _ = std::fs::remove_dir_all(files_dir(&project.name));
+        // The keeper frees the ports it held and exits (none: nothing to do).
+        keeper::request(&project.name, None, &keeper::Request::Stop)?;
         Ok(found)
     }
 
@@ -945,6 +1190,30 @@ impl DockerBackend {
             .map_err(|e| api_err("listing containers", e))?
             .len())
     }
+}
+
+/// A service's published ports as the keeper holds them; `None` when one
+/// is not a single fixed TCP port (Docker publishes those).
+fn port_specs(svc: &Service) -> Option<Vec<keeper::PortSpec>> {
+    svc.ports
+        .iter()
+        .map(|p| {
+            if p.protocol != "tcp" || p.mode.as_deref() == Some("host") {
+                return None;
+            }
+            Some(keeper::PortSpec {
+                host_ip: p.host_ip.as_deref().unwrap_or("0.0.0.0").parse().ok()?,
+                host_port: p.published.as_deref()?.parse().ok().filter(|n| *n > 0)?,
+                target_port: p.target,
+            })
+        })
+        .collect()
+}
+
+/// How long the old container's open connections may finish after a swap:
+/// its stop grace period (compose's default 10 s).
+fn drain_secs(svc: &Service) -> u64 {
+    spec::stop_timeout(svc).max(0) as u64
 }
 
 /// The anonymous volumes that are a container's own, as (volume, target):

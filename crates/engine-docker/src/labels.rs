@@ -22,6 +22,9 @@ pub const COMPOSE_VERSION: &str = "2.20.2";
 /// Service → image ID of the `volumes_from` sources a container mounts
 /// (JSON): what the planner compares to swap consumers of new code.
 pub const MOUNTED_IMAGES: &str = "io.berth.mounted-images";
+/// The ports berth's keeper publishes for it (`IP:PORT->TARGET/tcp`,
+/// comma-separated): Docker does not know them, `ps` shows them.
+pub const PUBLISHED: &str = "io.berth.published";
 /// Which berth made it (containers docker compose made lack it).
 pub const BERTH_VERSION: &str = "io.berth.version";
 

@@ -9,6 +9,7 @@
 
 mod apply;
 pub mod connect;
+mod keeper;
 mod labels;
 mod observe;
 mod ops;
@@ -21,6 +22,7 @@ use berth_engine::backend::{
 use berth_engine::{Backend, BackendError, ErrorKind, Plan};
 use bollard::Docker;
 pub use connect::Endpoint;
+pub use keeper::{keep_ports, KeeperLaunch};
 
 type Result<T> = std::result::Result<T, BackendError>;
 
@@ -33,6 +35,9 @@ pub struct DockerBackend {
     docker: Docker,
     rt: tokio::runtime::Runtime,
     endpoint: Endpoint,
+    /// Set: published ports of a local daemon are held by berth's keeper,
+    /// which makes start-first swaps possible.
+    keeper: Option<KeeperLaunch>,
 }
 
 /// One line for an Engine API error; 404 is [`ErrorKind::NotFound`].
@@ -97,7 +102,18 @@ impl DockerBackend {
             docker,
             rt,
             endpoint,
+            keeper: None,
         })
+    }
+
+    /// Hold published ports with berth's port keeper (started with
+    /// `launch` when needed) so services with ports are swapped start-first
+    /// with no refused request. Ignored for a remote daemon, whose
+    /// containers this machine cannot reach: there Docker publishes the
+    /// ports and swaps are stop-first.
+    pub fn with_port_keeper(mut self, launch: KeeperLaunch) -> Self {
+        self.keeper = Some(launch);
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {

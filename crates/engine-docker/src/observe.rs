@@ -115,6 +115,10 @@ impl DockerBackend {
                 out
             })
             .unwrap_or_default();
+        let ports = match labels.get(labels::PUBLISHED) {
+            Some(held) if !held.is_empty() => held.split(',').map(str::to_string).collect(),
+            _ => ports,
+        };
         let ip = c
             .network_settings
             .as_ref()

@@ -288,6 +288,8 @@ pub struct Wanted<'a> {
     pub one_off: bool,
     /// `run` without `--service-ports` publishes nothing.
     pub ports: &'a [Port],
+    /// Docker binds the published ports (false: berth's keeper holds them).
+    pub publish: bool,
 }
 
 /// The create body, and the networks to connect before the start (the
@@ -642,7 +644,24 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
 
-    let (exposed, bindings) = ports(w.ports, extra("expose"));
+    let (exposed, mut bindings) = ports(w.ports, extra("expose"));
+    if !w.publish && !w.ports.is_empty() {
+        let held: Vec<String> = w
+            .ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}->{}/{}",
+                    p.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                    p.published.as_deref().unwrap_or_default(),
+                    p.target,
+                    p.protocol
+                )
+            })
+            .collect();
+        label_map.insert(labels::PUBLISHED.into(), held.join(","));
+        bindings.clear();
+    }
 
     let mut mounts = Vec::new();
     let mut binds = Vec::new();
@@ -1001,6 +1020,7 @@ mod tests {
             container_of: &none,
             one_off: false,
             ports: &p.services["app"].ports,
+            publish: true,
         };
         let spec = container_spec(&w).unwrap();
         let hc = spec.body.host_config.unwrap();

@@ -4,4 +4,5 @@
 
 mod common;
 mod ops;
+mod swap;
 mod up;

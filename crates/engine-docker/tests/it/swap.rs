@@ -1,0 +1,127 @@
+use crate::common::*;
+use berth_engine::{Action, Backend, Strategy};
+use berth_engine_docker::KeeperLaunch;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn web_image(
+    b: &berth_engine_docker::DockerBackend,
+    store: &berth_oci::Store,
+    text: &str,
+) -> String {
+    let reference = "berth-test/web:swap".to_string();
+    make_image(
+        store,
+        &reference,
+        &[("www/index.html", text.as_bytes())],
+        json!({"Env": ["PATH=/bin"]}),
+    );
+    b.import_image(store, &reference, &|_| {}).unwrap();
+    reference
+}
+
+/// A new runtime image for a service with published ports: the new
+/// container starts beside the old one, berth's keeper switches the port
+/// once it answers, the old one drains and goes. A client polling every
+/// 20 ms sees no failed request, then the new content.
+#[test]
+fn a_runtime_swap_under_a_20ms_poller_fails_no_request() {
+    let b = backend().with_port_keeper(KeeperLaunch::Thread);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let image = web_image(&b, &store, "runtime one");
+    let port = free_port();
+    let p = Project::new(
+        "bdk-swap",
+        &format!(
+            r#"services:
+  web:
+    image: {image}
+    ports:
+      - "127.0.0.1:{port}:3000"
+    command: ["httpd", "-f", "-p", "3000", "-h", "/www"]
+    stop_grace_period: 1s
+"#
+        ),
+    );
+    p.up(&b).unwrap();
+    wait_for_body(port, "/index.html", "runtime one");
+    let web = b.observe(&p.name).unwrap().unwrap().containers[0].clone();
+    assert_eq!(web.ports, [format!("127.0.0.1:{port}->3000/tcp")]);
+
+    web_image(&b, &store, "runtime two");
+    let plan = p.plan(&b);
+    let step = &plan.steps[0];
+    assert!(
+        matches!(
+            step.action,
+            Action::Recreate {
+                strategy: Strategy::StartFirst,
+                ..
+            }
+        ),
+        "{plan:#?}"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new((0usize, Vec::<String>::new())));
+    let poller = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http_get(port, "/index.html");
+                let mut s = seen.lock().unwrap();
+                s.0 += 1;
+                match r {
+                    Some((200, body)) => {
+                        if s.1.last() != Some(&body) {
+                            s.1.push(body);
+                        }
+                    }
+                    other => s.1.push(format!("FAILED: {other:?}")),
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    p.up(&b).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen
+        .lock()
+        .unwrap()
+        .1
+        .iter()
+        .any(|b| b.contains("runtime two"))
+    {
+        assert!(Instant::now() < deadline, "the new content never came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    let (requests, bodies) = seen.lock().unwrap().clone();
+    let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("FAILED")).collect();
+    assert!(failed.is_empty(), "{failed:?} of {requests} requests");
+    assert_eq!(
+        bodies,
+        ["runtime one", "runtime two"],
+        "{requests} requests"
+    );
+    assert!(p.plan(&b).is_noop());
+
+    assert!(p.down(&b));
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+    // The keeper let the port go.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "port {port} still held after down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
