@@ -435,3 +435,102 @@ fn a_cache_mount_seeded_from_a_stage_persists_until_pruned() {
     assert!(log.contains("lines 2"), "pruned, seeded afresh: {log}");
     f.assert_clean();
 }
+
+/// `target` builds what it needs only: a stage based on an image no
+/// registry here has is never fetched unless the target needs it; stages
+/// are found by name and by index.
+#[test]
+fn a_target_builds_only_the_stages_it_needs() {
+    let f = fixture("");
+    fs::write(f.ctx.join("note"), "n").unwrap();
+    fs::write(
+        f.ctx.join("Dockerfile"),
+        "FROM scratch AS tools\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         FROM hub-only/never-fetched:1 AS unneeded\nRUN echo no\n\
+         FROM tools AS app\nCOPY --from=0 /bin/busybox /copy\nRUN test -x /copy\n\
+         FROM app AS final\nCOPY note /note\n",
+    )
+    .unwrap();
+    let lines = Lines::default();
+    let built = f
+        .build_logged("target:1", |r| r.target = Some("final".into()), &lines)
+        .unwrap();
+    let log = lines.0.lock().unwrap().join("\n");
+    assert!(!log.contains("never-fetched"), "{log}");
+    assert_eq!(built.steps, 5, "{log}");
+    let err = f
+        .build("target:2", |r| r.target = Some("unneeded".into()))
+        .unwrap_err();
+    assert!(err.contains("hub-only/never-fetched:1"), "{err}");
+}
+
+/// Stages that do not need each other run at once: each of these two
+/// waits (10 s at most) in a shared cache for the other's mark, which only
+/// works if both run side by side; the last stage takes from both.
+#[test]
+fn independent_stages_run_side_by_side() {
+    let f = fixture("");
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && \
+             for i in $(seq 1 100); do [ -e /r/{other} ] && echo {me} met {other} > /{me} && exit 0; sleep 0.1; done; exit 1\n"
+        )
+    };
+    fs::write(
+        f.ctx.join("Dockerfile"),
+        format!(
+            "FROM scratch AS tools\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             FROM tools AS left\n{}\
+             FROM tools AS right\n{}\
+             FROM tools\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n",
+            wait("left", "right"),
+            wait("right", "left")
+        ),
+    )
+    .unwrap();
+    f.build("parallel:1", |_| {}).unwrap();
+    let root = f.rootfs("parallel:1");
+    assert_eq!(read(&root, "left"), "left met right\n");
+    assert_eq!(read(&root, "right"), "right met left\n");
+    f.assert_clean();
+}
+
+/// `ONBUILD` triggers of a base image run in the build that uses it, first,
+/// and are not passed on to the new image.
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let f = fixture(
+        "ONBUILD COPY note /from-trigger\nONBUILD RUN echo triggered > /ran\nRUN echo parent > /parent\n",
+    );
+    fs::write(f.ctx.join("note"), "copied by a trigger").unwrap();
+    let parent = f.build("onbuild-parent:1", |_| {}).unwrap();
+    f.store
+        .tag("docker.io/library/onbuild-parent:1", &parent.manifest)
+        .unwrap();
+    let parent_root = f.rootfs("onbuild-parent:1");
+    assert!(
+        !parent_root.join("ran").exists(),
+        "not in the parent itself"
+    );
+
+    fs::write(
+        f.ctx.join("Child.Dockerfile"),
+        "FROM onbuild-parent:1\nRUN cat /ran /from-trigger > /child\n",
+    )
+    .unwrap();
+    let child = f
+        .build("onbuild-child:1", |r| {
+            r.dockerfile = berth_image::builder::DockerfileSource::Path("Child.Dockerfile".into())
+        })
+        .unwrap();
+    assert_eq!(child.steps, 3, "two triggers and the child's RUN");
+    let root = f.rootfs("onbuild-child:1");
+    assert_eq!(read(&root, "child"), "triggered\ncopied by a trigger");
+    let image = f.store.image("onbuild-child:1", &Platform::host()).unwrap();
+    assert!(
+        image.config.config.on_build.is_none(),
+        "triggers are not inherited"
+    );
+}
