@@ -3,6 +3,7 @@
 //! alive by a per-project supervisor process while services run.
 
 mod health;
+mod hooks;
 mod output;
 mod ports;
 mod pty;

@@ -14,7 +14,7 @@
 //! container unless it must get fresh ones (new code, `-V`), and removed
 //! once no container mounts them any more.
 
-use crate::{health, output, ports, pty, resources, restart, signal, unsupported};
+use crate::{health, hooks, output, ports, pty, resources, restart, signal, unsupported};
 use crate::{Health, HealthCheck, RestartPolicy};
 use berth_compose::model::{Mount, Service, VolumesFrom};
 use berth_compose::Project;
@@ -25,7 +25,8 @@ use berth_oci::spec::ContainerConfig;
 use berth_oci::{Platform, Store};
 use berth_proxy::{ProxyOptions, ProxySet, Target};
 use berth_sandbox::{
-    Container, ContainerSpec, ExitStatus, MountKind, MountSpec, Network, Sandbox, Stdio,
+    Container, ContainerSpec, ExitStatus, Ipc, MountKind, MountSpec, Namespace, Network, Sandbox,
+    Stdio,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -274,7 +275,9 @@ impl Engine {
                 }
             }
             if r.retiring {
-                signal_stop(&live);
+                if let Some(note) = signal_stop(&rt.engine, &live) {
+                    rt.notes.borrow_mut().push(note);
+                }
                 rt.retiring.push(Retiring {
                     deadline: now + live.grace().unwrap_or(Duration::from_secs(10)),
                     live,
@@ -1455,6 +1458,8 @@ impl ProjectRuntime {
                 .clone()
                 .unwrap_or_else(|| live.service.clone()),
         );
+        self.shared_namespaces(live, &mut spec)
+            .map_err(|e| svc_err(&live.service, e))?;
         spec.mounts = live.mounts.clone();
         if let Some(r) = &live.runtime {
             spec.mounts.push(bind(r.root.clone(), RUNTIME_DIR, true));
@@ -1517,6 +1522,25 @@ impl ProjectRuntime {
             let _ = container.delete();
             return Err(named(e));
         }
+        // post_start: once it runs, before anyone is told it started. A
+        // failed hook fails the start (docker compose fails `up` too).
+        let hooks = hooks::of(&live.svc, "post_start").map_err(|e| svc_err(&live.service, e))?;
+        for hook in &hooks {
+            let ran = hooks::run(
+                &self.engine.sandbox,
+                &live.id,
+                hook,
+                &dir.join("output"),
+                None,
+            );
+            if let Err(e) = ran {
+                let _ = container.delete();
+                return Err(svc_err(
+                    &live.service,
+                    format!("post_start hook: {}", e.replace(&live.id, &live.name)),
+                ));
+            }
+        }
         live.container = Some(container);
         live.exited = None;
         live.started_at = Instant::now();
@@ -1527,6 +1551,52 @@ impl ProjectRuntime {
         self.event(Event::Started {
             container: live.name.clone(),
         });
+        Ok(())
+    }
+
+    /// `ipc`, `pid`, `uts` and `cgroup`: the namespaces `live` shares.
+    /// `service:NAME` and `container:NAME` join the other container's; an
+    /// IPC namespace is shareable unless the service says `private`, so
+    /// that others can join it (docker's default before 20.10).
+    fn shared_namespaces(
+        &self,
+        live: &Live,
+        spec: &mut ContainerSpec,
+    ) -> std::result::Result<(), String> {
+        let mode = |k: &str| live.svc.extra.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let other = |k: &str, m: &str| -> std::result::Result<Option<String>, String> {
+            let found = if let Some(service) = m.strip_prefix("service:") {
+                self.current(service).filter(|l| l.running())
+            } else if let Some(name) = m.strip_prefix("container:") {
+                self.live
+                    .iter()
+                    .rev()
+                    .find(|l| l.name == name && l.running())
+            } else {
+                return Ok(None);
+            };
+            found
+                .map(|l| Some(l.id.clone()))
+                .ok_or_else(|| format!("{k} {m}: no running container to share it with"))
+        };
+        spec.ipc = match mode("ipc") {
+            "private" => Ipc::Private,
+            "host" => Ipc::Host,
+            m => match other("ipc", m)? {
+                Some(id) => Ipc::Container(id),
+                None => Ipc::Shareable,
+            },
+        };
+        spec.pid = match mode("pid") {
+            "host" => Namespace::Host,
+            m => other("pid", m)?.map_or(Namespace::Private, Namespace::Container),
+        };
+        if mode("uts") == "host" {
+            spec.uts = Namespace::Host;
+            // The host's name, as with docker: a hostname cannot be set.
+            spec.hostname = None;
+        }
+        spec.cgroup_private = mode("cgroup") == "private";
         Ok(())
     }
 
@@ -1629,7 +1699,9 @@ impl ProjectRuntime {
             }
         }
         let mut gone = self.live.remove(old);
-        signal_stop(&gone);
+        if let Some(note) = signal_stop(&self.engine, &gone) {
+            self.notes.borrow_mut().push(note);
+        }
         gone.restart_at = None;
         self.retiring.push(Retiring {
             live: gone,
@@ -1657,12 +1729,13 @@ impl ProjectRuntime {
     fn stop_live(&self, live: &mut Live, timeout: Duration) {
         live.restart_at = None;
         let sig = live.stop_signal();
+        if live.container.is_none() || live.exited.is_some() {
+            return;
+        }
+        self.pre_stop(live);
         let Some(c) = live.container.as_mut() else {
             return;
         };
-        if live.exited.is_some() {
-            return;
-        }
         // The kernel drops signals a namespace's PID 1 has no handler for,
         // so one it does not catch would only make us wait out the timeout
         // (docker does). Kill it at once instead.
@@ -1691,6 +1764,17 @@ impl ProjectRuntime {
                 id: live.id.clone(),
                 code: s.code(),
             });
+        }
+    }
+
+    /// `live`'s `pre_stop` hooks, before its stop signal. A hook that fails
+    /// or outlives the service's stop grace period (10 s by default) is
+    /// noted; the stop goes on.
+    fn pre_stop(&self, live: &Live) {
+        if let Err(e) = run_pre_stop(&self.engine.sandbox, &self.engine.state, live) {
+            self.notes
+                .borrow_mut()
+                .push(format!("{}: pre_stop hook: {e}", live.name));
         }
     }
 
@@ -2181,6 +2265,11 @@ impl ProjectRuntime {
         // per service.
         for wave in stop_waves(&self.live) {
             for &i in &wave {
+                if self.live[i].running() {
+                    self.pre_stop(&self.live[i]);
+                }
+            }
+            for &i in &wave {
                 if let (Some(c), None) = (&self.live[i].container, &self.live[i].exited) {
                     let _ = c.kill(effective_stop_signal(c.pid(), self.live[i].stop_signal()));
                 }
@@ -2429,7 +2518,16 @@ fn stop_waves(live: &[Live]) -> Vec<Vec<usize>> {
 /// Send `live` its stop signal. The kernel drops signals a namespace's
 /// PID 1 has no handler for, so one it does not catch would only make us
 /// wait out the timeout (docker does): then it gets SIGKILL at once.
-fn signal_stop(live: &Live) {
+/// Its `pre_stop` hooks run first; what went wrong with them is returned
+/// as a note.
+fn signal_stop(engine: &Engine, live: &Live) -> Option<String> {
+    let note = if live.running() {
+        run_pre_stop(&engine.sandbox, &engine.state, live)
+            .err()
+            .map(|e| format!("{}: pre_stop hook: {e}", live.name))
+    } else {
+        None
+    };
     if let Some(c) = &live.container {
         let sig = live.stop_signal();
         let sig = if signal::catches(c.pid(), sig) {
@@ -2439,6 +2537,23 @@ fn signal_stop(live: &Live) {
         };
         let _ = c.kill(sig);
     }
+    note
+}
+
+/// Run `live`'s `pre_stop` hooks in order, each killed if it outlives the
+/// service's stop grace period (10 s by default): a stop must end.
+fn run_pre_stop(sandbox: &Sandbox, state: &Path, live: &Live) -> std::result::Result<(), String> {
+    let hooks = hooks::of(&live.svc, "pre_stop")?;
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let limit = live.grace().unwrap_or(Duration::from_secs(10));
+    let output = live.files(state).join("output");
+    for hook in &hooks {
+        hooks::run(sandbox, &live.id, hook, &output, Some(limit))
+            .map_err(|e| e.replace(&live.id, &live.name))?;
+    }
+    Ok(())
 }
 
 /// The environment a runtime brings: its `bin` first on `PATH` (ahead of

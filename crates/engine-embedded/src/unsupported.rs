@@ -76,37 +76,8 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             "storage_opt",
             "per-container storage options are not supported by the embedded engine's overlay",
         ),
-        (
-            "device_cgroup_rules",
-            "device cgroup rules are not supported yet (use devices)",
-        ),
-        ("cgroup_parent", "a cgroup parent is not supported yet"),
-        ("blkio_config", "block I/O limits are not supported yet"),
-        ("post_start", "lifecycle hooks are not supported yet"),
-        ("pre_stop", "lifecycle hooks are not supported yet"),
-        ("cpuset", "CPU pinning is not supported yet"),
-        (
-            "cpu_period",
-            "CFS period settings are not supported yet (use cpus)",
-        ),
-        (
-            "cpu_quota",
-            "CFS quota settings are not supported yet (use cpus)",
-        ),
-        ("cpu_rt_runtime", "real-time scheduling is not supported"),
-        ("cpu_rt_period", "real-time scheduling is not supported"),
         ("cpu_count", "cpu_count is a Windows setting"),
         ("cpu_percent", "cpu_percent is a Windows setting"),
-        (
-            "mem_reservation",
-            "memory reservations are not supported yet (use mem_limit)",
-        ),
-        ("mem_swappiness", "swappiness is not supported yet"),
-        (
-            "oom_kill_disable",
-            "disabling the OOM killer is not supported",
-        ),
-        ("oom_score_adj", "OOM score adjustment is not supported yet"),
         ("domainname", "a domain name is not supported yet"),
         ("mac_address", "a fixed MAC address is not supported yet"),
         (
@@ -122,19 +93,20 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             return Err(format!("{}: {why}", key(k)));
         }
     }
-    if let Some(reservations) = svc
+    // A memory reservation is the soft limit (resources.rs); a CPU one is
+    // a swarm scheduling hint that docker compose drops too.
+    if svc
         .extra
         .get("deploy")
         .and_then(|d| d.get("resources"))
         .and_then(|r| r.get("reservations"))
-        .filter(|r| non_empty(r))
+        .and_then(|r| r.get("devices"))
+        .is_some_and(non_empty)
     {
-        let what = if reservations.get("devices").is_some() {
-            "device (GPU) reservations are not supported by the embedded engine"
-        } else {
-            "reservations are not supported yet (use limits)"
-        };
-        return Err(format!("{}: {what}", key("deploy.resources.reservations")));
+        return Err(format!(
+            "{}: device (GPU) reservations are not supported by the embedded engine",
+            key("deploy.resources.reservations.devices")
+        ));
     }
     for (i, m) in svc.volumes.iter().enumerate() {
         if m.extra
@@ -182,18 +154,78 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             tmpfs_options(t).map_err(|e| format!("{}[{i}]: {e}", key("tmpfs")))?;
         }
     }
-    // Namespace sharing: only the default (a namespace of its own) is there.
-    for k in ["ipc", "pid", "uts", "cgroup"] {
-        if let Some(mode) = svc.extra.get(k).and_then(Value::as_str) {
-            if !matches!(mode, "private" | "") {
-                return Err(format!(
-                    "{}: {mode:?} is not supported yet (each container has its own {k} namespace)",
-                    key(k)
-                ));
-            }
+    // Namespace sharing: what docker accepts for each key.
+    for (k, modes, sharing) in [
+        ("ipc", &["", "private", "shareable", "host"][..], true),
+        ("pid", &["", "host"][..], true),
+        ("uts", &["", "host"][..], false),
+        ("cgroup", &["", "host", "private"][..], false),
+    ] {
+        let Some(mode) = svc.extra.get(k).and_then(Value::as_str) else {
+            continue;
+        };
+        let shared = sharing
+            && (mode.starts_with("container:")
+                || mode
+                    .strip_prefix("service:")
+                    .is_some_and(|s| project.services.contains_key(s) && s != name));
+        if !modes.contains(&mode) && !shared {
+            let allowed = modes[1..].join(", ");
+            let also = if sharing {
+                ", service:NAME of this project, container:NAME"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{}: {mode:?} is not supported ({allowed}{also})",
+                key(k)
+            ));
         }
     }
-    Ok(())
+    for hook in ["post_start", "pre_stop"] {
+        super::hooks::of(svc, hook).map_err(|e| key(&e))?;
+    }
+    host_limits(name, svc)
+}
+
+/// The settings the sandbox checks when it creates the container (ranges,
+/// what this host's cgroups can do, device rules), checked now so that `up`
+/// makes nothing before it fails.
+fn host_limits(name: &str, svc: &Service) -> Result<(), String> {
+    use berth_sandbox::SpecError;
+    let key = |k: &str| format!("services.{name}.{k}");
+    let mut spec = berth_sandbox::ContainerSpec::default();
+    super::resources::apply(svc, &mut spec).map_err(|e| key(&e))?;
+    if svc.network_mode.as_deref() == Some("host") {
+        spec.network = berth_sandbox::Network::Host;
+    }
+    if svc.extra.get("ipc").and_then(Value::as_str) == Some("host") {
+        spec.ipc = berth_sandbox::Ipc::Host;
+    }
+    berth_sandbox::validate_spec(&spec).map_err(|e| match e {
+        // The sandbox's names for the compose keys it checks.
+        SpecError::Resource { what, message } => {
+            let k = match what {
+                "memory" => "mem_limit",
+                "memory_swap" => "memswap_limit",
+                "ulimit" => "ulimits",
+                "cpuset_mems" => "cpuset",
+                other => other,
+            };
+            format!("{}: {message}", key(k))
+        }
+        SpecError::Unavailable { what, reason } => {
+            format!("{}: not available on this host: {reason}", key(what))
+        }
+        SpecError::DeviceRule { .. } => format!("{}: {e}", key("device_cgroup_rules")),
+        SpecError::BadCgroupParent(_) => format!("{}: {e}", key("cgroup_parent")),
+        SpecError::Sysctl { .. } => format!("{}: {e}", key("sysctls")),
+        SpecError::Device { .. } => format!("{}: {e}", key("devices")),
+        SpecError::UnknownCapability(_) | SpecError::UnavailableCapability(_) => {
+            format!("{}: {e}", key("cap_add"))
+        }
+        other => format!("services.{name}: {other}"),
+    })
 }
 
 /// How the port proxy treats the service's published ports:
@@ -281,8 +313,44 @@ mod tests {
         assert!(e.starts_with("services.app.network_mode:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"network_mode": "service:ghost"}}}));
         assert!(e.starts_with("services.app.network_mode:"), "{e}");
-        let e = err(json!({"name": "p", "services": {"app": {"pid": "host"}}}));
-        assert!(e.starts_with("services.app.pid:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"pid": "private"}}}));
+        assert!(
+            e.starts_with("services.app.pid: \"private\" is not supported"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {"uts": "service:app"}}}));
+        assert!(e.starts_with("services.app.uts:"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"ipc": "service:ghost"}}}));
+        assert!(e.starts_with("services.app.ipc:"), "{e}");
+        // What the sandbox would refuse at create time, refused up front.
+        let e = err(json!({"name": "p", "services": {"app": {"cpuset": "4096"}}}));
+        assert!(
+            e.starts_with("services.app.cpuset: 4096: 4096 is not available"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {"device_cgroup_rules": ["c 1:3"]}}}));
+        assert!(
+            e.starts_with("services.app.device_cgroup_rules: invalid"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {"cpus": 0.5, "cpu_quota": 5000}}}));
+        assert!(
+            e.starts_with("services.app: cpus and cpu_period/cpu_quota"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {"oom_score_adj": 5000}}}));
+        assert!(e.starts_with("services.app.oom_score_adj: 5000"), "{e}");
+        let e = err(json!({"name": "p", "services": {"app": {"post_start": [{"user": "x"}]}}}));
+        assert!(
+            e.starts_with("services.app.post_start[0].command: missing"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {
+            "deploy": {"resources": {"reservations": {"devices": [{"capabilities": ["gpu"]}]}}}}}}));
+        assert!(
+            e.starts_with("services.app.deploy.resources.reservations.devices:"),
+            "{e}"
+        );
         let e = err(json!({"name": "p", "services": {"app": {"x-berth": {"protocol": "h2"}}}}));
         assert!(e.starts_with("services.app.x-berth.protocol:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"tmpfs": ["/a:size=1m,exec"]}}}));
@@ -310,8 +378,15 @@ mod tests {
         let p: Project = serde_json::from_value(json!({
             "name": "p",
             "services": {
-                "db": {"platform": host_platform(), "runtime": "runc", "ipc": "private"},
-                "app": {"network_mode": "service:db"}
+                "db": {"platform": host_platform(), "runtime": "runc", "ipc": "shareable",
+                       "cpu_period": 50000, "cpu_quota": 25000, "mem_reservation": "33554432",
+                       "oom_score_adj": 100, "device_cgroup_rules": ["c 1:3 r"], "cgroup": "private",
+                       "deploy": {"resources": {"reservations": {"memory": "33554432", "cpus": "1"}}},
+                       "post_start": [{"command": "true"}], "pre_stop": [{"command": ["true"]}]},
+                "app": {"network_mode": "service:db", "ipc": "service:db", "pid": "service:db",
+                        "uts": "host"},
+                "host": {"pid": "host", "ipc": "host", "cgroup": "host"},
+                "other": {"ipc": "container:p-db-1", "pid": "container:p-db-1"}
             },
             "volumes": {"v": {"driver": "local"}},
             "networks": {"n": {"driver": "bridge"}, "ext": {"external": true, "driver": "overlay"}}

@@ -60,6 +60,8 @@ pub use flatten::populate;
 pub use layers::{LayerCache, LayerError};
 pub use rootfs::{RootfsError, RootfsMode};
 pub use seccomp::SeccompError;
+/// See [`spec::validate`].
+pub use spec::validate as validate_spec;
 pub use spec::{
     Blkio, ContainerSpec, DeviceSpec, Ipc, MountKind, MountSpec, Namespace, Network, SeccompChoice,
     SpecError, Stdio, DEFAULT_PATH,

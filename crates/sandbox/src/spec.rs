@@ -1368,6 +1368,43 @@ pub struct Resolved<'a> {
     pub readonly_cgroups: Vec<String>,
 }
 
+/// The checks [`Sandbox::create`](crate::Sandbox::create) makes of `spec`
+/// that need no image and no other container: limits and their ranges,
+/// what this host's cgroups can do, rlimits, sysctls, devices, device rules,
+/// the cgroup parent, the hostname and capabilities. For a caller that
+/// refuses a bad setting before it makes anything.
+pub fn validate(spec: &ContainerSpec) -> Result<(), SpecError> {
+    command(spec).or_else(|e| match e {
+        // The image may supply the command.
+        SpecError::NoCommand => Ok(Vec::new()),
+        other => Err(other),
+    })?;
+    hostname(spec)?;
+    cgroups_path(spec)?;
+    capabilities(spec)?;
+    resources(spec)?;
+    rlimits(spec)?;
+    sysctls(spec)?;
+    user_devices(spec)?;
+    for rule in &spec.device_cgroup_rules {
+        device_cgroup_rule(rule)?;
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        oom_score_adj(adj)?;
+    }
+    Ok(())
+}
+
+fn oom_score_adj(adj: i32) -> Result<i32, SpecError> {
+    if !(-1000..=1000).contains(&adj) {
+        return Err(SpecError::Resource {
+            what: "oom_score_adj",
+            message: format!("{adj}: the range is from -1000 to 1000"),
+        });
+    }
+    Ok(adj)
+}
+
 /// The OCI runtime spec for `spec`.
 pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, SpecError> {
     let mut user_mounts = spec
@@ -1495,13 +1532,7 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
         doc["hostname"] = json!(h);
     }
     if let Some(adj) = spec.oom_score_adj {
-        if !(-1000..=1000).contains(&adj) {
-            return Err(SpecError::Resource {
-                what: "oom_score_adj",
-                message: format!("{adj}: the range is from -1000 to 1000"),
-            });
-        }
-        doc["process"]["oomScoreAdj"] = json!(adj);
+        doc["process"]["oomScoreAdj"] = json!(oom_score_adj(adj)?);
     }
     if let Some(seccomp) = seccomp {
         doc["linux"]["seccomp"] = seccomp;
