@@ -126,7 +126,8 @@ impl DockerBackend {
             })
             .map(name_of)
             .collect();
-        self.adjust(&mut plan, &proxied, &docker_published);
+        let remote = (!self.endpoint.is_local()).then_some(self.endpoint.host.as_str());
+        adjust(&mut plan, remote, &proxied, &docker_published);
         let ctx = Context {
             project,
             images,
@@ -167,54 +168,10 @@ impl DockerBackend {
         self.keeper.is_some()
             && self.endpoint.is_local()
             && scale == 1
-            && svc.network_mode.is_none()
+            // On its own networks, or Docker's default bridge (v1 files).
+            && matches!(svc.network_mode.as_deref(), None | Some("bridge"))
             && !svc.ports.is_empty()
             && port_specs(svc).is_some()
-    }
-
-    /// A start-first swap needs the ports held by berth's keeper; where
-    /// Docker publishes them the old container must go first: say so in
-    /// the plan.
-    fn adjust(
-        &self,
-        plan: &mut Plan,
-        proxied: &BTreeSet<String>,
-        docker_published: &BTreeSet<String>,
-    ) {
-        for step in &mut plan.steps {
-            if let Action::Recreate {
-                strategy,
-                container,
-                ..
-            } = &mut step.action
-            {
-                if *strategy != Strategy::StartFirst {
-                    continue;
-                }
-                let why = if !self.endpoint.is_local() {
-                    Some(format!(
-                        "the daemon at {} is remote, so Docker publishes the ports and the old container must go first",
-                        self.endpoint.host
-                    ))
-                } else if !proxied.contains(&step.service) {
-                    Some(
-                        "Docker publishes the ports itself, so the old container must go first"
-                            .to_string(),
-                    )
-                } else if docker_published.contains(container.as_str()) {
-                    Some(format!(
-                        "{container} holds the ports through Docker; berth's port keeper takes them over"
-                    ))
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    *strategy = Strategy::StopFirst;
-                    step.reason
-                        .push_str(&format!("; stop-first on the docker engine: {why}"));
-                }
-            }
-        }
     }
 
     pub(crate) async fn converge(
@@ -401,7 +358,7 @@ impl DockerBackend {
             .and_then(|n| n.networks.clone())
             .unwrap_or_default();
         // The service's first network, as it was created on.
-        let wanted: Vec<String> = svc
+        let mut wanted: Vec<String> = svc
             .networks
             .iter()
             .flatten()
@@ -413,6 +370,9 @@ impl DockerBackend {
                     .unwrap_or_else(|| key.clone())
             })
             .collect();
+        if svc.network_mode.as_deref() == Some("bridge") {
+            wanted.push("bridge".into());
+        }
         let (network, ip) = wanted
             .iter()
             .find_map(|n| {
@@ -1192,6 +1152,51 @@ impl DockerBackend {
     }
 }
 
+/// A start-first swap needs the ports held by berth's keeper; where Docker
+/// publishes them (a `remote` daemon, a service the keeper does not serve,
+/// an old container Docker published) the old container must go first:
+/// the plan says so.
+pub(crate) fn adjust(
+    plan: &mut Plan,
+    remote: Option<&str>,
+    proxied: &BTreeSet<String>,
+    docker_published: &BTreeSet<String>,
+) {
+    for step in &mut plan.steps {
+        if let Action::Recreate {
+            strategy,
+            container,
+            ..
+        } = &mut step.action
+        {
+            if *strategy != Strategy::StartFirst {
+                continue;
+            }
+            let why = if let Some(host) = remote {
+                Some(format!(
+                    "the daemon at {host} is remote, so Docker publishes the ports and the old container must go first"
+                ))
+            } else if !proxied.contains(&step.service) {
+                Some(
+                    "Docker publishes the ports itself, so the old container must go first"
+                        .to_string(),
+                )
+            } else if docker_published.contains(container.as_str()) {
+                Some(format!(
+                    "{container} holds the ports through Docker; berth's port keeper takes them over"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                *strategy = Strategy::StopFirst;
+                step.reason
+                    .push_str(&format!("; stop-first on the docker engine: {why}"));
+            }
+        }
+    }
+}
+
 /// A service's published ports as the keeper holds them; `None` when one
 /// is not a single fixed TCP port (Docker publishes those).
 fn port_specs(svc: &Service) -> Option<Vec<keeper::PortSpec>> {
@@ -1271,4 +1276,61 @@ fn stop_order(project: &Project) -> Vec<String> {
     }
     out.reverse();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_engine::Step;
+
+    fn swap() -> Plan {
+        Plan {
+            steps: vec![Step {
+                service: "app".into(),
+                action: Action::Recreate {
+                    container: "p-app-1".into(),
+                    number: 1,
+                    strategy: Strategy::StartFirst,
+                    renew_anonymous_volumes: false,
+                },
+                reason: "app: runtime image changed; start-first swap (published ports)".into(),
+            }],
+            warnings: vec![],
+        }
+    }
+
+    fn strategy(plan: &Plan) -> (Strategy, &str) {
+        match &plan.steps[0].action {
+            Action::Recreate { strategy, .. } => (*strategy, plan.steps[0].reason.as_str()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn start_first_only_where_the_keeper_holds_the_ports() {
+        let app = BTreeSet::from(["app".to_string()]);
+        let none = BTreeSet::new();
+        let mut p = swap();
+        adjust(&mut p, None, &app, &none);
+        assert_eq!(strategy(&p).0, Strategy::StartFirst);
+
+        let mut p = swap();
+        adjust(&mut p, Some("tcp://10.1.2.3:2375"), &app, &none);
+        let (s, why) = strategy(&p);
+        assert_eq!(s, Strategy::StopFirst);
+        assert!(why.ends_with("stop-first on the docker engine: the daemon at tcp://10.1.2.3:2375 is remote, so Docker publishes the ports and the old container must go first"), "{why}");
+
+        let mut p = swap();
+        adjust(&mut p, None, &none, &none);
+        assert!(strategy(&p).1.contains("Docker publishes the ports itself"));
+
+        let mut p = swap();
+        adjust(&mut p, None, &app, &BTreeSet::from(["p-app-1".to_string()]));
+        let (s, why) = strategy(&p);
+        assert_eq!(s, Strategy::StopFirst);
+        assert!(
+            why.contains("p-app-1 holds the ports through Docker"),
+            "{why}"
+        );
+    }
 }

@@ -25,6 +25,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// How long the keeper stays after every container it serves is gone.
+const ORPHAN_GRACE: Duration = Duration::from_secs(30);
+
 /// How the keeper is started when `up` needs it and none answers.
 #[derive(Debug, Clone)]
 pub enum KeeperLaunch {
@@ -124,6 +127,7 @@ pub fn keep_ports(project: &str) -> Result<()> {
     let docker = DockerBackend::connect().ok();
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     let mut last_check = Instant::now();
+    let mut orphaned_since: Option<Instant> = None;
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -140,7 +144,17 @@ pub fn keep_ports(project: &str) -> Result<()> {
         if last_check.elapsed() >= Duration::from_secs(1) {
             last_check = Instant::now();
             if let Some(d) = &docker {
-                follow_addresses(d, &mut held);
+                // Taken down by another tool (`docker compose down`): free
+                // the ports rather than hold them for nobody. A replacement
+                // takes seconds, so only a lasting absence counts.
+                if follow_addresses(d, &mut held) {
+                    let since = *orphaned_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= ORPHAN_GRACE {
+                        break;
+                    }
+                } else {
+                    orphaned_since = None;
+                }
             }
         }
     }
@@ -153,14 +167,22 @@ pub fn keep_ports(project: &str) -> Result<()> {
     Ok(())
 }
 
-/// A restarted container may get another address: follow it.
-fn follow_addresses(d: &DockerBackend, held: &mut BTreeMap<String, Held>) {
+/// A restarted container may get another address: follow it. Returns
+/// whether every container the ports point at is gone.
+fn follow_addresses(d: &DockerBackend, held: &mut BTreeMap<String, Held>) -> bool {
+    let mut gone = 0;
     for h in held.values_mut() {
-        let Ok(c) = d.block(
+        let c = match d.block(
             d.docker
                 .inspect_container(&h.container, None::<InspectContainerOptions>),
-        ) else {
-            continue;
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                if crate::is_not_found(&e) {
+                    gone += 1;
+                }
+                continue;
+            }
         };
         let ip = c
             .network_settings
@@ -175,6 +197,7 @@ fn follow_addresses(d: &DockerBackend, held: &mut BTreeMap<String, Held>) {
             }
         }
     }
+    !held.is_empty() && gone == held.len()
 }
 
 /// Answer one request; true when the keeper should exit.

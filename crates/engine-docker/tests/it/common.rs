@@ -342,6 +342,13 @@ pub fn images(
     );
     b.import_image(store, &boxed, &|_| {}).expect("import box");
     out.insert("box", boxed);
+    let code = images_code(b, store, tag, code_text);
+    out.insert("code", code);
+    out
+}
+
+/// The code image alone (`berth-test/code:TAG`), with new content.
+pub fn images_code(b: &DockerBackend, store: &Store, tag: &str, code_text: &str) -> String {
     let code = format!("berth-test/code:{tag}");
     make_image(
         store,
@@ -350,6 +357,5 @@ pub fn images(
         json!({"Cmd": ["/bin/busybox", "true"], "Env": ["PATH=/bin"], "Volumes": {"/app": {}}}),
     );
     b.import_image(store, &code, &|_| {}).expect("import code");
-    out.insert("code", code);
-    out
+    code
 }

@@ -22,6 +22,72 @@ fn web_image(
     reference
 }
 
+/// Polls 127.0.0.1:`port` every 20 ms until stopped: the request count and
+/// each distinct answer in order (a failure as `FAILED: …`).
+struct Poller {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<(usize, Vec<String>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(port: u16) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new((0usize, Vec::<String>::new())));
+        let thread = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = http_get(port, "/index.html");
+                    let mut s = seen.lock().unwrap();
+                    s.0 += 1;
+                    match r {
+                        Some((200, body)) => {
+                            if s.1.last() != Some(&body) {
+                                s.1.push(body);
+                            }
+                        }
+                        other => s.1.push(format!("FAILED: {other:?}")),
+                    }
+                    drop(s);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        Poller {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Wait for `want`, poll a little longer, stop: (requests, answers).
+    fn finish(mut self, want: &str) -> (usize, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.seen.lock().unwrap().1.iter().any(|b| b.contains(want)) {
+            assert!(
+                Instant::now() < deadline,
+                "{want:?} never came: {:?}",
+                self.seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A new runtime image for a service with published ports: the new
 /// container starts beside the old one, berth's keeper switches the port
 /// once it answers, the old one drains and goes. A client polling every
@@ -65,45 +131,9 @@ fn a_runtime_swap_under_a_20ms_poller_fails_no_request() {
         "{plan:#?}"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new((0usize, Vec::<String>::new())));
-    let poller = {
-        let (stop, seen) = (stop.clone(), seen.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let r = http_get(port, "/index.html");
-                let mut s = seen.lock().unwrap();
-                s.0 += 1;
-                match r {
-                    Some((200, body)) => {
-                        if s.1.last() != Some(&body) {
-                            s.1.push(body);
-                        }
-                    }
-                    other => s.1.push(format!("FAILED: {other:?}")),
-                }
-                drop(s);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(200));
+    let poller = Poller::start(port);
     p.up(&b).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !seen
-        .lock()
-        .unwrap()
-        .1
-        .iter()
-        .any(|b| b.contains("runtime two"))
-    {
-        assert!(Instant::now() < deadline, "the new content never came");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    poller.join().unwrap();
-    let (requests, bodies) = seen.lock().unwrap().clone();
+    let (requests, bodies) = poller.finish("runtime two");
     let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("FAILED")).collect();
     assert!(failed.is_empty(), "{failed:?} of {requests} requests");
     assert_eq!(
@@ -124,4 +154,59 @@ fn a_runtime_swap_under_a_20ms_poller_fails_no_request() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// New code (`up --build` leaves a new code image) for the seed's shape:
+/// the code container gets a fresh volume, its `volumes_from` consumer is
+/// swapped start-first, and the poller sees no failure, then the new code.
+#[test]
+fn a_code_change_under_a_20ms_poller_fails_no_request() {
+    let b = backend().with_port_keeper(KeeperLaunch::Thread);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "swapcode", "code one");
+    let port = free_port();
+    let p = Project::new(
+        "bdk-swapcode",
+        &format!(
+            r#"code:
+  build: .
+  image: {code}
+app:
+  image: {app}
+  volumes_from:
+    - code
+  ports:
+    - "127.0.0.1:{port}:3000"
+  working_dir: /app
+  command: httpd -f -p 3000 -h /app
+  stop_grace_period: 1s
+"#,
+            code = images["code"],
+            app = images["box"],
+        ),
+    );
+    p.up(&b).unwrap();
+    wait_for_body(port, "/index.html", "code one");
+    images_code(&b, &store, "swapcode", "code two");
+    let plan = p.plan(&b);
+    let app = plan.steps.iter().find(|s| s.service == "app").unwrap();
+    assert!(
+        matches!(
+            app.action,
+            Action::Recreate {
+                strategy: Strategy::StartFirst,
+                ..
+            }
+        ),
+        "{plan:#?}"
+    );
+    let poller = Poller::start(port);
+    p.up(&b).unwrap();
+    let (requests, bodies) = poller.finish("code two");
+    let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("FAILED")).collect();
+    assert!(failed.is_empty(), "{failed:?} of {requests} requests");
+    assert_eq!(bodies, ["code one", "code two"], "{requests} requests");
+    assert!(p.down(&b));
+    assert_eq!(p.leftovers(), Vec::<String>::new());
 }
