@@ -83,16 +83,8 @@ impl DockerBackend {
         let mut ids = BTreeMap::new();
         for service in project.services.keys() {
             let reference = image_ref(request, project, service);
-            match self.image_id(&reference).await? {
-                Some(id) => {
-                    ids.insert(service.clone(), id);
-                }
-                None if require_images => {
-                    return Err(BackendError::not_found(format!(
-                        "service {service}: image {reference} is not in the Docker Engine (pull or build it first)"
-                    )))
-                }
-                None => {}
+            if let Some(id) = self.image_id(&reference).await? {
+                ids.insert(service.clone(), id);
             }
             images.insert(service.clone(), reference);
         }
@@ -126,6 +118,19 @@ impl DockerBackend {
             })
             .map(name_of)
             .collect();
+        if require_images {
+            // Only what gets a new container needs its image now.
+            for step in &plan.steps {
+                if matches!(step.action, Action::Create { .. } | Action::Recreate { .. })
+                    && !ids.contains_key(&step.service)
+                {
+                    return Err(BackendError::not_found(format!(
+                        "service {}: image {} is not in the Docker Engine (pull or build it first)",
+                        step.service, images[&step.service]
+                    )));
+                }
+            }
+        }
         let remote = (!self.endpoint.is_local()).then_some(self.endpoint.host.as_str());
         adjust(&mut plan, remote, &proxied, &docker_published);
         let ctx = Context {

@@ -24,6 +24,8 @@ use tokio::io::AsyncWriteExt;
 
 /// How often a watching command (`logs -f`, `events`) asks whether to stop.
 const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often `logs -f` looks for containers that (re)started.
+const RESCAN: Duration = Duration::from_secs(1);
 
 type Output =
     Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
@@ -68,6 +70,12 @@ pub(crate) fn rfc3339(nanos: i64) -> String {
 
 /// Seconds since the epoch of an RFC 3339 time (`Z` or `±hh:mm`).
 pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+    parse_rfc3339_nanos(text).map(|n| n.div_euclid(1_000_000_000))
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time: Docker's log times
+/// drop trailing zeros of the fraction, so they are compared as numbers.
+pub(crate) fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
     let t = text.trim();
     let num = |s: &str| s.parse::<i64>().ok();
     let (date, rest) = t.split_once(['T', ' '])?;
@@ -82,7 +90,13 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
         let (oh, om) = off[1..].split_once(':')?;
         (c, sign * (num(oh)? * 3600 + num(om)? * 60))
     };
-    let clock = clock.split('.').next()?;
+    let (clock, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = if digits.is_empty() {
+        0
+    } else {
+        num(&digits)? * 10i64.pow(9 - digits.len() as u32)
+    };
     let mut cp = clock.split(':');
     let (h, mi, s) = (
         num(cp.next()?)?,
@@ -90,13 +104,14 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
         num(cp.next().unwrap_or("0"))?,
     );
     let days = days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?);
-    Some(days * 86_400 + h * 3600 + mi * 60 + s - offset)
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
+    Some(secs * 1_000_000_000 + nanos)
 }
 
-fn now_secs() -> i64 {
+fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
 
@@ -695,8 +710,12 @@ impl DockerBackend {
         if all.is_empty() {
             return Err(BackendError::not_running(project));
         }
+        let started = now_nanos();
+        // Docker's `since` has whole seconds: what was written earlier in
+        // this second is dropped here.
+        let floor = options.from_now.then_some(started);
         let since = if options.from_now {
-            now_secs()
+            started.div_euclid(1_000_000_000)
         } else {
             match &options.since {
                 Some(s) => parse_rfc3339(s)
@@ -709,14 +728,15 @@ impl DockerBackend {
                 .ok_or_else(|| BackendError::invalid(format!("--until {s}: not a time")))?,
             None => 0,
         };
-        let mut streams = Vec::new();
-        for c in &all {
+        let wanted = |c: &ContainerInspectResponse| -> Option<(String, String)> {
             let l = labels_of(c);
             let service = l.get(labels::SERVICE).cloned().unwrap_or_default();
             if !options.services.is_empty() && !options.services.contains(&service) {
-                continue;
+                return None;
             }
-            let name = name_of(c);
+            Some((name_of(c), service))
+        };
+        let open = |name: String, service: String, since: i64, tail: Option<usize>| {
             let s = self
                 .docker
                 .logs(
@@ -728,17 +748,24 @@ impl DockerBackend {
                         since: i32::try_from(since).unwrap_or(0),
                         until: i32::try_from(until).unwrap_or(0),
                         timestamps: true,
-                        tail: options
-                            .tail
-                            .map(|n| n.to_string())
-                            .unwrap_or_else(|| "all".into()),
+                        tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
                     }),
                 )
-                .map(move |item| (name.clone(), service.clone(), item));
-            streams.push(Box::pin(s));
+                .map(Some)
+                // A follow ends when its container stops: `None` says so.
+                .chain(futures_util::stream::once(async { None }));
+            let (n, sv) = (name.clone(), service.clone());
+            Box::pin(s.map(move |item| (n.clone(), sv.clone(), item)))
+        };
+        let mut merged = futures_util::stream::SelectAll::new();
+        let mut followed: HashMap<String, String> = HashMap::new();
+        for c in &all {
+            if let Some((name, service)) = wanted(c) {
+                merged.push(open(name.clone(), service.clone(), since, options.tail));
+                followed.insert(name, service);
+            }
         }
-        let mut merged = futures_util::stream::select_all(streams);
-        let line_of = |container: String, service: String, out: LogOutput| -> Vec<LogLine> {
+        let line_of = |container: &str, service: &str, out: LogOutput| -> Vec<LogLine> {
             let (stderr, bytes) = match out {
                 LogOutput::StdErr { message } => (true, message),
                 LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
@@ -754,8 +781,8 @@ impl DockerBackend {
                         _ => (None, l.to_string()),
                     };
                     LogLine {
-                        container: container.clone(),
-                        service: service.clone(),
+                        container: container.to_string(),
+                        service: service.to_string(),
                         stderr,
                         time,
                         text,
@@ -767,9 +794,17 @@ impl DockerBackend {
             let mut lines = Vec::new();
             while let Some((c, s, item)) = merged.next().await {
                 match item {
-                    Ok(out) => lines.extend(line_of(c, s, out)),
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(api_err(format!("logs of {c}"), e)),
+                    None => {}
+                    Some(Ok(out)) => lines.extend(line_of(&c, &s, out).into_iter().filter(|l| {
+                        floor.is_none_or(|f| {
+                            l.time
+                                .as_deref()
+                                .and_then(parse_rfc3339_nanos)
+                                .is_none_or(|t| t >= f)
+                        })
+                    })),
+                    Some(Err(e)) if is_not_found(&e) => {}
+                    Some(Err(e)) => return Err(api_err(format!("logs of {c}"), e)),
                 }
             }
             // Oldest first across containers; the sort is stable, so lines
@@ -780,15 +815,55 @@ impl DockerBackend {
             }
             return Ok(());
         }
+        // Following: a container that stops ends its stream; when it (or a
+        // new container of the project) runs again it is followed again,
+        // from the last line seen (Docker's `since` has whole seconds, so
+        // lines already shown are skipped by their time).
+        let mut last: HashMap<String, i64> = HashMap::new();
+        let mut rescan = tokio::time::Instant::now() + RESCAN;
         loop {
             if stop() {
                 return Ok(());
             }
+            if tokio::time::Instant::now() >= rescan {
+                rescan = tokio::time::Instant::now() + RESCAN;
+                for c in self.inspect_project(project).await? {
+                    let Some((name, service)) = wanted(&c) else {
+                        continue;
+                    };
+                    if followed.contains_key(&name) || !status_of(&c).is_alive() {
+                        continue;
+                    }
+                    let from = last
+                        .get(&name)
+                        .map(|t| t.div_euclid(1_000_000_000))
+                        .unwrap_or(since);
+                    merged.push(open(name.clone(), service.clone(), from, None));
+                    followed.insert(name, service);
+                }
+            }
+            if merged.is_empty() {
+                tokio::time::sleep(STOP_POLL).await;
+                continue;
+            }
             match tokio::time::timeout(STOP_POLL, merged.next()).await {
-                Err(_) => continue,
-                Ok(None) => return Ok(()),
-                Ok(Some((c, s, item))) => match item {
-                    Ok(out) => line_of(c, s, out).into_iter().for_each(&mut *sink),
+                Err(_) | Ok(None) => continue,
+                Ok(Some((c, _, None))) => {
+                    followed.remove(&c);
+                }
+                Ok(Some((c, s, Some(item)))) => match item {
+                    Ok(out) => {
+                        for l in line_of(&c, &s, out) {
+                            if let Some(t) = l.time.as_deref().and_then(parse_rfc3339_nanos) {
+                                let seen = last.get(&c).copied().or(floor);
+                                if seen.is_some_and(|seen| t <= seen) {
+                                    continue;
+                                }
+                                last.insert(c.clone(), t);
+                            }
+                            sink(l);
+                        }
+                    }
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(api_err(format!("logs of {c}"), e)),
                 },
@@ -922,5 +997,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-12-02T14:12:21+01:00"), Some(t));
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00.5Z"), Some(0));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        // Docker trims the fraction's trailing zeros.
+        assert_eq!(
+            parse_rfc3339_nanos("1970-01-01T00:00:01.12Z"),
+            Some(1_120_000_000)
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! and takes its project down when it ends, passing or failing.
 
 mod common;
+mod multi;
 mod ops;
 mod swap;
 mod up;
