@@ -521,3 +521,112 @@ RUN --mount=type=ssh perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer
         "{err}"
     );
 }
+
+/// A project needing no registry: a static busybox is the whole image.
+fn busybox_project(name: &str, run: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(format!("{name}{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy("/usr/bin/busybox", dir.join("busybox")).unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{run}"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("compose.yaml"),
+        format!("services:\n  box:\n    build: .\n    image: {name}:dev\n"),
+    )
+    .unwrap();
+    (tmp, dir)
+}
+
+fn berth_in(dir: &Path, state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(dir)
+        .env("BERTH_STATE_DIR", state)
+        .output()
+        .unwrap()
+}
+
+/// `--progress plain` streams every line of a step and its time;
+/// `--progress tty` shows the running step's last lines in place and
+/// collapses them into the step's line with its time once it succeeds; a
+/// failing step says where (file:line), its exit code and its last lines.
+#[test]
+fn progress_plain_streams_tty_collapses_and_a_failure_says_where() {
+    let (tmp, dir) = busybox_project(
+        "progress",
+        "RUN for i in 1 2 3 4 5 6 7 8 9; do echo output line $i; done\n",
+    );
+    let state = tmp.path().join("state");
+    let plain = berth_in(
+        &dir,
+        &state,
+        &["build", "--progress", "plain", "--no-cache"],
+    );
+    let log = text(&plain.stderr);
+    assert!(plain.status.success(), "{log}");
+    assert!(log.contains("box |   output line 1\n"), "{log}");
+    assert!(log.contains("box |   output line 9\nbox | DONE "), "{log}");
+
+    let tty = berth_in(&dir, &state, &["build", "--progress", "tty", "--no-cache"]);
+    let log = text(&tty.stderr);
+    assert!(tty.status.success(), "{log}");
+    // The step's final line: its text and its time, after its output was
+    // erased (cursor up, clear line).
+    let last_step = log
+        .lines()
+        .rfind(|l| l.contains("[stage 1 4/4] RUN for i in"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(last_step.trim_end().ends_with('s'), "{last_step:?}");
+    assert!(log.contains("\x1b[1A\x1b[2K"), "{log:?}");
+
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN echo about to fail; echo the reason >&2; exit 3\n",
+    )
+    .unwrap();
+    let failed = berth_in(&dir, &state, &["build", "--progress", "tty"]);
+    let err = text(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(err.contains("Dockerfile:4: RUN: "), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(err.contains("about to fail\nthe reason"), "{err}");
+    // No step container is left behind.
+    let left: Vec<_> = fs::read_dir(state.join("sandbox/build"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// `berth builder prune` empties the cache mounts (and the step records):
+/// a cache mount keeps what a step wrote until then.
+#[test]
+fn builder_prune_empties_cache_mounts() {
+    let (tmp, dir) = busybox_project(
+        "prune",
+        "RUN --mount=type=cache,target=/cache echo x >> /cache/runs && echo runs $(wc -l < /cache/runs)\n",
+    );
+    let state = tmp.path().join("state");
+    let runs = |args: &[&str]| {
+        let out = berth_in(&dir, &state, args);
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    assert!(runs(&["build", "--progress", "plain"]).contains("runs 1"));
+    assert!(runs(&["build", "--progress", "plain", "--no-cache"]).contains("runs 2"));
+    let pruned = berth_in(&dir, &state, &["builder", "prune"]);
+    let said = text(&pruned.stdout);
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+    assert!(said.starts_with("Deleted 1 cache mount(s) and "), "{said}");
+    // The step records went too: nothing is CACHED, and the cache is empty.
+    let log = runs(&["build", "--progress", "plain"]);
+    assert!(log.contains("runs 1"), "{log}");
+    assert!(!log.contains("CACHED"), "{log}");
+}
