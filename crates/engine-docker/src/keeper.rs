@@ -132,8 +132,14 @@ pub fn keep_ports(project: &str) -> Result<()> {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
-                if serve(stream, &mut held) {
-                    break;
+                if let Some(stream) = serve(stream, &mut held) {
+                    // `down` waits for this answer: once it has it, the
+                    // ports are free and the keeper is gone.
+                    release_all(&mut held);
+                    let _ = std::fs::remove_file(&path);
+                    let mut w = &stream;
+                    let _ = writeln!(w, "{{}}");
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -158,13 +164,17 @@ pub fn keep_ports(project: &str) -> Result<()> {
             }
         }
     }
-    for (_, h) in std::mem::take(&mut held) {
+    release_all(&mut held);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+fn release_all(held: &mut BTreeMap<String, Held>) {
+    for (_, h) in std::mem::take(held) {
         for (_, p) in h.proxies {
             p.close(Duration::from_secs(1));
         }
     }
-    let _ = std::fs::remove_file(&path);
-    Ok(())
 }
 
 /// A restarted container may get another address: follow it. Returns
@@ -200,12 +210,13 @@ fn follow_addresses(d: &DockerBackend, held: &mut BTreeMap<String, Held>) -> boo
     !held.is_empty() && gone == held.len()
 }
 
-/// Answer one request; true when the keeper should exit.
-fn serve(stream: UnixStream, held: &mut BTreeMap<String, Held>) -> bool {
+/// Answer one request; a `stop` is not answered but handed back, to be
+/// answered once everything is released.
+fn serve(stream: UnixStream, held: &mut BTreeMap<String, Held>) -> Option<UnixStream> {
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
-        return false;
+        return None;
     }
     let (reply, stop) = match serde_json::from_str::<Request>(&line) {
         Err(e) => (
@@ -238,10 +249,14 @@ fn serve(stream: UnixStream, held: &mut BTreeMap<String, Held>) -> bool {
             false,
         ),
     };
+    drop(reader);
+    if stop {
+        return Some(stream);
+    }
     let mut w = &stream;
     let text = serde_json::to_string(&reply).unwrap_or_else(|_| "{}".into());
     let _ = writeln!(w, "{text}");
-    stop
+    None
 }
 
 fn switch(

@@ -22,7 +22,7 @@ use berth_engine::backend::{
 use berth_engine::{Backend, BackendError, ErrorKind, Plan};
 use bollard::Docker;
 pub use connect::Endpoint;
-pub use keeper::{keep_ports, KeeperLaunch};
+pub use keeper::{keep_ports, socket_path as keeper_socket, KeeperLaunch};
 
 type Result<T> = std::result::Result<T, BackendError>;
 

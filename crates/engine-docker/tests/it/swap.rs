@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 fn web_image(
     b: &berth_engine_docker::DockerBackend,
     store: &berth_oci::Store,
+    tag: &str,
     text: &str,
 ) -> String {
-    let reference = "berth-test/web:swap".to_string();
+    // A tag per test: tests run in parallel against one daemon.
+    let reference = format!("berth-test/web:{tag}");
     make_image(
         store,
         &reference,
@@ -97,7 +99,7 @@ fn a_runtime_swap_under_a_20ms_poller_fails_no_request() {
     let b = backend().with_port_keeper(KeeperLaunch::Thread);
     let store_dir = tempfile::tempdir().unwrap();
     let store = berth_oci::Store::open(store_dir.path()).unwrap();
-    let image = web_image(&b, &store, "runtime one");
+    let image = web_image(&b, &store, "swap", "runtime one");
     let port = free_port();
     let p = Project::new(
         "bdk-swap",
@@ -117,7 +119,7 @@ fn a_runtime_swap_under_a_20ms_poller_fails_no_request() {
     let web = b.observe(&p.name).unwrap().unwrap().containers[0].clone();
     assert_eq!(web.ports, [format!("127.0.0.1:{port}->3000/tcp")]);
 
-    web_image(&b, &store, "runtime two");
+    web_image(&b, &store, "swap", "runtime two");
     let plan = p.plan(&b);
     let step = &plan.steps[0];
     assert!(
@@ -209,4 +211,52 @@ app:
     assert_eq!(bodies, ["code one", "code two"], "{requests} requests");
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
+}
+
+/// The keeper as a detached process (what `berth up -d` leaves behind):
+/// it outlives the backend that started it, a later `up` reaches it to
+/// swap, and `down` stops it and frees the port.
+#[test]
+fn a_detached_keeper_outlives_its_command_and_goes_with_down() {
+    let launch = KeeperLaunch::Exec {
+        program: env!("CARGO_BIN_EXE_berth-docker-ports").into(),
+        args: Vec::new(),
+    };
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let port = free_port();
+    let p = {
+        let b = backend().with_port_keeper(launch.clone());
+        let image = web_image(&b, &store, "detached", "detached one");
+        let p = Project::new(
+            "bdk-detached",
+            &format!(
+                "services:\n  web:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:3000\"]\n    command: [\"httpd\", \"-f\", \"-p\", \"3000\", \"-h\", \"/www\"]\n    stop_grace_period: 1s\n"
+            ),
+        );
+        p.up(&b).unwrap();
+        p
+    };
+    // The command that started it is gone; the port still answers.
+    wait_for_body(port, "/index.html", "detached one");
+    let b = backend().with_port_keeper(launch);
+    web_image(&b, &store, "detached", "detached two");
+    let poller = Poller::start(port);
+    p.up(&b).unwrap();
+    let (requests, bodies) = poller.finish("detached two");
+    assert_eq!(
+        bodies,
+        ["detached one", "detached two"],
+        "{requests} requests"
+    );
+    assert!(p.down(&b));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "port {port} still held after down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!berth_engine_docker::keeper_socket(&p.name).exists());
 }
