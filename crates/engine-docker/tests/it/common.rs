@@ -359,3 +359,36 @@ pub fn images_code(b: &DockerBackend, store: &Store, tag: &str, code_text: &str)
     b.import_image(store, &code, &|_| {}).expect("import code");
     code
 }
+
+/// The daemon's socket relayed on a loopback TCP port: a `tcp://` Docker
+/// host, which berth treats as remote (its containers unreachable from
+/// here), without exposing the daemon beyond this machine.
+pub struct TcpRelay {
+    pub port: u16,
+}
+
+impl TcpRelay {
+    pub fn start() -> TcpRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(daemon) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock")
+                else {
+                    continue;
+                };
+                let (mut c2, mut d2) = (client.try_clone().unwrap(), daemon.try_clone().unwrap());
+                let (mut c1, mut d1) = (client, daemon);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut d1);
+                    let _ = d1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut d2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        TcpRelay { port }
+    }
+}

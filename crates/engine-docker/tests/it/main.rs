@@ -5,5 +5,6 @@
 mod common;
 mod multi;
 mod ops;
+mod remote;
 mod swap;
 mod up;

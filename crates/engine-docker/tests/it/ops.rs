@@ -160,3 +160,82 @@ fn control_exec_run_copy_top_and_logs() {
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
+
+/// Secrets and configs arrive as read-only files with the content the
+/// project gives them; a changed secret recreates the service.
+#[test]
+fn secrets_and_configs_are_files_in_the_container() {
+    let b = backend();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "secrets", "unused");
+    let compose = |secret: &str| {
+        format!(
+            r#"services:
+  app:
+    image: {}
+    command: ["sleep", "1000"]
+    stop_grace_period: 1s
+    secrets: [token]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  conf:
+    content: "port = {secret}"
+"#,
+            images["box"]
+        )
+    };
+    let p = Project::new("bdk-secrets", &compose("80"));
+    std::fs::write(p.dir.join("token.txt"), "s3cret").unwrap();
+    p.up(&b).unwrap();
+    let app = || b.observe(&p.name).unwrap().unwrap().containers[0].clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let read = |path: &str| {
+        let out = tmp.path().join("out");
+        let _ = std::fs::remove_file(&out);
+        b.copy(
+            &p.name,
+            &CopyRequest {
+                container: app(),
+                path: path.into(),
+                host: HostEnd::Path(out.clone()),
+                out: true,
+            },
+        )
+        .unwrap();
+        std::fs::read_to_string(&out).unwrap()
+    };
+    assert_eq!(read("/run/secrets/token"), "s3cret");
+    assert_eq!(read("/etc/app.conf"), "port = 80");
+    let code = b
+        .exec(
+            &p.name,
+            &ExecRequest {
+                container: app(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo x > /run/secrets/token".into(),
+                ],
+                ..ExecRequest::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(code, 0, "a secret is read-only");
+
+    std::fs::write(p.dir.join("token.txt"), "n3w").unwrap();
+    let plan = p.plan(&b);
+    assert!(
+        plan.steps[0].reason.contains("configuration changed"),
+        "{plan:#?}"
+    );
+    p.up(&b).unwrap();
+    assert_eq!(read("/run/secrets/token"), "n3w");
+    assert!(p.down(&b));
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}
