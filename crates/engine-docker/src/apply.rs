@@ -5,7 +5,7 @@ use crate::observe::{is_anonymous, labels_of, name_of, status_of};
 use crate::spec::{self, Wanted};
 use crate::{api_err, is_not_found, keeper, labels, DockerBackend, Result};
 use berth_compose::model::{Project, Service};
-use berth_engine::backend::{DownOptions, Health, Progress, Status, UpRequest};
+use berth_engine::backend::{DownOptions, Health, Progress, RuntimeMount, Status, UpRequest};
 use berth_engine::project_files::{self, ProjectFiles};
 use berth_engine::{Action, BackendError, Desired, ObservedContainer, Plan, Step, Strategy};
 use bollard::models::{
@@ -47,6 +47,12 @@ pub(crate) struct Context<'a> {
     pub images: BTreeMap<String, String>,
     /// Service → the daemon's image ID.
     pub ids: BTreeMap<String, String>,
+    /// Service → what the planner compares: the image ID, `+ runtime`
+    /// digest for an `x-runtime` service.
+    pub digests: BTreeMap<String, String>,
+    /// Service → its image's `PATH`.
+    pub image_paths: BTreeMap<String, String>,
+    pub runtimes: BTreeMap<String, RuntimeMount>,
     pub hashes: BTreeMap<String, String>,
     pub files: ProjectFiles,
     pub working_dir: String,
@@ -66,7 +72,7 @@ impl DockerBackend {
         require_images: bool,
     ) -> Result<(Plan, Context<'a>)> {
         let project = &request.loaded.project;
-        spec::check_project(project)?;
+        spec::check_project(project, self.endpoint.is_local())?;
         let files = project_files::resolve(project, &request.loaded.environment)
             .map_err(BackendError::invalid)?;
         if !files.is_empty() && !self.endpoint.is_local() {
@@ -81,10 +87,26 @@ impl DockerBackend {
         }
         let mut images = BTreeMap::new();
         let mut ids = BTreeMap::new();
-        for service in project.services.keys() {
+        let mut digests = BTreeMap::new();
+        let mut image_paths = BTreeMap::new();
+        for (service, svc) in &project.services {
             let reference = image_ref(request, project, service);
-            if let Some(id) = self.image_id(&reference).await? {
+            if let Some((id, path)) = self.image_id_and_path(&reference).await? {
+                // An x-runtime service runs image + runtime: a new runtime
+                // recreates it as a new image would.
+                let runtime = svc
+                    .extra
+                    .get("x-runtime")
+                    .and(request.runtimes.get(service));
+                let digest = match runtime {
+                    Some(r) => format!("{id}+{}", r.digest),
+                    None => id.clone(),
+                };
+                digests.insert(service.clone(), digest);
                 ids.insert(service.clone(), id);
+                if let Some(p) = path {
+                    image_paths.insert(service.clone(), p);
+                }
             }
             images.insert(service.clone(), reference);
         }
@@ -95,7 +117,7 @@ impl DockerBackend {
             hashes.insert(service.clone(), h.clone());
             desired.config_hashes.insert(service.clone(), h);
         }
-        desired.image_digests = ids.clone();
+        desired.image_digests = digests.clone();
         let raw = self.inspect_project(&project.name).await?;
         let observed: Vec<ObservedContainer> = raw.iter().map(Self::to_observed).collect();
         let mut plan = berth_engine::plan(&desired, &observed, &request.flags.into())
@@ -137,6 +159,9 @@ impl DockerBackend {
             project,
             images,
             ids,
+            digests,
+            image_paths,
+            runtimes: request.runtimes.clone(),
             hashes,
             files,
             working_dir: request.loaded.project_dir.display().to_string(),
@@ -569,8 +594,8 @@ impl DockerBackend {
                         ))
                     })?;
                     volumes_from.push(format!("{c}:{}", if read_only { "ro" } else { "rw" }));
-                    if let Some(id) = ctx.ids.get(&src) {
-                        mounted.insert(src.clone(), id.clone());
+                    if let Some(digest) = ctx.digests.get(&src) {
+                        mounted.insert(src.clone(), digest.clone());
                     }
                 }
                 berth_compose::model::VolumesFrom::Container { name: c, read_only } => {
@@ -601,6 +626,15 @@ impl DockerBackend {
             one_off,
             ports: if one_off { &[] } else { &svc.ports },
             publish: !ctx.proxied.contains(service),
+            runtime: match svc.extra.get("x-runtime") {
+                None => None,
+                Some(_) => Some(ctx.runtimes.get(service).ok_or_else(|| {
+                    BackendError::invalid(format!(
+                        "services.{service}.x-runtime: the runtime is not installed"
+                    ))
+                })?),
+            },
+            image_path: ctx.image_paths.get(service).cloned(),
         };
         let mut spec = spec::container_spec(&wanted)?;
         if let Some(t) = tweak {

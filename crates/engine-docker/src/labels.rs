@@ -25,6 +25,9 @@ pub const MOUNTED_IMAGES: &str = "io.berth.mounted-images";
 /// The ports berth's keeper publishes for it (`IP:PORT->TARGET/tcp`,
 /// comma-separated): Docker does not know them, `ps` shows them.
 pub const PUBLISHED: &str = "io.berth.published";
+/// The digest of the `x-runtime` mounted into it: with the image ID, what
+/// the planner compares.
+pub const RUNTIME: &str = "io.berth.runtime";
 /// Which berth made it (containers docker compose made lack it).
 pub const BERTH_VERSION: &str = "io.berth.version";
 

@@ -209,7 +209,12 @@ impl DockerBackend {
             config_hash: labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
             // The image ID the container runs: what a re-pulled or rebuilt
             // image changes.
-            image_digest: c.image.clone().filter(|i| !i.is_empty()),
+            image_digest: c.image.clone().filter(|i| !i.is_empty()).map(|id| {
+                match labels.get(labels::RUNTIME) {
+                    Some(rt) => format!("{id}+{rt}"),
+                    None => id,
+                }
+            }),
             mounted_image_digests: mounted,
             networks,
             volumes,
@@ -259,6 +264,26 @@ impl DockerBackend {
             }
         }
         Ok(by.into_values().collect())
+    }
+
+    /// The daemon's ID of `reference` and the `PATH` its config sets.
+    pub(crate) async fn image_id_and_path(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id.clone().map(|id| {
+                let path = i
+                    .config
+                    .and_then(|c| c.env)
+                    .into_iter()
+                    .flatten()
+                    .find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
+                (id, path)
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_err(format!("inspecting image {reference}"), e)),
+        }
     }
 
     /// The daemon's ID of `reference`; `None` when it does not have it.

@@ -8,6 +8,7 @@
 use crate::labels;
 use berth_compose::model::{Mount, Port, Project, Service};
 use berth_compose::units::{parse_bytes, parse_duration};
+use berth_engine::backend::RuntimeMount;
 use berth_engine::BackendError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
@@ -94,9 +95,11 @@ fn refuse(path: impl std::fmt::Display, what: &str) -> BackendError {
 
 /// The first key of `project` this backend cannot honour, as one line
 /// naming its path. Checked before anything is created.
-pub fn check_project(project: &Project) -> Result<(), BackendError> {
+/// `local`: the daemon runs on this machine (an `x-runtime` is a directory
+/// here, bind-mounted into the container).
+pub fn check_project(project: &Project, local: bool) -> Result<(), BackendError> {
     for (name, svc) in &project.services {
-        check_service(name, svc)?;
+        check_service(name, svc, local)?;
     }
     for (key, v) in &project.volumes {
         if v.extra.keys().any(|k| k == "driver_opts" || k == "labels") {
@@ -122,15 +125,18 @@ pub fn check_project(project: &Project) -> Result<(), BackendError> {
     Ok(())
 }
 
-fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
+fn check_service(name: &str, svc: &Service, local: bool) -> Result<(), BackendError> {
     let json = serde_json::to_value(svc).unwrap_or(Value::Null);
     let Value::Object(map) = json else {
         return Ok(());
     };
     let path = |k: &str| format!("services.{name}.{k}");
     for key in map.keys() {
-        if key == "x-runtime" {
-            return Err(refuse(path(key), "x-runtime yet"));
+        if key == "x-runtime" && !local {
+            return Err(refuse(
+                path(key),
+                "x-runtime on a remote daemon (the runtime is a directory of this machine)",
+            ));
         }
         if key.starts_with("x-") && key != "x-berth" {
             // Extensions are the file author's own; compose ignores them too.
@@ -250,7 +256,7 @@ fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
     }
     if let Some(Value::Object(x)) = svc.extra.get("x-berth") {
         for k in x.keys() {
-            if !matches!(k.as_str(), "update" | "protocol" | "ready_timeout") {
+            if !matches!(k.as_str(), "update" | "protocol" | "ready_timeout" | "base") {
                 return Err(refuse(
                     path(&format!("x-berth.{k}")),
                     &format!("x-berth.{k}"),
@@ -290,6 +296,39 @@ pub struct Wanted<'a> {
     pub ports: &'a [Port],
     /// Docker binds the published ports (false: berth's keeper holds them).
     pub publish: bool,
+    /// The service's `x-runtime`, mounted read-only at [`RUNTIME_DIR`].
+    pub runtime: Option<&'a RuntimeMount>,
+    /// The image's own `PATH`, which the runtime's `bin` goes in front of.
+    pub image_path: Option<String>,
+}
+
+/// Where an `x-runtime` appears in the container (as on the embedded engine).
+pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
+const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
+const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment a runtime brings: its `bin` first on `PATH`, the shared
+/// npm cache, the host's CA bundle (HTTPS through this machine's proxy).
+fn runtime_env(r: &RuntimeMount, svc: &Service, image_path: Option<&str>) -> Vec<String> {
+    let path = svc
+        .environment
+        .get("PATH")
+        .cloned()
+        .flatten()
+        .or_else(|| image_path.map(str::to_string))
+        .unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let mut env = vec![format!("PATH={RUNTIME_DIR}/bin:{path}")];
+    if r.npm_cache.is_some() {
+        env.push(format!("npm_config_cache={NPM_CACHE_DIR}"));
+        env.push("npm_config_prefer_offline=true".to_string());
+        env.push("npm_config_cache_min=86400".to_string());
+    }
+    if r.ca_bundle.is_some() {
+        env.push(format!("NODE_EXTRA_CA_CERTS={CA_BUNDLE}"));
+        env.push(format!("npm_config_cafile={CA_BUNDLE}"));
+    }
+    env
 }
 
 /// The create body, and the networks to connect before the start (the
@@ -638,11 +677,19 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
         );
     }
 
-    let env: Vec<String> = svc
-        .environment
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect();
+    let mut env: Vec<String> = match w.runtime {
+        Some(r) => runtime_env(r, svc, w.image_path.as_deref()),
+        None => Vec::new(),
+    };
+    env.extend(
+        svc.environment
+            .iter()
+            .filter(|(k, _)| !(w.runtime.is_some() && k.as_str() == "PATH"))
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))),
+    );
+    if let Some(r) = w.runtime {
+        label_map.insert(labels::RUNTIME.into(), r.digest.clone());
+    }
 
     let (exposed, mut bindings) = ports(w.ports, extra("expose"));
     if !w.publish && !w.ports.is_empty() {
@@ -682,6 +729,24 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
             typ: Some(MountType::VOLUME),
             ..Default::default()
         });
+    }
+    if let Some(r) = w.runtime {
+        let mut bind = |source: &std::path::Path, target: &str, read_only: bool| {
+            mounts.push(DockerMount {
+                target: Some(target.to_string()),
+                source: Some(source.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(read_only),
+                ..Default::default()
+            })
+        };
+        bind(&r.root, RUNTIME_DIR, true);
+        if let Some(cache) = &r.npm_cache {
+            bind(cache, NPM_CACHE_DIR, false);
+        }
+        if let Some(ca) = &r.ca_bundle {
+            bind(ca, CA_BUNDLE, true);
+        }
     }
     for (file, target) in &w.files {
         mounts.push(DockerMount {
@@ -957,19 +1022,19 @@ mod tests {
         let p = project(
             json!({"name": "p", "services": {"app": {"image": "x", "x-runtime": "node@4.2.3"}}}),
         );
-        let e = check_project(&p).unwrap_err();
+        let e = check_project(&p, false).unwrap_err();
         assert_eq!(
             e.message,
-            "services.app.x-runtime: the docker engine does not support x-runtime yet"
+            "services.app.x-runtime: the docker engine does not support x-runtime on a remote daemon (the runtime is a directory of this machine)"
         );
         let p = project(json!({"name": "p", "services": {"app": {"image": "x", "gpus": "all"}}}));
-        assert!(check_project(&p)
+        assert!(check_project(&p, false)
             .unwrap_err()
             .message
             .starts_with("services.app.gpus:"));
         let p = project(json!({"name": "p", "services": {"app": {"image": "x",
             "deploy": {"resources": {"reservations": {"memory": "1g"}}}}}}));
-        assert!(check_project(&p)
+        assert!(check_project(&p, false)
             .unwrap_err()
             .message
             .starts_with("services.app.deploy.resources:"));
@@ -977,7 +1042,7 @@ mod tests {
             json!({"name": "p", "services": {"app": {"image": "x", "x-other": 1,
             "deploy": {"replicas": 2, "update_config": {"order": "start-first"}}}}}),
         );
-        check_project(&p).unwrap();
+        check_project(&p, false).unwrap();
     }
 
     #[test]
@@ -1021,6 +1086,8 @@ mod tests {
             one_off: false,
             ports: &p.services["app"].ports,
             publish: true,
+            runtime: None,
+            image_path: None,
         };
         let spec = container_spec(&w).unwrap();
         let hc = spec.body.host_config.unwrap();

@@ -225,29 +225,45 @@ impl Project {
         b: &DockerBackend,
         flags: &PlanFlags,
     ) -> Result<(), berth_engine::BackendError> {
+        self.up_full(b, flags, &BTreeMap::new())
+    }
+
+    /// `up` with the `x-runtime`s the CLI would have resolved.
+    pub fn up_full(
+        &self,
+        b: &DockerBackend,
+        flags: &PlanFlags,
+        runtimes: &BTreeMap<String, berth_engine::backend::RuntimeMount>,
+    ) -> Result<(), berth_engine::BackendError> {
         let (load, loaded) = self.load();
         let images = BTreeMap::new();
-        let runtimes = BTreeMap::new();
         let req = UpRequest {
             load: &load,
             loaded: &loaded,
             images: &images,
-            runtimes: &runtimes,
+            runtimes,
             flags,
         };
         b.up(&req, &|line| eprintln!("{line}"))
     }
 
     pub fn plan(&self, b: &DockerBackend) -> berth_engine::Plan {
+        self.plan_with(b, &BTreeMap::new())
+    }
+
+    pub fn plan_with(
+        &self,
+        b: &DockerBackend,
+        runtimes: &BTreeMap<String, berth_engine::backend::RuntimeMount>,
+    ) -> berth_engine::Plan {
         let (load, loaded) = self.load();
         let images = BTreeMap::new();
-        let runtimes = BTreeMap::new();
         let flags = PlanFlags::default();
         let req = UpRequest {
             load: &load,
             loaded: &loaded,
             images: &images,
-            runtimes: &runtimes,
+            runtimes,
             flags: &flags,
         };
         b.plan(&req).expect("plan")

@@ -6,5 +6,6 @@ mod common;
 mod multi;
 mod ops;
 mod remote;
+mod runtime;
 mod swap;
 mod up;

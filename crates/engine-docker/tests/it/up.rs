@@ -202,12 +202,12 @@ fn what_the_docker_engine_cannot_honour_is_refused_by_key_path() {
     let b = backend();
     let p = Project::new(
         "bdk-refuse",
-        "services:\n  app:\n    image: busybox\n    x-runtime: node@4.2.3\n",
+        "services:\n  app:\n    image: busybox\n    post_start:\n      - command: [\"true\"]\n",
     );
     let e = p.up(&b).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "services.app.x-runtime: the docker engine does not support x-runtime yet"
+        "services.app.post_start: the docker engine does not support post_start"
     );
     assert!(b.observe(&p.name).unwrap().is_none());
 }
