@@ -235,6 +235,12 @@ impl DockerBackend {
         match &step.action {
             Action::Nothing { container } => {
                 if let Some(c) = container {
+                    // The keeper does not survive a reboot while Docker
+                    // restarts the container: `up` publishes it again
+                    // (a no-op when the keeper already points there).
+                    if ctx.proxied.contains(service) {
+                        self.republish(ctx, service, c).await?;
+                    }
                     progress(&format!(" ✔ Container {c} Running"));
                 }
             }
@@ -360,6 +366,20 @@ impl DockerBackend {
             .map_err(|e| api_err(format!("renaming {from} to {to}"), e))
     }
 
+    /// Point the ports of a running container's service at it again,
+    /// without waiting for readiness (it was serving already).
+    async fn republish(&self, ctx: &Context<'_>, service: &str, container: &str) -> Result<()> {
+        let c = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api_err(format!("inspecting {container}"), e))?;
+        if status_of(&c) != Status::Running {
+            return Ok(());
+        }
+        self.point_ports(ctx, service, container, 0, false).await
+    }
+
     /// For a service whose ports berth's keeper holds: wait until
     /// `container` is ready, then point the ports at it (draining the
     /// previous container's connections for up to `drain` seconds).
@@ -369,6 +389,19 @@ impl DockerBackend {
         service: &str,
         container: &str,
         drain: u64,
+    ) -> Result<()> {
+        self.point_ports(ctx, service, container, drain, true).await
+    }
+
+    /// Send the keeper `service`'s ports and `container`'s address on its
+    /// first network; `probe`: wait until the container is ready first.
+    async fn point_ports(
+        &self,
+        ctx: &Context<'_>,
+        service: &str,
+        container: &str,
+        drain: u64,
+        probe: bool,
     ) -> Result<()> {
         if !ctx.proxied.contains(service) {
             return Ok(());
@@ -417,7 +450,9 @@ impl DockerBackend {
             .ok_or_else(|| {
                 BackendError::engine(format!("{container} has no address on its network"))
             })?;
-        self.wait_ready(&c, svc, service, ip, &ports).await?;
+        if probe {
+            self.wait_ready(&c, svc, service, ip, &ports).await?;
+        }
         keeper::request(
             &ctx.project.name,
             self.keeper.as_ref(),

@@ -240,6 +240,22 @@ fn a_detached_keeper_outlives_its_command_and_goes_with_down() {
     // The command that started it is gone; the port still answers.
     wait_for_body(port, "/index.html", "detached one");
     let b = backend().with_port_keeper(launch);
+    // A reboot takes the keeper away while Docker brings the container
+    // back: the next `up`, with nothing to change, publishes it again.
+    {
+        use std::io::{BufRead, Write};
+        let s =
+            std::os::unix::net::UnixStream::connect(berth_engine_docker::keeper_socket(&p.name))
+                .unwrap();
+        writeln!(&s, r#"{{"op":"stop"}}"#).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    }
+    assert_eq!(http_get(port, "/index.html"), None);
+    assert!(p.plan(&b).is_noop());
+    p.up(&b).unwrap();
+    wait_for_body(port, "/index.html", "detached one");
+
     web_image(&b, &store, "detached", "detached two");
     let poller = Poller::start(port);
     p.up(&b).unwrap();
