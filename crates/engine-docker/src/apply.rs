@@ -726,6 +726,9 @@ impl DockerBackend {
                 BackendError::engine(format!("writing {} for {name}: {e}", f.target))
             };
             std::fs::create_dir_all(&dir).map_err(io)?;
+            // Secrets: only root on the host reads them (a bind-mounted file
+            // needs no access to its host directory inside the container).
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
             let path = dir.join(format!("{i}-{}", f.source));
             std::fs::write(&path, &f.content).map_err(io)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).map_err(io)?;
@@ -1184,21 +1187,53 @@ impl DockerBackend {
         reference: &str,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let mut archive = Vec::new();
-        berth_image::archive::save(store, &[reference.to_string()], &mut archive)
-            .map_err(|e| BackendError::engine(format!("exporting {reference}: {e}")))?;
         progress(&format!(" ⠿ Image {reference} Loading"));
-        let mut stream = self.docker.import_image(
+        // The archive streams to the daemon as `berth save` writes it (from
+        // a thread: the writer blocks), never whole in memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let saver = {
+            let store = store.clone();
+            let reference = reference.to_string();
+            std::thread::spawn(move || {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, ChunkWriter(tx));
+                berth_image::archive::save(&store, &[reference], &mut w)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| std::io::Write::flush(&mut w).map_err(|e| e.to_string()))
+            })
+        };
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let mut stream = self.docker.import_image_stream(
             ImportImageOptions {
                 quiet: true,
                 ..Default::default()
             },
-            bollard::body_full(archive.into()),
+            body,
             None,
         );
+        let mut loaded = Ok(());
         while let Some(item) = stream.next().await {
-            item.map_err(|e| api_err(format!("loading {reference} into the Docker Engine"), e))?;
+            if let Err(e) = item {
+                loaded = Err(api_err(
+                    format!("loading {reference} into the Docker Engine"),
+                    e,
+                ));
+                break;
+            }
         }
+        drop(stream);
+        // What berth could not export explains a failed load best.
+        match saver.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(BackendError::engine(format!("exporting {reference}: {e}"))),
+            Err(_) => {
+                return Err(BackendError::engine(format!(
+                    "exporting {reference} failed"
+                )))
+            }
+        }
+        loaded?;
         if self.image_id(reference).await?.is_none() {
             return Err(BackendError::engine(format!(
                 "the Docker Engine loaded the archive of {reference} but does not list it"
@@ -1320,6 +1355,22 @@ fn own_anonymous(c: &ContainerInspectResponse, svc: Option<&Service>) -> Vec<(St
         .filter_map(|m| Some((m.name.clone()?, m.destination.clone()?)))
         .filter(|(n, d)| is_anonymous(n) && targets.contains(d))
         .collect()
+}
+
+/// A `Write` that hands its bytes to the Engine API request body.
+struct ChunkWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::other("the Docker Engine stopped reading the image"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Services ordered so that each comes before what it depends on (or
