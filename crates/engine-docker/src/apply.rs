@@ -153,8 +153,27 @@ impl DockerBackend {
                 }
             }
         }
+        // Containers with anonymous volumes of their own (an image's
+        // `VOLUME`, say a database's data): a replacement keeps them unless
+        // they are renewed, and two copies must not share them.
+        let keeps_volumes: BTreeMap<String, Vec<String>> = raw
+            .iter()
+            .filter_map(|c| {
+                let svc = labels_of(c)
+                    .get(labels::SERVICE)
+                    .and_then(|s| project.services.get(s));
+                let own: Vec<String> = own_anonymous(c, svc).into_iter().map(|(_, t)| t).collect();
+                (!own.is_empty()).then(|| (name_of(c), own))
+            })
+            .collect();
         let remote = (!self.endpoint.is_local()).then_some(self.endpoint.host.as_str());
-        adjust(&mut plan, remote, &proxied, &docker_published);
+        adjust(
+            &mut plan,
+            remote,
+            &proxied,
+            &docker_published,
+            &keeps_volumes,
+        );
         let ctx = Context {
             project,
             images,
@@ -1270,18 +1289,28 @@ pub(crate) fn adjust(
     remote: Option<&str>,
     proxied: &BTreeSet<String>,
     docker_published: &BTreeSet<String>,
+    keeps_volumes: &BTreeMap<String, Vec<String>>,
 ) {
     for step in &mut plan.steps {
         if let Action::Recreate {
             strategy,
             container,
+            renew_anonymous_volumes,
             ..
         } = &mut step.action
         {
             if *strategy != Strategy::StartFirst {
                 continue;
             }
-            let why = if let Some(host) = remote {
+            let kept = keeps_volumes
+                .get(container.as_str())
+                .filter(|_| !*renew_anonymous_volumes);
+            let why = if let Some(targets) = kept {
+                Some(format!(
+                    "it keeps its anonymous volumes ({}), which two copies must not share",
+                    targets.join(", ")
+                ))
+            } else if let Some(host) = remote {
                 Some(format!(
                     "the daemon at {host} is remote, so Docker publishes the ports and the old container must go first"
                 ))
@@ -1436,21 +1465,33 @@ mod tests {
         let app = BTreeSet::from(["app".to_string()]);
         let none = BTreeSet::new();
         let mut p = swap();
-        adjust(&mut p, None, &app, &none);
+        adjust(&mut p, None, &app, &none, &BTreeMap::new());
         assert_eq!(strategy(&p).0, Strategy::StartFirst);
 
         let mut p = swap();
-        adjust(&mut p, Some("tcp://10.1.2.3:2375"), &app, &none);
+        adjust(
+            &mut p,
+            Some("tcp://10.1.2.3:2375"),
+            &app,
+            &none,
+            &BTreeMap::new(),
+        );
         let (s, why) = strategy(&p);
         assert_eq!(s, Strategy::StopFirst);
         assert!(why.ends_with("stop-first on the docker engine: the daemon at tcp://10.1.2.3:2375 is remote, so Docker publishes the ports and the old container must go first"), "{why}");
 
         let mut p = swap();
-        adjust(&mut p, None, &none, &none);
+        adjust(&mut p, None, &none, &none, &BTreeMap::new());
         assert!(strategy(&p).1.contains("Docker publishes the ports itself"));
 
         let mut p = swap();
-        adjust(&mut p, None, &app, &BTreeSet::from(["p-app-1".to_string()]));
+        adjust(
+            &mut p,
+            None,
+            &app,
+            &BTreeSet::from(["p-app-1".to_string()]),
+            &BTreeMap::new(),
+        );
         let (s, why) = strategy(&p);
         assert_eq!(s, Strategy::StopFirst);
         assert!(
