@@ -1,10 +1,10 @@
 //! The commands after `up`: control, one-offs, exec, cp, top, logs, events.
 
 use crate::observe::{labels_of, name_of, status_of};
-use crate::{api_err, is_not_found, labels, DockerBackend, Result};
+use crate::{api_err, is_not_found, labels, spec, DockerBackend, Result};
 use berth_engine::backend::{
     Container, Control, CopyRequest, Event, ExecRequest, HostEnd, LogLine, LogOptions, PlanFlags,
-    Process, Progress, RunOutcome, RunRequest, UpRequest,
+    Process, Progress, RunOutcome, RunRequest, RuntimeMount, UpRequest,
 };
 use berth_engine::{BackendError, ErrorKind};
 use bollard::container::LogOutput;
@@ -339,8 +339,22 @@ impl DockerBackend {
                 BackendError::not_found(format!("no such service: {}", request.service))
             })?
             .clone();
-        let images = BTreeMap::new();
-        let runtimes = BTreeMap::new();
+        // `run` is not told which image each service runs: the one its
+        // containers were made from is the one `up` resolved.
+        let mut images = BTreeMap::new();
+        let mut runtimes = BTreeMap::new();
+        for c in self.inspect_project(project).await? {
+            let Some(service) = labels_of(&c).get(labels::SERVICE).cloned() else {
+                continue;
+            };
+            if let Some(image) = c.config.as_ref().and_then(|c| c.image.clone()) {
+                images.entry(service.clone()).or_insert(image);
+            }
+            // Nor which runtime: the one mounted into its containers.
+            if let Some(r) = runtime_of(&c) {
+                runtimes.entry(service).or_insert(r);
+            }
+        }
         let deps: Vec<String> = svc.depends_on.keys().cloned().collect();
         let noop = |_: &str| {};
         if !request.no_deps && !deps.is_empty() {
@@ -897,6 +911,24 @@ impl DockerBackend {
             }
         }
     }
+}
+
+/// The `x-runtime` a container was made with, from its mounts.
+fn runtime_of(c: &ContainerInspectResponse) -> Option<RuntimeMount> {
+    let digest = labels_of(c).get(labels::RUNTIME)?.clone();
+    let source = |target: &str| {
+        c.mounts.iter().flatten().find_map(|m| {
+            (m.destination.as_deref() == Some(target))
+                .then(|| m.source.clone().map(std::path::PathBuf::from))
+                .flatten()
+        })
+    };
+    Some(RuntimeMount {
+        root: source(spec::RUNTIME_DIR)?,
+        digest,
+        npm_cache: source(spec::NPM_CACHE_DIR),
+        ca_bundle: source(spec::CA_BUNDLE),
+    })
 }
 
 fn to_event(m: EventMessage) -> Event {

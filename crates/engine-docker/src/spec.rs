@@ -304,8 +304,8 @@ pub struct Wanted<'a> {
 
 /// Where an `x-runtime` appears in the container (as on the embedded engine).
 pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
-const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
-const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
+pub const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
+pub const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The environment a runtime brings: its `bin` first on `PATH`, the shared

@@ -48,7 +48,7 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     h.set_size(busybox.len() as u64);
     h.set_mtime(0);
     b.append_data(&mut h, "bin/busybox", &busybox[..]).unwrap();
-    for applet in ["sh", "sleep", "httpd", "true", "cat", "echo"] {
+    for applet in ["sh", "sleep", "httpd", "true", "cat", "echo", "grep"] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);

@@ -1,5 +1,7 @@
 use crate::common::*;
-use berth_engine::backend::{CopyRequest, HostEnd, PlanFlags, RuntimeMount};
+use berth_engine::backend::{
+    CopyRequest, HostEnd, PlanFlags, RunOutcome, RunRequest, RuntimeMount,
+};
 use berth_engine::{Action, Backend};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -79,6 +81,26 @@ fn an_x_runtime_is_mounted_and_a_new_one_recreates() {
     );
     p.up_full(&b, &PlanFlags::default(), &two).unwrap();
     assert_eq!(read_version(&b), "4.2.3\n");
+
+    // A one-off gets the runtime its service's containers have.
+    let (load, _) = p.load();
+    let out = b
+        .run(
+            &p.name,
+            &RunRequest {
+                load,
+                service: "app".into(),
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "grep -q 4.2.3 /opt/berth/runtime/bin/runtime-version".into(),
+                ]),
+                rm: true,
+                ..RunRequest::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(out, RunOutcome::Exited { code: 0 });
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
