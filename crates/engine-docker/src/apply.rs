@@ -214,8 +214,18 @@ impl DockerBackend {
                     .and_then(Value::as_u64)
             })
             .unwrap_or(1);
+        // An internal network has no way in from the host.
+        let internal = svc.networks.iter().flatten().any(|(key, _)| {
+            request
+                .loaded
+                .project
+                .networks
+                .get(key)
+                .is_some_and(|n| n.internal == Some(true))
+        });
         self.keeper.is_some()
             && self.endpoint.is_local()
+            && !internal
             && scale == 1
             // On its own networks, or Docker's default bridge (v1 files).
             && matches!(svc.network_mode.as_deref(), None | Some("bridge"))
