@@ -384,14 +384,11 @@ pub fn service_image(project: &Project, name: &str, svc: &Service) -> Result<Ref
 /// `base_image` under `[runtimes]` in berth's config file, else
 /// `debian:bookworm-slim`. `None` for a service with an image or a build.
 pub fn runtime_base(svc: &Service) -> Result<Option<String>> {
-    if svc.image.is_some() || svc.build.is_some() || !svc.extra.contains_key("x-runtime") {
+    if svc.image.is_some() || svc.build.is_some() || svc.runtime().is_none() {
         return Ok(None);
     }
-    if let Some(base) = svc.extra.get("x-berth").and_then(|x| x.get("base")) {
-        let base = base
-            .as_str()
-            .context("x-berth.base: must be an image reference")?;
-        return Ok(Some(base.to_string()));
+    if let Some(base) = svc.berth().base {
+        return Ok(Some(base));
     }
     if let Some(base) = std::env::var("BERTH_BASE_IMAGE")
         .ok()

@@ -3,11 +3,10 @@
 //! tar stream on stdout or stdin, on the other).
 
 use crate::options::load_options;
-use crate::supervisor::{project_dir, read_state};
 use crate::GlobalArgs;
 use anyhow::{bail, Context, Result};
+use berth_engine::backend::{CopyRequest, HostEnd};
 use clap::Args;
-use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -49,35 +48,28 @@ pub fn cp(global: &GlobalArgs, args: CpArgs) -> Result<ExitCode> {
     if !inside.starts_with('/') {
         bail!("{service}:{inside}: the path inside the container must be absolute");
     }
-    crate::supervisor::take_over_if_orphaned(&project.name)?;
-    let state = read_state(&project_dir(&project.name))
+    let backend = crate::engine::backend(global)?;
+    let state = backend
+        .observe(&project.name)?
         .with_context(|| format!("project {} is not running", project.name))?;
-    let mut running: Vec<_> = state
-        .containers
-        .iter()
-        .filter(|c| c.service == service && c.state == "running")
-        .collect();
-    running.sort_by(|a, b| a.name.cmp(&b.name));
-    let Some(pid) = running
-        .get(args.index.saturating_sub(1))
-        .and_then(|c| c.pid)
-    else {
+    let Some(container) = state.running(service, args.index) else {
         bail!(
             "service {service:?} has no running container #{}",
             args.index
         );
     };
     // `-` is a tar stream on stdout or stdin, as with `docker cp`.
-    let result = match (out, outside) {
-        (true, "-") => berth_sandbox::cp::copy_out_tar(pid, inside, std::io::stdout().lock()),
-        (true, _) => berth_sandbox::cp::copy_out(pid, inside, Path::new(outside)),
-        (false, "-") => berth_sandbox::cp::copy_in_tar(pid, std::io::stdin().lock(), inside),
-        (false, _) => berth_sandbox::cp::copy_in(pid, Path::new(outside), inside),
+    let request = CopyRequest {
+        container: container.clone(),
+        path: inside.to_string(),
+        host: match outside {
+            "-" => HostEnd::Stdio,
+            path => HostEnd::Path(path.into()),
+        },
+        out,
     };
-    match result {
-        // A reader that stopped reading (`| head`) ends the copy quietly.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.with_context(|| format!("copying {} to {}", args.src, args.dest))?,
-    }
+    backend
+        .copy(&project.name, &request)
+        .with_context(|| format!("copying {} to {}", args.src, args.dest))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,12 @@
 //! shaped like docker compose's.
 
 use crate::options::load_options;
-use crate::supervisor::{project_dir, read_state, send, ContainerState, Request};
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{bail, Context, Result};
-use berth_oci::store::state_dir;
+use berth_engine::backend::{Container, Control};
+use berth_engine::{Backend, Status};
 use clap::Args;
-use std::fs;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -99,90 +98,71 @@ fn project(global: &GlobalArgs) -> Result<berth_compose::Loaded> {
     Ok(berth_compose::load(&load_options(global)?)?)
 }
 
-/// Send a lifecycle request; progress lines to stderr; "not running" is an error.
-fn ask(name: &str, request: Request) -> Result<ExitCode> {
-    crate::supervisor::take_over_if_orphaned(name)?;
-    let running = send(name, &request, &|line| eprintln!(" {line}"))?;
-    if !running {
-        bail!("project {name} is not running (berth up starts it)");
-    }
+/// A lifecycle request; progress lines to stderr; "not running" is an error.
+fn ask(global: &GlobalArgs, control: Control) -> Result<ExitCode> {
+    let name = project(global)?.project.name;
+    let backend = crate::engine::backend(global)?;
+    backend.control(&name, &control, &|line| eprintln!(" {line}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn stop(global: &GlobalArgs, args: StopArgs) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
-    ask(
-        &name,
-        Request::Stop {
-            services: args.services,
-            timeout_secs: args.timeout,
-        },
-    )
+    let control = Control::Stop {
+        services: args.services,
+        timeout_secs: args.timeout,
+    };
+    ask(global, control)
 }
 
 pub fn start(global: &GlobalArgs, args: StartArgs) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
-    ask(
-        &name,
-        Request::Start {
-            services: args.services,
-        },
-    )
+    let control = Control::Start {
+        services: args.services,
+    };
+    ask(global, control)
 }
 
 pub fn restart(global: &GlobalArgs, args: StopArgs) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
-    ask(
-        &name,
-        Request::Restart {
-            services: args.services,
-            timeout_secs: args.timeout,
-        },
-    )
+    let control = Control::Restart {
+        services: args.services,
+        timeout_secs: args.timeout,
+    };
+    ask(global, control)
 }
 
 pub fn kill(global: &GlobalArgs, args: KillArgs) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
     let signal = berth_engine_embedded::parse_signal(&args.signal)
         .with_context(|| format!("--signal {:?}: not a signal name or number", args.signal))?;
-    ask(
-        &name,
-        Request::Kill {
-            services: args.services,
-            signal,
-        },
-    )
+    let control = Control::Kill {
+        services: args.services,
+        signal,
+    };
+    ask(global, control)
 }
 
 /// `pause` (`pause: true`) and `unpause`.
 pub fn pause(global: &GlobalArgs, args: StartArgs, pause: bool) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
-    ask(
-        &name,
-        Request::Pause {
-            services: args.services,
-            pause,
-        },
-    )
+    let control = Control::Pause {
+        services: args.services,
+        pause,
+    };
+    ask(global, control)
 }
 
 pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<ExitCode> {
-    let name = project(global)?.project.name;
+    // Anonymous volumes go once nothing mounts them, with or without -v.
     let _ = args.volumes;
-    ask(
-        &name,
-        Request::Rm {
-            services: args.services,
-            force: args.force || args.stop,
-        },
-    )
+    let control = Control::Rm {
+        services: args.services,
+        force: args.force || args.stop,
+    };
+    ask(global, control)
 }
 
-fn containers(name: &str) -> Vec<ContainerState> {
-    let _ = crate::supervisor::take_over_if_orphaned(name);
-    read_state(&project_dir(name))
+fn containers(backend: &dyn Backend, name: &str) -> Result<Vec<Container>> {
+    Ok(backend
+        .observe(name)?
         .map(|s| s.containers)
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// Block until every container of `services` has exited; print each exit
@@ -195,15 +175,16 @@ pub fn wait(global: &GlobalArgs, args: WaitArgs) -> Result<ExitCode> {
         }
     }
     let name = loaded.project.name;
+    let backend = crate::engine::backend(global)?;
     loop {
-        let list: Vec<ContainerState> = containers(&name)
+        let list: Vec<Container> = containers(backend.as_ref(), &name)?
             .into_iter()
             .filter(|c| args.services.contains(&c.service))
             .collect();
         if list.is_empty() {
             bail!("no containers of {} are running", args.services.join(", "));
         }
-        if list.iter().all(|c| c.state == "exited") {
+        if list.iter().all(|c| c.status == Status::Exited) {
             let mut first = None;
             for c in &list {
                 let code = c.exit_code.unwrap_or(0);
@@ -226,9 +207,10 @@ pub fn port(global: &GlobalArgs, args: PortArgs) -> Result<ExitCode> {
         .services
         .get(&args.service)
         .with_context(|| format!("no such service: {}", args.service))?;
-    let running: Vec<ContainerState> = containers(&name)
+    let backend = crate::engine::backend(global)?;
+    let running: Vec<Container> = containers(backend.as_ref(), &name)?
         .into_iter()
-        .filter(|c| c.service == args.service && c.state != "exited")
+        .filter(|c| c.service == args.service && c.status != Status::Exited)
         .collect();
     if running.len() < args.index || args.index == 0 {
         bail!(
@@ -263,136 +245,75 @@ pub fn port(global: &GlobalArgs, args: PortArgs) -> Result<ExitCode> {
     }
 }
 
-/// The processes of each running container: its cgroup's members.
+/// The processes of each running container.
 pub fn top(global: &GlobalArgs, args: TopArgs) -> Result<ExitCode> {
     let name = project(global)?.project.name;
-    for c in containers(&name) {
-        if c.state == "exited" || !(args.services.is_empty() || args.services.contains(&c.service))
+    let backend = crate::engine::backend(global)?;
+    for c in containers(backend.as_ref(), &name)? {
+        if c.status == Status::Exited
+            || !(args.services.is_empty() || args.services.contains(&c.service))
         {
             continue;
         }
         println!("{}", c.name);
         println!("{:<8} {:<8} {:<8} CMD", "UID", "PID", "PPID");
-        for pid in cgroup_pids(&c.id) {
-            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let field = |key: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.split_whitespace().next())
-                    .unwrap_or("?")
-                    .to_string()
-            };
-            let cmd = fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    String::from_utf8_lossy(&b)
-                        .trim_end_matches('\0')
-                        .replace('\0', " ")
-                })
-                .unwrap_or_default();
-            println!(
-                "{:<8} {:<8} {:<8} {cmd}",
-                field("Uid:"),
-                pid,
-                field("PPid:")
-            );
+        for p in backend.top(&name, &c)? {
+            println!("{:<8} {:<8} {:<8} {}", p.uid, p.pid, p.ppid, p.command);
         }
         println!();
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Members of container `id`'s cgroup, wherever this host keeps it (v1:
-/// one hierarchy per controller; v2: the unified tree).
-fn cgroup_pids(id: &str) -> Vec<u32> {
-    for base in [
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup",
-    ] {
-        let path = format!("{base}/berth/{id}/cgroup.procs");
-        if let Ok(text) = fs::read_to_string(&path) {
-            let mut pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            if !pids.is_empty() {
-                pids.sort_unstable();
-                return pids;
-            }
-        }
-    }
-    Vec::new()
-}
-
 /// Follow the project's container events until Ctrl-C.
 pub fn events(global: &GlobalArgs, args: EventsArgs) -> Result<ExitCode> {
     let name = project(global)?.project.name;
-    let path = project_dir(&name).join("events.jsonl");
-    crate::up_cmd::install_signal_handlers();
-    let mut offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    while !crate::up_cmd::interrupted() {
-        if let Ok(mut f) = fs::File::open(&path) {
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            if len < offset {
-                offset = 0; // a new run of the project started the file again
+    let backend = crate::engine::backend(global)?;
+    berth_engine::interrupt::install_signal_handlers();
+    let closed = std::cell::Cell::new(false);
+    backend.events(
+        &name,
+        &mut |e| {
+            if !(args.services.is_empty() || args.services.contains(&e.service)) {
+                return;
             }
-            f.seek(SeekFrom::Start(offset))?;
-            let mut reader = BufReader::new(f);
-            let mut line = String::new();
-            while reader.read_line(&mut line)? > 0 {
-                if !line.ends_with('\n') {
-                    break;
-                }
-                offset += line.len() as u64;
-                if let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let container = e["id"].as_str().unwrap_or_default();
-                    let service = container
-                        .strip_prefix(&format!("{name}-"))
-                        .and_then(|r| r.rsplit_once('-').map(|(s, _)| s))
-                        .unwrap_or_default();
-                    if args.services.is_empty() || args.services.iter().any(|s| s == service) {
-                        let mut o = std::io::stdout().lock();
-                        let written = if args.json {
-                            writeln!(o, "{}", line.trim_end())
-                        } else {
-                            writeln!(
-                                o,
-                                "{} container {} {} {}",
-                                e["time"].as_str().unwrap_or_default(),
-                                e["action"].as_str().unwrap_or_default(),
-                                container,
-                                e["attributes"]
-                            )
-                        };
-                        if written.is_err() {
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                    }
-                }
-                line.clear();
+            let mut o = std::io::stdout().lock();
+            let written = if args.json {
+                let line = serde_json::json!({
+                    "time": e.time,
+                    "type": "container",
+                    "action": e.action,
+                    "id": e.container,
+                    "attributes": e.attributes,
+                });
+                writeln!(o, "{line}")
+            } else {
+                writeln!(
+                    o,
+                    "{} container {} {} {}",
+                    e.time,
+                    e.action,
+                    e.container,
+                    serde_json::to_string(&e.attributes).unwrap_or_default()
+                )
+            };
+            if written.is_err() {
+                closed.set(true);
             }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        },
+        &|| closed.get() || berth_engine::interrupt::interrupted(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Projects with a live supervisor on this host.
-pub fn ls(args: LsArgs) -> Result<ExitCode> {
-    let mut rows = Vec::new();
-    let dirs = fs::read_dir(state_dir().join("projects"))
-        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    for dir in dirs {
-        if let Some(state) = read_state(&dir) {
-            let running = state
-                .containers
-                .iter()
-                .filter(|c| c.state != "exited")
-                .count();
-            rows.push((state.project, running, state.containers.len()));
-        }
-    }
-    rows.sort();
+/// Projects the engine runs.
+pub fn ls(global: &GlobalArgs, args: LsArgs) -> Result<ExitCode> {
+    let backend = crate::engine::backend(global)?;
+    let rows: Vec<(String, usize, usize)> = backend
+        .projects()?
+        .into_iter()
+        .map(|p| (p.name, p.running, p.total))
+        .collect();
     if args.quiet {
         for (name, _, _) in &rows {
             println!("{name}");

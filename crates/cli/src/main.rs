@@ -4,8 +4,8 @@
 mod build_cmd;
 mod config_cmd;
 mod cp_cmd;
+mod engine;
 mod exec_cmd;
-mod fdpass;
 mod image_cmd;
 mod lifecycle_cmd;
 mod logs;
@@ -14,7 +14,6 @@ mod project_cmd;
 mod pull_policy;
 mod run_cmd;
 mod runtime_cmd;
-mod supervisor;
 mod up_cmd;
 
 use anyhow::Result;
@@ -65,6 +64,10 @@ pub struct GlobalArgs {
     /// How to show progress
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// The engine that runs containers (default: `engine` in berth's config
+    /// file, else embedded)
+    #[arg(long, global = true, value_enum, env = "BERTH_ENGINE")]
+    pub engine: Option<engine::EngineKind>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +105,7 @@ pub enum ListFormat {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
-    /// Create and start the project's containers on the embedded engine (attached, or -d)
+    /// Create and start the project's containers (attached, or -d)
     Up(up_cmd::UpArgs),
     /// Stop and remove the project's containers, networks and anonymous volumes
     Down(project_cmd::DownArgs),
@@ -265,8 +268,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Port(args) => lifecycle_cmd::port(&cli.global, args),
         Command::Top(args) => lifecycle_cmd::top(&cli.global, args),
         Command::Events(args) => lifecycle_cmd::events(&cli.global, args),
-        Command::Ls(args) => lifecycle_cmd::ls(args),
-        Command::Supervise { project } => supervisor::supervise(&project),
+        Command::Ls(args) => lifecycle_cmd::ls(&cli.global, args),
+        Command::Supervise { project } => {
+            berth_engine_embedded::supervisor::supervise(&project)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Pull(args) => build_cmd::pull(&cli.global, args),
         Command::Push(args) => build_cmd::push(&cli.global, args),

@@ -1,16 +1,14 @@
-//! `down`, `ps`, `logs`: commands on a project its supervisor keeps running
-//! (see [`crate::supervisor`]).
+//! `down`, `ps`, `inspect`, `logs`: commands on a project an engine runs.
 
-use crate::logs::{Follower, Printer};
+use crate::logs::{Printer, Seen};
 use crate::options::load_options;
-use crate::supervisor::{project_dir, read_state, send, Request};
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{Context, Result};
+use berth_engine::backend::{Container, DownOptions, LogOptions};
+use berth_engine::Status;
 use clap::{Args, ValueEnum};
-use std::fs;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rmi {
@@ -69,7 +67,7 @@ pub struct InspectArgs {
 /// `ps --filter`: one condition on a container.
 enum PsFilter {
     Label(String, Option<String>),
-    Status(String),
+    Status(Status),
 }
 
 impl PsFilter {
@@ -82,7 +80,7 @@ impl PsFilter {
             Some(("status", s))
                 if matches!(s, "running" | "exited" | "paused" | "restarting") =>
             {
-                Ok(PsFilter::Status(s.to_string()))
+                Ok(PsFilter::Status(Status::parse(s).unwrap_or(Status::Running)))
             }
             _ => anyhow::bail!(
                 "--filter {text}: expected label=KEY[=VALUE] or status=running|exited|paused|restarting"
@@ -90,13 +88,13 @@ impl PsFilter {
         }
     }
 
-    fn matches(&self, c: &crate::supervisor::ContainerState) -> bool {
+    fn matches(&self, c: &Container) -> bool {
         match self {
             PsFilter::Label(k, v) => c
                 .labels
                 .get(k)
                 .is_some_and(|have| v.as_ref().is_none_or(|want| want == have)),
-            PsFilter::Status(s) => &c.state == s,
+            PsFilter::Status(s) => c.status == *s,
         }
     }
 }
@@ -138,39 +136,18 @@ macro_rules! out {
 pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     let loaded = berth_compose::load(&load_options(global)?)?;
     let project = &loaded.project;
-    let dir = project_dir(&project.name);
-    let recovered = crate::supervisor::recover(&project.name)?;
-    let stopped = recovered
-        || send(
-            &project.name,
-            &Request::Down {
-                timeout_secs: args.timeout,
-            },
-            &|line| eprintln!("{line}"),
-        )
+    let backend = crate::engine::backend(global)?;
+    let options = DownOptions {
+        timeout_secs: args.timeout,
+        volumes: args.volumes,
+    };
+    let stopped = backend
+        .down(project, &options, &|line| eprintln!(" {line}"))
         .with_context(|| project.name.clone())?;
-    let _ = fs::remove_dir_all(&dir);
     if stopped {
         eprintln!(" ✔ {} removed", project.name);
     } else {
         eprintln!("{} is not running", project.name);
-    }
-    if args.volumes {
-        for (key, v) in &project.volumes {
-            if v.external == Some(true) {
-                continue;
-            }
-            let name = v
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}_{key}", project.name));
-            let path = berth_engine_embedded::volume_dir(&berth_oci::store::state_dir(), &name)
-                .map_err(|e| anyhow::anyhow!("volumes.{key}: {e}"))?;
-            if path.exists() {
-                fs::remove_dir_all(&path).with_context(|| format!("removing volume {name}"))?;
-                eprintln!(" ✔ Volume {name} removed");
-            }
-        }
     }
     if let Some(which) = args.rmi {
         let store = crate::image_cmd::open_store()?;
@@ -191,7 +168,7 @@ pub fn down(global: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
 
 pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     let project = berth_compose::load(&load_options(global)?)?.project.name;
-    crate::supervisor::take_over_if_orphaned(&project)?;
+    let backend = crate::engine::backend(global)?;
     let filters = args
         .filter
         .iter()
@@ -199,11 +176,12 @@ pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     // A status filter asks for exited containers by itself, as docker's does.
     let all = args.all || !filters.is_empty();
-    let containers: Vec<_> = read_state(&project_dir(&project))
+    let containers: Vec<_> = backend
+        .observe(&project)?
         .map(|s| s.containers)
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| all || c.state != "exited")
+        .filter(|c| all || c.status != Status::Exited)
         .filter(|c| args.service.is_empty() || args.service.contains(&c.service))
         .filter(|c| filters.iter().all(|f| f.matches(c)))
         .collect();
@@ -222,8 +200,8 @@ pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     } else {
         out!("{:<28} {:<12} {:<16} PORTS", "NAME", "SERVICE", "STATUS");
         for c in &containers {
-            let status = match (c.state.as_str(), c.exit_code) {
-                ("exited", Some(code)) => format!("exited ({code})"),
+            let status = match (c.status, c.exit_code) {
+                (Status::Exited, Some(code)) => format!("exited ({code})"),
                 (state, _) => state.to_string(),
             };
             out!(
@@ -242,8 +220,9 @@ pub fn ps(global: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
 /// them (the fields berth knows), for tools and people who read those.
 pub fn inspect(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode> {
     let project = berth_compose::load(&load_options(global)?)?.project.name;
-    crate::supervisor::take_over_if_orphaned(&project)?;
-    let containers = read_state(&project_dir(&project))
+    let backend = crate::engine::backend(global)?;
+    let containers = backend
+        .observe(&project)?
         .map(|s| s.containers)
         .unwrap_or_default();
     for t in &args.targets {
@@ -263,13 +242,13 @@ pub fn inspect(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode> {
                 "Image": c.image,
                 "RestartCount": c.restarts,
                 "State": {
-                    "Status": c.state,
-                    "Running": c.state == "running" || c.state == "paused",
-                    "Paused": c.state == "paused",
-                    "Restarting": c.state == "restarting",
+                    "Status": c.status,
+                    "Running": matches!(c.status, Status::Running | Status::Paused),
+                    "Paused": c.status == Status::Paused,
+                    "Restarting": c.status == Status::Restarting,
                     "Pid": c.pid.unwrap_or(0),
                     "ExitCode": c.exit_code.unwrap_or(0),
-                    "Health": c.health.as_ref().map(|h| serde_json::json!({"Status": h})),
+                    "Health": c.health.map(|h| serde_json::json!({"Status": h.as_str()})),
                 },
                 "Config": {
                     "Labels": c.labels,
@@ -293,12 +272,11 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
             anyhow::bail!("no such service: {s}");
         }
     }
-    crate::supervisor::take_over_if_orphaned(&project)?;
-    let dir = project_dir(&project);
+    let backend = crate::engine::backend(global)?;
     let when = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
         v.as_deref()
             .map(|t| {
-                crate::logs::parse_when(t).with_context(|| {
+                berth_engine::time::parse_when(t).with_context(|| {
                     format!("{flag} {t:?}: expected RFC 3339, a date, Unix seconds or a duration")
                 })
             })
@@ -307,21 +285,35 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
     let printer = Printer {
         colour: !args.no_color && std::io::stdout().is_terminal() && global.colour(),
         timestamps: args.timestamps,
+    };
+    let options = LogOptions {
+        services: args.services.clone(),
+        follow: args.follow,
+        tail: args.tail,
         since: when("--since", &args.since)?,
         until: when("--until", &args.until)?,
+        from_now: false,
     };
-    let mut follower = Follower::new(&dir.join("logs"), &project, &args.services, false);
-    if !follower.pump(&printer, args.tail) {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.follow {
-        while read_state(&dir).is_some() {
-            std::thread::sleep(Duration::from_millis(100));
-            if !follower.pump(&printer, None) {
-                break;
+    // Prefixes line up over the containers shown.
+    let names: Vec<String> = backend
+        .observe(&project)?
+        .map(|s| s.containers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| args.services.is_empty() || args.services.contains(&c.service))
+        .map(|c| c.name)
+        .collect();
+    let mut seen = Seen::with_names(names.iter().map(String::as_str));
+    let closed = std::cell::Cell::new(false);
+    backend.logs(
+        &project,
+        &options,
+        &mut |line| {
+            if !closed.get() && !printer.print(&mut seen, &line) {
+                closed.set(true);
             }
-        }
-        follower.pump(&printer, None);
-    }
+        },
+        &|| closed.get(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

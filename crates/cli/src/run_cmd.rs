@@ -1,16 +1,13 @@
-//! `berth run`: a one-off container of a service. The supervisor creates
-//! it (so `ps` lists it and `down` removes it); this process hands over its
-//! stdin, stdout and stderr (or a pseudo-terminal) through the socket and
-//! waits for the exit code.
+//! `berth run`: a one-off container of a service, made by the engine (so
+//! `ps` lists it and `down` removes it), attached to this process's stdio
+//! (or a pseudo-terminal) unless detached.
 
-use crate::exec_cmd::{copy_window_size, env_entries, pump, RawMode};
+use crate::exec_cmd::env_entries;
 use crate::options::load_options;
-use crate::supervisor::{connect, LoadRequest, Reply, Request};
 use crate::GlobalArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use berth_engine::backend::{LoadRequest, RunOutcome, RunRequest};
 use clap::Args;
-use std::io::{BufRead, BufReader, IsTerminal};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -64,8 +61,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     if !loaded.project.services.contains_key(&args.service) {
         bail!("no such service: {}", args.service);
     }
-    crate::up_cmd::ensure_images(&loaded, args.build, false, None)?;
-    crate::up_cmd::runtime_mounts(&loaded, true)?;
+    let backend = crate::engine::backend(global)?;
+    let images = crate::up_cmd::ensure_images(backend.as_ref(), &loaded, args.build, false, None)?;
+    let runtimes = crate::up_cmd::runtime_mounts(&loaded, true)?;
     let entrypoint = args
         .entrypoint
         .as_deref()
@@ -74,8 +72,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
                 .map_err(|m| anyhow::anyhow!("--entrypoint: {m}"))
         })
         .transpose()?;
-    let request = Request::Run {
-        load: Box::new(LoadRequest::from(&options)),
+    let request = RunRequest {
+        load: LoadRequest::from(&options),
         service: args.service.clone(),
         command: (!args.command.is_empty()).then(|| args.command.clone()),
         entrypoint,
@@ -88,67 +86,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
         no_deps: args.no_deps,
         rm: args.rm,
         detach: args.detach,
+        tty: !args.no_tty && !args.detach && berth_engine::terminal::attached(),
+        images,
+        runtimes,
     };
-    let stream = connect(&project, true)?.context("no supervisor")?;
-    let tty = !args.no_tty
-        && !args.detach
-        && std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal();
-    let mut line = serde_json::to_string(&request)?;
-    line.push('\n');
-    let mut master = None;
-    if args.detach {
-        crate::fdpass::send_with_fds(&stream, line.as_bytes(), &[])?;
-    } else if tty {
-        let (m, slave) = open_pty()?;
-        copy_window_size(&m);
-        let fd = slave.as_raw_fd();
-        crate::fdpass::send_with_fds(&stream, line.as_bytes(), &[fd, fd, fd])?;
-        master = Some(m);
-    } else {
-        crate::fdpass::send_with_fds(&stream, line.as_bytes(), &[0, 1, 2])?;
-    }
-    let mut raw = None;
-    for reply in BufReader::new(stream).lines() {
-        let reply = reply.context("reading the supervisor's reply")?;
-        match serde_json::from_str::<Reply>(&reply) {
-            Ok(Reply::Progress(p)) => eprintln!(" {p}"),
-            Ok(Reply::Started(name)) => {
-                if args.detach {
-                    println!("{name}");
-                } else if let Some(m) = master.take() {
-                    raw = Some(RawMode::enter());
-                    std::thread::spawn(move || pump(m));
-                }
-            }
-            Ok(Reply::Exited(code)) => {
-                drop(raw);
-                return Ok(ExitCode::from(code.clamp(0, 255) as u8));
-            }
-            Ok(Reply::Ok) => return Ok(ExitCode::SUCCESS),
-            Ok(Reply::Error(e)) => bail!("{e}"),
-            Err(_) => bail!("unexpected reply from the supervisor: {reply}"),
+    match backend.run(&project, &request)? {
+        RunOutcome::Detached { name } => {
+            println!("{name}");
+            Ok(ExitCode::SUCCESS)
         }
+        RunOutcome::Exited { code } => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
     }
-    bail!("the supervisor of {project} went away without an answer")
-}
-
-/// A pseudo-terminal of the host's: (master, slave).
-fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
-    let (mut m, mut s) = (-1, -1);
-    // SAFETY: openpty writes two fds; null name/termios/winsize are allowed.
-    let rc = unsafe {
-        libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("allocating a pseudo-terminal");
-    }
-    // SAFETY: openpty succeeded, so both fds are open and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) })
 }

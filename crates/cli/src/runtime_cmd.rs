@@ -634,7 +634,7 @@ pub fn runtime(global: &GlobalArgs, cmd: RuntimeCommand) -> Result<ExitCode> {
                 .project
                 .services
                 .values()
-                .filter_map(|s| s.extra.get("x-runtime")?.as_str()?.parse().ok())
+                .filter_map(|s| s.runtime()?.parse().ok())
                 .collect();
             let installed = rt.installed()?;
             let highest = installed.iter().map(|r| r.version.clone()).max();

@@ -4,21 +4,23 @@
 //! containers' output with `name | ` prefixes and takes the project down
 //! on Ctrl-C.
 
-use crate::build_cmd::{build_service, service_image, BuildFlags, PullProgress, StoreOrPull};
+use crate::build_cmd::{build_service, service_image, BuildFlags, StoreOrPull};
 use crate::image_cmd::open_store;
-use crate::logs::{Follower, Printer};
+use crate::logs::{Printer, Seen};
 use crate::options::load_options;
-use crate::supervisor::{project_dir, read_state, send, LoadRequest, PlanFlags, Request};
 use crate::{GlobalArgs, ListFormat};
 use anyhow::{bail, Context, Result};
-use berth_engine_embedded::RuntimeMount;
+use berth_engine::backend::{
+    DownOptions, LoadRequest, LogOptions, PlanFlags, RuntimeMount, UpRequest,
+};
+pub use berth_engine::interrupt::{install_client_signal_handlers, interrupted};
+use berth_engine::{Backend, ErrorKind, Status};
 use berth_oci::store::state_dir;
-use berth_registry::{Client, PullOptions, Reference};
+use berth_registry::Client;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,41 +119,6 @@ impl UpArgs {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// True once Ctrl-C or SIGTERM arrived.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Set in a command a user runs (not the supervisor): a second Ctrl-C
-/// leaves at once instead of waiting for a graceful stop.
-static SECOND_EXITS: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if INTERRUPTED.swap(true, Ordering::SeqCst) && SECOND_EXITS.load(Ordering::SeqCst) {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
-    }
-}
-
-/// [`install_signal_handlers`] for a user's command: as there, and a second
-/// Ctrl-C exits at once (130).
-pub fn install_client_signal_handlers() {
-    SECOND_EXITS.store(true, Ordering::SeqCst);
-    install_signal_handlers();
-}
-
-/// Ctrl-C and SIGTERM ask the loop below to stop the project; the handler
-/// only sets a flag (nothing else is async-signal-safe).
-pub fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-}
-
 /// The store name of every service's image, which must be present
 /// (for a service with only an `x-runtime`, its base image).
 pub fn image_names(loaded: &berth_compose::Loaded) -> Result<BTreeMap<String, String>> {
@@ -172,11 +139,11 @@ pub fn runtime_mounts(
 ) -> Result<BTreeMap<String, RuntimeMount>> {
     use berth_runtimes::{RuntimeSpec, Runtimes, VersionReq};
     let mut out = BTreeMap::new();
-    let wanted: Vec<(&String, &serde_json::Value)> = loaded
+    let wanted: Vec<(&String, &str)> = loaded
         .project
         .services
         .iter()
-        .filter_map(|(n, s)| s.extra.get("x-runtime").map(|v| (n, v)))
+        .filter_map(|(n, s)| s.runtime().map(|v| (n, v)))
         .collect();
     if wanted.is_empty() {
         return Ok(out);
@@ -185,10 +152,7 @@ pub fn runtime_mounts(
     let cache = runtimes.npm_cache_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let ca = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
-    for (service, value) in wanted {
-        let text = value.as_str().with_context(|| {
-            format!("services.{service}.x-runtime: must be a string like node@4.2.3")
-        })?;
+    for (service, text) in wanted {
         let spec: RuntimeSpec = text
             .parse()
             .with_context(|| format!("services.{service}.x-runtime"))?;
@@ -211,12 +175,7 @@ pub fn runtime_mounts(
             }
         };
         // `x-berth: {npm_cache: false}` opts a service out of the shared cache.
-        let use_cache = loaded.project.services[service.as_str()]
-            .extra
-            .get("x-berth")
-            .and_then(|x| x.get("npm_cache"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
+        let use_cache = loaded.project.services[service.as_str()].berth().npm_cache;
         if let Some(r) = installed {
             out.insert(
                 service.clone(),
@@ -236,6 +195,7 @@ pub fn runtime_mounts(
 /// by default), or what `pull` says over all of them; everything buildable
 /// with `build`.
 pub fn ensure_images(
+    backend: &dyn Backend,
     loaded: &berth_compose::Loaded,
     build: bool,
     no_build: bool,
@@ -253,7 +213,7 @@ pub fn ensure_images(
     let no_args = indexmap::IndexMap::new();
     for (name, svc) in &project.services {
         let image = service_image(project, name, svc)?;
-        let present = store.resolve(&image.to_string())?.is_some();
+        let present = backend.has_image(&image.to_string())?;
         let policy = match pull {
             Some(PullPolicy::Always) => Policy::Always,
             Some(PullPolicy::Missing) => Policy::Missing,
@@ -275,6 +235,10 @@ pub fn ensure_images(
                     cli_args: &no_args,
                 };
                 build_service(loaded, &store, &bases, name, svc, b, &flags)?;
+                let label = format!("{name} | ");
+                backend.import_image(&store, &image.to_string(), &|line| {
+                    eprintln!("{label}{line}")
+                })?;
             }
             _ if !pull_now && present => {}
             None if policy == Policy::Never => anyhow::bail!(
@@ -287,11 +251,12 @@ pub fn ensure_images(
             ),
             Some(_) => {}
             None => {
-                let r: Reference = image.to_string().parse()?;
-                let progress = PullProgress::new(name, false);
-                client
-                    .pull(&store, &r, &PullOptions::default(), &progress)
-                    .with_context(|| format!("pulling {} for service {name:?}", r.familiar()))?;
+                let label = format!("{name} | ");
+                backend
+                    .pull_image(&image.to_string(), &|line| eprintln!("{label}{line}"))
+                    .with_context(|| {
+                        format!("pulling {} for service {name:?}", image.familiar())
+                    })?;
                 times.record(&image.to_string())?;
             }
         }
@@ -321,6 +286,8 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
+    let backend = crate::engine::backend(global)?;
+    let backend = backend.as_ref();
     let project = loaded.project.name.clone();
     let flags = args.flags()?;
     if let Some(s) = &args.exit_code_from {
@@ -328,19 +295,28 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
             bail!("--exit-code-from {s}: no such service");
         }
     }
-    let dir = project_dir(&project);
-    let state = read_state(&dir);
+    let load = LoadRequest::from(&options);
+    let names = image_names(&loaded)?;
+    let request = |runtimes| UpRequest {
+        load: &load,
+        loaded: &loaded,
+        images: &names,
+        runtimes,
+        flags: &flags,
+    };
+    let known = if args.dry_run || args.detach {
+        runtime_mounts(&loaded, false)?
+    } else {
+        BTreeMap::new()
+    };
 
     // The fast path: when the images are there and the plan is empty there
-    // is nothing to build, pull or ask the supervisor.
+    // is nothing to build, pull or ask the engine.
     if args.detach && !args.build && !pulls_every_time(&loaded, args.pull) && !args.dry_run {
-        if let Some(state) = &state {
-            if let Ok(plan) = plan_against(&loaded, &state.observed, &flags) {
+        if let Some(status) = backend.observe(&project)? {
+            if let Ok(plan) = backend.plan(&request(&known)) {
                 if plan.is_noop() {
-                    eprintln!(
-                        "{project} is up to date (supervisor pid {})",
-                        state.supervisor_pid
-                    );
+                    eprintln!("{project} is up to date ({})", status.keeper);
                     return Ok(ExitCode::SUCCESS);
                 }
             }
@@ -348,8 +324,11 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     }
     if args.dry_run {
         // Show what `up` would do; build and pull nothing.
-        let observed = state.map(|s| s.observed).unwrap_or_default();
-        let plan = plan_against(&loaded, &observed, &flags)?;
+        let skipped = berth_compose::coverage::not_applied(&loaded.project);
+        if !skipped.is_empty() {
+            eprintln!("not applied: {}", skipped.join(", "));
+        }
+        let plan = backend.plan(&request(&known))?;
         if args.format == ListFormat::Json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
@@ -357,44 +336,51 @@ pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    ensure_images(&loaded, args.build, args.no_build, args.pull)?;
-    runtime_mounts(&loaded, true)?;
+    ensure_images(backend, &loaded, args.build, args.no_build, args.pull)?;
+    let runtimes = runtime_mounts(&loaded, true)?;
+    let request = UpRequest {
+        runtimes: &runtimes,
+        ..request(&known)
+    };
 
     install_client_signal_handlers();
     let detach = args.detach || args.wait;
-    let follower = (!detach).then(|| Follower::new(&dir.join("logs"), &project, &[], true));
-    let request = Request::Up {
-        load: Box::new(LoadRequest::from(&options)),
-        flags,
-    };
-    if let Err(e) = send(&project, &request, &|line| eprintln!(" {line}")) {
-        if interrupted() {
-            // Ctrl-C: the supervisor gave up and undid what it started.
-            eprintln!("{}", crate::error_chain(&e));
+    // Attached, the output shown starts with what the containers write
+    // while `up` starts them.
+    let since = berth_engine::time::timestamp_now();
+    if let Err(e) = backend.up(&request, &|line| eprintln!(" {line}")) {
+        if interrupted() || e.kind == ErrorKind::Interrupted {
+            // Ctrl-C: the engine gave up and undid what it started.
+            eprintln!("{e}");
             return Ok(ExitCode::from(130));
         }
-        return Err(e);
+        return Err(e.into());
     }
     if args.wait {
-        wait_ready(&project, args.wait_timeout.map(Duration::from_secs))?;
+        wait_ready(
+            backend,
+            &project,
+            args.wait_timeout.map(Duration::from_secs),
+        )?;
     }
-    let Some(mut follower) = follower else {
+    if detach {
         return Ok(ExitCode::SUCCESS);
-    };
-    attached(global, &args, &project, &mut follower)
+    }
+    attached(global, backend, &args, &loaded.project, since)
 }
 
 /// `--wait`: until every container runs (or completed successfully) and
 /// every one with a healthcheck is healthy.
-fn wait_ready(project: &str, timeout: Option<Duration>) -> Result<()> {
-    let dir = project_dir(project);
+fn wait_ready(backend: &dyn Backend, project: &str, timeout: Option<Duration>) -> Result<()> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {
-        let state = read_state(&dir).with_context(|| format!("{project} is not running"))?;
+        let state = backend
+            .observe(project)?
+            .with_context(|| format!("{project} is not running"))?;
         if let Some(c) = state
             .containers
             .iter()
-            .find(|c| c.state == "exited" && c.exit_code != Some(0))
+            .find(|c| c.status == Status::Exited && c.exit_code != Some(0))
         {
             bail!(
                 "container {} exited with code {}",
@@ -406,8 +392,10 @@ fn wait_ready(project: &str, timeout: Option<Duration>) -> Result<()> {
             .containers
             .iter()
             .filter(|c| {
-                c.state != "exited"
-                    && (c.state != "running" || c.health.as_deref().is_some_and(|h| h != "healthy"))
+                c.status != Status::Exited
+                    && (c.status != Status::Running
+                        || c.health
+                            .is_some_and(|h| h != berth_engine::backend::Health::Healthy))
             })
             .map(|c| c.name.as_str())
             .collect();
@@ -426,89 +414,83 @@ fn wait_ready(project: &str, timeout: Option<Duration>) -> Result<()> {
 /// take the project down.
 fn attached(
     global: &GlobalArgs,
+    backend: &dyn Backend,
     args: &UpArgs,
-    project: &str,
-    follower: &mut Follower,
+    project: &berth_compose::Project,
+    since: String,
 ) -> Result<ExitCode> {
-    let dir = project_dir(project);
+    let name = project.name.as_str();
     let printer = Printer {
         colour: std::io::stdout().is_terminal() && global.colour(),
         ..Printer::default()
     };
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
-    let mut code = 0;
-    let names: Vec<String> = read_state(&dir)
+    let names: Vec<String> = backend
+        .observe(name)?
         .map(|s| s.containers.into_iter().map(|c| c.name).collect())
         .unwrap_or_default();
     eprintln!("Attaching to {}", names.join(", "));
-    let mut reported: std::collections::BTreeSet<String> = Default::default();
-    loop {
-        follower.pump(&printer, None);
+    let mut seen = Seen::with_names(names.iter().map(String::as_str));
+    let code = std::cell::Cell::new(0);
+    let reported = std::cell::RefCell::new(std::collections::BTreeSet::<String>::new());
+    let last_check = std::cell::Cell::new(std::time::Instant::now());
+    // Checked between batches of output: Ctrl-C, exits.
+    let stop = || {
         if interrupted() {
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-            break;
+            return true;
         }
-        let Some(state) = read_state(&dir) else {
-            break;
+        if last_check.get().elapsed() < Duration::from_millis(50) {
+            return false;
+        }
+        last_check.set(std::time::Instant::now());
+        let Ok(Some(state)) = backend.observe(name) else {
+            return true;
         };
         let mut stop = false;
         for c in &state.containers {
-            if c.state == "exited" && reported.insert(c.name.clone()) {
+            if c.status == Status::Exited && reported.borrow_mut().insert(c.name.clone()) {
                 let exit = c.exit_code.unwrap_or(0);
                 eprintln!("{} exited with code {exit}", c.name);
                 match &args.exit_code_from {
                     Some(s) if *s == c.service => {
-                        code = exit;
+                        code.set(exit);
                         stop = true;
                     }
                     Some(_) => {}
                     None if abort => {
-                        code = exit;
+                        code.set(exit);
                         stop = true;
                     }
                     None => {}
                 }
             }
         }
-        if stop || !state.containers.iter().any(|c| c.state != "exited") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    follower.pump(&printer, None);
-    eprintln!("Stopping {project}");
-    send(
-        project,
-        &Request::Down {
-            timeout_secs: args.timeout,
+        stop || !state.containers.iter().any(|c| c.status != Status::Exited)
+    };
+    let options = LogOptions {
+        follow: true,
+        since: Some(since),
+        ..LogOptions::default()
+    };
+    backend.logs(
+        name,
+        &options,
+        &mut |line| {
+            printer.print(&mut seen, &line);
         },
-        &|line| eprintln!("{line}"),
+        &stop,
     )?;
-    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("Stopping {name}");
+    let down = DownOptions {
+        timeout_secs: args.timeout,
+        volumes: false,
+    };
+    backend.down(project, &down, &|line| eprintln!("{line}"))?;
+    let code = code.get();
     Ok(if code == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(code.clamp(1, 255) as u8)
     })
-}
-
-/// The plan `up` would apply against `observed`, from the images in the
-/// store (a service whose image is missing is left out of the digests).
-pub fn plan_against(
-    loaded: &berth_compose::Loaded,
-    observed: &[berth_engine::ObservedContainer],
-    flags: &PlanFlags,
-) -> Result<berth_engine::Plan> {
-    let store = open_store()?;
-    let mut names = image_names(loaded)?;
-    // A service whose image is missing is left out of the digests.
-    names.retain(|_, name| store.image(name, &berth_oci::Platform::host()).is_ok());
-    let runtimes = runtime_mounts(loaded, false)?;
-    let images = berth_engine_embedded::service_images(&store, &names, &runtimes)?;
-    let files = berth_engine::project_files::resolve(&loaded.project, &loaded.environment)?;
-    let mut desired = berth_engine::Desired::new(&loaded.project).with_project_files(&files);
-    for (service, image) in &images {
-        desired = desired.with_image_digest(service, &image.digest);
-    }
-    Ok(berth_engine::plan(&desired, observed, &flags.into())?)
 }

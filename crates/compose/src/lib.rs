@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod dotenv;
 pub mod emit;
 pub mod error;
+pub mod extensions;
 pub mod hash;
 pub mod interpolate;
 pub mod legacy;

@@ -858,6 +858,7 @@ impl Loader<'_> {
         if !self.opts.skip_consistency {
             consistency::check(&project).map_err(|e| self.locate(merged, &e.path, e.message))?;
         }
+        crate::extensions::check(&project).map_err(|e| self.locate(merged, &e.path, e.message))?;
         self.warnings.sort();
         self.warnings.dedup();
         Ok(Loaded {

@@ -108,19 +108,7 @@ pub struct ServiceImage {
     pub digest: String,
 }
 
-/// A language runtime mounted read-only into a container and put first on
-/// its `PATH`, with a shared package cache and the host's CA bundle.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RuntimeMount {
-    /// Host directory holding `bin/node` (and `bin/npm`).
-    pub root: PathBuf,
-    pub digest: String,
-    /// Shared npm cache (`npm_config_cache`), so reinstalling the same
-    /// dependencies after a runtime patch stays off the network.
-    pub npm_cache: Option<PathBuf>,
-    /// The host's CA bundle (`NODE_EXTRA_CA_CERTS`, `npm_config_cafile`).
-    pub ca_bundle: Option<PathBuf>,
-}
+pub use berth_engine::backend::RuntimeMount;
 
 /// Where a runtime appears inside the container.
 pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
@@ -853,8 +841,7 @@ impl ProjectRuntime {
         }
         // `x-berth: {protocol: http|tcp|auto}`: how a swap drains the
         // port's connections (checked before anything is made).
-        let protocol = unsupported::port_protocol(&live.service, &live.svc)
-            .map_err(EngineError::Unsupported)?;
+        let protocol = unsupported::port_protocol(&live.svc);
         ProxySet::bind_each(
             publishes.into_iter().map(|p| (p, protocol)),
             &ProxyOptions::default(),
@@ -1641,7 +1628,7 @@ impl ProjectRuntime {
             self.discard(new, &inherited);
             return Err(e);
         }
-        let timeout = ready_timeout(&new.svc).map_err(|e| svc_err(service, e))?;
+        let timeout = ready_timeout(&new.svc);
         // Ready: healthy by its own healthcheck if it has one, else
         // accepting connections on its published ports.
         let ready = if new.check.is_some() {
@@ -2757,22 +2744,8 @@ fn probe(sandbox_dir: &Path, id: &str, check: &HealthCheck) -> bool {
 }
 
 /// `x-berth: {ready_timeout: 30s}` on the service, else the default.
-fn ready_timeout(svc: &Service) -> std::result::Result<Duration, String> {
-    match svc
-        .extra
-        .get("x-berth")
-        .and_then(|x| x.get("ready_timeout"))
-    {
-        None => Ok(READY_TIMEOUT),
-        Some(v) => {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            berth_compose::units::parse_duration(&text)
-                .ok_or_else(|| format!("x-berth.ready_timeout: invalid duration {text:?}"))
-        }
-    }
+fn ready_timeout(svc: &Service) -> Duration {
+    svc.berth().ready_timeout.unwrap_or(READY_TIMEOUT)
 }
 
 /// Wait until `live` accepts TCP connections on each published target

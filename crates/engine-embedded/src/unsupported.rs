@@ -141,7 +141,6 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             ));
         }
     }
-    port_protocol(name, svc)?;
     super::restart::RestartPolicy::of_service(svc.restart.as_deref(), svc.extra.get("deploy"))
         .map_err(|e| format!("services.{name}.{e}"))?;
     if let Some(list) = svc.extra.get("tmpfs") {
@@ -231,12 +230,12 @@ fn host_limits(name: &str, svc: &Service) -> Result<(), String> {
 /// How the port proxy treats the service's published ports:
 /// `x-berth: {protocol: http|tcp|auto}`, auto (detected per connection) by
 /// default.
-pub fn port_protocol(name: &str, svc: &Service) -> Result<berth_proxy::Protocol, String> {
-    let key = format!("services.{name}.x-berth.protocol");
-    match svc.extra.get("x-berth").and_then(|x| x.get("protocol")) {
-        None | Some(Value::Null) => Ok(berth_proxy::Protocol::Auto),
-        Some(Value::String(p)) => p.parse().map_err(|e| format!("{key}: {e}")),
-        Some(_) => Err(format!("{key}: expected http, tcp or auto")),
+pub fn port_protocol(svc: &Service) -> berth_proxy::Protocol {
+    use berth_compose::extensions::PortProtocol;
+    match svc.berth().protocol {
+        PortProtocol::Auto => berth_proxy::Protocol::Auto,
+        PortProtocol::Http => berth_proxy::Protocol::Http,
+        PortProtocol::Tcp => berth_proxy::Protocol::Tcp,
     }
 }
 
@@ -351,8 +350,6 @@ mod tests {
             e.starts_with("services.app.deploy.resources.reservations.devices:"),
             "{e}"
         );
-        let e = err(json!({"name": "p", "services": {"app": {"x-berth": {"protocol": "h2"}}}}));
-        assert!(e.starts_with("services.app.x-berth.protocol:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"tmpfs": ["/a:size=1m,exec"]}}}));
         assert!(
             e.starts_with("services.app.tmpfs[0]: tmpfs option \"exec\""),

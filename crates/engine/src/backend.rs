@@ -45,6 +45,77 @@ pub struct BackendError {
     pub message: String,
 }
 
+impl From<std::io::Error> for BackendError {
+    fn from(e: std::io::Error) -> Self {
+        BackendError::engine(e)
+    }
+}
+
+impl From<serde_json::Error> for BackendError {
+    fn from(e: serde_json::Error) -> Self {
+        BackendError::engine(e)
+    }
+}
+
+impl From<crate::PlanError> for BackendError {
+    fn from(e: crate::PlanError) -> Self {
+        BackendError::invalid(e)
+    }
+}
+
+impl From<berth_compose::LoadError> for BackendError {
+    fn from(e: berth_compose::LoadError) -> Self {
+        BackendError::invalid(e)
+    }
+}
+
+impl From<crate::project_files::ProjectFileError> for BackendError {
+    fn from(e: crate::project_files::ProjectFileError) -> Self {
+        BackendError::invalid(e)
+    }
+}
+
+impl From<berth_oci::StoreError> for BackendError {
+    fn from(e: berth_oci::StoreError) -> Self {
+        BackendError::engine(e)
+    }
+}
+
+/// `.context("doing X")` for any error or a missing value: a one-line
+/// [`BackendError`] that says what was being done, then why it failed.
+pub trait Context<T> {
+    fn context(self, doing: impl std::fmt::Display) -> Result<T>;
+    fn with_context<D: std::fmt::Display>(self, doing: impl FnOnce() -> D) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, doing: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| BackendError::engine(format!("{doing}: {e}")))
+    }
+
+    fn with_context<D: std::fmt::Display>(self, doing: impl FnOnce() -> D) -> Result<T> {
+        self.map_err(|e| BackendError::engine(format!("{}: {e}", doing())))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T> {
+        self.ok_or_else(|| BackendError::not_found(what))
+    }
+
+    fn with_context<D: std::fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
+        self.ok_or_else(|| BackendError::not_found(what()))
+    }
+}
+
+/// Return a [`BackendError`] of a kind: `bail!(Invalid, "no such service: {s}")`.
+#[macro_export]
+macro_rules! bail {
+    ($kind:ident, $($arg:tt)*) => {
+        return Err($crate::BackendError::new($crate::ErrorKind::$kind, format!($($arg)*)))
+    };
+}
+
 impl BackendError {
     pub fn new(kind: ErrorKind, message: impl std::fmt::Display) -> Self {
         BackendError {
@@ -385,6 +456,10 @@ pub struct RunRequest {
     pub rm: bool,
     pub detach: bool,
     pub tty: bool,
+    /// Service → image reference, as for `up` (the one-off's and its dependencies').
+    pub images: BTreeMap<String, String>,
+    /// Service → its `x-runtime`, resolved and installed.
+    pub runtimes: BTreeMap<String, RuntimeMount>,
 }
 
 /// How a one-off ended (or that it runs on, detached).
@@ -496,7 +571,7 @@ pub struct Event {
 }
 
 /// Progress lines for long operations (` ✔ Container web-1 Started`).
-pub type Progress<'a> = &'a dyn Fn(&str);
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
 /// A container engine. Object-safe: the CLI holds a `Box<dyn Backend>`.
 ///

@@ -3,10 +3,13 @@
 //! [`backend::Backend`] trait every engine implements to apply it.
 
 pub mod backend;
+pub mod interrupt;
 pub mod planner;
 pub mod project_files;
+pub mod terminal;
+pub mod time;
 
-pub use backend::{Backend, BackendError, Container, ErrorKind, ProjectStatus, Status};
+pub use backend::{Backend, BackendError, Container, Context, ErrorKind, ProjectStatus, Status};
 pub use planner::{
     plan, Action, ContainerState, Desired, ObservedContainer, Plan, PlanError, PlanOptions, Step,
     Strategy,

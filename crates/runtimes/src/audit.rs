@@ -35,11 +35,8 @@ pub struct Detected {
 
 /// The runtime a service runs, if berth recognises one.
 pub fn detect(service: &Service, images: Option<&berth_oci::Store>) -> Option<Detected> {
-    if let Some(value) = service.extra.get("x-runtime") {
-        let declared = value
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
+    if let Some(declared) = service.runtime() {
+        let declared = declared.to_string();
         let spec = declared.parse::<RuntimeSpec>().map_err(|e| e.to_string());
         let version = spec.as_ref().ok().and_then(|s| s.exact().cloned());
         return Some(Detected {

@@ -1101,19 +1101,19 @@ fn desired_scale(name: &str, svc: &Service, options: &PlanOptions) -> Result<u32
 /// An explicit update order: `x-berth.update` wins over compose's
 /// `deploy.update_config.order`.
 fn update_order(name: &str, svc: &Service) -> Result<Option<(Strategy, &'static str)>, PlanError> {
-    let candidates = [
-        (
-            "x-berth.update",
-            svc.extra.get("x-berth").and_then(|x| x.get("update")),
-        ),
-        (
-            "deploy.update_config.order",
-            svc.extra
-                .get("deploy")
-                .and_then(|d| d.get("update_config"))
-                .and_then(|u| u.get("order")),
-        ),
-    ];
+    use berth_compose::extensions::UpdateOrder;
+    match svc.berth().update {
+        Some(UpdateOrder::StopFirst) => return Ok(Some((Strategy::StopFirst, "x-berth.update"))),
+        Some(UpdateOrder::StartFirst) => return Ok(Some((Strategy::StartFirst, "x-berth.update"))),
+        None => {}
+    }
+    let candidates = [(
+        "deploy.update_config.order",
+        svc.extra
+            .get("deploy")
+            .and_then(|d| d.get("update_config"))
+            .and_then(|u| u.get("order")),
+    )];
     for (key, value) in candidates {
         let Some(value) = value else { continue };
         return match value.as_str() {

@@ -1,0 +1,56 @@
+//! Which engine runs the project: `--engine`, else `BERTH_ENGINE`, else
+//! `engine = "…"` in berth's config file, else the embedded engine.
+
+use crate::GlobalArgs;
+use anyhow::{bail, Context, Result};
+use berth_engine::Backend;
+use clap::ValueEnum;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// berth runs containers itself (no daemon)
+    Embedded,
+    /// The Docker Engine (or Podman's Docker API): `DOCKER_HOST`, Docker contexts
+    Docker,
+}
+
+/// The engine named in berth's config file (`engine = "docker"`), if any.
+fn from_config() -> Result<Option<EngineKind>> {
+    let path = berth_registry::RegistryConfig::default_path();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{}: not valid TOML", path.display()))?;
+    match table.get("engine") {
+        None => Ok(None),
+        Some(toml::Value::String(name)) => {
+            EngineKind::from_str(name, true).map(Some).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: engine: unknown engine {name:?} (embedded or docker)",
+                    path.display()
+                )
+            })
+        }
+        Some(_) => bail!("{}: engine: must be a string", path.display()),
+    }
+}
+
+pub fn kind(global: &GlobalArgs) -> Result<EngineKind> {
+    if let Some(k) = global.engine {
+        return Ok(k);
+    }
+    Ok(from_config()?.unwrap_or(EngineKind::Embedded))
+}
+
+/// The backend the command talks to.
+pub fn backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
+    Ok(match kind(global)? {
+        EngineKind::Embedded => Box::new(berth_engine_embedded::EmbeddedBackend::new()),
+        EngineKind::Docker => Box::new(
+            berth_engine_docker::DockerBackend::connect()
+                .context("connecting to the Docker Engine")?,
+        ),
+    })
+}
