@@ -48,9 +48,12 @@ pub fn kind(global: &GlobalArgs) -> Result<EngineKind> {
 pub fn backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
     Ok(match kind(global)? {
         EngineKind::Embedded => Box::new(berth_engine_embedded::EmbeddedBackend::new()),
+        // Published ports are held by a keeper process (this binary, as
+        // `__docker-ports`), so swaps are start-first and drop nothing.
         EngineKind::Docker => Box::new(
             berth_engine_docker::DockerBackend::connect()
-                .context("connecting to the Docker Engine")?,
+                .context("connecting to the Docker Engine")?
+                .with_port_keeper(berth_engine_docker::KeeperLaunch::current_exe()?),
         ),
     })
 }

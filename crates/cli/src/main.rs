@@ -148,6 +148,9 @@ pub enum Command {
     /// The per-project supervisor `up -d` starts (internal)
     #[command(name = "__supervise", hide = true)]
     Supervise { project: String },
+    /// The port keeper of a project on the Docker engine (internal)
+    #[command(name = "__docker-ports", hide = true)]
+    DockerPorts { project: String },
     /// Build the images of services that have a `build:` section
     Build(build_cmd::BuildArgs),
     /// Pull the images of services (through configured mirrors)
@@ -206,7 +209,10 @@ impl GlobalArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Supervise { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Supervise { .. } | Command::DockerPorts { .. }
+    ) {
         // Rust ignores SIGPIPE, so `berth ls | head -1` would panic on the
         // next print. A command whose reader went away should end quietly,
         // as other Unix tools do (exit 141). The supervisor keeps ignoring
@@ -271,6 +277,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(args) => lifecycle_cmd::ls(&cli.global, args),
         Command::Supervise { project } => {
             berth_engine_embedded::supervisor::supervise(&project)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DockerPorts { project } => {
+            berth_engine_docker::keep_ports(&project)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => build_cmd::build(&cli.global, args),
