@@ -4,7 +4,7 @@
 //! containers' output with `name | ` prefixes and takes the project down
 //! on Ctrl-C.
 
-use crate::build_cmd::{build_service, service_image, BuildFlags, StoreOrPull};
+use crate::build_cmd::{build_service, service_image, BuildFlags, PullProgress, StoreOrPull};
 use crate::image_cmd::open_store;
 use crate::logs::{Printer, Seen};
 use crate::options::load_options;
@@ -252,12 +252,29 @@ pub fn ensure_images(
             Some(_) => {}
             None => {
                 let label = format!("{name} | ");
-                backend
-                    .pull_image(&image.to_string(), &|line| eprintln!("{label}{line}"))
-                    .with_context(|| {
-                        format!("pulling {} for service {name:?}", image.familiar())
-                    })?;
-                times.record(&image.to_string())?;
+                let reference = image.to_string();
+                let progress = |line: &str| eprintln!("{label}{line}");
+                if let Err(e) = backend.pull_image(&reference, &progress) {
+                    // A daemon that cannot reach the registry (this machine
+                    // reaches quay.io only through berth's mirrors) gets the
+                    // image from berth's own client, mirrors and all. The
+                    // embedded engine's pull already is that client.
+                    let what = || format!("pulling {} for service {name:?}", image.familiar());
+                    if backend.name() == "embedded" {
+                        return Err(e).with_context(what);
+                    }
+                    let r: berth_registry::Reference = reference.parse()?;
+                    let pull = PullProgress::new(name, false);
+                    if let Err(ours) = client.pull(&store, &r, &Default::default(), &pull) {
+                        bail!(
+                            "{}: the {} engine: {e}; berth: {ours}",
+                            what(),
+                            backend.name()
+                        );
+                    }
+                    backend.import_image(&store, &reference, &progress)?;
+                }
+                times.record(&reference)?;
             }
         }
     }
