@@ -2465,7 +2465,7 @@ fn killed_note(name: &str, pid: i32, sig: i32, grace: Duration) -> String {
 
 /// The order `down` stops containers in: waves of indexes into `live`, each
 /// wave holding the containers no remaining container depends on
-/// (`depends_on`, `volumes_from`, `network_mode: service:`).
+/// (`depends_on`, `volumes_from`, `network_mode`, `ipc` and `pid: service:`).
 fn stop_waves(live: &[Live]) -> Vec<Vec<usize>> {
     let deps = |l: &Live| -> Vec<String> {
         let mut d: Vec<String> = l.svc.depends_on.keys().cloned().collect();
@@ -2481,6 +2481,18 @@ fn stop_waves(live: &[Live]) -> Vec<Vec<usize>> {
             .and_then(|m| m.strip_prefix("service:"))
         {
             d.push(other.to_string());
+        }
+        // A shared PID or IPC namespace: its guests stop first.
+        for k in ["ipc", "pid"] {
+            if let Some(other) = l
+                .svc
+                .extra
+                .get(k)
+                .and_then(|v| v.as_str())
+                .and_then(|m| m.strip_prefix("service:"))
+            {
+                d.push(other.to_string());
+            }
         }
         d
     };

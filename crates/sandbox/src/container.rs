@@ -31,7 +31,7 @@ use crate::rootfs::{self, RootfsKind, RootfsMode};
 use crate::spec::{
     self, ContainerSpec, Ipc, MountKind, MountSpec, Namespace, Network, Resolved, Stdio,
 };
-use crate::{cgroups, sys, user, LayerCache, SandboxError};
+use crate::{cgroups, reaper, sys, user, LayerCache, SandboxError};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use std::fs::{self, File};
@@ -236,6 +236,11 @@ impl Sandbox {
         let hostname = spec::hostname(&spec)?;
         let cgroups_path = spec::cgroups_path(&spec)?;
         let pid_ns = self.namespace_plan("pid", &spec.pid)?;
+        // The init whose PID namespace this one joins, when it is ours.
+        let pid_donor = match &spec.pid {
+            Namespace::Container(other) => Some(self.init_to_join("pid", other)?),
+            _ => None,
+        };
         let uts_ns = self.namespace_plan("uts", &spec.uts)?;
         let (ipc_ns, shm) = self.ipc_plan(&spec)?;
 
@@ -379,6 +384,9 @@ impl Sandbox {
             state: State::Created,
             adopted: false,
         };
+        if let Some(donor) = pid_donor {
+            reaper::register(donor, pid);
+        }
         let setup = (|| {
             container.pidfd = Some(sys::pidfd_open(pid).map_err(io_err(Path::new("pidfd")))?);
             if spec.network == Network::None {
@@ -725,16 +733,38 @@ impl Container {
             }
             return Ok(None);
         }
-        let reaped = sys::wait_pidfd(pidfd, block).map_err(|e| SandboxError::Runtime {
+        let wait_err = |e: std::io::Error| SandboxError::Runtime {
             id: self.id.clone(),
             op: "wait",
             message: e.to_string(),
-        })?;
-        Ok(reaped.map(|r| {
-            let status = ExitStatus::from(r);
+        };
+        let status = if let Some(status) = reaper::take(self.pid) {
+            Some(status)
+        } else if block && reaper::has_members(self.pid) {
+            // Others in its PID namespace must be reaped for it to finish
+            // exiting (see `reaper`): poll, reaping them meanwhile.
+            loop {
+                if let Some(r) = sys::wait_pidfd(pidfd, false).map_err(wait_err)? {
+                    break Some(ExitStatus::from(r));
+                }
+                reaper::reap_members(self.pid);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            match sys::wait_pidfd(pidfd, block) {
+                Ok(r) => r.map(ExitStatus::from),
+                // Reaped meanwhile on its behalf (see `reaper`).
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    Some(reaper::take(self.pid).ok_or_else(|| wait_err(e))?)
+                }
+                Err(e) => return Err(wait_err(e)),
+            }
+        };
+        if let Some(status) = status {
+            reaper::forget(self.pid);
             self.state = State::Exited(status);
-            status
-        }))
+        }
+        Ok(status)
     }
 
     /// Send `signal` to the init (as `docker kill`). A no-op once it exited.

@@ -232,6 +232,8 @@ impl Sandbox {
             sys::reap_blocking(pid);
             io_err(Path::new("pidfd"))(e)
         })?;
+        // It lives in the init's PID namespace (see `reaper`).
+        crate::reaper::register(init, pid);
         Ok(ExecProcess {
             id: id.to_string(),
             pid,
@@ -331,12 +333,22 @@ impl ExecProcess {
         if let Some(s) = self.status {
             return Ok(Some(s));
         }
-        let reaped = sys::wait_pidfd(&self.pidfd, block).map_err(|e| SandboxError::Runtime {
-            id: self.id.clone(),
-            op: "wait for an exec'd process",
-            message: e.to_string(),
-        })?;
-        self.status = reaped.map(ExitStatus::from);
+        if let Some(s) = crate::reaper::take(self.pid) {
+            self.status = Some(s);
+            return Ok(self.status);
+        }
+        let reaped = match sys::wait_pidfd(&self.pidfd, block) {
+            Ok(r) => r.map(ExitStatus::from),
+            // Reaped meanwhile on its behalf, by a wait on its container.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => crate::reaper::take(self.pid)
+                .map(Some)
+                .ok_or_else(|| exec_wait_error(&self.id, e))?,
+            Err(e) => return Err(exec_wait_error(&self.id, e)),
+        };
+        self.status = reaped;
+        if self.status.is_some() {
+            crate::reaper::forget(self.pid);
+        }
         Ok(self.status)
     }
 
@@ -354,5 +366,13 @@ impl ExecProcess {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+fn exec_wait_error(id: &str, e: io::Error) -> SandboxError {
+    SandboxError::Runtime {
+        id: id.to_string(),
+        op: "wait for an exec'd process",
+        message: e.to_string(),
     }
 }

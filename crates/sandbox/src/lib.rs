@@ -46,6 +46,7 @@ mod exec;
 mod executor;
 mod flatten;
 mod layers;
+mod reaper;
 mod rootfs;
 mod seccomp;
 mod spec;

@@ -588,3 +588,35 @@ pub fn oom_score_adj() -> io::Result<i32> {
 pub fn set_oom_score_adj(value: i32) -> io::Result<()> {
     std::fs::write("/proc/self/oom_score_adj", value.to_string())
 }
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG)`: its status once it exited.
+pub fn wait_pid_nohang(pid: i32) -> io::Result<Option<Reaped>> {
+    loop {
+        // SAFETY: waitid fills the zeroed siginfo we pass.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if r < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: waitid filled `info` for a CLD_* event.
+        let (got, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if got == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(match info.si_code {
+            libc::CLD_EXITED => Reaped::Exited(status),
+            _ => Reaped::Signaled(status),
+        }));
+    }
+}

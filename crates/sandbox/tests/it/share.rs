@@ -256,3 +256,49 @@ fn a_private_cgroup_namespace_shows_the_containers_cgroup_as_the_root() {
         "{out:?}"
     );
 }
+
+/// The init of a PID namespace does not finish exiting until every process
+/// in it is reaped, our joined containers and exec'd processes included: a
+/// blocking wait on it reaps them, and their handles still get their
+/// statuses.
+#[test]
+fn waiting_on_a_pid_namespaces_init_reaps_the_containers_that_joined_it() {
+    let mut a = donor("pid-wait-donor", "true", |_| {});
+    let mut spec = sh("pid-wait-joiner", "exec sleep 1000");
+    spec.pid = Namespace::Container(a.id().to_string());
+    let mut b = create(spec);
+    b.start().unwrap();
+    let exec = berth_sandbox::ExecSpec {
+        args: vec!["sleep".into(), "1000".into()],
+        ..Default::default()
+    };
+    let mut p = fixture().sandbox.exec(a.id(), exec).unwrap();
+    a.kill(libc::SIGKILL).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = a.wait();
+        let _ = tx.send(());
+        (a, status)
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+        "the donor's init never finished exiting"
+    );
+    let (a, status) = waiter.join().unwrap();
+    assert_eq!(
+        status.unwrap(),
+        berth_sandbox::ExitStatus::Signaled(libc::SIGKILL)
+    );
+    // The kernel killed the others with it; their handles see that.
+    assert_eq!(
+        b.wait().unwrap(),
+        berth_sandbox::ExitStatus::Signaled(libc::SIGKILL)
+    );
+    assert_eq!(
+        p.wait().unwrap(),
+        berth_sandbox::ExitStatus::Signaled(libc::SIGKILL)
+    );
+    b.delete().unwrap();
+    a.delete().unwrap();
+    assert!(youki_zombies().is_empty());
+}
