@@ -2,7 +2,8 @@
 //! image this test builds (the binary and the libraries `ldd` names), a
 //! worker that counts jobs in it and a web service (busybox httpd with a
 //! CGI script) that reports the count. Health-gated order, exec, run, logs,
-//! scale, a restart by policy after a crash, and a clean teardown.
+//! scale, a restart by policy after a crash, and a clean teardown — one
+//! test body, run on the embedded engine and on the Docker Engine.
 
 use crate::common::text;
 use crate::engine::assert_nothing_left;
@@ -80,8 +81,59 @@ const COMPOSE: &str = r#"services:
 
 #[test]
 fn redis_worker_and_web_from_debian_packages() {
+    redis_worker_and_web_on("embedded");
+}
+
+/// Defends: the same project, commands and expectations hold on the
+/// Docker backend (`--engine docker`).
+#[test]
+fn redis_worker_and_web_from_debian_packages_on_docker() {
+    redis_worker_and_web_on("docker");
+}
+
+/// `down` on drop, on the engine the test used, so a failed assertion
+/// leaves nothing running.
+struct Down<'a> {
+    dir: &'a Path,
+    state: &'a Path,
+    engine: &'a str,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["--engine", self.engine, "down", "-t", "1", "-v"])
+            .current_dir(self.dir)
+            .env("BERTH_STATE_DIR", self.state)
+            .output();
+    }
+}
+
+/// Nothing Docker holds carries the project's label.
+fn assert_nothing_left_in_docker(project: &str) {
+    let label = format!("label=com.docker.compose.project={project}");
+    for what in [
+        &["ps", "-aq"][..],
+        &["network", "ls", "-q"],
+        &["volume", "ls", "-q"],
+    ] {
+        let out = Command::new("docker")
+            .args(what)
+            .args(["--filter", &label])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {what:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).trim(), "", "docker {what:?} left");
+    }
+}
+
+fn redis_worker_and_web_on(engine: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let name = format!("redisapp{}", std::process::id());
+    let name = format!("redis{engine}{}", std::process::id());
     let dir = tmp.path().join(&name);
     redis_image_context(&dir.join("redis"));
     std::fs::create_dir_all(dir.join("order")).unwrap();
@@ -90,6 +142,7 @@ fn redis_worker_and_web_from_debian_packages() {
     let port = free_port();
     let berth = |args: &[&str]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["--engine", engine])
             .args(args)
             .current_dir(&dir)
             .env("BERTH_STATE_DIR", &state)
@@ -99,9 +152,10 @@ fn redis_worker_and_web_from_debian_packages() {
             .unwrap()
     };
     std::fs::write(tmp.path().join("none.toml"), "").unwrap();
-    let _down = crate::up::DownOnDrop {
-        dir: dir.clone(),
-        state: state.clone(),
+    let _down = Down {
+        dir: &dir,
+        state: &state,
+        engine,
     };
     let ok = |args: &[&str]| -> String {
         let out = berth(args);
@@ -219,4 +273,7 @@ fn redis_worker_and_web_from_debian_packages() {
 
     ok(&["down", "-v", "-t", "1"]);
     assert_nothing_left(&name, &state);
+    if engine == "docker" {
+        assert_nothing_left_in_docker(&name);
+    }
 }
