@@ -1,15 +1,17 @@
 //! `berth watch` and `up --watch`: compose's `develop.watch`. The rules,
 //! the file watching and the debouncing live in `berth-watch`; this is the
-//! engine side of it: syncing into the service's running containers
-//! (through `/proc/<pid>/root`, as `berth cp` reaches them, but replacing
-//! each file atomically so a running app never reads half of one),
+//! engine side of it, through the project's backend: syncing into the
+//! service's running containers (through `/proc/<pid>/root` when the engine
+//! runs them on this host, replacing each file atomically so a running app
+//! never reads half of one; else the backend's copy, as `berth cp`),
 //! rebuilding with `up --build SERVICE`, restarting, and exec'ing hooks.
 
 use crate::options::load_options;
-use crate::supervisor::{project_dir, read_state};
 use crate::up_cmd::{install_client_signal_handlers, interrupted};
 use crate::GlobalArgs;
 use anyhow::{bail, Context, Result};
+use berth_engine::backend::{CopyRequest, ExecRequest, HostEnd};
+use berth_engine::{Backend, Container, Status};
 use berth_watch::{
     ExecHook, Outcome, Progress, SyncFile, TargetError, Timing, WatchAction, WatchRule, WatchTarget,
 };
@@ -75,12 +77,6 @@ fn load_rules(global: &GlobalArgs, services: &[String]) -> Result<(String, Vec<W
                 rule.path.display()
             );
         }
-        if rule.exec.as_ref().is_some_and(|e| e.privileged) {
-            bail!(
-                "{}.exec.privileged: berth exec cannot run a privileged command yet",
-                rule.key()
-            );
-        }
     }
     Ok((loaded.project.name.clone(), rules))
 }
@@ -94,7 +90,7 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
         if code != ExitCode::SUCCESS {
             return Ok(code);
         }
-    } else if read_state(&project_dir(&project)).is_none() {
+    } else if !Running::new(global, &project)?.still() {
         bail!("project {project} is not running (drop --no-up to start it)");
     }
     install_client_signal_handlers();
@@ -104,14 +100,45 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
     };
     // A project taken down elsewhere (`berth down`) has nothing left to
     // sync into: watching ends with it.
-    let gone = || read_state(&project_dir(&project)).is_none();
+    let running = Running::new(global, &project)?;
     watch_loop(global, &project, &rules, timing, &|| {
-        interrupted() || gone()
+        interrupted() || !running.still()
     })?;
     if !interrupted() {
         eprintln!("{project} is no longer running; stopped watching");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the project still runs, asked of its engine at most once a
+/// second (the watch loop asks several times a second, and the Docker
+/// engine answers over its API).
+struct Running {
+    backend: Box<dyn Backend>,
+    project: String,
+    last: std::cell::Cell<Option<(Instant, bool)>>,
+}
+
+impl Running {
+    fn new(global: &GlobalArgs, project: &str) -> Result<Running> {
+        Ok(Running {
+            backend: crate::engine::backend(global)?,
+            project: project.to_string(),
+            last: std::cell::Cell::new(None),
+        })
+    }
+
+    fn still(&self) -> bool {
+        if let Some((at, answer)) = self.last.get() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return answer;
+            }
+        }
+        // An engine that cannot be asked right now is not taken for gone.
+        let answer = !matches!(self.backend.observe(&self.project), Ok(None));
+        self.last.set(Some((Instant::now(), answer)));
+        answer
+    }
 }
 
 /// Set when `up --watch`'s `up` failed.
@@ -129,11 +156,11 @@ pub fn up(global: &GlobalArgs, args: UpWatchArgs) -> Result<ExitCode> {
     let watcher = {
         let (global, project, up_done) = (global.clone(), project.clone(), up_done.clone());
         std::thread::spawn(move || {
+            let running = Running::new(&global, &project)?;
             let stop = || {
                 interrupted()
                     || STOP_WATCH.load(std::sync::atomic::Ordering::SeqCst)
-                    || (up_done.load(std::sync::atomic::Ordering::SeqCst)
-                        && read_state(&project_dir(&project)).is_none())
+                    || (up_done.load(std::sync::atomic::Ordering::SeqCst) && !running.still())
             };
             watch_loop(&global, &project, &rules, Timing::default(), &stop)
         })
@@ -149,7 +176,7 @@ pub fn up(global: &GlobalArgs, args: UpWatchArgs) -> Result<ExitCode> {
             return other;
         }
     };
-    if read_state(&project_dir(&project)).is_some() && !interrupted() {
+    if !interrupted() && Running::new(global, &project)?.still() {
         eprintln!("Watching for changes (Ctrl-C to stop; the project keeps running)");
     }
     match watcher.join() {
@@ -169,6 +196,7 @@ fn watch_loop(
     let mut target = CliTarget {
         global: global.clone(),
         project: project.to_string(),
+        backend: crate::engine::backend(global)?,
         stop,
     };
     let describe: Vec<String> = rules
@@ -275,33 +303,75 @@ fn action_verb(a: &WatchAction) -> &'static str {
 struct CliTarget<'a> {
     global: GlobalArgs,
     project: String,
+    backend: Box<dyn Backend>,
     stop: &'a dyn Fn() -> bool,
 }
 
 impl CliTarget<'_> {
-    /// The host PIDs of the service's running containers. A service being
-    /// recreated (a rebuild, a swap) has none for a moment, and under
-    /// `up --watch` none yet: wait for one, up to a minute.
-    fn running_pids(&self, service: &str) -> Result<Vec<i32>, TargetError> {
+    /// The service's running containers. A service being recreated (a
+    /// rebuild, a swap) has none for a moment, and under `up --watch` none
+    /// yet: wait for one, up to a minute.
+    fn running(&self, service: &str) -> Result<Vec<Container>, TargetError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let pids: Vec<i32> = read_state(&project_dir(&self.project))
+            let containers: Vec<Container> = self
+                .backend
+                .observe(&self.project)?
                 .map(|s| {
                     s.containers
                         .into_iter()
-                        .filter(|c| c.service == service && c.state == "running")
-                        .filter_map(|c| c.pid)
+                        .filter(|c| c.service == service && c.status == Status::Running)
+                        .filter(|c| !c.one_off)
                         .collect()
                 })
                 .unwrap_or_default();
-            if !pids.is_empty() {
-                return Ok(pids);
+            if !containers.is_empty() {
+                return Ok(containers);
             }
             if Instant::now() > deadline || (self.stop)() {
                 return Err(format!("service {service} has no running container").into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Through the engine, for a container not on this host: each file
+    /// copied as `berth cp` copies it, deletions by `rm -rf` in the
+    /// container (as docker compose does them).
+    fn sync_through_engine(
+        &self,
+        container: &Container,
+        files: &[SyncFile],
+        deletions: &[String],
+    ) -> Result<(), TargetError> {
+        if !deletions.is_empty() {
+            let mut command = vec!["rm".to_string(), "-rf".to_string(), "--".to_string()];
+            command.extend(deletions.iter().cloned());
+            let request = ExecRequest {
+                container: container.clone(),
+                command,
+                user: None,
+                workdir: None,
+                env: Vec::new(),
+                tty: false,
+                privileged: false,
+                detach: false,
+            };
+            let code = self.backend.exec(&self.project, &request)?;
+            if code != 0 {
+                return Err(format!("rm -rf in {} exited with code {code}", container.name).into());
+            }
+        }
+        for file in files {
+            let request = CopyRequest {
+                container: container.clone(),
+                path: file.container.clone(),
+                host: HostEnd::Path(file.host.clone()),
+                out: false,
+            };
+            self.backend.copy(&self.project, &request)?;
+        }
+        Ok(())
     }
 
     /// `berth` with this command's global flags, for a command whose
@@ -323,6 +393,11 @@ impl CliTarget<'_> {
         for p in &self.global.profile {
             cmd.arg("--profile").arg(p);
         }
+        if let Some(engine) = self.global.engine {
+            if let Some(value) = clap::ValueEnum::to_possible_value(&engine) {
+                cmd.arg("--engine").arg(value.get_name());
+            }
+        }
         Ok(cmd)
     }
 }
@@ -335,11 +410,16 @@ impl WatchTarget for CliTarget<'_> {
         deletions: &[String],
     ) -> Result<(), TargetError> {
         // Every container of a scaled service serves the code.
-        for pid in self.running_pids(service)? {
-            let root = berth_watch::root_sync::open_root(std::path::Path::new(&format!(
-                "/proc/{pid}/root"
-            )))?;
-            berth_watch::root_sync::sync_in_root(&root, files, deletions)?;
+        for container in self.running(service)? {
+            match container.pid {
+                Some(pid) => {
+                    let root = berth_watch::root_sync::open_root(std::path::Path::new(&format!(
+                        "/proc/{pid}/root"
+                    )))?;
+                    berth_watch::root_sync::sync_in_root(&root, files, deletions)?;
+                }
+                None => self.sync_through_engine(&container, files, deletions)?,
+            }
         }
         Ok(())
     }
@@ -371,6 +451,9 @@ impl WatchTarget for CliTarget<'_> {
         }
         if let Some(w) = &hook.working_dir {
             cmd.arg("-w").arg(w);
+        }
+        if hook.privileged {
+            cmd.arg("--privileged");
         }
         for (k, v) in &hook.environment {
             cmd.arg("-e").arg(format!("{k}={v}"));
