@@ -256,7 +256,10 @@ fn check_service(name: &str, svc: &Service, local: bool) -> Result<(), BackendEr
     }
     if let Some(Value::Object(x)) = svc.extra.get("x-berth") {
         for k in x.keys() {
-            if !matches!(k.as_str(), "update" | "protocol" | "ready_timeout" | "base") {
+            if !matches!(
+                k.as_str(),
+                "update" | "protocol" | "ready_timeout" | "base" | "npm_cache"
+            ) {
                 return Err(refuse(
                     path(&format!("x-berth.{k}")),
                     &format!("x-berth.{k}"),

@@ -4,6 +4,7 @@ mod build_run;
 mod cli;
 mod common;
 mod config_v2;
+mod docker_backend;
 mod engine;
 mod features;
 mod hostile;
