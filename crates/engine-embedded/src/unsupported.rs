@@ -181,6 +181,32 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             ));
         }
     }
+    // A host UTS namespace keeps the host's name (docker refuses both too).
+    if svc.extra.get("uts").and_then(Value::as_str) == Some("host") && svc.hostname.is_some() {
+        return Err(format!(
+            "{}: cannot be set with uts: host (the container has the host's name)",
+            key("hostname")
+        ));
+    }
+    // Only a shareable IPC namespace can be joined; berth's default is.
+    if let Some(other) = svc
+        .extra
+        .get("ipc")
+        .and_then(Value::as_str)
+        .and_then(|m| m.strip_prefix("service:"))
+    {
+        let theirs = project
+            .services
+            .get(other)
+            .and_then(|o| o.extra.get("ipc"))
+            .and_then(Value::as_str);
+        if let Some(mode @ ("private" | "host")) = theirs {
+            return Err(format!(
+                "{}: service {other:?} has ipc: {mode}, which cannot be joined (make it shareable)",
+                key("ipc")
+            ));
+        }
+    }
     for hook in ["post_start", "pre_stop"] {
         super::hooks::of(svc, hook).map_err(|e| key(&e))?;
     }
@@ -321,6 +347,17 @@ mod tests {
         assert!(e.starts_with("services.app.uts:"), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"ipc": "service:ghost"}}}));
         assert!(e.starts_with("services.app.ipc:"), "{e}");
+        let e = err(json!({"name": "p", "services": {
+            "db": {"ipc": "private"}, "app": {"ipc": "service:db"}}}));
+        assert!(
+            e.starts_with("services.app.ipc: service \"db\" has ipc: private"),
+            "{e}"
+        );
+        let e = err(json!({"name": "p", "services": {"app": {"uts": "host", "hostname": "x"}}}));
+        assert!(
+            e.starts_with("services.app.hostname: cannot be set with uts: host"),
+            "{e}"
+        );
         // What the sandbox would refuse at create time, refused up front.
         let e = err(json!({"name": "p", "services": {"app": {"cpuset": "4096"}}}));
         assert!(

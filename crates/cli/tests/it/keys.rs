@@ -371,14 +371,7 @@ fn namespaces_are_shared_with_another_service_or_the_host() {
         "services:\n  db:\n    image: berth-test/busybox:1\n    ipc: private\n  \
          app:\n    image: berth-test/busybox:1\n    ipc: service:db\n",
     );
-    let up = p.berth(&["up", "-d"]);
-    assert!(!up.status.success());
-    assert!(
-        text(&up.stderr).contains("not shareable"),
-        "{}",
-        text(&up.stderr)
-    );
-    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.up_fails_with(&["services.app.ipc", "service \"db\" has ipc: private"]);
     p.write("services:\n  box:\n    image: berth-test/busybox:1\n    uts: private\n");
     p.up_fails_with(&["services.box.uts"]);
 }
