@@ -115,9 +115,14 @@ impl DockerBackend {
                 out
             })
             .unwrap_or_default();
+        // Ports berth's keeper holds are published while the container
+        // runs, as Docker shows its own.
         let ports = match labels.get(labels::PUBLISHED) {
-            Some(held) if !held.is_empty() => held.split(',').map(str::to_string).collect(),
-            _ => ports,
+            Some(held) if !held.is_empty() && status == Status::Running => {
+                held.split(',').map(str::to_string).collect()
+            }
+            Some(_) => Vec::new(),
+            None => ports,
         };
         let ip = c
             .network_settings
