@@ -467,15 +467,19 @@ fn parse_event(project: &str, line: &str) -> Option<Event> {
 }
 
 /// Members of container `id`'s cgroup, wherever this host keeps it (v1:
-/// one hierarchy per controller; v2: the unified tree).
+/// one hierarchy per controller; v2: the unified tree) and wherever the
+/// container's is (`/berth/<id>`, or under its `cgroup_parent`).
 fn cgroup_pids(id: &str) -> Vec<u32> {
+    let cgroup = Sandbox::open(state_dir().join("sandbox"))
+        .and_then(|s| s.cgroup_path(id))
+        .unwrap_or_else(|_| format!("/berth/{id}"));
     for base in [
         "/sys/fs/cgroup/pids",
         "/sys/fs/cgroup/memory",
         "/sys/fs/cgroup/unified",
         "/sys/fs/cgroup",
     ] {
-        let path = format!("{base}/berth/{id}/cgroup.procs");
+        let path = format!("{base}{cgroup}/cgroup.procs");
         if let Ok(text) = fs::read_to_string(&path) {
             let mut pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
             if !pids.is_empty() {

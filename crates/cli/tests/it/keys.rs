@@ -465,6 +465,14 @@ fn cgroup_keys_reach_the_containers_cgroup() {
         .find(|l| l.contains(":memory:"))
         .unwrap_or_default();
     assert!(memory.contains(&format!(":/{parent}/")), "{cgroups}");
+    // `top` finds the container's processes under its parent cgroup.
+    let top = p.berth(&["top", "box"]);
+    assert!(
+        text(&top.stdout).contains("/bin/busybox sleep 600"),
+        "{}{}",
+        text(&top.stdout),
+        text(&top.stderr)
+    );
     // The rule lets it use a loop-control node it makes, for reading only.
     assert_eq!(
         sh_in(
