@@ -1,0 +1,196 @@
+//! Volumes: named, anonymous (populated from the image, carried over or
+//! renewed), bind mounts, tmpfs; released once nothing mounts them.
+
+use super::*;
+
+pub(super) fn tmpfs_size(m: &Mount) -> Option<u64> {
+    let size = m.extra.get("tmpfs")?.get("size")?;
+    match size {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => berth_compose::units::parse_bytes(s),
+        _ => None,
+    }
+}
+
+pub(super) fn bind(source: PathBuf, target: &str, read_only: bool) -> MountSpec {
+    MountSpec {
+        target: target.to_string(),
+        kind: MountKind::Bind { source, read_only },
+    }
+}
+
+impl ProjectRuntime {
+    pub(super) fn volumes(
+        &self,
+        project: &Project,
+        live: &mut Live,
+        inherit: Option<Vec<AnonymousVolume>>,
+    ) -> Result<()> {
+        let service = live.service.clone();
+        let mut out: Vec<MountSpec> = Vec::new();
+        for vf in live.svc.volumes_from() {
+            let (theirs, read_only) = match vf {
+                VolumesFrom::Service { name, read_only } => (
+                    self.current(&name)
+                        .ok_or_else(|| svc_err(&service, format!("volumes_from {name}: it has no container")))?,
+                    read_only,
+                ),
+                VolumesFrom::Container { name, read_only } => (
+                    self.live
+                        .iter()
+                        .rev()
+                        .find(|l| l.name == name)
+                        .ok_or_else(|| svc_err(&service, format!("volumes_from container:{name}: no such container in this project")))?,
+                    read_only,
+                ),
+            };
+            for m in &theirs.volume_mounts {
+                if let MountKind::Bind {
+                    source,
+                    read_only: ro,
+                } = &m.kind
+                {
+                    out.push(bind(source.clone(), &m.target, *ro || read_only));
+                }
+            }
+        }
+        let inherited = inherit.unwrap_or_default();
+        let anonymous = |target: &str, live: &mut Live| -> PathBuf {
+            let dir = inherited
+                .iter()
+                .find(|a| a.target == target)
+                .map(|a| a.dir.clone())
+                .unwrap_or_else(|| self.anonymous_dir(&live.id, target));
+            live.anonymous.push(AnonymousVolume {
+                target: target.to_string(),
+                dir: dir.clone(),
+            });
+            dir.join("_data")
+        };
+        for m in &live.svc.volumes.clone() {
+            match m.kind.as_str() {
+                "bind" => {
+                    let src = PathBuf::from(m.source.clone().unwrap_or_default());
+                    if !src.exists() {
+                        fs::create_dir_all(&src).map_err(io_err(&src))?;
+                    }
+                    out.push(bind(src, &m.target, m.read_only == Some(true)));
+                }
+                "tmpfs" => out.push(MountSpec {
+                    target: m.target.clone(),
+                    kind: MountKind::Tmpfs {
+                        size: tmpfs_size(m),
+                        mode: None,
+                    },
+                }),
+                _ => {
+                    let data = match &m.source {
+                        Some(named) => {
+                            let decl = project.volumes.get(named);
+                            let full = decl
+                                .and_then(|v| v.name.clone())
+                                .unwrap_or_else(|| format!("{}_{named}", project.name));
+                            let dir = volume_dir(&self.engine.state, &full)
+                                .map_err(|e| svc_err(&service, format!("volumes.{named}: {e}")))?;
+                            if decl.and_then(|v| v.external) == Some(true) && !dir.is_dir() {
+                                return Err(svc_err(
+                                    &service,
+                                    format!("volume {full} is declared as external, but could not be found"),
+                                ));
+                            }
+                            live.named_volumes.push(full.clone());
+                            dir.join("_data")
+                        }
+                        None => anonymous(&m.target, live),
+                    };
+                    // `volume: {nocopy: true}`: a new volume starts empty
+                    // instead of with the image's files at its target.
+                    let nocopy = m
+                        .extra
+                        .get("volume")
+                        .and_then(|v| v.get("nocopy"))
+                        .and_then(|v| v.as_bool())
+                        == Some(true);
+                    if nocopy {
+                        fs::create_dir_all(&data).map_err(io_err(&data))?;
+                    } else {
+                        self.prepare_volume(&data, &live.layers, &m.target, &service)?;
+                    }
+                    out.push(bind(data, &m.target, m.read_only == Some(true)));
+                }
+            }
+        }
+        // The image's VOLUMEs not covered above become anonymous volumes.
+        let image_volumes: Vec<String> = live
+            .config
+            .volumes
+            .iter()
+            .flat_map(|v| v.keys().cloned())
+            .collect();
+        for target in image_volumes {
+            if out.iter().any(|m| m.target == target) {
+                continue;
+            }
+            let data = anonymous(&target, live);
+            self.prepare_volume(&data, &live.layers, &target, &service)?;
+            out.push(bind(data, &target, false));
+        }
+        live.volume_mounts = out
+            .iter()
+            .filter(|m| matches!(m.kind, MountKind::Bind { .. }))
+            .cloned()
+            .collect();
+        live.mounts.extend(out);
+        Ok(())
+    }
+
+    pub(super) fn anonymous_dir(&self, id: &str, target: &str) -> PathBuf {
+        let digest = berth_oci::Digest::of(format!("{id}\0{target}").as_bytes());
+        self.engine
+            .state
+            .join("volumes")
+            .join(format!("anon-{}", &digest.hex()[..24]))
+    }
+
+    /// A new volume is filled from the image's content at its mount point.
+    pub(super) fn prepare_volume(
+        &self,
+        dir: &Path,
+        layers: &[PathBuf],
+        target: &str,
+        service: &str,
+    ) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        // Populate beside it and rename: a crash never leaves a half-filled
+        // volume that the next start would take as complete.
+        let parent = dir.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let tmp = parent.join("_data.tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        berth_sandbox::populate(layers, target, &tmp)
+            .map_err(|e| svc_err(service, format!("populating the volume at {target}: {e}")))?;
+        fs::rename(&tmp, dir).map_err(io_err(dir))
+    }
+
+    /// Remove released anonymous volumes that no container mounts any more.
+    pub(super) fn release_volumes(&mut self) {
+        let live = &self.live;
+        let retiring = self.retiring.iter().map(|r| &r.live);
+        let all: Vec<&Live> = live.iter().chain(retiring).collect();
+        self.released.retain(|dir| {
+            let used = all.iter().any(|l| {
+                l.mounts.iter().any(|m| match &m.kind {
+                    MountKind::Bind { source, .. } => source.starts_with(dir),
+                    _ => false,
+                })
+            });
+            if !used {
+                let _ = fs::remove_dir_all(dir);
+            }
+            used
+        });
+    }
+}
