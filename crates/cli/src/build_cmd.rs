@@ -763,7 +763,7 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         let opts = BuildFlags {
             no_cache: args.no_cache,
             pull: args.pull,
-            quiet: args.quiet,
+            quiet: args.quiet || global.progress == crate::Progress::Quiet,
             cli_args: &cli_args,
         };
         build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &secrets, &ssh)?;

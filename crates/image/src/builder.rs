@@ -411,6 +411,13 @@ pub fn build_with(
         file: file.clone(),
         source: Box::new(source),
     })?;
+    if let Some(syntax) = dockerfile.syntax() {
+        // A frontend image would come from Docker Hub; the built-in one
+        // knows what berth builds.
+        progress.note(&format!(
+            "# syntax={syntax} ignored: berth's built-in Dockerfile frontend is used"
+        ));
+    }
     let cache_dir = store.root().join("build-cache");
     std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::Io {
         path: cache_dir.clone(),
@@ -1228,6 +1235,17 @@ impl Builder<'_> {
         source: &str,
         done: &[(Option<String>, StageState)],
     ) -> Result<(Digest, PathBuf)> {
+        let (key, layers) = self.stage_source(cmd, source, done)?;
+        self.unpacked(cmd, source, key, &layers)
+    }
+
+    /// The key and layers of a stage (by name or index) or an image.
+    fn stage_source(
+        &mut self,
+        cmd: &Command,
+        source: &str,
+        done: &[(Option<String>, StageState)],
+    ) -> Result<(Digest, Vec<Descriptor>)> {
         let lower = source.to_lowercase();
         let by_name = done
             .iter()
@@ -1248,6 +1266,17 @@ impl Builder<'_> {
                 (img.manifest_digest.clone(), img.manifest.layers.clone())
             }
         };
+        Ok((key, layers))
+    }
+
+    /// The files of a stage or image (`key`, `layers`), unpacked once per build.
+    fn unpacked(
+        &mut self,
+        cmd: &Command,
+        source: &str,
+        key: Digest,
+        layers: &[Descriptor],
+    ) -> Result<(Digest, PathBuf)> {
         if !self.stage_dirs.contains_key(&key) {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             // Builders of parallel stages may unpack the same stage at once.
@@ -1259,7 +1288,7 @@ impl Builder<'_> {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             let scratch = ScratchDir(dir);
-            for l in &layers {
+            for l in layers {
                 let blob = self.store.open_blob(&l.digest)?;
                 let reader = crate::unpack::decompress(Box::new(io::BufReader::new(blob)))
                     .map_err(|source| BuildError::Io {
@@ -1364,36 +1393,67 @@ impl Builder<'_> {
             push_layer(state, layer, cmd);
             return Ok(false);
         }
+        let kind = if is_add { "ADD" } else { "COPY" };
+        let head = |from: &str| -> Vec<String> {
+            vec![
+                kind.to_string(),
+                from.to_string(),
+                format!("{sources:?}"),
+                dest.clone(),
+                workdir.clone(),
+                format!("{owner:?}"),
+                format!("{mode:?}"),
+            ]
+        };
+        // From a stage or an image, the key is that source's own key: it
+        // fixes its files, so a hit needs no unpacking (which, for a build
+        // stage holding a toolchain, costs far more than the copy).
+        let from_key = match from {
+            Some(source) => {
+                let (source_key, _) = self.stage_source(cmd, source, done)?;
+                let parts = head(&format!("from={source_key}"));
+                let key = chain(
+                    &state.key,
+                    &parts.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
+                if let Some(layer) = self.cached_layer(&key) {
+                    state.key = key;
+                    push_layer(state, layer, cmd);
+                    return Ok(true);
+                }
+                Some(key)
+            }
+            None => None,
+        };
         let entries = match from {
             Some(source) => self.stage_entries(cmd, source, done)?,
             None => self.entries()?.clone(),
         };
         let placements = copy::plan(&entries, &sources, &dest, &workdir)
             .map_err(|e| self.fail(cmd, e.to_string()))?;
-        // The step's inputs: the files it reads, their names and modes.
-        let hashes = self.hash_sources(placements.iter().map(|p| p.entry))?;
-        let mut parts: Vec<String> = vec![
-            if is_add { "ADD".into() } else { "COPY".into() },
-            format!("{sources:?}"),
-            dest.clone(),
-            workdir.clone(),
-            format!("{owner:?}"),
-            format!("{mode:?}"),
-        ];
-        for p in &placements {
-            let h = hashes.get(&p.entry.path).map(Digest::as_str).unwrap_or("");
-            parts.push(format!("{}|{}|{:o}|{h}", p.dest, p.entry.rel, p.entry.mode));
-        }
-        let key = chain(
-            &state.key,
-            &parts.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        let key = match from_key {
+            Some(key) => key,
+            None => {
+                // The step's inputs: the files it reads, their names and modes.
+                let hashes = self.hash_sources(placements.iter().map(|p| p.entry))?;
+                let mut parts = head("context");
+                for p in &placements {
+                    let h = hashes.get(&p.entry.path).map(Digest::as_str).unwrap_or("");
+                    parts.push(format!("{}|{}|{:o}|{h}", p.dest, p.entry.rel, p.entry.mode));
+                }
+                let key = chain(
+                    &state.key,
+                    &parts.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
+                if let Some(layer) = self.cached_layer(&key) {
+                    state.key = key;
+                    push_layer(state, layer, cmd);
+                    return Ok(true);
+                }
+                key
+            }
+        };
         let cache_file = self.cache_dir.join(key.hex());
-        if let Some(layer) = self.cached_layer(&key) {
-            state.key = key;
-            push_layer(state, layer, cmd);
-            return Ok(true);
-        }
         let mut l = LayerBuilder::new(self.store)?;
         // Parent directories of the destination, so the layer stands alone.
         let mut placements = placements;

@@ -49,7 +49,9 @@ impl BuildProgress for Lines {
         self.0.lock().unwrap().push(text.to_string());
     }
     fn cached(&self, _: usize, _: usize) {}
-    fn note(&self, _: &str) {}
+    fn note(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
     fn output(&self, _: usize, _: usize, line: &str) {
         self.0.lock().unwrap().push(line.to_string());
     }
@@ -445,7 +447,8 @@ fn a_target_builds_only_the_stages_it_needs() {
     fs::write(f.ctx.join("note"), "n").unwrap();
     fs::write(
         f.ctx.join("Dockerfile"),
-        "FROM scratch AS tools\nCOPY busybox /bin/busybox\n\
+        "# syntax=docker/dockerfile:1.7\n\
+         FROM scratch AS tools\nCOPY busybox /bin/busybox\n\
          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
          FROM hub-only/never-fetched:1 AS unneeded\nRUN echo no\n\
          FROM tools AS app\nCOPY --from=0 /bin/busybox /copy\nRUN test -x /copy\n\
@@ -458,6 +461,10 @@ fn a_target_builds_only_the_stages_it_needs() {
         .unwrap();
     let log = lines.0.lock().unwrap().join("\n");
     assert!(!log.contains("never-fetched"), "{log}");
+    assert!(
+        log.contains("# syntax=docker/dockerfile:1.7 ignored: berth's built-in"),
+        "{log}"
+    );
     assert_eq!(built.steps, 5, "{log}");
     let err = f
         .build("target:2", |r| r.target = Some("unneeded".into()))
