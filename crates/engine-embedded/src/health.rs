@@ -134,22 +134,8 @@ impl HealthCheck {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Starting => "starting",
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-        }
-    }
-}
+/// A healthcheck's verdict: the same type every backend reports.
+pub use berth_engine::backend::Health;
 
 /// One container's health over time.
 #[derive(Debug, Clone)]
