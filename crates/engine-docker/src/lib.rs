@@ -123,6 +123,30 @@ impl DockerBackend {
     pub(crate) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
+
+    /// Hand what a watching task sends to `sink` until `stop` says so or
+    /// the task ends. `sink` and `stop` run outside the runtime (between
+    /// short waits on it), so they may call the backend themselves (an
+    /// attached `up` asks `observe` whether a container exited).
+    fn relay<T>(
+        &self,
+        mut rx: tokio::sync::mpsc::Receiver<Result<T>>,
+        sink: &mut dyn FnMut(T),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        loop {
+            if stop() {
+                return Ok(());
+            }
+            let next = self.block(async { tokio::time::timeout(ops::STOP_POLL, rx.recv()).await });
+            match next {
+                Err(_) => continue,
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(item))) => sink(item),
+                Ok(Some(Err(e))) => return Err(e),
+            }
+        }
+    }
 }
 
 impl Backend for DockerBackend {
@@ -200,7 +224,25 @@ impl Backend for DockerBackend {
         sink: &mut dyn FnMut(LogLine),
         stop: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.block(self.logs_of(project, options, sink, stop))
+        if !options.follow {
+            for line in self.block(self.collect_logs(project, options))? {
+                sink(line);
+            }
+            return Ok(());
+        }
+        if self.block(self.inspect_project(project))?.is_empty() {
+            return Err(BackendError::not_running(project));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let task = self.rt.spawn(ops::follow_logs(
+            self.docker.clone(),
+            project.to_string(),
+            options.clone(),
+            tx,
+        ));
+        let result = self.relay(rx, sink, stop);
+        task.abort();
+        result
     }
 
     fn events(
@@ -209,6 +251,14 @@ impl Backend for DockerBackend {
         sink: &mut dyn FnMut(Event),
         stop: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.block(self.events_of(project, sink, stop))
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let task = self.rt.spawn(ops::watch_events(
+            self.docker.clone(),
+            project.to_string(),
+            tx,
+        ));
+        let result = self.relay(rx, sink, stop);
+        task.abort();
+        result
     }
 }

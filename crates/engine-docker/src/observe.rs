@@ -6,6 +6,7 @@ use berth_engine::backend::{Container, Health, ProjectStatus, ProjectSummary, St
 use berth_engine::{ContainerState, ObservedContainer};
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 
 /// The text serde gives one of bollard's enums (`running`, `healthy`).
@@ -54,38 +55,44 @@ pub(crate) fn is_anonymous(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Every container labelled with `project`, inspected, one-offs included.
+pub(crate) async fn inspect_project(
+    docker: &Docker,
+    project: &str,
+) -> Result<Vec<ContainerInspectResponse>> {
+    let filters = HashMap::from([("label".to_string(), vec![labels::project_filter(project)])]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| api_err("listing containers", e))?;
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        let Some(id) = c.id else { continue };
+        match docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(i) => out.push(i),
+            // Removed between the list and the inspect.
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(api_err(format!("inspecting container {id}"), e)),
+        }
+    }
+    out.sort_by_key(name_of);
+    Ok(out)
+}
+
 impl DockerBackend {
     /// Every container labelled with `project`, inspected, one-offs included.
     pub(crate) async fn inspect_project(
         &self,
         project: &str,
     ) -> Result<Vec<ContainerInspectResponse>> {
-        let filters = HashMap::from([("label".to_string(), vec![labels::project_filter(project)])]);
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| api_err("listing containers", e))?;
-        let mut out = Vec::with_capacity(list.len());
-        for c in list {
-            let Some(id) = c.id else { continue };
-            match self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-            {
-                Ok(i) => out.push(i),
-                // Removed between the list and the inspect.
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(api_err(format!("inspecting container {id}"), e)),
-            }
-        }
-        out.sort_by_key(name_of);
-        Ok(out)
+        inspect_project(&self.docker, project).await
     }
 
     pub(crate) fn to_container(&self, c: &ContainerInspectResponse) -> Container {

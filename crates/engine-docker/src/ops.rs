@@ -1,6 +1,6 @@
 //! The commands after `up`: control, one-offs, exec, cp, top, logs, events.
 
-use crate::observe::{labels_of, name_of, status_of};
+use crate::observe::{inspect_project, labels_of, name_of, status_of};
 use crate::{api_err, is_not_found, labels, spec, DockerBackend, Result};
 use berth_engine::backend::{
     Container, Control, CopyRequest, Event, ExecRequest, HostEnd, LogLine, LogOptions, PlanFlags,
@@ -15,6 +15,7 @@ use bollard::query_parameters::{
     LogsOptions, RemoveContainerOptions, RestartContainerOptions, TopOptions,
     UploadToContainerOptions,
 };
+use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -23,7 +24,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// How often a watching command (`logs -f`, `events`) asks whether to stop.
-const STOP_POLL: Duration = Duration::from_millis(100);
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(100);
 /// How often `logs -f` looks for containers that (re)started.
 const RESCAN: Duration = Duration::from_secs(1);
 
@@ -713,21 +714,64 @@ impl DockerBackend {
             .collect())
     }
 
-    pub(crate) async fn logs_of(
+    /// Every line `options` selects, oldest first (no follow).
+    pub(crate) async fn collect_logs(
         &self,
         project: &str,
         options: &LogOptions,
-        sink: &mut dyn FnMut(LogLine),
-        stop: &dyn Fn() -> bool,
-    ) -> Result<()> {
+    ) -> Result<Vec<LogLine>> {
         let all = self.inspect_project(project).await?;
         if all.is_empty() {
             return Err(BackendError::not_running(project));
         }
+        let window = Window::of(options)?;
+        let mut merged = futures_util::stream::SelectAll::new();
+        for c in &all {
+            if let Some((name, service)) = wanted(options, c) {
+                merged.push(open_logs(
+                    &self.docker,
+                    &name,
+                    &service,
+                    &window,
+                    false,
+                    window.since,
+                    options.tail,
+                ));
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some((c, s, item)) = merged.next().await {
+            match item {
+                None => {}
+                Some(Ok(out)) => lines.extend(
+                    line_of(&c, &s, out)
+                        .into_iter()
+                        .filter(|l| window.admits(l)),
+                ),
+                Some(Err(e)) if is_not_found(&e) => {}
+                Some(Err(e)) => return Err(api_err(format!("logs of {c}"), e)),
+            }
+        }
+        // Oldest first across containers; the sort is stable, so lines
+        // of one container keep their order.
+        lines.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(lines)
+    }
+}
+
+/// The time bounds of a `logs` request.
+struct Window {
+    /// Docker's `since` (whole seconds).
+    since: i64,
+    until: i64,
+    /// `--from-now` to the nanosecond: Docker's `since` has whole seconds,
+    /// so what was written earlier in this second is dropped here.
+    floor: Option<i64>,
+}
+
+impl Window {
+    fn of(options: &LogOptions) -> Result<Window> {
         let started = now_nanos();
-        // Docker's `since` has whole seconds: what was written earlier in
-        // this second is dropped here.
-        let floor = options.from_now.then_some(started);
         let since = if options.from_now {
             started.div_euclid(1_000_000_000)
         } else {
@@ -742,107 +786,131 @@ impl DockerBackend {
                 .ok_or_else(|| BackendError::invalid(format!("--until {s}: not a time")))?,
             None => 0,
         };
-        let wanted = |c: &ContainerInspectResponse| -> Option<(String, String)> {
-            let l = labels_of(c);
-            let service = l.get(labels::SERVICE).cloned().unwrap_or_default();
-            if !options.services.is_empty() && !options.services.contains(&service) {
-                return None;
+        Ok(Window {
+            since,
+            until,
+            floor: options.from_now.then_some(started),
+        })
+    }
+
+    fn admits(&self, l: &LogLine) -> bool {
+        self.floor.is_none_or(|f| {
+            l.time
+                .as_deref()
+                .and_then(parse_rfc3339_nanos)
+                .is_none_or(|t| t >= f)
+        })
+    }
+}
+
+/// The container's name and service, when `options` selects it.
+fn wanted(options: &LogOptions, c: &ContainerInspectResponse) -> Option<(String, String)> {
+    let l = labels_of(c);
+    let service = l.get(labels::SERVICE).cloned().unwrap_or_default();
+    if !options.services.is_empty() && !options.services.contains(&service) {
+        return None;
+    }
+    Some((name_of(c), service))
+}
+
+type LogItem = (
+    String,
+    String,
+    Option<std::result::Result<LogOutput, bollard::errors::Error>>,
+);
+
+/// One container's log stream, ending with `None` (a follow ends when its
+/// container stops).
+fn open_logs(
+    docker: &Docker,
+    name: &str,
+    service: &str,
+    window: &Window,
+    follow: bool,
+    since: i64,
+    tail: Option<usize>,
+) -> Pin<Box<dyn Stream<Item = LogItem> + Send>> {
+    let s = docker
+        .logs(
+            name,
+            Some(LogsOptions {
+                follow,
+                stdout: true,
+                stderr: true,
+                since: i32::try_from(since).unwrap_or(0),
+                until: i32::try_from(window.until).unwrap_or(0),
+                timestamps: true,
+                tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
+            }),
+        )
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }));
+    let (n, sv) = (name.to_string(), service.to_string());
+    Box::pin(s.map(move |item| (n.clone(), sv.clone(), item)))
+}
+
+fn line_of(container: &str, service: &str, out: LogOutput) -> Vec<LogLine> {
+    let (stderr, bytes) = match out {
+        LogOutput::StdErr { message } => (true, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
+        LogOutput::StdIn { .. } => return Vec::new(),
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| {
+            let (time, text) = match l.split_once(' ') {
+                Some((t, rest)) if t.len() > 20 && t.as_bytes()[4] == b'-' => {
+                    (Some(t.to_string()), rest.to_string())
+                }
+                _ => (None, l.to_string()),
+            };
+            LogLine {
+                container: container.to_string(),
+                service: service.to_string(),
+                stderr,
+                time,
+                text,
             }
-            Some((name_of(c), service))
-        };
-        let open = |name: String, service: String, since: i64, tail: Option<usize>| {
-            let s = self
-                .docker
-                .logs(
-                    &name,
-                    Some(LogsOptions {
-                        follow: options.follow,
-                        stdout: true,
-                        stderr: true,
-                        since: i32::try_from(since).unwrap_or(0),
-                        until: i32::try_from(until).unwrap_or(0),
-                        timestamps: true,
-                        tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
-                    }),
-                )
-                .map(Some)
-                // A follow ends when its container stops: `None` says so.
-                .chain(futures_util::stream::once(async { None }));
-            let (n, sv) = (name.clone(), service.clone());
-            Box::pin(s.map(move |item| (n.clone(), sv.clone(), item)))
-        };
+        })
+        .collect()
+}
+
+/// `logs -f`, as a task of the backend's runtime sending lines to `tx`
+/// (the caller's sink and stop run outside the runtime, so they may call
+/// the backend again). A container that stops ends its stream; when it
+/// (or a new container of the project) runs again it is followed again
+/// from the last line seen, duplicates dropped by their times.
+pub(crate) async fn follow_logs(
+    docker: Docker,
+    project: String,
+    options: LogOptions,
+    tx: tokio::sync::mpsc::Sender<Result<LogLine>>,
+) {
+    let result = async {
+        let window = Window::of(&options)?;
         let mut merged = futures_util::stream::SelectAll::new();
         let mut followed: HashMap<String, String> = HashMap::new();
-        for c in &all {
-            if let Some((name, service)) = wanted(c) {
-                merged.push(open(name.clone(), service.clone(), since, options.tail));
+        for c in inspect_project(&docker, &project).await? {
+            if let Some((name, service)) = wanted(&options, &c) {
+                merged.push(open_logs(
+                    &docker,
+                    &name,
+                    &service,
+                    &window,
+                    true,
+                    window.since,
+                    options.tail,
+                ));
                 followed.insert(name, service);
             }
         }
-        let line_of = |container: &str, service: &str, out: LogOutput| -> Vec<LogLine> {
-            let (stderr, bytes) = match out {
-                LogOutput::StdErr { message } => (true, message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
-                LogOutput::StdIn { .. } => return Vec::new(),
-            };
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(|l| {
-                    let (time, text) = match l.split_once(' ') {
-                        Some((t, rest)) if t.len() > 20 && t.as_bytes()[4] == b'-' => {
-                            (Some(t.to_string()), rest.to_string())
-                        }
-                        _ => (None, l.to_string()),
-                    };
-                    LogLine {
-                        container: container.to_string(),
-                        service: service.to_string(),
-                        stderr,
-                        time,
-                        text,
-                    }
-                })
-                .collect()
-        };
-        if !options.follow {
-            let mut lines = Vec::new();
-            while let Some((c, s, item)) = merged.next().await {
-                match item {
-                    None => {}
-                    Some(Ok(out)) => lines.extend(line_of(&c, &s, out).into_iter().filter(|l| {
-                        floor.is_none_or(|f| {
-                            l.time
-                                .as_deref()
-                                .and_then(parse_rfc3339_nanos)
-                                .is_none_or(|t| t >= f)
-                        })
-                    })),
-                    Some(Err(e)) if is_not_found(&e) => {}
-                    Some(Err(e)) => return Err(api_err(format!("logs of {c}"), e)),
-                }
-            }
-            // Oldest first across containers; the sort is stable, so lines
-            // of one container keep their order.
-            lines.sort_by(|a, b| a.time.cmp(&b.time));
-            for l in lines {
-                sink(l);
-            }
-            return Ok(());
-        }
-        // Following: a container that stops ends its stream; when it (or a
-        // new container of the project) runs again it is followed again,
-        // from the last line seen (Docker's `since` has whole seconds, so
-        // lines already shown are skipped by their time).
         let mut last: HashMap<String, i64> = HashMap::new();
         let mut rescan = tokio::time::Instant::now() + RESCAN;
         loop {
-            if stop() {
-                return Ok(());
-            }
             if tokio::time::Instant::now() >= rescan {
                 rescan = tokio::time::Instant::now() + RESCAN;
-                for c in self.inspect_project(project).await? {
-                    let Some((name, service)) = wanted(&c) else {
+                for c in inspect_project(&docker, &project).await? {
+                    let Some((name, service)) = wanted(&options, &c) else {
                         continue;
                     };
                     if followed.contains_key(&name) || !status_of(&c).is_alive() {
@@ -851,8 +919,10 @@ impl DockerBackend {
                     let from = last
                         .get(&name)
                         .map(|t| t.div_euclid(1_000_000_000))
-                        .unwrap_or(since);
-                    merged.push(open(name.clone(), service.clone(), from, None));
+                        .unwrap_or(window.since);
+                    merged.push(open_logs(
+                        &docker, &name, &service, &window, true, from, None,
+                    ));
                     followed.insert(name, service);
                 }
             }
@@ -869,13 +939,15 @@ impl DockerBackend {
                     Ok(out) => {
                         for l in line_of(&c, &s, out) {
                             if let Some(t) = l.time.as_deref().and_then(parse_rfc3339_nanos) {
-                                let seen = last.get(&c).copied().or(floor);
+                                let seen = last.get(&c).copied().or(window.floor);
                                 if seen.is_some_and(|seen| t <= seen) {
                                     continue;
                                 }
                                 last.insert(c.clone(), t);
                             }
-                            sink(l);
+                            if tx.send(Ok(l)).await.is_err() {
+                                return Ok(());
+                            }
                         }
                     }
                     Err(e) if is_not_found(&e) => {}
@@ -884,31 +956,36 @@ impl DockerBackend {
             }
         }
     }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
 
-    pub(crate) async fn events_of(
-        &self,
-        project: &str,
-        sink: &mut dyn FnMut(Event),
-        stop: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        let filters = HashMap::from([
-            ("label".to_string(), vec![labels::project_filter(project)]),
-            ("type".to_string(), vec!["container".to_string()]),
-        ]);
-        let mut stream = self.docker.events(Some(EventsOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }));
-        loop {
-            if stop() {
-                return Ok(());
+/// `events`, as a task sending to `tx` (see [`follow_logs`]).
+pub(crate) async fn watch_events(
+    docker: Docker,
+    project: String,
+    tx: tokio::sync::mpsc::Sender<Result<Event>>,
+) {
+    let filters = HashMap::from([
+        ("label".to_string(), vec![labels::project_filter(&project)]),
+        ("type".to_string(), vec!["container".to_string()]),
+    ]);
+    let mut stream = docker.events(Some(EventsOptions {
+        filters: Some(filters),
+        ..Default::default()
+    }));
+    while let Some(item) = stream.next().await {
+        let sent = match item {
+            Ok(m) => tx.send(Ok(to_event(m))).await,
+            Err(e) => {
+                let _ = tx.send(Err(api_err("reading events", e))).await;
+                return;
             }
-            match tokio::time::timeout(STOP_POLL, stream.next()).await {
-                Err(_) => continue,
-                Ok(None) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(api_err("reading events", e)),
-                Ok(Some(Ok(m))) => sink(to_event(m)),
-            }
+        };
+        if sent.is_err() {
+            return;
         }
     }
 }

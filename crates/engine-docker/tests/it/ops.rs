@@ -239,3 +239,42 @@ configs:
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
+
+/// An attached `up` follows logs and, between batches, asks the same
+/// backend whether a container exited: the backend must take that call
+/// from inside its own `logs` (and `events`).
+#[test]
+fn a_watcher_may_call_the_backend_between_batches() {
+    let b = backend();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "reenter", "unused");
+    let p = Project::new(
+        "bdk-reenter",
+        &format!(
+            "services:\n  once:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo done\"]\n",
+            images["box"]
+        ),
+    );
+    p.up(&b).unwrap();
+    let exited = || {
+        b.observe(&p.name)
+            .unwrap()
+            .is_some_and(|s| s.containers.iter().all(|c| c.status == Status::Exited))
+    };
+    let lines = std::cell::RefCell::new(Vec::new());
+    let options = LogOptions {
+        follow: true,
+        ..LogOptions::default()
+    };
+    b.logs(
+        &p.name,
+        &options,
+        &mut |l| lines.borrow_mut().push(l.text),
+        &|| exited() && !lines.borrow().is_empty(),
+    )
+    .unwrap();
+    assert_eq!(*lines.borrow(), ["done"]);
+    b.events(&p.name, &mut |_| {}, &exited).unwrap();
+    assert!(p.down(&b));
+}
