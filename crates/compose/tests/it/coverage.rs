@@ -288,6 +288,8 @@ services.foo.build.ssh
 services.foo.deploy.endpoint_mode
 services.foo.deploy.labels
 services.foo.deploy.placement
+services.foo.deploy.resources.reservations.cpus
+services.foo.deploy.resources.reservations.generic_resources
 services.foo.deploy.rollback_config
 services.foo.deploy.update_config.delay
 services.foo.deploy.update_config.failure_action
