@@ -229,3 +229,133 @@ fn a_project_docker_compose_started_is_listed_and_converged() {
     assert!(down.status.success(), "down: {}", text(&down.stderr));
     assert_eq!(p.leftovers(), "");
 }
+
+/// The seed verbatim on the Docker Engine (issue 15): its images from the
+/// loopback registry (the daemon cannot reach quay.io, so berth pulls
+/// through its mirrors and hands the image over), 4.2.2 served and listed
+/// by docker-compose 1.29.2; the runtime swap to 4.2.3 and a code change
+/// with `up --build`, each under a client polling every 20 ms, fail no
+/// request; `down` leaves nothing labelled with the project.
+#[test]
+fn the_seed_verbatim_on_docker_swaps_runtime_and_code_with_no_failed_request() {
+    use crate::up::{http_get, Registry};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::seed(tmp.path(), "4.2.2 4.2.3", false);
+    let name = format!("seeddocker{}", std::process::id());
+    let dir = tmp.path().join(&name);
+    crate::swap::copy_seed(&dir);
+    let port = free_port();
+    let compose = dir.join("docker-compose.yml");
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&compose).unwrap();
+        assert!(text.contains(from), "no {from:?} in the seed");
+        std::fs::write(&compose, text.replace(from, to)).unwrap();
+    };
+    edit("\"8080:3000\"", &format!("\"127.0.0.1:{port}:3000\""));
+    std::fs::write(dir.join("none.toml"), "").unwrap();
+    let p = Project {
+        state: tmp.path().join("state"),
+        dir,
+        name,
+        _tmp: tmp,
+    };
+    let mirrors = format!(
+        "quay.io=http://127.0.0.1:{0},docker.io=http://127.0.0.1:{0}",
+        registry.port
+    );
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--engine")
+            .arg("docker")
+            .args(args)
+            .current_dir(&p.dir)
+            .env("BERTH_STATE_DIR", &p.state)
+            .env("BERTH_CONFIG", p.dir.join("none.toml"))
+            .env("BERTH_REGISTRY_MIRRORS", &mirrors)
+            .output()
+            .unwrap()
+    };
+    let serves = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if http_get(port).is_some_and(|b| b.contains(want)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never served {want:?}: {:?}",
+                http_get(port)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let up = berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    serves("I am running nodejs version: 4.2.2");
+    let listed = docker_compose_ps(&p.dir);
+    assert!(
+        listed.contains(&format!("{}-app-1", p.name))
+            && listed.contains(&format!("{}-code-1", p.name)),
+        "{listed}"
+    );
+
+    // Polls every 20 ms while `up` runs; every answer must be a 200.
+    let under_poller = |args: &[&str]| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::<String>::new()));
+        let poller = {
+            let (stop, answers) = (stop.clone(), answers.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(600);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let a = match http_get(port) {
+                        Some(b) if b.starts_with("HTTP/1.1 200") => {
+                            b.lines().last().unwrap_or("").to_string()
+                        }
+                        other => format!("FAILED: {other:?}"),
+                    };
+                    answers.lock().unwrap().push(a);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let up = berth(args);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        poller.join().unwrap();
+        assert!(up.status.success(), "up {args:?}: {}", text(&up.stderr));
+        let answers = answers.lock().unwrap().clone();
+        let failed: Vec<&String> = answers.iter().filter(|a| a.starts_with("FAILED")).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed: {:?}",
+            failed.len(),
+            answers.len(),
+            &failed[..failed.len().min(3)]
+        );
+        answers.last().cloned().unwrap_or_default()
+    };
+
+    edit("alpine-nodejs:4.2.2", "alpine-nodejs:4.2.3");
+    let last = under_poller(&["up", "-d"]);
+    assert_eq!(last, "I am running nodejs version: 4.2.3");
+
+    let index = p.dir.join("index.js");
+    let code = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        code.replace(
+            "'I am running nodejs version: '",
+            "'Now running nodejs version: '",
+        ),
+    )
+    .unwrap();
+    let last = under_poller(&["up", "-d", "--build"]);
+    assert_eq!(last, "Now running nodejs version: 4.2.3");
+
+    let down = berth(&["down"]);
+    assert!(down.status.success(), "down: {}", text(&down.stderr));
+    assert_eq!(p.leftovers(), "");
+    drop(registry);
+}
