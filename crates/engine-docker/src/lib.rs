@@ -3,9 +3,23 @@
 //! converges projects on a Docker host and Docker's own tools (`docker
 //! compose ps`, `docker-compose ps`, Docker Desktop) list what berth runs.
 //!
+//! - `connect`: which daemon (`DOCKER_HOST`, the current Docker context).
+//! - `spec`: a compose service as an Engine API container; every key is
+//!   mapped or refused by its path before anything is made.
+//! - `observe`: containers read back through their labels, for `ps` and as
+//!   the planner's observed state (config hash label, image ID).
+//! - `apply`: `up` (the plan's steps in order, networks, volumes, waits on
+//!   dependencies, anonymous volumes carried over or renewed), `down`,
+//!   image pull and load.
+//! - `keeper`: published ports held by berth's proxy in a per-project
+//!   process, so replacements are start-first swaps with no refused request.
+//! - `ops`: control, run, exec, cp, top, logs, events.
+//!
 //! bollard is async; berth's backends are not. The backend owns a small
 //! current-thread tokio runtime and blocks on each call: one command talks
 //! to one daemon at a time, so a multi-threaded runtime would buy nothing.
+//! Callbacks that may call the backend again (`logs`/`events` sinks and
+//! stops) run outside that runtime; `progress` runs inside it and must not.
 
 mod apply;
 pub mod connect;
