@@ -14,9 +14,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ImportImageOptions, InspectContainerOptions,
-    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, RenameContainerOptions, StartContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    InspectNetworkOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, RenameContainerOptions, StartContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -1270,23 +1270,6 @@ impl DockerBackend {
         }
         progress(&format!(" ✔ Image {reference} Loaded"));
         Ok(())
-    }
-
-    /// Containers of every project (for `down` of a project whose services
-    /// are gone from the file, the label is the only link).
-    #[allow(dead_code)]
-    pub(crate) async fn all_labelled(&self) -> Result<usize> {
-        let filters = HashMap::from([("label".to_string(), vec![labels::PROJECT.to_string()])]);
-        Ok(self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| api_err("listing containers", e))?
-            .len())
     }
 }
 

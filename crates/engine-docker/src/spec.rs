@@ -102,9 +102,6 @@ pub fn check_project(project: &Project, local: bool) -> Result<(), BackendError>
         check_service(name, svc, local)?;
     }
     for (key, v) in &project.volumes {
-        if v.extra.keys().any(|k| k == "driver_opts" || k == "labels") {
-            // Passed to the daemon below; nothing to refuse.
-        }
         for k in v.extra.keys() {
             if !matches!(k.as_str(), "driver_opts" | "labels") && !k.starts_with("x-") {
                 return Err(refuse(format!("volumes.{key}.{k}"), k));
