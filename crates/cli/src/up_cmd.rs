@@ -442,9 +442,23 @@ fn attached(
         ..Printer::default()
     };
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
+    // `attach: false`: the service runs (and its exit still counts) but its
+    // output is not shown, as docker compose does; `logs` still has it.
+    let detached_services: std::collections::BTreeSet<&str> = project
+        .services
+        .iter()
+        .filter(|(_, s)| s.extra.get("attach").and_then(|a| a.as_bool()) == Some(false))
+        .map(|(n, _)| n.as_str())
+        .collect();
     let names: Vec<String> = backend
         .observe(name)?
-        .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+        .map(|s| {
+            s.containers
+                .into_iter()
+                .filter(|c| !detached_services.contains(c.service.as_str()))
+                .map(|c| c.name)
+                .collect()
+        })
         .unwrap_or_default();
     eprintln!("Attaching to {}", names.join(", "));
     let mut seen = Seen::with_names(names.iter().map(String::as_str));
@@ -494,7 +508,9 @@ fn attached(
         name,
         &options,
         &mut |line| {
-            printer.print(&mut seen, &line);
+            if !detached_services.contains(line.service.as_str()) {
+                printer.print(&mut seen, &line);
+            }
         },
         &stop,
     )?;

@@ -10,6 +10,11 @@ use serde_json::Value;
 /// The first key of `project` the embedded engine cannot honour, as
 /// `key.path: why`.
 pub fn check(project: &Project) -> Result<(), String> {
+    // Docker's model runner has no counterpart here: a service would start
+    // without the endpoint and model variables it expects.
+    if project.extra.get("models").is_some_and(non_empty) {
+        return Err("models: model runners are not supported by the embedded engine".into());
+    }
     for (name, svc) in &project.services {
         check_service(project, name, svc)?;
     }
@@ -38,6 +43,188 @@ pub fn check(project: &Project) -> Result<(), String> {
             return Err(format!(
                 "networks.{key}.driver_opts: bridge driver options are not supported yet"
             ));
+        }
+        check_network(key, &n.extra)?;
+    }
+    Ok(())
+}
+
+/// What a project network may ask of the bridge driver: IPv4 only, and
+/// berth's own address allocation within the first subnet.
+fn check_network(key: &str, n: &berth_compose::model::Extra) -> Result<(), String> {
+    let at = |k: &str| format!("networks.{key}.{k}");
+    if n.get("enable_ipv6").and_then(Value::as_bool) == Some(true) {
+        return Err(format!(
+            "{}: IPv6 networks are not supported by the embedded engine yet",
+            at("enable_ipv6")
+        ));
+    }
+    if n.get("enable_ipv4").and_then(Value::as_bool) == Some(false) {
+        return Err(format!(
+            "{}: the embedded engine's networks are IPv4 (IPv6-only networks are not supported)",
+            at("enable_ipv4")
+        ));
+    }
+    let Some(ipam) = n.get("ipam") else {
+        return Ok(());
+    };
+    if let Some(driver) = ipam
+        .get("driver")
+        .and_then(Value::as_str)
+        .filter(|d| *d != "default")
+    {
+        return Err(format!(
+            "{}: {driver:?} is not available (addresses come from berth's own allocator)",
+            at("ipam.driver")
+        ));
+    }
+    if ipam.get("options").is_some_and(non_empty) {
+        return Err(format!(
+            "{}: IPAM options are not supported",
+            at("ipam.options")
+        ));
+    }
+    let configs = ipam
+        .get("config")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if configs.len() > 1 {
+        return Err(format!(
+            "{}: one subnet per network (the embedded engine's bridges have one)",
+            at("ipam.config[1]")
+        ));
+    }
+    let Some(config) = configs.first() else {
+        return Ok(());
+    };
+    for k in ["ip_range", "aux_addresses"] {
+        if config.get(k).is_some_and(non_empty) {
+            return Err(format!(
+                "{}: not supported (addresses are allocated from the whole subnet)",
+                at(&format!("ipam.config[0].{k}"))
+            ));
+        }
+    }
+    if let Some(gateway) = config.get("gateway").and_then(Value::as_str) {
+        // The bridge always takes the subnet's first address: a gateway
+        // that says so is honoured, any other could not be.
+        let first = config
+            .get("subnet")
+            .and_then(Value::as_str)
+            .and_then(first_address);
+        if first.as_deref() != Some(gateway) {
+            return Err(format!(
+                "{}: {gateway} is not supported (the gateway is the subnet's first address{})",
+                at("ipam.config[0].gateway"),
+                first.map(|f| format!(", {f}")).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `10.1.2.1` for `10.1.2.0/24`: the address berth's bridges take.
+fn first_address(subnet: &str) -> Option<String> {
+    let (addr, bits) = subnet.split_once('/')?;
+    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Some(std::net::Ipv4Addr::from((u32::from(addr) & mask) + 1).to_string())
+}
+
+/// Per-service settings of the networks a service joins.
+fn check_attachments(name: &str, svc: &Service) -> Result<(), String> {
+    for (net, settings) in svc.networks.iter().flatten() {
+        let Some(settings) = settings else { continue };
+        for (k, why) in [
+            (
+                "interface_name",
+                "interfaces are named eth0, eth1, … in network order",
+            ),
+            (
+                "ipv6_address",
+                "the embedded engine's networks are IPv4 only",
+            ),
+            ("link_local_ips", "link-local addresses are not supported"),
+            ("mac_address", "a fixed MAC address is not supported yet"),
+            ("driver_opts", "endpoint driver options are not supported"),
+            (
+                "gw_priority",
+                "the default route follows priority and network order, not gw_priority",
+            ),
+        ] {
+            if settings
+                .get(k)
+                .is_some_and(|v| non_empty(v) && v != &Value::from(0))
+            {
+                return Err(format!("services.{name}.networks.{net}.{k}: {why}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The long syntax of `volumes:` beyond what the sandbox's bind, tmpfs
+/// and volume mounts do.
+fn check_mounts(name: &str, svc: &Service) -> Result<(), String> {
+    for (i, m) in svc.volumes.iter().enumerate() {
+        let at = |k: &str| format!("services.{name}.volumes[{i}].{k}");
+        if !matches!(m.kind.as_str(), "bind" | "volume" | "tmpfs") {
+            // Taken for a named volume otherwise: refused, not guessed at.
+            return Err(format!(
+                "{}: {:?} mounts are not supported by the embedded engine (bind, volume, tmpfs)",
+                at("type"),
+                m.kind
+            ));
+        }
+        if m.extra.get("image").is_some_and(non_empty) {
+            return Err(format!(
+                "{}: image mounts are not supported by the embedded engine",
+                at("image")
+            ));
+        }
+        if let Some(mode) = m.extra.get("tmpfs").and_then(|t| t.get("mode")) {
+            if tmpfs_mode(mode).is_none() {
+                return Err(format!("{}: {mode} is not a file mode", at("tmpfs.mode")));
+            }
+        }
+        let bind = m.extra.get("bind");
+        if let Some(p) = bind
+            .and_then(|b| b.get("propagation"))
+            .and_then(Value::as_str)
+            .filter(|p| !matches!(*p, "private" | "rprivate"))
+        {
+            return Err(format!(
+                "{}: {p:?} is not supported (binds are rprivate)",
+                at("bind.propagation")
+            ));
+        }
+        if let Some(r) = bind
+            .and_then(|b| b.get("recursive"))
+            .and_then(Value::as_str)
+            .filter(|r| *r != "enabled")
+        {
+            return Err(format!(
+                "{}: {r:?} is not supported (binds are always recursive)",
+                at("bind.recursive")
+            ));
+        }
+        // docker fails the container's creation on a missing source when
+        // it may not create it; here before anything is made.
+        if m.kind == "bind"
+            && bind
+                .and_then(|b| b.get("create_host_path"))
+                .and_then(Value::as_bool)
+                == Some(false)
+        {
+            let source = m.source.as_deref().unwrap_or_default();
+            if !std::path::Path::new(source).exists() {
+                return Err(format!(
+                    "{}: the host path {source} does not exist (create_host_path is false)",
+                    at("source")
+                ));
+            }
         }
     }
     Ok(())
@@ -88,6 +275,22 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             "use_api_socket",
             "the embedded engine has no Docker API socket to give",
         ),
+        (
+            "models",
+            "model runners are not supported by the embedded engine",
+        ),
+        (
+            "provider",
+            "provider services (a plugin that stands in for a container) are not supported",
+        ),
+        (
+            "pre_start",
+            "init containers are not supported by the embedded engine yet",
+        ),
+        (
+            "pull_refresh_after",
+            "not supported (pull_policy daily, weekly and every_<duration> are)",
+        ),
     ] {
         if svc.extra.get(k).is_some_and(non_empty) {
             return Err(format!("{}: {why}", key(k)));
@@ -119,6 +322,34 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
                 key("volumes")
             ));
         }
+    }
+    check_mounts(name, svc)?;
+    check_attachments(name, svc)?;
+    // Containers are not user-namespaced (docker's default), which is what
+    // `userns_mode: host` asks for.
+    if let Some(mode) = svc
+        .extra
+        .get("userns_mode")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty() && *m != "host")
+    {
+        return Err(format!(
+            "{}: {mode:?} is not supported (only \"host\": containers are not user-namespaced)",
+            key("userns_mode")
+        ));
+    }
+    if let Some(driver) = svc
+        .extra
+        .get("logging")
+        .and_then(|l| l.get("driver"))
+        .and_then(Value::as_str)
+        .filter(|d| !crate::runtime::LOG_DRIVERS.contains(d))
+    {
+        return Err(format!(
+            "{}: {driver:?} is not available (the embedded engine writes {})",
+            key("logging.driver"),
+            crate::runtime::LOG_DRIVERS.join(", ")
+        ));
     }
     if let Some(runtime) = svc.extra.get("runtime").and_then(Value::as_str) {
         if !matches!(runtime, "runc" | "io.containerd.runc.v2") {
@@ -298,6 +529,17 @@ pub fn tmpfs_options(entry: &str) -> Result<(String, Option<u64>, Option<u32>), 
     Ok((target.to_string(), size, mode))
 }
 
+/// The long syntax's `tmpfs.mode`: a number is the mode itself (YAML's
+/// `0700` is already 448), a string is read as octal, as docker does.
+pub fn tmpfs_mode(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        _ => None,
+    }
+    .filter(|m| *m <= 0o7777)
+}
+
 /// `linux/amd64`, `linux/arm64`, … for the machine berth runs on.
 fn host_platform() -> String {
     let arch = match std::env::consts::ARCH {
@@ -396,6 +638,102 @@ mod tests {
             tmpfs_options("/scratch:size=1m,mode=700"),
             Ok(("/scratch".to_string(), Some(1 << 20), Some(0o700)))
         );
+        // Keys that would otherwise be dropped, or worse (an image mount
+        // taken for a named volume), each refused by its path.
+        for (doc, prefix) in [
+            (
+                json!({"volumes": [{"type": "image", "source": "a/b", "target": "/i"}]}),
+                "services.app.volumes[0].type: \"image\" mounts",
+            ),
+            (
+                json!({"volumes": [{"type": "npipe", "source": "x", "target": "/i"}]}),
+                "services.app.volumes[0].type: \"npipe\"",
+            ),
+            (
+                json!({"volumes": [{"type": "volume", "target": "/i", "image": {"subpath": "x"}}]}),
+                "services.app.volumes[0].image:",
+            ),
+            (
+                json!({"volumes": [{"type": "bind", "source": "/", "target": "/h", "bind": {"propagation": "rshared"}}]}),
+                "services.app.volumes[0].bind.propagation: \"rshared\"",
+            ),
+            (
+                json!({"volumes": [{"type": "bind", "source": "/", "target": "/h", "bind": {"recursive": "readonly"}}]}),
+                "services.app.volumes[0].bind.recursive:",
+            ),
+            (
+                json!({"volumes": [{"type": "bind", "source": "/nonexistent/berth", "target": "/h", "bind": {"create_host_path": false}}]}),
+                "services.app.volumes[0].source: the host path /nonexistent/berth does not exist",
+            ),
+            (
+                json!({"volumes": [{"type": "tmpfs", "target": "/t", "tmpfs": {"mode": "9z"}}]}),
+                "services.app.volumes[0].tmpfs.mode:",
+            ),
+            (
+                json!({"networks": {"default": {"interface_name": "x0"}}}),
+                "services.app.networks.default.interface_name:",
+            ),
+            (
+                json!({"networks": {"default": {"ipv6_address": "::1"}}}),
+                "services.app.networks.default.ipv6_address:",
+            ),
+            (
+                json!({"networks": {"default": {"link_local_ips": ["169.254.0.9"]}}}),
+                "services.app.networks.default.link_local_ips:",
+            ),
+            (
+                json!({"networks": {"default": {"mac_address": "02:42:ac:11:00:02"}}}),
+                "services.app.networks.default.mac_address:",
+            ),
+            (
+                json!({"networks": {"default": {"driver_opts": {"a": "b"}}}}),
+                "services.app.networks.default.driver_opts:",
+            ),
+            (
+                json!({"networks": {"default": {"gw_priority": 10}}}),
+                "services.app.networks.default.gw_priority:",
+            ),
+            (json!({"models": ["m"]}), "services.app.models:"),
+            (
+                json!({"provider": {"type": "model"}}),
+                "services.app.provider:",
+            ),
+            (
+                json!({"pre_start": [{"image": "x"}]}),
+                "services.app.pre_start:",
+            ),
+            (
+                json!({"pull_refresh_after": "1h"}),
+                "services.app.pull_refresh_after:",
+            ),
+            (
+                json!({"userns_mode": "keep-id"}),
+                "services.app.userns_mode: \"keep-id\"",
+            ),
+            (
+                json!({"logging": {"driver": "syslog"}}),
+                "services.app.logging.driver: \"syslog\"",
+            ),
+        ] {
+            let e = err(json!({"name": "p", "services": {"app": doc}}));
+            assert!(e.starts_with(prefix), "{prefix}: {e}");
+        }
+        for (net, prefix) in [
+            (json!({"enable_ipv6": true}), "networks.n.enable_ipv6:"),
+            (json!({"enable_ipv4": false}), "networks.n.enable_ipv4:"),
+            (json!({"ipam": {"driver": "dhcp"}}), "networks.n.ipam.driver: \"dhcp\""),
+            (json!({"ipam": {"options": {"a": "b"}}}), "networks.n.ipam.options:"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24"}, {"subnet": "10.9.1.0/24"}]}}), "networks.n.ipam.config[1]:"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "ip_range": "10.9.0.128/25"}]}}), "networks.n.ipam.config[0].ip_range:"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "aux_addresses": {"h": "10.9.0.5"}}]}}), "networks.n.ipam.config[0].aux_addresses:"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "gateway": "10.9.0.254"}]}}), "networks.n.ipam.config[0].gateway: 10.9.0.254 is not supported (the gateway is the subnet's first address, 10.9.0.1)"),
+        ] {
+            let e = err(json!({"name": "p", "services": {"app": {}}, "networks": {"n": net}}));
+            assert!(e.starts_with(prefix), "{prefix}: {e}");
+        }
+        let e =
+            err(json!({"name": "p", "services": {"app": {}}, "models": {"m": {"model": "ai/x"}}}));
+        assert!(e.starts_with("models: "), "{e}");
         let e = err(json!({"name": "p", "services": {"app": {"runtime": "nvidia"}}}));
         assert!(e.starts_with("services.app.runtime:"), "{e}");
         let e =
@@ -420,10 +758,18 @@ mod tests {
                 "app": {"network_mode": "service:db", "ipc": "service:db", "pid": "service:db",
                         "uts": "host"},
                 "host": {"pid": "host", "ipc": "host", "cgroup": "host"},
-                "other": {"ipc": "container:p-db-1", "pid": "container:p-db-1"}
+                "other": {"ipc": "container:p-db-1", "pid": "container:p-db-1",
+                          "userns_mode": "host", "logging": {"driver": "local"},
+                          "networks": {"n": {"gw_priority": 0, "aliases": ["o"]}},
+                          "volumes": [
+                              {"type": "bind", "source": "/", "target": "/h",
+                               "bind": {"propagation": "rprivate", "recursive": "enabled", "create_host_path": false}},
+                              {"type": "tmpfs", "target": "/t", "tmpfs": {"mode": 448}}]}
             },
             "volumes": {"v": {"driver": "local"}},
-            "networks": {"n": {"driver": "bridge"}, "ext": {"external": true, "driver": "overlay"}}
+            "networks": {"n": {"driver": "bridge", "enable_ipv4": true, "enable_ipv6": false,
+                               "ipam": {"driver": "default", "config": [{"subnet": "10.9.0.0/24", "gateway": "10.9.0.1"}]}},
+                         "ext": {"external": true, "driver": "overlay"}}
         }))
         .unwrap();
         assert_eq!(check(&p), Ok(()));

@@ -605,3 +605,132 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
 }
+
+/// Defends: the long syntax's `tmpfs.mode` is the mount's mode (not
+/// dropped), and `bind.create_host_path: false` binds an existing path but
+/// fails `up` by key path on a missing one instead of creating it, as
+/// docker does, before anything is made.
+#[test]
+fn tmpfs_mode_and_create_host_path_false_apply() {
+    let p = Project::new("mounts");
+    std::fs::create_dir_all(p.dir.join("present")).unwrap();
+    std::fs::write(p.dir.join("present/here"), "on the host").unwrap();
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    volumes:\n      \
+         - {type: tmpfs, target: /scratch, tmpfs: {size: 2m, mode: 01777}}\n      \
+         - {type: bind, source: ./present, target: /present, bind: {create_host_path: false}}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let seen = sh_in(
+        &p,
+        "box",
+        "/bin/busybox stat -c %a /scratch; /bin/busybox grep ' /scratch ' /proc/mounts; cat /present/here",
+    );
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("1777"), "{seen}");
+    assert!(
+        lines.next().is_some_and(|m| m.contains("size=2048k")),
+        "{seen}"
+    );
+    assert_eq!(lines.next(), Some("on the host"), "{seen}");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    volumes:\n      \
+         - {type: bind, source: ./absent, target: /absent, bind: {create_host_path: false}}\n",
+    );
+    p.up_fails_with(&["services.box.volumes[0].source", "does not exist"]);
+    assert!(
+        !p.dir.join("absent").exists(),
+        "the missing path was created"
+    );
+}
+
+/// Defends: `attach: false` keeps a service's output out of an attached
+/// `up` (it still runs, and its exit still ends `up`), while the other
+/// services' output is shown.
+#[test]
+fn attach_false_hides_a_services_output_from_up() {
+    let p = Project::new("attach");
+    p.write(
+        "services:\n  loud:\n    image: berth-test/busybox:1\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep 1; echo from-loud\"]\n  \
+         quiet:\n    image: berth-test/busybox:1\n    attach: false\n    \
+         command: [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep 1; echo from-quiet\"]\n",
+    );
+    let up = p.berth(&["up"]);
+    let (out, err) = (text(&up.stdout), text(&up.stderr));
+    assert!(up.status.success(), "up: {err}");
+    assert!(out.contains("from-loud"), "{out}\n{err}");
+    assert!(!out.contains("from-quiet"), "{out}\n{err}");
+    let attaching = err
+        .lines()
+        .find(|l| l.starts_with("Attaching to"))
+        .unwrap_or_default();
+    assert!(
+        attaching.contains("loud") && !attaching.contains("quiet"),
+        "{err}"
+    );
+    p.assert_nothing_left();
+}
+
+/// Defends: each key the embedded engine cannot honour fails `up` with one
+/// line naming its path (not dropped, and not half-applied: an image mount
+/// is not taken for a named volume), and nothing of the project is made.
+#[test]
+fn keys_the_engine_cannot_honour_are_refused_by_path() {
+    let p = Project::new("refuse");
+    let svc = |extra: &str| format!("services:\n  box:\n    image: berth-test/busybox:1\n{extra}");
+    let cases: &[(String, &str)] = &[
+        (svc("    volumes: [{type: image, source: berth-test/busybox:1, target: /img}]\n"), "services.box.volumes[0].type: \"image\""),
+        (svc("    volumes: [{type: npipe, source: x, target: /pipe}]\n"), "services.box.volumes[0].type: \"npipe\""),
+        (svc("    volumes: [{type: bind, source: ., target: /h, bind: {propagation: rshared}}]\n"), "services.box.volumes[0].bind.propagation"),
+        (svc("    volumes: [{type: bind, source: ., target: /h, bind: {recursive: disabled}}]\n"), "services.box.volumes[0].bind.recursive"),
+        (svc("    volumes: [{type: volume, source: v, target: /d, volume: {subpath: s}}]\nvolumes:\n  v: {}\n"), "services.box.volumes[0].volume.subpath"),
+        (svc("    networks:\n      default: {interface_name: net0}\n"), "services.box.networks.default.interface_name"),
+        (svc("    networks:\n      default: {ipv6_address: \"fd00::9\"}\n"), "services.box.networks.default.ipv6_address"),
+        (svc("    networks:\n      default: {link_local_ips: [169.254.8.8]}\n"), "services.box.networks.default.link_local_ips"),
+        (svc("    networks:\n      default: {mac_address: \"02:42:ac:11:00:09\"}\n"), "services.box.networks.default.mac_address"),
+        (svc("    networks:\n      default: {driver_opts: {foo: bar}}\n"), "services.box.networks.default.driver_opts"),
+        (svc("    networks:\n      default: {gw_priority: 5}\n"), "services.box.networks.default.gw_priority"),
+        (svc("networks:\n  default:\n    enable_ipv6: true\n"), "networks.default.enable_ipv6"),
+        (svc("networks:\n  default:\n    enable_ipv4: false\n"), "networks.default.enable_ipv4"),
+        (svc("networks:\n  default:\n    driver_opts: {com.docker.network.driver.mtu: \"1400\"}\n"), "networks.default.driver_opts"),
+        (svc("networks:\n  default:\n    ipam: {driver: dhcp}\n"), "networks.default.ipam.driver"),
+        (svc("networks:\n  default:\n    ipam: {options: {foo: bar}}\n"), "networks.default.ipam.options"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24}, {subnet: 172.31.251.0/24}]\n"), "networks.default.ipam.config[1]"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, ip_range: 172.31.250.128/25}]\n"), "networks.default.ipam.config[0].ip_range"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, gateway: 172.31.250.254}]\n"), "networks.default.ipam.config[0].gateway"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, aux_addresses: {h: 172.31.250.9}}]\n"), "networks.default.ipam.config[0].aux_addresses"),
+        (svc("volumes:\n  v:\n    driver_opts: {type: tmpfs, device: tmpfs}\n"), "volumes.v.driver_opts"),
+        (svc("    pre_start: [{image: berth-test/busybox:1, command: [\"true\"]}]\n"), "services.box.pre_start"),
+        (svc("    pull_refresh_after: 1h\n"), "services.box.pull_refresh_after"),
+        (svc("    provider: {type: model, options: {model: ai/x}}\n"), "services.box.provider"),
+        (svc("    models: [m]\nmodels:\n  m: {model: ai/x}\n"), "models"),
+        (svc("    userns_mode: \"private\"\n"), "services.box.userns_mode"),
+        (svc("    logging: {driver: syslog}\n"), "services.box.logging.driver"),
+        (svc("    gpus: all\n"), "services.box.gpus"),
+        (svc("    credential_spec: {file: spec.json}\n"), "services.box.credential_spec"),
+        (svc("    storage_opt: {size: 1G}\n"), "services.box.storage_opt"),
+        (svc("    cpu_count: 2\n"), "services.box.cpu_count"),
+        (svc("    cpu_percent: 50\n"), "services.box.cpu_percent"),
+        (svc("    domainname: example.test\n"), "services.box.domainname"),
+        (svc("    mac_address: \"02:42:ac:11:00:09\"\n"), "services.box.mac_address"),
+        (svc("    external_links: [\"other:db\"]\n"), "services.box.external_links"),
+        (svc("    use_api_socket: true\n"), "services.box.use_api_socket"),
+        (svc("    deploy: {restart_policy: {condition: any, window: 10s}}\n"), "services.box.deploy.restart_policy.window"),
+    ];
+    for (compose, key) in cases {
+        p.write(compose);
+        // The file is valid compose: only `up` refuses it.
+        let config = p.berth(&["config", "-q"]);
+        assert!(
+            config.status.success(),
+            "{key}: config -q: {}",
+            text(&config.stderr)
+        );
+        p.up_fails_with(&[key]);
+    }
+}

@@ -267,12 +267,6 @@ fn coverage_not_applied_on_examples() {
 configs.config1.labels
 configs.config2.name
 configs.config4.name
-networks.other-network.ipam.config
-networks.other-network.ipam.config[0].aux_addresses
-networks.other-network.ipam.config[0].gateway
-networks.other-network.ipam.config[0].ip_range
-networks.other-network.ipam.config[1].gateway
-networks.other-network.ipam.driver
 networks.other-network.labels
 secrets.secret1.labels
 secrets.secret2.name
@@ -297,8 +291,6 @@ services.foo.deploy.update_config.max_failure_ratio
 services.foo.deploy.update_config.monitor
 services.foo.deploy.update_config.parallelism
 services.foo.expose
-services.foo.networks.other-network.ipv6_address
-services.foo.networks.other-network.mac_address
 services.foo.volumes[6].consistency
 volumes.other-volume.labels";
     assert_eq!(coverage::not_applied(&project).join("\n"), expected);

@@ -270,32 +270,8 @@ impl ProjectRuntime {
             .map_err(|e| svc_err(service, e))?;
         let check = HealthCheck::resolve(svc.healthcheck.as_ref(), &config)
             .map_err(|e| svc_err(service, e))?;
-        // Containers are not user-namespaced (docker's default), which is
-        // what `userns_mode: host` asks for; other modes are not supported.
-        if let Some(mode) = svc.extra.get("userns_mode").and_then(|v| v.as_str()) {
-            if mode != "host" {
-                return Err(svc_err(
-                    service,
-                    format!("userns_mode {mode:?}: the embedded engine supports only \"host\""),
-                ));
-            }
-        }
-        if let Some(driver) = svc
-            .extra
-            .get("logging")
-            .and_then(|l| l.get("driver"))
-            .and_then(|d| d.as_str())
-        {
-            if !LOG_DRIVERS.contains(&driver) {
-                return Err(svc_err(
-                    service,
-                    format!(
-                        "logging.driver {driver:?}: the embedded engine supports {}",
-                        LOG_DRIVERS.join(", ")
-                    ),
-                ));
-            }
-        }
+        // userns_mode and logging.driver were checked with the project
+        // (unsupported.rs), before anything was made.
         let mounted = svc
             .volumes_from()
             .into_iter()

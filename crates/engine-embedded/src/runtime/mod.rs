@@ -105,7 +105,7 @@ pub trait LogSink: Send + Sync {
 
 /// The logging drivers the embedded engine writes: docker's file-based ones
 /// and none.
-const LOG_DRIVERS: &[&str] = &["json-file", "local", "none"];
+pub(crate) const LOG_DRIVERS: &[&str] = &["json-file", "local", "none"];
 
 /// What a service's container is made from: an image from the store, a
 /// language runtime (`x-runtime`), or both. `digest` is what the planner

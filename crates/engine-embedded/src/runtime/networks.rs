@@ -166,15 +166,8 @@ impl ProjectRuntime {
             if self.networks.contains(&name) {
                 continue;
             }
-            if decl
-                .and_then(|d| d.extra.get("enable_ipv6"))
-                .and_then(|v| v.as_bool())
-                == Some(true)
-            {
-                return Err(EngineError::Unsupported(format!(
-                    "networks.{key}.enable_ipv6: IPv6 networks are not supported by the embedded engine yet"
-                )));
-            }
+            // enable_ipv6, enable_ipv4: false and the IPAM keys beyond one
+            // subnet were refused with the project (unsupported.rs).
             if decl.and_then(|d| d.external) == Some(true) {
                 if self.engine.networks.get(&name)?.is_none() {
                     return Err(svc_err(

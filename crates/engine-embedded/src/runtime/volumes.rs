@@ -12,6 +12,10 @@ pub(super) fn tmpfs_size(m: &Mount) -> Option<u64> {
     }
 }
 
+pub(super) fn tmpfs_mode(m: &Mount) -> Option<u32> {
+    unsupported::tmpfs_mode(m.extra.get("tmpfs")?.get("mode")?)
+}
+
 pub(super) fn bind(source: PathBuf, target: &str, read_only: bool) -> MountSpec {
     MountSpec {
         target: target.to_string(),
@@ -71,6 +75,24 @@ impl ProjectRuntime {
             match m.kind.as_str() {
                 "bind" => {
                     let src = PathBuf::from(m.source.clone().unwrap_or_default());
+                    // `create_host_path: false`: a missing source is an
+                    // error (the project's check names it before `up`
+                    // makes anything; this covers a path removed since).
+                    let create = m
+                        .extra
+                        .get("bind")
+                        .and_then(|b| b.get("create_host_path"))
+                        .and_then(|c| c.as_bool())
+                        != Some(false);
+                    if !src.exists() && !create {
+                        return Err(svc_err(
+                            &service,
+                            format!(
+                                "bind source {} does not exist (create_host_path is false)",
+                                src.display()
+                            ),
+                        ));
+                    }
                     if !src.exists() {
                         fs::create_dir_all(&src).map_err(io_err(&src))?;
                     }
@@ -80,7 +102,7 @@ impl ProjectRuntime {
                     target: m.target.clone(),
                     kind: MountKind::Tmpfs {
                         size: tmpfs_size(m),
-                        mode: None,
+                        mode: tmpfs_mode(m),
                     },
                 }),
                 _ => {
