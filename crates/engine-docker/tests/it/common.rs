@@ -408,3 +408,29 @@ impl TcpRelay {
         TcpRelay { port }
     }
 }
+
+/// The anonymous volume at /app of the project's code container.
+pub fn code_volume(project: &str) -> String {
+    let o = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{if eq .Destination \"/app\"}}{{.Name}}{{end}}{{end}}",
+            &format!("{project}-code-1"),
+        ])
+        .output()
+        .unwrap();
+    let name = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(name.len(), 64, "no /app volume: {name:?}");
+    name
+}
+
+/// Whether the daemon still has volume `name`.
+pub fn volume_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["volume", "inspect", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}

@@ -190,6 +190,7 @@ app:
     );
     p.up(&b).unwrap();
     wait_for_body(port, "/index.html", "code one");
+    let old_volume = code_volume(&p.name);
     images_code(&b, &store, "swapcode", "code two");
     let plan = p.plan(&b);
     let app = plan.steps.iter().find(|s| s.service == "app").unwrap();
@@ -209,6 +210,9 @@ app:
     let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("FAILED")).collect();
     assert!(failed.is_empty(), "{failed:?} of {requests} requests");
     assert_eq!(bodies, ["code one", "code two"], "{requests} requests");
+    // The old app held the old code volume until it was drained and gone;
+    // then the volume went too.
+    assert!(!volume_exists(&old_volume), "{old_volume} is still there");
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }

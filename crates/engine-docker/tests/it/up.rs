@@ -112,6 +112,7 @@ fn new_code_gets_a_fresh_volume_and_its_consumer_serves_it() {
     p.up(&b).unwrap();
     wait_for_body(port, "/index.html", "code version one");
     let before = b.observe(&p.name).unwrap().unwrap();
+    let old_volume = code_volume(&p.name);
 
     // The same tag, new content: what `up --build` leaves in the daemon.
     let v2 = images(&b, &store, "code", "code version two");
@@ -142,8 +143,20 @@ fn new_code_gets_a_fresh_volume_and_its_consumer_serves_it() {
     };
     assert_ne!(id(&before, "app"), id(&after, "app"));
     assert!(p.plan(&b).is_noop());
-    // The old code volume went with its container.
+    // The old code volume went with its container; the new one is another.
+    let new_volume = code_volume(&p.name);
+    assert_ne!(old_volume, new_volume);
+    let gone = std::process::Command::new("docker")
+        .args(["volume", "inspect", &old_volume])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "{old_volume} is still there");
     assert!(p.down(&b));
+    let gone = std::process::Command::new("docker")
+        .args(["volume", "inspect", &new_volume])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "{new_volume} outlived down");
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
 
