@@ -15,6 +15,7 @@ mod pull_policy;
 mod run_cmd;
 mod runtime_cmd;
 mod up_cmd;
+mod watch_cmd;
 
 use anyhow::Result;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -106,7 +107,9 @@ pub enum Command {
     /// Parse, resolve and render the compose file in canonical form
     Config(config_cmd::ConfigArgs),
     /// Create and start the project's containers (attached, or -d)
-    Up(up_cmd::UpArgs),
+    Up(watch_cmd::UpWatchArgs),
+    /// Sync, rebuild or restart services as their `develop.watch` files change
+    Watch(watch_cmd::WatchArgs),
     /// Stop and remove the project's containers, networks and anonymous volumes
     Down(project_cmd::DownArgs),
     /// List the project's containers
@@ -255,7 +258,8 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd::run(&cli.global, args),
-        Command::Up(args) => up_cmd::up(&cli.global, args),
+        Command::Up(args) => watch_cmd::up(&cli.global, args),
+        Command::Watch(args) => watch_cmd::watch(&cli.global, args),
         Command::Down(args) => project_cmd::down(&cli.global, args),
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Inspect(args) => project_cmd::inspect(&cli.global, args),

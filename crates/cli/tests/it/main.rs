@@ -20,3 +20,4 @@ mod registry;
 mod runtime;
 mod swap;
 mod up;
+mod watch;
