@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -111,7 +112,18 @@ pub fn keep_ports(project: &str) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| BackendError::engine(format!("{}: {e}", dir.display())))?;
     }
-    if UnixStream::connect(&path).is_ok() {
+    // One keeper per project: two `up`s starting one at once would
+    // otherwise each take the socket path, and the loser's ports would be
+    // held by nobody reachable. The lock lives as long as this keeper.
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| BackendError::engine(format!("{}: {e}", lock_path.display())))?;
+    // SAFETY: flock on a descriptor this function owns for its lifetime.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Ok(());
     }
     let _ = std::fs::remove_file(&path);
@@ -137,6 +149,10 @@ pub fn keep_ports(project: &str) -> Result<()> {
                     // ports are free and the keeper is gone.
                     release_all(&mut held);
                     let _ = std::fs::remove_file(&path);
+                    // A keeper started right after this answer must not
+                    // find the project still locked.
+                    drop(listener);
+                    drop(lock);
                     let mut w = &stream;
                     let _ = writeln!(w, "{{}}");
                     return Ok(());
