@@ -149,8 +149,7 @@ impl Row {
 const LISTED: &str = "every_not_applied_and_ignored_key_is_listed";
 /// engine-embedded's refusal table test (platform, runtime, drivers, …).
 const REFUSALS: &str = "refusals_name_the_key_path";
-/// `up` refuses `cpuset` by name before anything is made; the other keys of
-/// the same refusal list go through the same check.
+/// `up` refuses `isolation` by name before anything is made.
 const REFUSED_E2E: &str = "nocopy_applies_and_unsupported_keys_are_refused";
 const FIXTURES: &str = "fixture_corpus_loads_or_fails_cleanly";
 const FULL_EXAMPLE: &str = "compose_go_full_example";
@@ -207,7 +206,7 @@ pub const ROWS: &[Row] = &[
     ok_but("services.*.deploy.resources.reservations", CGROUP_KEYS, "memory is the soft limit, as with mem_reservation"),
     inert("services.*.deploy.resources.reservations.cpus", "a swarm scheduling hint with no effect on one host (docker compose drops it too)"),
     ok("services.*.deploy.resources.reservations.memory", CGROUP_KEYS),
-    refused("services.*.deploy.resources.reservations.devices", "refusals_name_the_key_path", "device (GPU) reservations: the embedded engine has no GPU support"),
+    refused("services.*.deploy.resources.reservations.devices", REFUSED_BY_PATH, "device (GPU) reservations: the embedded engine has no GPU support"),
     inert("services.*.deploy.resources.reservations.generic_resources", SWARM),
     ok("services.*.deploy.restart_policy", "tmpfs_options_and_deploy_restart_policy_apply"),
     ok("services.*.deploy.restart_policy.condition", "tmpfs_options_and_deploy_restart_policy_apply"),
@@ -250,7 +249,7 @@ pub const ROWS: &[Row] = &[
     gap("services.*.build.platforms", "images are built for this host's platform only; other platforms are not refused"),
     ok_but("services.*.blkio_config", CGROUP_KEYS, "the throttles apply; a weight is refused where the host has no proportional I/O scheduler"),
     refused("services.*.blkio_config.weight", "cgroup_keys_this_host_cannot_honour_are_refused", "this host's block devices have no proportional I/O scheduler (BFQ), so weights cannot apply; hosts with one honour it"),
-    refused("services.*.blkio_config.weight_device", "cgroup_keys_this_host_cannot_honour_are_refused", "this host's block devices have no proportional I/O scheduler (BFQ); the test names weight, which goes through the same check"),
+    refused("services.*.blkio_config.weight_device", "cgroup_keys_this_host_cannot_honour_are_refused", "this host's block devices have no proportional I/O scheduler (BFQ), so weights cannot apply; hosts with one honour it"),
     ok("services.*.blkio_config.device_read_bps", CGROUP_KEYS),
     ok("services.*.blkio_config.device_read_bps[].path", CGROUP_KEYS),
     ok("services.*.blkio_config.device_read_bps[].rate", CGROUP_KEYS),
@@ -423,7 +422,7 @@ pub const ROWS: &[Row] = &[
     ok("services.*.volumes[].tmpfs", "tmpfs_mounts_are_fresh_sized_and_writable"),
     ok("services.*.volumes[].tmpfs.size", MOUNTS),
     ok("services.*.volumes[].tmpfs.mode", MOUNTS),
-    refused("services.*.volumes[].image", "refusals_name_the_key_path", "image mounts are not supported by the embedded engine"),
+    refused("services.*.volumes[].image", REFUSED_BY_PATH, "image mounts are not supported by the embedded engine (refused as type image)"),
     ok("services.*.volumes_from", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
     ok("services.*.working_dir", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
     refused("models", REFUSED_BY_PATH, "no model runner: models are never pulled or served"),

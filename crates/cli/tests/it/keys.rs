@@ -529,6 +529,15 @@ fn cgroup_keys_this_host_cannot_honour_are_refused() {
             "services.box.blkio_config.weight",
             "not available on this host",
         ]);
+        let (disk, _) = a_disk();
+        p.write(&format!(
+            "services:\n  box:\n    image: berth-test/busybox:1\n    \
+             blkio_config: {{weight_device: [{{path: {disk}, weight: 300}}]}}\n"
+        ));
+        p.up_fails_with(&[
+            "services.box.blkio_config.weight_device",
+            "not available on this host",
+        ]);
     }
     p.write("services:\n  box:\n    image: berth-test/busybox:1\n    cpuset: \"4000\"\n");
     p.up_fails_with(&["services.box.cpuset", "4000 is not available"]);
@@ -689,6 +698,8 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    volumes: [{type: bind, source: ., target: /h, bind: {propagation: rshared}}]\n"), "services.box.volumes[0].bind.propagation"),
         (svc("    volumes: [{type: bind, source: ., target: /h, bind: {recursive: disabled}}]\n"), "services.box.volumes[0].bind.recursive"),
         (svc("    volumes: [{type: volume, source: v, target: /d, volume: {subpath: s}}]\nvolumes:\n  v: {}\n"), "services.box.volumes[0].volume.subpath"),
+        (svc("    volumes: [{type: image, source: berth-test/busybox:1, target: /img, image: {subpath: bin}}]\n"), "services.box.volumes[0].type: \"image\""),
+        (svc("    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n"), "services.box.deploy.resources.reservations.devices"),
         (svc("    networks:\n      default: {interface_name: net0}\n"), "services.box.networks.default.interface_name"),
         (svc("    networks:\n      default: {ipv6_address: \"fd00::9\"}\n"), "services.box.networks.default.ipv6_address"),
         (svc("    networks:\n      default: {link_local_ips: [169.254.8.8]}\n"), "services.box.networks.default.link_local_ips"),
