@@ -278,13 +278,13 @@ impl DockerBackend {
                 progress(&format!(" ⠿ Container {name} Creating"));
                 let id = self.create(ctx, service, *number, name, Vec::new()).await?;
                 self.start(&id, name).await?;
-                self.publish(ctx, service, &id, 0).await?;
+                self.point_ports(ctx, service, &id, 0, false).await?;
                 progress(&format!(" ✔ Container {name} Started"));
             }
             Action::Start { container } => {
                 self.wait_dependencies(ctx, service, progress).await?;
                 self.start(container, container).await?;
-                self.publish(ctx, service, container, 0).await?;
+                self.point_ports(ctx, service, container, 0, false).await?;
                 progress(&format!(" ✔ Container {container} Started"));
             }
             Action::Restart { container } => {
@@ -304,7 +304,7 @@ impl DockerBackend {
                     )
                     .await
                     .map_err(|e| api_err(format!("restarting {container}"), e))?;
-                self.publish(ctx, service, container, 0).await?;
+                self.point_ports(ctx, service, container, 0, false).await?;
                 progress(&format!(" ✔ Container {container} Restarted"));
             }
             Action::Recreate {
@@ -351,7 +351,7 @@ impl DockerBackend {
                     self.remove(container).await?;
                     self.rename(&id, &tmp, container).await?;
                     self.start(&id, container).await?;
-                    self.publish(ctx, service, &id, 0).await?;
+                    self.point_ports(ctx, service, &id, 0, false).await?;
                 }
                 progress(&format!(" ✔ Container {container} Recreated"));
             }
@@ -411,7 +411,9 @@ impl DockerBackend {
 
     /// For a service whose ports berth's keeper holds: wait until
     /// `container` is ready, then point the ports at it (draining the
-    /// previous container's connections for up to `drain` seconds).
+    /// previous container's connections for up to `drain` seconds). Only a
+    /// swap waits: with nothing else serving, the ports point at a new
+    /// container at once, as Docker's would (a slow start is not a failure).
     async fn publish(
         &self,
         ctx: &Context<'_>,
