@@ -472,3 +472,66 @@ impl WatchTarget for CliTarget<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command lines watch hands to `up` and `restart` at run time
+    /// still parse: a renamed flag fails here, not at a user's first save.
+    #[test]
+    fn watch_drives_up_and_restart_with_arguments_they_accept() {
+        parse_as::<crate::up_cmd::UpArgs>(&["up", "-d", "--build", "app"]).unwrap();
+        parse_as::<crate::up_cmd::UpArgs>(&["up", "-d", "app", "web"]).unwrap();
+        parse_as::<crate::lifecycle_cmd::StopArgs>(&["restart", "app"]).unwrap();
+        let err = parse_as::<crate::lifecycle_cmd::StopArgs>(&["restart", "--bogus"]);
+        assert!(err.is_err());
+    }
+
+    /// The hook's `berth exec` carries the user's global flags, so it
+    /// reaches the same project on the same engine.
+    #[test]
+    fn the_hooks_exec_runs_on_the_same_project_and_engine() {
+        let global = GlobalArgs {
+            file: vec!["a.yaml".into(), "b.yaml".into()],
+            project_name: Some("demo".into()),
+            project_directory: Some("/src".into()),
+            env_file: vec![".env.dev".into()],
+            profile: vec!["debug".into()],
+            ansi: crate::Ansi::Never,
+            progress: crate::Progress::Plain,
+            engine: Some(crate::engine::EngineKind::Docker),
+        };
+        let stop = || false;
+        let target = CliTarget {
+            global,
+            project: "demo".into(),
+            backend: Box::new(berth_engine_embedded::EmbeddedBackend::new()),
+            stop: &stop,
+        };
+        let cmd = target.berth().unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-f",
+                "a.yaml",
+                "-f",
+                "b.yaml",
+                "-p",
+                "demo",
+                "--project-directory",
+                "/src",
+                "--env-file",
+                ".env.dev",
+                "--profile",
+                "debug",
+                "--engine",
+                "docker"
+            ]
+        );
+    }
+}
