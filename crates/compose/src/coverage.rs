@@ -168,6 +168,8 @@ const SWARM_OBJECT: &str =
 const CGROUP_KEYS: &str = "cgroup_keys_reach_the_containers_cgroup";
 /// ipc/pid/uts/cgroup namespaces shared with a service or the host.
 const NAMESPACES: &str = "namespaces_are_shared_with_another_service_or_the_host";
+/// `berth watch` on the seed: sync, sync+exec, rebuild and restart rules.
+const SEED_WATCH: &str = "watch_syncs_an_edit_into_the_running_seed_with_no_failed_request";
 const HOOKS: &str = "post_start_and_pre_stop_hooks_run_around_the_container";
 
 use Status::*;
@@ -184,7 +186,20 @@ pub const ROWS: &[Row] = &[
     ok("include[].env_file", "include_env_file_interpolates_the_included_file"),
     ok("include[].project_directory", FIXTURES),
     ok("services", "the_seed_runs_attached_and_detached_and_leaves_nothing"),
-    gap("services.*.develop", "`develop.watch` rules never run: the berth-watch crate, the CLI's watch_cmd.rs and tests/it/watch.rs exist, but main.rs registers neither `berth watch` nor `up --watch` and the watch tests are not compiled (no `mod watch_cmd`, no `mod watch`)"),
+    ok_but("services.*.develop", SEED_WATCH, "through `berth watch` and `up --watch`"),
+    ok("services.*.develop.watch", SEED_WATCH),
+    ok_but("services.*.develop.watch[].action", SEED_WATCH, "sync, rebuild, restart, sync+exec and sync+restart; no end-to-end test sets sync+restart"),
+    ok("services.*.develop.watch[].path", SEED_WATCH),
+    ok("services.*.develop.watch[].target", SEED_WATCH),
+    ok_but("services.*.develop.watch[].ignore", SEED_WATCH, ".dockerignore semantics"),
+    ok_but("services.*.develop.watch[].include", "include_takes_in_only_what_it_names", "the matcher's test; no end-to-end test names this key"),
+    ok_but("services.*.develop.watch[].initial_sync", "initial_sync_copies_the_whole_tree_of_rules_that_ask_for_it", "the planner's test; no end-to-end test names this key"),
+    ok("services.*.develop.watch[].exec", SEED_WATCH),
+    ok("services.*.develop.watch[].exec.command", SEED_WATCH),
+    ok_but("services.*.develop.watch[].exec.user", "sync_exec_runs_its_command_after_the_sync_and_other_services_are_untouched", "passed to the exec as a hook's is; no test sets it"),
+    ok_but("services.*.develop.watch[].exec.privileged", "sync_exec_runs_its_command_after_the_sync_and_other_services_are_untouched", "passed to the exec as a hook's is; no test sets it"),
+    ok_but("services.*.develop.watch[].exec.working_dir", "sync_exec_runs_its_command_after_the_sync_and_other_services_are_untouched", "passed to the exec as a hook's is; no test sets it"),
+    ok_but("services.*.develop.watch[].exec.environment", "sync_exec_runs_its_command_after_the_sync_and_other_services_are_untouched", "passed to the exec as a hook's is; no test sets it"),
     ok("services.*.deploy", "create_honours_scale_and_deploy_replicas"),
     inert("services.*.deploy.mode", SWARM).listed(Listed::Unless(&["replicated"])),
     inert("services.*.deploy.endpoint_mode", SWARM),
