@@ -343,7 +343,8 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         .get("logging")
         .and_then(|l| l.get("driver"))
         .and_then(Value::as_str)
-        .filter(|d| !crate::runtime::LOG_DRIVERS.contains(d))
+        // An empty driver is the default one (json-file), as in docker.
+        .filter(|d| !d.is_empty() && !crate::runtime::LOG_DRIVERS.contains(d))
     {
         return Err(format!(
             "{}: {driver:?} is not available (the embedded engine writes {})",
@@ -759,7 +760,7 @@ mod tests {
                         "uts": "host"},
                 "host": {"pid": "host", "ipc": "host", "cgroup": "host"},
                 "other": {"ipc": "container:p-db-1", "pid": "container:p-db-1",
-                          "userns_mode": "host", "logging": {"driver": "local"},
+                          "userns_mode": "host", "logging": {"driver": ""},
                           "networks": {"n": {"gw_priority": 0, "aliases": ["o"]}},
                           "volumes": [
                               {"type": "bind", "source": "/", "target": "/h",
