@@ -152,6 +152,10 @@ pub fn up(global: &GlobalArgs, args: UpWatchArgs) -> Result<ExitCode> {
         return crate::up_cmd::up(global, args.up);
     }
     let (project, rules) = load_rules(global, &[])?;
+    // `up` installs them only on its way to the engine (not on its
+    // nothing-to-do path), and Ctrl-C must end the watch loop, not the
+    // process.
+    install_client_signal_handlers();
     let up_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
         let (global, project, up_done) = (global.clone(), project.clone(), up_done.clone());

@@ -611,3 +611,79 @@ fn watch_refuses_what_it_cannot_act_on_in_one_line_before_starting() {
     }
     assert!(!state.join("projects").exists(), "something was started");
 }
+
+/// `up -d --watch` with `initial_sync`: an edit made while nothing watched
+/// is copied in when watching starts; the command stays in the foreground
+/// until Ctrl-C and the project keeps running after it.
+#[test]
+fn up_detached_watch_initial_sync_copies_edits_made_while_not_watching() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::seed(tmp.path(), "4.2.2", false);
+    let project = format!("seedinitial{}", std::process::id());
+    let dir = tmp.path().join(&project);
+    let port = free_port();
+    hot_reloading_seed(&dir, port);
+    let compose = dir.join("docker-compose.yml");
+    let text_before = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        text_before.replacen(
+            "        target: /app\n",
+            "        target: /app\n        initial_sync: true\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let seed = Seed {
+        dir: dir.clone(),
+        state: tmp.path().join("state"),
+        mirrors: registry.mirrors(),
+        config: tmp.path().join("none.toml"),
+        engine: "embedded",
+    };
+    std::fs::write(&seed.config, "").unwrap();
+    let _down = SeedDown(&seed);
+
+    let up = seed.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !http_get(port).is_some_and(|b| b.contains("I am running nodejs version: 4.2.2")) {
+        assert!(Instant::now() < deadline, "the seed never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seed.edit(
+        "index.js",
+        "'I am running nodejs version: '",
+        "'Synced at start nodejs version: '",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        http_get(port).is_some_and(|b| b.contains("I am running")),
+        "changed with nothing watching"
+    );
+
+    let mut watch = Watcher::start(seed.command(&["up", "-d", "--watch"]));
+    assert!(
+        watch.wait_for_line("Watching for changes", Duration::from_secs(60)),
+        "{}",
+        watch.output()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(port).is_some_and(|b| b.contains("Synced at start nodejs version: 4.2.2")) {
+        assert!(
+            Instant::now() < deadline,
+            "the initial sync never reached the app: {}",
+            watch.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = watch
+        .interrupt()
+        .expect("up -d --watch did not stop on Ctrl-C");
+    assert!(status.success(), "{status:?}: {}", watch.output());
+    assert!(
+        http_get(port).is_some_and(|b| b.contains("Synced at start")),
+        "the project did not keep running after Ctrl-C"
+    );
+    drop(registry);
+}
