@@ -253,6 +253,9 @@ pub fn inspect(global: &GlobalArgs, args: InspectArgs) -> Result<ExitCode> {
                 "Config": {
                     "Labels": c.labels,
                 },
+                "HostConfig": {
+                    "Annotations": c.annotations,
+                },
                 "NetworkSettings": {
                     "IPAddress": c.ip.clone().unwrap_or_default(),
                     "Ports": c.ports,

@@ -178,6 +178,8 @@ impl DockerBackend {
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default(),
             labels: labels.into_iter().collect(),
+            // Docker 20.10 keeps none (the backend refuses `annotations`).
+            annotations: Default::default(),
         }
     }
 

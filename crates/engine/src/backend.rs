@@ -261,6 +261,14 @@ pub struct Container {
     pub ports: Vec<String>,
     #[serde(rename = "Labels", default)]
     pub labels: BTreeMap<String, String>,
+    /// The service's `annotations` (OCI annotations, as `docker inspect`
+    /// shows them under `HostConfig.Annotations`).
+    #[serde(
+        rename = "Annotations",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub annotations: BTreeMap<String, String>,
     #[serde(rename = "Image", default)]
     pub image: String,
 }
@@ -498,6 +506,7 @@ impl Default for Container {
             ip: None,
             ports: Vec::new(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             image: String::new(),
         }
     }

@@ -685,6 +685,85 @@ fn attach_false_hides_a_services_output_from_up() {
     p.assert_nothing_left();
 }
 
+/// Defends: a service's `annotations` are kept on its container: `inspect`
+/// shows them (docker's `HostConfig.Annotations`), in both compose forms.
+#[test]
+fn annotations_are_kept_and_shown_by_inspect() {
+    let p = Project::new("annot");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    \
+         annotations:\n      com.example.owner: team-a\n      com.example.tier: \"2\"\n    \
+         command: [\"/bin/busybox\", \"sleep\", \"60\"]\n  \
+         listed:\n    image: berth-test/busybox:1\n    annotations: [\"org.example.k=v\"]\n    \
+         command: [\"/bin/busybox\", \"sleep\", \"60\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let out = p.berth(&["inspect", "box", "listed"]);
+    assert!(out.status.success(), "inspect: {}", text(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |name: &str| {
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Name"].as_str().is_some_and(|n| n.contains(name)))
+            .map(|c| c["HostConfig"]["Annotations"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        of("-box-"),
+        serde_json::json!({"com.example.owner": "team-a", "com.example.tier": "2"})
+    );
+    assert_eq!(of("-listed-"), serde_json::json!({"org.example.k": "v"}));
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
+
+/// Defends: each `build` key berth's builder cannot carry out fails `build`
+/// with one line naming its path, before any step runs (no image is made).
+#[test]
+fn build_keys_the_builder_cannot_honour_are_refused_by_path() {
+    let p = Project::new("buildkeys");
+    std::fs::write(
+        p.dir.join("Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    let cases = [
+        ("entitlements", "[\"network.host\"]"),
+        ("cache_to", "[\"type=local,dest=/tmp/c\"]"),
+        ("no_cache_filter", "[\"a\"]"),
+        ("additional_contexts", "{extra: ./x}"),
+        ("provenance", "true"),
+        ("sbom", "true"),
+        ("privileged", "true"),
+        ("ulimits", "{nofile: 10}"),
+        ("platforms", "[\"linux/arm64\"]"),
+    ];
+    for (key, value) in cases {
+        p.write(&format!(
+            "services:\n  box:\n    image: berth-test/buildkeys:1\n    build:\n      context: .\n      {key}: {value}\n"
+        ));
+        let out = p.berth(&["build"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{key}: build succeeded: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("services.box.build.{key}")),
+            "{key}: {err}"
+        );
+        let images = p.berth(&["images", "--format", "json"]);
+        assert!(
+            !text(&images.stdout).contains("buildkeys"),
+            "{key}: an image was made"
+        );
+    }
+}
+
 /// Defends: each key the embedded engine cannot honour fails `up` with one
 /// line naming its path (not dropped, and not half-applied: an image mount
 /// is not taken for a named volume), and nothing of the project is made.

@@ -271,14 +271,9 @@ networks.other-network.labels
 secrets.secret1.labels
 secrets.secret2.name
 secrets.secret4.name
-services.foo.annotations
-services.foo.build.additional_contexts
-services.foo.build.cache_from
-services.foo.build.platforms
 services.foo.build.secrets[1].gid
 services.foo.build.secrets[1].mode
 services.foo.build.secrets[1].uid
-services.foo.build.ssh
 services.foo.deploy.endpoint_mode
 services.foo.deploy.labels
 services.foo.deploy.placement

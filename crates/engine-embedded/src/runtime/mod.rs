@@ -517,6 +517,23 @@ impl ProjectRuntime {
                     })
                     .collect(),
                 labels: self.labels_of(l),
+                annotations: l
+                    .svc
+                    .extra
+                    .get("annotations")
+                    .and_then(|a| a.as_object())
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                let v = v
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string());
+                                (k.clone(), v)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 image: l.image_digest.clone(),
             })
             .collect()
@@ -749,6 +766,8 @@ pub struct ContainerInfo {
     /// The service's `labels` (and `label_file`), with docker compose's own
     /// `com.docker.compose.*` labels, as `docker inspect` shows them.
     pub labels: BTreeMap<String, String>,
+    /// The service's `annotations`.
+    pub annotations: BTreeMap<String, String>,
     /// The digest of the image it runs (`+ runtime` for an `x-runtime`).
     pub image: String,
 }

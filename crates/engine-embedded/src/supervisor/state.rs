@@ -88,6 +88,7 @@ pub(crate) fn write_state(dir: &Path, rt: &ProjectRuntime) -> std::io::Result<()
                 ip: c.ip.map(|ip| ip.to_string()),
                 ports: c.ports,
                 labels: c.labels,
+                annotations: c.annotations,
                 image: c.image,
             })
             .collect(),
