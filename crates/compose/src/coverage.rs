@@ -134,10 +134,6 @@ const fn inert(key: &'static str, why: &'static str) -> Row {
     row(key, Status::NotApplied, LISTED, why)
 }
 
-const fn gap(key: &'static str, why: &'static str) -> Row {
-    row(key, Status::Ignored, LISTED, why)
-}
-
 impl Row {
     const fn listed(self, listed: Listed) -> Row {
         Row { listed, ..self }
