@@ -255,7 +255,8 @@ fn hot_reloading_seed(dir: &Path, port: u16) {
     let text = std::fs::read_to_string(&compose).unwrap();
     let text = text.replace("\"8080:3000\"", &format!("\"{port}:3000\""));
     // The code service is rebuilt when package.json changes; app gets the
-    // code synced, a hook run when conf/ changes, a restart on demand.
+    // code synced, a hook run when conf/ changes, and a restart when
+    // restart.txt (the only file its `include` takes in) changes.
     let text = text.replace(
         "  build: .\n",
         "  build: .\n  develop:\n    watch:\n      - action: rebuild\n        path: ./package.json\n",
@@ -263,7 +264,7 @@ fn hot_reloading_seed(dir: &Path, port: u16) {
     std::fs::write(
         &compose,
         format!(
-            "{text}  develop:\n    watch:\n      - action: sync\n        path: .\n        target: /app\n        ignore:\n          - node_modules\n      - action: sync+exec\n        path: ./conf\n        target: /app/conf\n        exec:\n          command: /bin/ash -c \"cat /app/conf/greeting > /tmp/hooked\"\n      - action: restart\n        path: ./restart.txt\n"
+            "{text}  develop:\n    watch:\n      - action: sync\n        path: .\n        target: /app\n        ignore:\n          - node_modules\n      - action: sync+exec\n        path: ./conf\n        target: /app/conf\n        exec:\n          command: /bin/ash -c \"cat /app/conf/greeting > /tmp/hooked\"\n      - action: sync+restart\n        path: .\n        target: /app\n        include:\n          - restart.txt\n"
         ),
     )
     .unwrap();
@@ -470,7 +471,9 @@ fn seed_watch_on(engine: &'static str) {
         );
     }
 
-    // restart: the app's container restarts and serves again.
+    // sync+restart, whose `include` takes in only restart.txt (so no edit
+    // above restarted anything): the app's container restarts and serves
+    // again.
     std::fs::write(dir.join("restart.txt"), "now").unwrap();
     assert!(
         watcher.wait_for_line("Restarted app", Duration::from_secs(60)),
@@ -485,6 +488,9 @@ fn seed_watch_on(engine: &'static str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // sync+restart synced the file it includes before restarting.
+    let synced = seed.berth(&["exec", "-T", "app", "cat", "/app/restart.txt"]);
+    assert_eq!(text(&synced.stdout), "now", "{}", text(&synced.stderr));
     let log = watcher.output();
     assert!(!log.contains("error"), "{log}");
     println!("watch said:\n{log}");
