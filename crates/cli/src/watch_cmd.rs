@@ -56,7 +56,23 @@ fn parse_as<T: Args + FromArgMatches>(argv: &[&str]) -> Result<T> {
 /// before anything is started.
 fn load_rules(global: &GlobalArgs, services: &[String]) -> Result<(String, Vec<WatchRule>)> {
     let loaded = berth_compose::load(&load_options(global)?)?;
-    let rules = berth_watch::loaded_rules(&loaded, services)?;
+    let mut rules = berth_watch::loaded_rules(&loaded, services)?;
+    // The container already sees every change through the bind mount;
+    // syncing as well would only write the same bytes twice (docker
+    // compose drops such a rule with the same warning).
+    rules.retain(|rule| match &rule.bind_mounted {
+        Some(source) => {
+            eprintln!(
+                "warning: {}: {} is bind-mounted into service {} from {}; this rule is not needed and is skipped",
+                rule.key(),
+                rule.path.display(),
+                rule.service,
+                source.display()
+            );
+            false
+        }
+        None => true,
+    });
     if rules.is_empty() {
         bail!(
             "none of the {} has a develop.watch section to act on",

@@ -592,6 +592,11 @@ fn watch_refuses_what_it_cannot_act_on_in_one_line_before_starting() {
             "services.app.develop.watch[0].action: rebuild needs a build section on service app",
         ),
         (
+            "services:\n  app:\n    image: node\n    volumes: [\"./src:/app/src\"]\n    develop:\n      watch:\n        - {action: sync, path: ./src, target: /app/src}\n",
+            &["watch"][..],
+            "none of the services has a develop.watch section to act on",
+        ),
+        (
             "services:\n  app:\n    image: node\n    develop:\n      watch:\n        - {action: restart, path: .}\n",
             &["watch", "web"][..],
             "services.web: no such service in this project",
@@ -612,8 +617,23 @@ fn watch_refuses_what_it_cannot_act_on_in_one_line_before_starting() {
         let out = crate::common::berth(tmp.path(), args, &[("BERTH_STATE_DIR", state_env)]);
         let err = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded: {err}");
-        assert!(err.contains(expected), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        // One error line, after any warnings.
+        let lines: Vec<&str> = err.trim().lines().collect();
+        let (last, warnings) = lines.split_last().unwrap();
+        assert!(last.contains(expected), "{args:?}: {err}");
+        assert!(
+            warnings.iter().all(|w| w.starts_with("warning: ")),
+            "{args:?}: {err}"
+        );
+        if compose.contains("volumes:") {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("services.app.develop.watch[0]: ")
+                        && w.contains("is bind-mounted into service app")),
+                "{err}"
+            );
+        }
     }
     assert!(!state.join("projects").exists(), "something was started");
 }
