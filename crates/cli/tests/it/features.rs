@@ -95,10 +95,18 @@ fn update_order_stop_first_and_start_first() {
                      deploy: {{update_config: {{order: stop-first}}}}\n"
                 ),
             ),
+            // Ready once it noted its start: without ports or a
+            // healthcheck, a new container is ready when it runs, and on a
+            // loaded machine the old one could be told to stop before the
+            // new one's shell got to write its line.
             recorder(
                 "startfirst",
                 gen,
-                "    deploy: {update_config: {order: start-first}}\n",
+                &format!(
+                    "    deploy: {{update_config: {{order: start-first}}}}\n    \
+                     healthcheck: {{test: [\"CMD\", \"/bin/busybox\", \"grep\", \"-q\", \"start-{gen}\", \"/rec/startfirst\"], \
+                     interval: 100ms, start_period: 30s, start_interval: 50ms}}\n"
+                ),
             ),
         )
     };
