@@ -440,22 +440,19 @@ fn seed_watch_on(engine: &'static str) {
         .iter()
         .filter_map(|(_, r)| r.as_ref().err())
         .collect();
-    // The embedded engine swaps start-first; on Docker the swap is the
-    // Docker backend's to make seamless, so only counted there.
+    // Both engines swap app start-first onto the new code volume.
     println!(
         "{engine}: {} of {} requests failed during the rebuild",
         failures.len(),
         answers.len()
     );
-    if engine == "embedded" {
-        assert!(
-            failures.is_empty(),
-            "{} of {} requests failed during the rebuild: {:?}",
-            failures.len(),
-            answers.len(),
-            &failures[..failures.len().min(5)]
-        );
-    }
+    assert!(
+        failures.is_empty(),
+        "{engine}: {} of {} requests failed during the rebuild: {:?}",
+        failures.len(),
+        answers.len(),
+        &failures[..failures.len().min(5)]
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     while !http_get(port).is_some_and(|b| b.contains("Now watching nodejs version: 4.2.2")) {
         assert!(
@@ -464,12 +461,10 @@ fn seed_watch_on(engine: &'static str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    if engine == "embedded" {
-        assert_eq!(
-            answers.last().and_then(|(_, r)| r.as_deref().ok()),
-            Some("Now watching nodejs version: 4.2.2")
-        );
-    }
+    assert_eq!(
+        answers.last().and_then(|(_, r)| r.as_deref().ok()),
+        Some("Now watching nodejs version: 4.2.2")
+    );
 
     // sync+restart, whose `include` takes in only restart.txt (so no edit
     // above restarted anything): the app's container restarts and serves
