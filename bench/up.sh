@@ -27,7 +27,7 @@ command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v dockerd >/dev/null || need+=(docker.io)
 if ((${#need[@]})); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 if ! docker info >/dev/null 2>&1; then
-  (dockerd >/tmp/berth-bench-dockerd.log 2>&1 &)
+  setsid -f dockerd >/tmp/berth-bench-dockerd.log 2>&1 </dev/null
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 # BERTH=/path/to/berth benchmarks that binary instead of building one.

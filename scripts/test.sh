@@ -35,7 +35,8 @@ fi
 # own on free loopback ports, so it is not needed.
 if ! docker info >/dev/null 2>&1; then
   echo "starting dockerd"
-  (dockerd >/tmp/berth-test-dockerd.log 2>&1 &)
+  # Its own session: it must outlive the shell (and process group) that started it.
+  setsid -f dockerd >/tmp/berth-test-dockerd.log 2>&1 </dev/null
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/berth-test-dockerd.log" >&2; exit 1; }
 fi

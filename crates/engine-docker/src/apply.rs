@@ -119,7 +119,11 @@ impl DockerBackend {
         }
         desired.image_digests = digests.clone();
         let raw = self.inspect_project(&project.name).await?;
-        let observed: Vec<ObservedContainer> = raw.iter().map(Self::to_observed).collect();
+        let observed: Vec<ObservedContainer> = raw
+            .iter()
+            .filter(|c| !is_retired(&name_of(c)))
+            .map(Self::to_observed)
+            .collect();
         let mut plan = berth_engine::plan(&desired, &observed, &request.flags.into())
             .map_err(BackendError::invalid)?;
         let proxied: BTreeSet<String> = project
@@ -245,12 +249,37 @@ impl DockerBackend {
         self.ensure_networks(ctx.project, progress).await?;
         self.ensure_volumes(ctx.project, progress).await?;
         let mut dead_volumes: Vec<String> = Vec::new();
+        let mut retiring: Vec<(String, i32)> = Vec::new();
+        let mut result = Ok(());
         for step in &plan.steps {
-            self.apply_step(&ctx, step, progress, &mut dead_volumes)
-                .await?;
+            result = self
+                .apply_step(&ctx, step, progress, &mut dead_volumes, &mut retiring)
+                .await;
+            if result.is_err() {
+                break;
+            }
         }
-        self.remove_volumes(&dead_volumes).await;
-        Ok(())
+        // Replaced containers (and the volumes only they hold) go in the
+        // keeper, after `up` returns; even a failed `up` hands over those
+        // it replaced.
+        let handed = !retiring.is_empty()
+            && keeper::request(
+                &ctx.project.name,
+                None,
+                &keeper::Request::Retire {
+                    containers: retiring.clone(),
+                    volumes: dead_volumes.clone(),
+                },
+            )
+            .is_ok();
+        if !handed {
+            for (name, timeout) in &retiring {
+                self.stop(name, *timeout).await?;
+                self.remove(name).await?;
+            }
+            self.remove_volumes(&dead_volumes).await;
+        }
+        result
     }
 
     async fn apply_step(
@@ -259,6 +288,7 @@ impl DockerBackend {
         step: &Step,
         progress: Progress<'_>,
         dead_volumes: &mut Vec<String>,
+        retiring: &mut Vec<(String, i32)>,
     ) -> Result<()> {
         let service = step.service.as_str();
         match &step.action {
@@ -343,8 +373,21 @@ impl DockerBackend {
                             format!("{container} kept: its replacement did not take over: {e}"),
                         ));
                     }
-                    self.stop(container, spec::stop_timeout(svc)).await?;
-                    self.remove(container).await?;
+                    // The ports have moved: the old container steps
+                    // aside under another name, and the keeper stops and
+                    // removes it after `up` (the seed's npm ignores
+                    // SIGTERM: nobody waits its 10 s).
+                    let retired = retired_name(container, &old_id);
+                    let keeper_up = std::os::unix::net::UnixStream::connect(keeper::socket_path(
+                        &ctx.project.name,
+                    ))
+                    .is_ok();
+                    if keeper_up && self.rename(container, container, &retired).await.is_ok() {
+                        retiring.push((retired, spec::stop_timeout(svc)));
+                    } else {
+                        self.stop(container, spec::stop_timeout(svc)).await?;
+                        self.remove(container).await?;
+                    }
                     self.rename(&id, &tmp, container).await?;
                 } else {
                     self.stop(container, spec::stop_timeout(svc)).await?;
@@ -598,6 +641,7 @@ impl DockerBackend {
                 let l = labels_of(c);
                 l.get(labels::SERVICE).map(String::as_str) == Some(service)
                     && l.get(labels::ONEOFF).map(String::as_str) != Some("True")
+                    && !is_retired(&name_of(c))
             })
             .collect();
         out.sort_by_key(|c| {
@@ -1425,6 +1469,17 @@ fn stop_order(project: &Project) -> Vec<String> {
     }
     out.reverse();
     out
+}
+
+/// The name a swapped-out container carries while the keeper retires it.
+fn retired_name(container: &str, old_id: &str) -> String {
+    format!("{container}_retired_{}", &old_id[..old_id.len().min(12)])
+}
+
+/// A container a swap replaced, on its way out: no longer part of the
+/// project's state (`ps`, plans), still removed by `down`.
+pub(crate) fn is_retired(name: &str) -> bool {
+    name.contains("_retired_")
 }
 
 #[cfg(test)]

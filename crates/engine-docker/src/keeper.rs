@@ -82,6 +82,14 @@ pub(crate) enum Request {
     Release {
         service: String,
     },
+    /// After `up` returned: stop (each within its timeout, in seconds) and
+    /// remove the containers a swap replaced, then the volumes only they
+    /// still held. Their ports moved already, so nobody waits for their
+    /// grace periods.
+    Retire {
+        containers: Vec<(String, i32)>,
+        volumes: Vec<String>,
+    },
     /// Free every port and exit.
     Stop,
 }
@@ -185,6 +193,21 @@ pub fn keep_ports(project: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stop and remove replaced containers, then their volumes, on a thread
+/// with its own client: the keeper keeps relaying meanwhile.
+fn retire(containers: &[(String, i32)], volumes: &[String]) {
+    let Ok(d) = DockerBackend::connect() else {
+        return;
+    };
+    d.block(async {
+        for (name, timeout) in containers {
+            let _ = d.stop(name, *timeout).await;
+            let _ = d.remove(name).await;
+        }
+        d.remove_volumes(volumes).await;
+    });
+}
+
 fn release_all(held: &mut BTreeMap<String, Held>) {
     for (_, h) in std::mem::take(held) {
         for (_, p) in h.proxies {
@@ -242,6 +265,13 @@ fn serve(stream: UnixStream, held: &mut BTreeMap<String, Held>) -> Option<UnixSt
             false,
         ),
         Ok(Request::Ping) => (Reply::default(), false),
+        Ok(Request::Retire {
+            containers,
+            volumes,
+        }) => {
+            std::thread::spawn(move || retire(&containers, &volumes));
+            (Reply::default(), false)
+        }
         Ok(Request::Stop) => (Reply::default(), true),
         Ok(Request::Release { service }) => {
             if let Some(h) = held.remove(&service) {

@@ -238,7 +238,12 @@ impl DockerBackend {
     }
 
     pub(crate) async fn observe_project(&self, project: &str) -> Result<Option<ProjectStatus>> {
-        let raw = self.inspect_project(project).await?;
+        let raw: Vec<ContainerInspectResponse> = self
+            .inspect_project(project)
+            .await?
+            .into_iter()
+            .filter(|c| !crate::apply::is_retired(&name_of(c)))
+            .collect();
         if raw.is_empty() {
             return Ok(None);
         }

@@ -208,7 +208,14 @@ impl DockerBackend {
         project: &str,
         services: &[String],
     ) -> Result<Vec<ContainerInspectResponse>> {
-        let all = self.inspect_project(project).await?;
+        // A container a swap replaced is the keeper's to retire, not a
+        // command's to act on.
+        let all: Vec<ContainerInspectResponse> = self
+            .inspect_project(project)
+            .await?
+            .into_iter()
+            .filter(|c| !crate::apply::is_retired(&crate::observe::name_of(c)))
+            .collect();
         if all.is_empty() {
             return Err(BackendError::not_running(project));
         }
@@ -345,6 +352,9 @@ impl DockerBackend {
         let mut images = BTreeMap::new();
         let mut runtimes = BTreeMap::new();
         for c in self.inspect_project(project).await? {
+            if crate::apply::is_retired(&crate::observe::name_of(&c)) {
+                continue;
+            }
             let Some(service) = labels_of(&c).get(labels::SERVICE).cloned() else {
                 continue;
             };
@@ -720,7 +730,14 @@ impl DockerBackend {
         project: &str,
         options: &LogOptions,
     ) -> Result<Vec<LogLine>> {
-        let all = self.inspect_project(project).await?;
+        // A container a swap replaced is the keeper's to retire, not a
+        // command's to act on.
+        let all: Vec<ContainerInspectResponse> = self
+            .inspect_project(project)
+            .await?
+            .into_iter()
+            .filter(|c| !crate::apply::is_retired(&crate::observe::name_of(c)))
+            .collect();
         if all.is_empty() {
             return Err(BackendError::not_running(project));
         }

@@ -210,8 +210,12 @@ app:
     let failed: Vec<&String> = bodies.iter().filter(|b| b.starts_with("FAILED")).collect();
     assert!(failed.is_empty(), "{failed:?} of {requests} requests");
     assert_eq!(bodies, ["code one", "code two"], "{requests} requests");
-    // The old app held the old code volume until it was drained and gone;
-    // then the volume went too.
+    // The old app held the old code volume until it was drained and gone
+    // (the keeper retires it after `up` returned); then the volume went too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while volume_exists(&old_volume) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(!volume_exists(&old_volume), "{old_volume} is still there");
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
