@@ -3,13 +3,27 @@
 //!
 //! Each line of `logs/<container>.log` is `<RFC 3339 UTC time> <text>`.
 
-use crate::LogSink;
 use berth_engine::backend::LogLine;
 use berth_engine::time::timestamp_now;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Where container output goes (the supervisor writes it to log files, an
+/// attached `up` prefixes and colours it).
+pub trait LogSink: Send + Sync {
+    fn line(&self, container: &str, line: &str);
+    /// Several lines of one container at once (what a poll read).
+    fn lines(&self, container: &str, lines: &[String]) {
+        for l in lines {
+            self.line(container, l);
+        }
+    }
+    /// The service's `logging:` settings for `container`, before its first
+    /// line (checked already: the driver is json-file, local or none).
+    fn configure(&self, _container: &str, _logging: Option<&serde_json::Value>) {}
+}
 
 /// A stored line → (time, text). Lines without a stamp are all text.
 pub fn split(line: &str) -> (&str, &str) {

@@ -18,7 +18,7 @@ use crate::{health, hooks, output, ports, pty, resources, restart, signal, unsup
 use crate::{Health, HealthCheck, RestartPolicy};
 use berth_compose::model::{Mount, Service, VolumesFrom};
 use berth_compose::Project;
-use berth_engine::planner::{self, Action, ContainerState, ObservedContainer, Plan, Strategy};
+use berth_engine::planner::{Action, ContainerState, ObservedContainer, Plan, Strategy};
 use berth_engine::project_files::{effective_hash, ProjectFiles};
 use berth_network::{AttachOptions, NetworkOptions, Networks, PoolConfig, ResolvConf};
 use berth_oci::spec::ContainerConfig;
@@ -37,6 +37,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::{io_err, svc_err, EngineError, Result};
+use crate::layout::volume_dir;
+use crate::logs::LogSink;
+use crate::service_image::{RuntimeMount, ServiceImage, RUNTIME_DIR};
+use crate::supervisor::state::Footprint;
+
 mod adopt;
 mod apply;
 mod lifecycle;
@@ -49,119 +55,12 @@ use lifecycle::*;
 use networks::*;
 use volumes::*;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("service {service:?}: {message}")]
-    Service { service: String, message: String },
-    #[error("network: {0}")]
-    Network(#[from] berth_network::Error),
-    #[error("{0}")]
-    Plan(#[from] planner::PlanError),
-    #[error("image store: {0}")]
-    Store(#[from] berth_oci::StoreError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("interrupted")]
-    Interrupted,
-    /// A key the engine cannot honour: `key.path: why`.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-type Result<T> = std::result::Result<T, EngineError>;
-
-fn svc_err(service: &str, message: impl std::fmt::Display) -> EngineError {
-    EngineError::Service {
-        service: service.to_string(),
-        message: message.to_string(),
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Where container output goes (the supervisor writes it to log files, an
-/// attached `up` prefixes and colours it).
-pub trait LogSink: Send + Sync {
-    fn line(&self, container: &str, line: &str);
-    /// Several lines of one container at once (what a poll read).
-    fn lines(&self, container: &str, lines: &[String]) {
-        for l in lines {
-            self.line(container, l);
-        }
-    }
-    /// The service's `logging:` settings for `container`, before its first
-    /// line (checked already: the driver is json-file, local or none).
-    fn configure(&self, _container: &str, _logging: Option<&serde_json::Value>) {}
-}
+const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
+const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
 
 /// The logging drivers the embedded engine writes: docker's file-based ones
 /// and none.
 pub(crate) const LOG_DRIVERS: &[&str] = &["json-file", "local", "none"];
-
-/// What a service's container is made from: an image from the store, a
-/// language runtime (`x-runtime`), or both. `digest` is what the planner
-/// compares: the image's single-platform manifest digest, the runtime's
-/// digest, or both joined by `+`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceImage {
-    /// The image's name in the store; `None`: the container is rooted on
-    /// the host's filesystem (a runtime without an image).
-    pub name: Option<String>,
-    pub runtime: Option<RuntimeMount>,
-    pub digest: String,
-}
-
-pub use berth_engine::backend::RuntimeMount;
-
-/// Where a runtime appears inside the container.
-pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
-const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";
-const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
-
-/// Resolve each service's image name to its digest in `store`, and join
-/// the runtimes given for services.
-pub fn service_images(
-    store: &Store,
-    names: &BTreeMap<String, String>,
-    runtimes: &BTreeMap<String, RuntimeMount>,
-) -> Result<BTreeMap<String, ServiceImage>> {
-    let mut out = BTreeMap::new();
-    for (service, name) in names {
-        let image = store
-            .image(name, &Platform::host())
-            .map_err(|e| svc_err(service, e))?;
-        let runtime = runtimes.get(service).cloned();
-        let mut digest = image.manifest_digest.to_string();
-        if let Some(r) = &runtime {
-            digest = format!("{digest}+{}", r.digest);
-        }
-        out.insert(
-            service.clone(),
-            ServiceImage {
-                name: Some(name.clone()),
-                runtime,
-                digest,
-            },
-        );
-    }
-    for (service, r) in runtimes {
-        out.entry(service.clone()).or_insert_with(|| ServiceImage {
-            name: None,
-            runtime: Some(r.clone()),
-            digest: r.digest.clone(),
-        });
-    }
-    Ok(out)
-}
 
 /// The engine's handles on the host: state directory, image store, the
 /// container runtime and the networks.
@@ -695,15 +594,6 @@ impl ProjectRuntime {
     }
 }
 
-/// What a project's runtime made on the host: sandbox ids (each with its
-/// namespace `berth-<id>`), the networks it created, its anonymous volumes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Footprint {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<PathBuf>,
-}
-
 impl Footprint {
     /// Remove it all (after the runtime that made it died): kill and delete
     /// the containers, their namespaces and network attachments, the
@@ -776,24 +666,6 @@ pub struct ContainerInfo {
 /// port proxies hold 2 to 6 fds per relayed connection); the new soft limit.
 pub fn raise_fd_limit() -> std::result::Result<u64, berth_proxy::ProxyError> {
     berth_proxy::raise_fd_limit().map(|l| l.soft)
-}
-
-/// Where named volume `name` lives: `<state>/volumes/<name>`. The loader
-/// already refuses names that are not docker object names; this is the
-/// store's own guard, so no name can ever reach outside `volumes/` (a
-/// `down -v` would delete whatever it names).
-pub fn volume_dir(state: &Path, name: &str) -> std::result::Result<PathBuf, String> {
-    let single = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\0'])
-        && Path::new(name).components().count() == 1;
-    if !single {
-        return Err(format!(
-            "volume name {name:?} is not a single path component"
-        ));
-    }
-    Ok(state.join("volumes").join(name))
 }
 
 /// `name.<12 hex>`: unique per incarnation, stable for its lifetime.

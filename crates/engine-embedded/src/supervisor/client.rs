@@ -2,21 +2,25 @@
 //! request, relay its progress, take over after a supervisor that died.
 
 use super::protocol::{Reply, Request};
-use super::state::{alive, cleanup, orphaned_state, project_dir};
+use super::state::{alive, orphaned_state, project_dir};
 use berth_engine::backend::{BackendError, Context, ErrorKind, Result};
 use berth_engine::interrupt::interrupted;
-use berth_oci::store::state_dir;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+#[cfg(feature = "runtime")]
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "runtime")]
+use std::time::Instant;
 
 /// Any command on a project whose supervisor died starts a new one first,
 /// which takes the containers over (ports, logs, restarts come back).
+/// Without the runtime there is no supervisor to start: what is observed
+/// is what a live supervisor reports, and nothing else.
 pub fn take_over_if_orphaned(project: &str) -> Result<()> {
-    if orphaned_state(project).is_some_and(|s| !s.records.is_empty()) {
+    if cfg!(feature = "runtime") && orphaned_state(project).is_some_and(|s| !s.records.is_empty()) {
         connect(project, true)?;
     }
     Ok(())
@@ -36,13 +40,23 @@ pub fn recover(project: &str, warn: &dyn Fn(&str)) -> Result<bool> {
     if alive(state.supervisor_pid) {
         return Ok(false);
     }
-    for problem in state.footprint.remove(&state_dir()) {
-        warn(&format!(
-            "warning: cleaning up after the supervisor of {project}: {problem}"
-        ));
+    #[cfg(feature = "runtime")]
+    {
+        for problem in state.footprint.remove(&berth_oci::store::state_dir()) {
+            warn(&format!(
+                "warning: cleaning up after the supervisor of {project}: {problem}"
+            ));
+        }
+        super::state::cleanup(&dir);
+        Ok(true)
     }
-    cleanup(&dir);
-    Ok(true)
+    #[cfg(not(feature = "runtime"))]
+    {
+        let _ = warn;
+        Err(without_runtime(&format!(
+            "cleaning up after the dead supervisor of {project}"
+        )))
+    }
 }
 
 /// A connection to the project's supervisor; one is started when none
@@ -152,6 +166,27 @@ pub(crate) fn lock(path: &Path, wait: bool) -> Result<Option<fs::File>> {
 /// Start the supervisor of `project` (this binary, `__supervise PROJECT`)
 /// and connect to it. Two commands doing this at once serialize on a
 /// lock: the second finds the first's supervisor and uses it.
+#[cfg(not(feature = "runtime"))]
+fn start(project: &str) -> Result<UnixStream> {
+    Err(without_runtime(&format!(
+        "starting the supervisor of {project}"
+    )))
+}
+
+/// What a berth built without the embedded runtime says when asked to run
+/// something.
+#[cfg(not(feature = "runtime"))]
+pub(crate) fn without_runtime(what: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{what}: this berth was built without the embedded engine's runtime \
+             (cargo feature `runtime`); use --engine docker, or a full build"
+        ),
+    )
+}
+
+#[cfg(feature = "runtime")]
 fn start(project: &str) -> Result<UnixStream> {
     let dir = project_dir(project);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -2,8 +2,11 @@
 //! and what commands read to show it (`ps`, `exec`, `wait`) without a
 //! round trip to the supervisor.
 
-use crate::{Footprint, LiveRecord, ProjectRuntime};
-use berth_engine::backend::{Container, Health, Status};
+#[cfg(feature = "runtime")]
+use crate::ProjectRuntime;
+use berth_engine::backend::Container;
+#[cfg(feature = "runtime")]
+use berth_engine::backend::{Health, Status};
 use berth_engine::ObservedContainer;
 use berth_oci::store::state_dir;
 use serde::{Deserialize, Serialize};
@@ -13,6 +16,22 @@ use std::path::{Path, PathBuf};
 /// Where a project's supervisor keeps its socket, state, logs and events.
 pub fn project_dir(project: &str) -> PathBuf {
     state_dir().join("projects").join(project)
+}
+
+/// What a supervisor writes down about each container so the next one can
+/// take it over; only the runtime reads it (elsewhere it is opaque).
+#[cfg(feature = "runtime")]
+pub type Record = crate::LiveRecord;
+#[cfg(not(feature = "runtime"))]
+pub type Record = serde_json::Value;
+
+/// What a project's runtime made on the host: sandbox ids (each with its
+/// namespace `berth-<id>`), the networks it created, its anonymous volumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<PathBuf>,
 }
 
 /// What `ps` shows; written by the supervisor whenever it changes.
@@ -28,7 +47,7 @@ pub struct ProjectState {
     pub footprint: Footprint,
     /// What the next supervisor needs to take the containers over.
     #[serde(default)]
-    pub records: Vec<LiveRecord>,
+    pub records: Vec<Record>,
 }
 
 /// Whether `pid` is a live berth supervisor (not a process that reused
@@ -52,6 +71,7 @@ pub fn read_state(dir: &Path) -> Option<ProjectState> {
     alive(s.supervisor_pid).then_some(s)
 }
 
+#[cfg(feature = "runtime")]
 pub(crate) fn write_state(dir: &Path, rt: &ProjectRuntime) -> std::io::Result<()> {
     let state = ProjectState {
         project: rt.project().to_string(),
