@@ -239,7 +239,7 @@ pub const ROWS: &[Row] = &[
     refused("services.*.build.cache_to", "build_keys_the_builder_cannot_honour_are_refused_by_path", "the build cache is not exported"),
     ok("services.*.build.no_cache", "build_no_cache_image_prune_and_rmi"),
     refused("services.*.build.no_cache_filter", "build_keys_the_builder_cannot_honour_are_refused_by_path", "use no_cache: true"),
-    refused("services.*.build.additional_contexts", "build_keys_the_builder_cannot_honour_are_refused_by_path", "named build contexts are not supported yet"),
+    ok_but("services.*.build.additional_contexts", "additional_contexts_name_a_service_a_directory_and_an_image", "local directories, docker-image:// and service: contexts; remote (git, https) and oci-layout:// contexts are refused by key path"),
     ok_but("services.*.build.network", "a_python_app_with_apt_pip_a_cache_mount_and_a_secret_builds_and_answers", "no test names this key"),
     refused("services.*.build.provenance", "build_keys_the_builder_cannot_honour_are_refused_by_path", "no attestation is made"),
     refused("services.*.build.sbom", "build_keys_the_builder_cannot_honour_are_refused_by_path", "no attestation is made"),

@@ -472,12 +472,30 @@ fn normalize_build(b: Json, ctx: &Context, path: &KeyPath) -> Result<Json> {
             m.insert(key.into(), list_or_dict(v, &path.key(key), false)?);
         }
     }
-    if let Some(Json::Object(extra)) = m.remove("additional_contexts") {
+    if matches!(
+        m.get("additional_contexts"),
+        Some(Json::Array(_) | Json::Object(_))
+    ) {
+        let extra = m.remove("additional_contexts").unwrap_or_default();
+        // A list of `name=value` is the mapping written another way.
+        let extra: Map<String, Json> = match extra {
+            Json::Array(items) => items
+                .iter()
+                .filter_map(|i| {
+                    let s = scalar_string(i);
+                    s.split_once('=')
+                        .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
+                })
+                .collect(),
+            Json::Object(map) => map,
+            _ => Map::new(),
+        };
         let resolved: Map<String, Json> = extra
             .into_iter()
             .map(|(k, v)| {
                 let s = scalar_string(&v);
-                let s = if is_remote_context(&s) || s.contains("://") {
+                // `service:NAME` names another service's image, not a path.
+                let s = if is_remote_context(&s) || s.contains("://") || s.starts_with("service:") {
                     s
                 } else {
                     ctx.resolve_path(&s)

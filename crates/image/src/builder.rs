@@ -101,6 +101,21 @@ pub struct BuildRequest {
     /// SSH agent sockets `RUN --mount=type=ssh` may forward, by id
     /// (`--ssh default=$SSH_AUTH_SOCK`, compose `build.ssh`).
     pub ssh: IndexMap<String, PathBuf>,
+    /// Named contexts (`--build-context`, compose `build.additional_contexts`),
+    /// by lower-case name: `FROM name`, `COPY --from=name` and
+    /// `RUN --mount=from=name` read them when no stage of the Dockerfile
+    /// has that name.
+    pub named_contexts: IndexMap<String, NamedContext>,
+}
+
+/// What a named context is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: its files (after its own `.dockerignore`), as a
+    /// one-layer image whose layer is made once per build.
+    Dir(PathBuf),
+    /// An image reference, found in the store or pulled like a base image.
+    Image(String),
 }
 
 /// Where a build secret's bytes come from (`--secret id=…,src=…|env=…`).
@@ -355,6 +370,8 @@ struct Builder<'a> {
     steps: usize,
     /// Step keys → layers, from the images of `cache_from`.
     imported: HashMap<Digest, Layer>,
+    /// The layers of named contexts that are directories, by name.
+    context_layers: HashMap<String, Layer>,
 }
 
 /// Where a built image's config records which step made which layer, so
@@ -438,6 +455,7 @@ pub fn build_with(
         cached_steps: 0,
         steps: 0,
         imported: HashMap::new(),
+        context_layers: HashMap::new(),
     };
     for reference in &req.cache_from {
         if let Err(message) = b.import_cache(reference) {
@@ -712,6 +730,7 @@ impl<'a> Builder<'a> {
             cached_steps: 0,
             steps: 0,
             imported: self.imported.clone(),
+            context_layers: self.context_layers.clone(),
         }
     }
 
@@ -902,6 +921,34 @@ impl Builder<'_> {
             s.args.clear();
             return Ok(s);
         }
+        // A named context stands in for the image of the same name.
+        let base = match self.req.named_contexts.get(&lower) {
+            Some(NamedContext::Image(reference)) => reference.clone(),
+            Some(NamedContext::Dir(dir)) => {
+                let layer = self.context_layer(&lower, dir)?;
+                let mut config = ImageConfig {
+                    architecture: platform.architecture.clone(),
+                    os: platform.os.clone(),
+                    variant: platform.variant.clone(),
+                    rootfs: RootFs::default(),
+                    ..Default::default()
+                };
+                config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+                config.rootfs.diff_ids.push(layer.diff_id.clone());
+                return Ok(StageState {
+                    key: chain(&layer.diff_id, &["context", &platform.architecture]),
+                    config,
+                    layers: vec![layer.descriptor],
+                    args: Vec::new(),
+                    cmd_inherited: false,
+                    records: Vec::new(),
+                    built: true,
+                });
+            }
+            None => base.to_string(),
+        };
+        let base = base.as_str();
+        let lower = base.to_lowercase();
         if lower == "scratch" {
             let mut config = ImageConfig {
                 architecture: platform.architecture.clone(),
@@ -1255,9 +1302,17 @@ impl Builder<'_> {
             .ok()
             .and_then(|i| done.get(i))
             .filter(|(_, s)| s.built);
-        let (key, layers) = match by_name.or(by_index) {
-            Some((_, st)) => (st.key.clone(), st.layers.clone()),
-            None => {
+        let (key, layers) = match (by_name.or(by_index), self.req.named_contexts.get(&lower)) {
+            (Some((_, st)), _) => (st.key.clone(), st.layers.clone()),
+            (None, Some(NamedContext::Dir(dir))) => {
+                let layer = self.context_layer(&lower, dir)?;
+                (chain(&layer.diff_id, &["context"]), vec![layer.descriptor])
+            }
+            (None, named) => {
+                let source = match named {
+                    Some(NamedContext::Image(reference)) => reference.as_str(),
+                    _ => source,
+                };
                 let name = self
                     .bases
                     .ensure(self.store, source, self.req.pull, &self.req.platform)
@@ -1267,6 +1322,33 @@ impl Builder<'_> {
             }
         };
         Ok((key, layers))
+    }
+
+    /// The layer of the named context `name`, a directory: its files
+    /// (after its own `.dockerignore`) owned by root, made once per build.
+    fn context_layer(&mut self, name: &str, dir: &Path) -> Result<Layer> {
+        if let Some(l) = self.context_layers.get(name) {
+            return Ok(l.clone());
+        }
+        let ignore = IgnoreFile::load(dir, None)?;
+        let entries = context::walk(dir, &ignore)?;
+        let mut l = LayerBuilder::new(self.store)?;
+        for e in &entries {
+            match &e.kind {
+                EntryKind::Dir => l.add_dir(&e.rel, e.mode, Owner::ROOT)?,
+                EntryKind::File => {
+                    let f = context::open_entry(&e.path).map_err(|source| BuildError::Io {
+                        path: e.path.clone(),
+                        source,
+                    })?;
+                    l.add_open_file(&e.rel, f, &e.path, e.mode, Owner::ROOT)?;
+                }
+                EntryKind::Symlink(target) => l.add_symlink(&e.rel, target, Owner::ROOT)?,
+            }
+        }
+        let layer = l.finish()?;
+        self.context_layers.insert(name.to_string(), layer.clone());
+        Ok(layer)
     }
 
     /// The files of a stage or image (`key`, `layers`), unpacked once per build.

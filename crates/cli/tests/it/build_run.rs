@@ -630,3 +630,84 @@ fn builder_prune_empties_cache_mounts() {
     assert!(log.contains("runs 1"), "{log}");
     assert!(!log.contains("CACHED"), "{log}");
 }
+
+/// compose `build.additional_contexts`: `service:OTHER` is OTHER's image
+/// (built first), a directory is read by `RUN --mount=from=` and
+/// `COPY --from=`, `docker-image://` names an image; the list form works
+/// too. A change in the directory reruns the step that reads it; a remote
+/// context is refused by key path, as is a cycle of services.
+#[test]
+fn additional_contexts_name_a_service_a_directory_and_an_image() {
+    let (tmp, dir) = busybox_project("ctxbase", "");
+    let state = tmp.path().join("state");
+    let app = dir.join("app");
+    fs::create_dir_all(app.join("../shared")).unwrap();
+    fs::write(dir.join("shared/msg.txt"), "hello from shared\n").unwrap();
+    fs::create_dir_all(&app).unwrap();
+    fs::write(
+        app.join("Dockerfile"),
+        "FROM tools\n\
+         RUN --mount=from=shared,target=/mnt/shared echo \"read: $(cat /mnt/shared/msg.txt)\"\n\
+         COPY --from=shared msg.txt /copied.txt\n\
+         COPY --from=again /bin/busybox /again-busybox\n",
+    )
+    .unwrap();
+    let compose = |contexts: &str| {
+        fs::write(
+            dir.join("compose.yaml"),
+            format!(
+                "services:\n  box:\n    build: .\n    image: ctxbase:dev\n  app:\n    image: ctxapp:dev\n    build:\n      context: ./app\n      additional_contexts:\n{contexts}"
+            ),
+        )
+        .unwrap()
+    };
+    compose("        tools: service:box\n        shared: ./shared\n        again: docker-image://ctxbase:dev\n");
+    let build = |args: &[&str]| {
+        let out = berth_in(&dir, &state, args);
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {log}");
+        log
+    };
+    let log = build(&["build", "--progress", "plain", "app"]);
+    assert!(log.contains("read: hello from shared"), "{log}");
+    assert!(log.contains("box | built "), "box is built first: {log}");
+    let saved = dir.join("app.tar");
+    build(&["save", "-o", saved.to_str().unwrap(), "ctxapp:dev"]);
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {0} && mkdir -p x && tar -xf app.tar -C x && for b in x/blobs/sha256/*; do tar -tf $b 2>/dev/null; done",
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    let files = text(&listing.stdout);
+    for want in ["copied.txt", "again-busybox", "bin/busybox"] {
+        assert!(files.lines().any(|l| l == want), "{want} not in {files}");
+    }
+
+    // The list form, unchanged inputs: every step of app is cached.
+    compose("        - tools=service:box\n        - shared=./shared\n        - again=docker-image://ctxbase:dev\n");
+    let log = build(&["build", "--progress", "plain", "app"]);
+    assert!(!log.contains("read: "), "{log}");
+    fs::write(dir.join("shared/msg.txt"), "changed\n").unwrap();
+    let log = build(&["build", "--progress", "plain", "app"]);
+    assert!(log.contains("read: changed"), "{log}");
+
+    for (contexts, want) in [
+        (
+            "        remote: https://github.com/docker/buildx.git\n",
+            "services.app.build.additional_contexts.remote",
+        ),
+        (
+            "        tools: service:nobody\n",
+            "services.app.build.additional_contexts.tools",
+        ),
+    ] {
+        compose(contexts);
+        let out = berth_in(&dir, &state, &["build", "app"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -51,6 +51,7 @@ pub fn request(context: &Path, tag: &str) -> BuildRequest {
         shm_size: None,
         ssh: Default::default(),
         cache_from: Vec::new(),
+        named_contexts: Default::default(),
     }
 }
 
@@ -356,6 +357,78 @@ fn multi_stage_copy_from_a_stage_and_an_image() {
         fs::read_dir(store.root().join("ingest")).unwrap().count(),
         0,
         "scratch dirs are cleaned up"
+    );
+}
+
+/// Named contexts (compose `build.additional_contexts`): a directory is
+/// what `FROM name` starts from and `COPY --from=name` reads (its own
+/// `.dockerignore` applied); an image context stands in for the image of
+/// that name; a stage of the Dockerfile with the same name wins over a
+/// context, as in BuildKit; a change in the directory changes the image.
+#[test]
+fn named_contexts_are_directories_or_images_behind_from_and_copy_from() {
+    use berth_image::builder::NamedContext;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    make_true_image(&store, "docker.io/tianon/true:latest");
+    let ctx = dir.path().join("ctx");
+    let shared = dir.path().join("shared");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::create_dir_all(shared.join("lib")).unwrap();
+    fs::write(shared.join("lib/util.js"), "exports.v = 1").unwrap();
+    fs::write(shared.join("secret.key"), "not for images").unwrap();
+    fs::write(shared.join(".dockerignore"), "*.key\n").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS stagename\nCOPY Dockerfile /from-the-stage\n\
+         FROM shared\nCOPY --from=shared /lib/util.js /copied/util.js\n\
+         COPY --from=tools /true /bin/true\nCOPY --from=stagename /from-the-stage /\n",
+    )
+    .unwrap();
+    let mut req = request(&ctx, "named:1");
+    req.named_contexts = [
+        ("shared".to_string(), NamedContext::Dir(shared.clone())),
+        (
+            "tools".to_string(),
+            NamedContext::Image("tianon/true".into()),
+        ),
+        (
+            "stagename".to_string(),
+            NamedContext::Dir(dir.path().join("nowhere")),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let first = build(&store, &req, &StoreOnly, &Silent).unwrap();
+    let out = dir.path().join("rootfs");
+    unpack_image(&store, "named:1", &out);
+    assert_eq!(
+        fs::read_to_string(out.join("lib/util.js")).unwrap(),
+        "exports.v = 1",
+        "FROM a directory context starts from its files"
+    );
+    assert!(
+        !out.join("secret.key").exists(),
+        "its .dockerignore applies"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("copied/util.js")).unwrap(),
+        "exports.v = 1"
+    );
+    assert!(out.join("bin/true").is_file(), "an image context");
+    assert!(out.join("from-the-stage").is_file(), "the stage wins");
+
+    let again = build(&store, &req, &StoreOnly, &Silent).unwrap();
+    assert_eq!(again.manifest.digest, first.manifest.digest);
+    assert_eq!(again.cached_steps, again.steps);
+    fs::write(shared.join("lib/util.js"), "exports.v = 2").unwrap();
+    let changed = build(&store, &req, &StoreOnly, &Silent).unwrap();
+    assert_ne!(changed.manifest.digest, first.manifest.digest);
+    let out = dir.path().join("rootfs2");
+    unpack_image(&store, "named:1", &out);
+    assert_eq!(
+        fs::read_to_string(out.join("copied/util.js")).unwrap(),
+        "exports.v = 2"
     );
 }
 
