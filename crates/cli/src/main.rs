@@ -13,6 +13,7 @@ mod options;
 mod project_cmd;
 mod pull_policy;
 mod run_cmd;
+mod run_steps;
 mod runtime_cmd;
 mod up_cmd;
 mod watch_cmd;
@@ -279,9 +280,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Top(args) => lifecycle_cmd::top(&cli.global, args),
         Command::Events(args) => lifecycle_cmd::events(&cli.global, args),
         Command::Ls(args) => lifecycle_cmd::ls(&cli.global, args),
+        #[cfg(feature = "runtime")]
         Command::Supervise { project } => {
             berth_engine_embedded::supervisor::supervise(&project)?;
             Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(feature = "runtime"))]
+        Command::Supervise { project } => {
+            anyhow::bail!("{project}: this berth was built without the embedded engine's runtime")
         }
         Command::DockerPorts { project } => {
             berth_engine_docker::keep_ports(&project)?;
