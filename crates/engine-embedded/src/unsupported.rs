@@ -24,11 +24,7 @@ pub fn check(project: &Project) -> Result<(), String> {
                 "volumes.{key}.driver: {driver:?} is not available (the embedded engine has the local driver only)"
             ));
         }
-        if v.extra.get("driver_opts").is_some_and(non_empty) {
-            return Err(format!(
-                "volumes.{key}.driver_opts: the local driver's options (bind and tmpfs volumes) are not supported yet"
-            ));
-        }
+        local_volume(key, v)?;
     }
     for (key, n) in &project.networks {
         if n.external == Some(true) {
@@ -39,11 +35,7 @@ pub fn check(project: &Project) -> Result<(), String> {
                 "networks.{key}.driver: {driver:?} is not available (the embedded engine has the bridge driver only)"
             ));
         }
-        if n.extra.get("driver_opts").is_some_and(non_empty) {
-            return Err(format!(
-                "networks.{key}.driver_opts: bridge driver options are not supported yet"
-            ));
-        }
+        bridge_options(key, &n.extra)?;
         check_network(key, &n.extra)?;
     }
     Ok(())
@@ -550,6 +542,217 @@ fn host_platform() -> String {
         other => other,
     };
     format!("linux/{arch}")
+}
+
+/// A local-driver volume with `driver_opts`: what docker's local driver
+/// mounts at the volume's path instead of a directory of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LocalVolume {
+    /// `type: none, o: bind, device: /path`: the host directory itself.
+    /// berth never writes into it (no copy of the image's content, no
+    /// removal by `down -v`): it belongs to whoever made it.
+    Bind {
+        device: std::path::PathBuf,
+        read_only: bool,
+    },
+    /// `type: tmpfs`: one tmpfs, mounted at the volume's path while the
+    /// project runs, shared by every container that mounts the volume.
+    Tmpfs { flags: libc::c_ulong, data: String },
+}
+
+/// The local driver's options of volume `key`, checked: `None` for a plain
+/// volume. The error is one line naming the option's key path.
+pub(crate) fn local_volume(
+    key: &str,
+    v: &berth_compose::model::Volume,
+) -> std::result::Result<Option<LocalVolume>, String> {
+    let Some(opts) = v
+        .extra
+        .get("driver_opts")
+        .and_then(Value::as_object)
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(None);
+    };
+    let at = |k: &str| format!("volumes.{key}.driver_opts.{k}");
+    if let Some(k) = opts
+        .keys()
+        .find(|k| !matches!(k.as_str(), "type" | "o" | "device"))
+    {
+        return Err(format!(
+            "{}: not an option of the local driver (type, o, device)",
+            at(k)
+        ));
+    }
+    // The schema allows numbers as option values.
+    let get = |k: &str| {
+        opts.get(k).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let o = get("o").unwrap_or_default();
+    let words: Vec<&str> = o
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    match get("type").as_deref() {
+        Some("none") => {
+            if !words.iter().any(|w| matches!(*w, "bind" | "rbind")) {
+                return Err(format!(
+                    "{}: {o:?} is not supported (type none is a bind volume: o: bind)",
+                    at("o")
+                ));
+            }
+            if let Some(w) = words
+                .iter()
+                .find(|w| !matches!(**w, "bind" | "rbind" | "ro" | "rw"))
+            {
+                return Err(format!(
+                    "{}: {w:?} is not supported for a bind volume (bind, rbind, ro, rw)",
+                    at("o")
+                ));
+            }
+            let Some(device) = get("device").filter(|d| !d.is_empty()) else {
+                return Err(format!("{}: a bind volume needs the host path", at("device")));
+            };
+            let device = std::path::PathBuf::from(device);
+            if !device.is_absolute() {
+                return Err(format!(
+                    "{}: {} is not an absolute path",
+                    at("device"),
+                    device.display()
+                ));
+            }
+            // docker fails the mount on a missing device; here before
+            // anything is made.
+            if !device.is_dir() {
+                return Err(format!(
+                    "{}: {} does not exist or is not a directory",
+                    at("device"),
+                    device.display()
+                ));
+            }
+            Ok(Some(LocalVolume::Bind {
+                device,
+                read_only: words.contains(&"ro"),
+            }))
+        }
+        Some("tmpfs") => {
+            let (flags, data) = tmpfs_volume_options(&words).map_err(|e| format!("{}: {e}", at("o")))?;
+            Ok(Some(LocalVolume::Tmpfs { flags, data }))
+        }
+        Some(other) => Err(format!(
+            "{}: {other:?} is not supported by the embedded engine (the local driver's bind volumes, type none, and tmpfs are)",
+            at("type")
+        )),
+        None => Err(format!(
+            "{}: missing (none with o: bind, or tmpfs)",
+            at("type")
+        )),
+    }
+}
+
+/// Mount flags and tmpfs data of a tmpfs volume's `o:`, as docker's local
+/// driver splits them; sizes in docker's units become bytes.
+fn tmpfs_volume_options(words: &[&str]) -> std::result::Result<(libc::c_ulong, String), String> {
+    let mut flags: libc::c_ulong = 0;
+    let mut data = Vec::new();
+    for w in words {
+        match *w {
+            "ro" => flags |= libc::MS_RDONLY,
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "nodev" => flags |= libc::MS_NODEV,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            "noatime" => flags |= libc::MS_NOATIME,
+            "rw" | "suid" | "dev" | "exec" | "atime" => {}
+            _ => {
+                let Some((k, v)) = w.split_once('=') else {
+                    return Err(format!("{w:?} is not a tmpfs option"));
+                };
+                let ok = match k {
+                    "size" => berth_compose::units::parse_bytes(v).map(|b| b.to_string()),
+                    "nr_inodes" => v.parse::<u64>().ok().map(|n| n.to_string()),
+                    "mode" => u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .map(|m| format!("{m:o}")),
+                    "uid" | "gid" => v.parse::<u32>().ok().map(|n| n.to_string()),
+                    _ => {
+                        return Err(format!(
+                            "{k:?} is not a tmpfs option (size, mode, uid, gid, nr_inodes)"
+                        ))
+                    }
+                };
+                let Some(v) = ok else {
+                    return Err(format!("{w:?}: {v:?} is not a valid {k}"));
+                };
+                data.push(format!("{k}={v}"));
+            }
+        }
+    }
+    Ok((flags, data.join(",")))
+}
+
+/// The bridge driver options of network `key` (its `driver_opts`), checked;
+/// unknown ones are refused by key path rather than ignored.
+pub(crate) fn bridge_options(
+    key: &str,
+    n: &berth_compose::model::Extra,
+) -> Result<berth_network::BridgeOptions, String> {
+    let mut out = berth_network::BridgeOptions::default();
+    let Some(opts) = n.get("driver_opts").and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    for (k, v) in opts {
+        let at = || format!("networks.{key}.driver_opts.{k}");
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // What Go's strconv.ParseBool takes, as docker reads these.
+        let flag = || match text.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            _ => Err(format!("{}: {text:?} is not a boolean", at())),
+        };
+        match k.as_str() {
+            "com.docker.network.bridge.name" => {
+                let ok = !text.is_empty()
+                    && text.len() <= 15
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                    && !text.starts_with("brth-")
+                    && !text.starts_with("brv-");
+                if !ok {
+                    return Err(format!(
+                        "{}: {text:?} cannot be a bridge name (up to 15 characters from [A-Za-z0-9_.-], not brth-… or brv-…, which are berth's)",
+                        at()
+                    ));
+                }
+                out.name = Some(text);
+            }
+            "com.docker.network.bridge.enable_ip_masquerade" => out.masquerade = flag()?,
+            "com.docker.network.bridge.enable_icc" => out.icc = flag()?,
+            "com.docker.network.driver.mtu" => {
+                let mtu = text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (68..=65535).contains(m))
+                    .ok_or_else(|| format!("{}: {text:?} is not an MTU (68 to 65535)", at()))?;
+                out.mtu = Some(mtu);
+            }
+            _ => {
+                return Err(format!(
+                    "{}: not supported by the embedded engine's bridge (com.docker.network.bridge.name, .enable_ip_masquerade, .enable_icc and com.docker.network.driver.mtu are)",
+                    at()
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -36,8 +36,30 @@ pub(crate) fn short_hash(parts: &[&str], digits: usize) -> String {
     hex
 }
 
+/// Whether `name` can be a bridge's interface name that berth's firewall
+/// rules and `ip` take verbatim (compose's `com.docker.network.bridge.name`).
+pub(crate) fn check_name(name: &str) -> Result<(), BridgeError> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        // iptables' wildcard character, and berth's veth and bridge names.
+        && !name.starts_with(crate::veth::VETH_PREFIX)
+        && !name.starts_with(BRIDGE_PREFIX);
+    if ok {
+        Ok(())
+    } else {
+        Err(BridgeError::BadName(name.to_string()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
+    #[error("`{0}` cannot be a bridge name: use up to 15 characters from [A-Za-z0-9_.-], not starting with berth's own prefixes")]
+    BadName(String),
     #[error("network interface `{0}` already exists; if it is left over from an earlier berth run, remove the network first")]
     Exists(String),
     #[error("cannot create bridge `{bridge}`: {source}")]

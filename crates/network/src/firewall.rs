@@ -72,9 +72,22 @@ pub enum FirewallError {
 pub(crate) fn rules(network: &Network) -> (Vec<String>, Vec<String>) {
     let b = &network.bridge;
     let c = comment(&network.name);
+    // `enable_icc: false`: containers of the network cannot reach each other.
+    let icc = if network.icc { "ACCEPT" } else { "DROP" };
     let mut filter = vec![format!(
-        "-A {CHAIN} -i {b} -o {b} -m comment --comment {c} -j ACCEPT"
+        "-A {CHAIN} -i {b} -o {b} -m comment --comment {c} -j {icc}"
     )];
+    if !b.starts_with(BRIDGE_PREFIX) {
+        // A bridge named by the user escapes other networks' `-o brth+`
+        // drop, and their outbound accept comes before this network's
+        // final drop: this rule, first in the chain, keeps them out.
+        filter.insert(
+            0,
+            format!(
+                "-I {CHAIN} 1 ! -i {b} -o {b} -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment {c} -j DROP"
+            ),
+        );
+    }
     if !network.internal {
         filter.push(format!(
             "-A {CHAIN} -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment {c} -j ACCEPT"
@@ -93,7 +106,7 @@ pub(crate) fn rules(network: &Network) -> (Vec<String>, Vec<String>) {
         "-A {CHAIN} -o {b} -m comment --comment {c} -j DROP"
     ));
     let mut nat = Vec::new();
-    if !network.internal {
+    if !network.internal && network.masquerade {
         nat.push(format!(
             "-A POSTROUTING -s {} ! -o {b} -m comment --comment {c} -j MASQUERADE",
             network.subnet
@@ -389,6 +402,29 @@ mod tests {
         assert!(!filter
             .iter()
             .any(|r| !r.contains(" -o ") && r.ends_with("-j ACCEPT")));
+    }
+
+    #[test]
+    fn driver_options_shape_the_rules() {
+        let mut n = net(false);
+        n.bridge = "mybr0".into();
+        n.masquerade = false;
+        n.icc = false;
+        let (filter, nat) = rules(&n);
+        assert!(nat.is_empty(), "{nat:?}");
+        assert_eq!(
+            filter[0],
+            "-I BERTH-FORWARD 1 ! -i mybr0 -o mybr0 -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment berth:proj_default -j DROP"
+        );
+        assert_eq!(
+            filter[1],
+            "-A BERTH-FORWARD -i mybr0 -o mybr0 -m comment --comment berth:proj_default -j DROP"
+        );
+        // Outbound is still forwarded, with the containers' own addresses.
+        assert!(filter
+            .iter()
+            .any(|r| r
+                == "-A BERTH-FORWARD -i mybr0 -m comment --comment berth:proj_default -j ACCEPT"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use cmd::{check_tools, CommandError};
 pub use hosts::{render_hosts, HostsError, HostsFile};
 pub use netns::{create_netns, delete_netns, disable_ipv6, netns_path, run_in_netns, NetnsError};
 pub use network::{Network, NetworkError};
-pub use networks::{NetworkOptions, Networks};
+pub use networks::{BridgeOptions, NetworkOptions, Networks};
 pub use pool::{PoolConfig, PoolError};
 pub use resolv::{ResolvConf, ResolvError};
 pub use subnet::{Subnet, SubnetError};

@@ -41,6 +41,19 @@ pub struct Network {
     pub internal: bool,
     /// Given to the bridge and every veth on it.
     pub mtu: u32,
+    /// Outbound traffic leaves with the host's address (compose driver
+    /// option `com.docker.network.bridge.enable_ip_masquerade`); without it
+    /// it is forwarded with the container's own address.
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+    /// Containers on the bridge reach each other
+    /// (`com.docker.network.bridge.enable_icc`).
+    #[serde(default = "yes")]
+    pub icc: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -65,6 +78,8 @@ impl Network {
             gateway: subnet.gateway(),
             internal,
             mtu,
+            masquerade: true,
+            icc: true,
         })
     }
 
@@ -109,9 +124,12 @@ impl Network {
         Ok(())
     }
 
-    /// Removes the network's rules and bridge (see [`Network::remove_by_name`]).
+    /// Removes the network's rules and bridge (see [`Network::remove_by_name`]),
+    /// also when the bridge has a name of its own.
     pub fn remove(&self) -> Result<(), NetworkError> {
-        Network::remove_by_name(&self.name)
+        Network::remove_by_name(&self.name)?;
+        bridge::remove(&self.bridge)?;
+        Ok(())
     }
 
     /// Removes whatever exists of network `name`: its firewall rules (found by

@@ -25,6 +25,33 @@ pub struct NetworkOptions {
     pub internal: bool,
     /// compose `ipam.config[].subnet`; from the pool when `None`.
     pub subnet: Option<Subnet>,
+    /// The bridge driver's options (compose `driver_opts`).
+    pub bridge: BridgeOptions,
+}
+
+/// What compose's bridge `driver_opts` may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeOptions {
+    /// `com.docker.network.bridge.name`: the bridge's interface name,
+    /// instead of `brth-<hash>`.
+    pub name: Option<String>,
+    /// `com.docker.network.bridge.enable_ip_masquerade`.
+    pub masquerade: bool,
+    /// `com.docker.network.bridge.enable_icc`.
+    pub icc: bool,
+    /// `com.docker.network.driver.mtu`; the host uplink's when `None`.
+    pub mtu: Option<u32>,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        BridgeOptions {
+            name: None,
+            masquerade: true,
+            icc: true,
+            mtu: None,
+        }
+    }
 }
 
 /// berth's networks on this host, as seen through one state directory.
@@ -60,12 +87,25 @@ impl Networks {
         let mut locked = self.store.lock()?;
         if let Some(rec) = locked.state.networks.get(name) {
             let existing = rec.network.clone();
+            let wanted = &opts.bridge;
             if existing.internal != opts.internal
                 || opts.subnet.is_some_and(|s| s != existing.subnet)
+                || wanted.name.as_ref().is_some_and(|b| *b != existing.bridge)
+                || wanted.mtu.is_some_and(|m| m != existing.mtu)
+                || wanted.masquerade != existing.masquerade
+                || wanted.icc != existing.icc
             {
                 return Err(Error::Conflict {
                     name: name.to_string(),
-                    existing: format!("subnet {}, internal {}", existing.subnet, existing.internal),
+                    existing: format!(
+                        "subnet {}, internal {}, bridge {}, mtu {}, masquerade {}, icc {}",
+                        existing.subnet,
+                        existing.internal,
+                        existing.bridge,
+                        existing.mtu,
+                        existing.masquerade,
+                        existing.icc
+                    ),
                 });
             }
             if rec.ready && existing.is_installed()? {
@@ -90,7 +130,18 @@ impl Networks {
             }
             None => pool::choose_subnet(&self.pool, &in_use, &occupied)?,
         };
-        let network = Network::describe(name, subnet, opts.internal, host::uplink_mtu())?;
+        let mut network = Network::describe(
+            name,
+            subnet,
+            opts.internal,
+            opts.bridge.mtu.unwrap_or_else(host::uplink_mtu),
+        )?;
+        if let Some(bridge) = &opts.bridge.name {
+            crate::bridge::check_name(bridge).map_err(crate::NetworkError::from)?;
+            network.bridge = bridge.clone();
+        }
+        network.masquerade = opts.bridge.masquerade;
+        network.icc = opts.bridge.icc;
         locked.state.networks.insert(
             name.to_string(),
             NetworkRecord {
@@ -127,7 +178,11 @@ impl Networks {
                 });
             }
         }
-        Network::remove_by_name(name)?;
+        match locked.state.networks.get(name) {
+            // A bridge named by the user is found through the record.
+            Some(rec) => rec.network.remove()?,
+            None => Network::remove_by_name(name)?,
+        }
         if locked.state.networks.remove(name).is_some() {
             locked.save()?;
         }

@@ -787,14 +787,20 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    networks:\n      default: {gw_priority: 5}\n"), "services.box.networks.default.gw_priority"),
         (svc("networks:\n  default:\n    enable_ipv6: true\n"), "networks.default.enable_ipv6"),
         (svc("networks:\n  default:\n    enable_ipv4: false\n"), "networks.default.enable_ipv4"),
-        (svc("networks:\n  default:\n    driver_opts: {com.docker.network.driver.mtu: \"1400\"}\n"), "networks.default.driver_opts"),
+        (svc("networks:\n  default:\n    driver_opts: {com.docker.network.bridge.host_binding_ipv4: 127.0.0.1}\n"), "networks.default.driver_opts.com.docker.network.bridge.host_binding_ipv4"),
+        (svc("networks:\n  default:\n    driver_opts: {com.docker.network.driver.mtu: \"20\"}\n"), "networks.default.driver_opts.com.docker.network.driver.mtu"),
+        (svc("networks:\n  default:\n    driver_opts: {com.docker.network.bridge.name: \"a-name-far-too-long\"}\n"), "networks.default.driver_opts.com.docker.network.bridge.name"),
         (svc("networks:\n  default:\n    ipam: {driver: dhcp}\n"), "networks.default.ipam.driver"),
         (svc("networks:\n  default:\n    ipam: {options: {foo: bar}}\n"), "networks.default.ipam.options"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24}, {subnet: 172.31.251.0/24}]\n"), "networks.default.ipam.config[1]"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, ip_range: 172.31.250.128/25}]\n"), "networks.default.ipam.config[0].ip_range"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, gateway: 172.31.250.254}]\n"), "networks.default.ipam.config[0].gateway"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, aux_addresses: {h: 172.31.250.9}}]\n"), "networks.default.ipam.config[0].aux_addresses"),
-        (svc("volumes:\n  v:\n    driver_opts: {type: tmpfs, device: tmpfs}\n"), "volumes.v.driver_opts"),
+        (svc("volumes:\n  v:\n    driver_opts: {type: nfs, o: \"addr=127.0.0.1,rw\", device: \":/export\"}\n"), "volumes.v.driver_opts.type: \"nfs\""),
+        (svc("volumes:\n  v:\n    driver_opts: {type: none, o: bind, device: /nonexistent/berth-device}\n"), "volumes.v.driver_opts.device: /nonexistent/berth-device does not exist"),
+        (svc("volumes:\n  v:\n    driver_opts: {type: none, o: bind, device: ./relative}\n"), "volumes.v.driver_opts.device"),
+        (svc("volumes:\n  v:\n    driver_opts: {type: tmpfs, device: tmpfs, o: \"size=1m,huge=always\"}\n"), "volumes.v.driver_opts.o"),
+        (svc("volumes:\n  v:\n    driver_opts: {type: none, o: bind, device: /tmp, flavour: x}\n"), "volumes.v.driver_opts.flavour"),
         (svc("    pre_start: [{image: berth-test/busybox:1, command: [\"true\"]}]\n"), "services.box.pre_start"),
         (svc("    pull_refresh_after: 1h\n"), "services.box.pull_refresh_after"),
         (svc("    provider: {type: model, options: {model: ai/x}}\n"), "services.box.provider"),
@@ -823,4 +829,164 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         );
         p.up_fails_with(&[key]);
     }
+}
+
+/// Defends: a local-driver bind volume (`type: none, o: bind, device:`)
+/// shows the host directory itself in the container, and `down -v` leaves
+/// the directory and what strangers wrote there alone (berth is root: a
+/// removal there would delete someone else's files); a tmpfs volume is
+/// one tmpfs with the size, mode and owner asked for, shared by the
+/// containers that mount it and gone with `down`.
+#[test]
+fn local_driver_bind_and_tmpfs_volumes_mount_as_docker_does() {
+    let p = Project::new("localvol");
+    let device = p.dir.parent().unwrap().join("device");
+    std::fs::create_dir_all(device.join("sub")).unwrap();
+    std::fs::write(device.join("stranger.txt"), "written by someone else").unwrap();
+    std::fs::write(device.join("sub/deep.txt"), "deeper").unwrap();
+    p.write(&format!(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    volumes: [data:/data, scratch:/scratch]\n  \
+         peer:\n    image: berth-test/busybox:1\n    volumes: [scratch:/scratch]\n\
+         volumes:\n  data:\n    driver: local\n    driver_opts: {{type: none, o: bind, device: {}}}\n  \
+         scratch:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: \"size=2m,mode=0710,uid=1000,gid=1001\"}}\n",
+        device.display()
+    ));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(
+        sh_in(
+            &p,
+            "box",
+            "cat /data/stranger.txt; echo; cat /data/sub/deep.txt"
+        ),
+        "written by someone else\ndeeper"
+    );
+    sh_in(&p, "box", "echo from the container > /data/from-box");
+    assert_eq!(
+        std::fs::read_to_string(device.join("from-box")).unwrap(),
+        "from the container\n"
+    );
+    let scratch = sh_in(
+        &p,
+        "box",
+        "/bin/busybox grep ' /scratch ' /proc/mounts; /bin/busybox stat -c '%a %u %g' /scratch",
+    );
+    let mut lines = scratch.lines();
+    let mount = lines.next().unwrap_or_default();
+    assert!(mount.starts_with("tmpfs /scratch tmpfs "), "{scratch}");
+    for opt in ["size=2048k", "mode=710", "uid=1000", "gid=1001"] {
+        assert!(mount.contains(opt), "{opt} not in {scratch}");
+    }
+    assert_eq!(lines.next(), Some("710 1000 1001"), "{scratch}");
+    // One tmpfs for both containers.
+    sh_in(&p, "box", "echo shared > /scratch/note");
+    assert_eq!(sh_in(&p, "peer", "cat /scratch/note"), "shared");
+
+    let down = p.berth(&["down", "-v", "-t", "0"]);
+    assert!(down.status.success(), "down -v: {}", text(&down.stderr));
+    p.assert_nothing_left();
+    assert_eq!(
+        std::fs::read_to_string(device.join("stranger.txt")).unwrap(),
+        "written by someone else"
+    );
+    assert_eq!(
+        std::fs::read_to_string(device.join("sub/deep.txt")).unwrap(),
+        "deeper"
+    );
+    assert!(
+        device.join("from-box").is_file(),
+        "down -v removed a file of the device"
+    );
+
+    // The tmpfs's content went with it: a new up starts it empty.
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(sh_in(&p, "peer", "ls -A /scratch"), "");
+    assert!(p.berth(&["down", "-v", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+    assert!(device.join("stranger.txt").is_file());
+}
+
+/// Defends: the bridge driver's options reach the kernel: the bridge has
+/// the name and MTU asked for (so do the containers' interfaces), no
+/// MASQUERADE rule is made when masquerading is off, and with
+/// `enable_icc: false` containers on the network cannot reach each other
+/// while the host still can; `down` removes the named bridge.
+#[test]
+fn bridge_driver_options_name_the_bridge_and_set_mtu_masquerade_and_icc() {
+    let p = Project::new("bropts");
+    let bridge = format!("bo{}", std::process::id());
+    let compose = |icc: bool| {
+        format!(
+            "services:\n  box:\n    image: berth-test/busybox:1\n  \
+             web:\n    image: berth-test/busybox:1\n    command: [/bin/busybox, httpd, -f, -p, \"80\", -h, /]\n\
+             networks:\n  default:\n    driver_opts:\n      com.docker.network.bridge.name: {bridge}\n      \
+             com.docker.network.driver.mtu: \"1400\"\n      com.docker.network.bridge.enable_ip_masquerade: \"false\"\n      \
+             com.docker.network.bridge.enable_icc: \"{icc}\"\n"
+        )
+    };
+    // Whether box gets an HTTP answer from web, by web's address, once web
+    // answers the host (busybox's nc: its wget crashes on this host).
+    let request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2";
+    let box_reaches_web = |p: &Project| {
+        let web_ip = sh_in(p, "web", "/bin/busybox hostname -i");
+        let answers = || {
+            let out = std::process::Command::new("/bin/busybox")
+                .args(["sh", "-c", &format!("{request} {web_ip} 80")])
+                .env_clear()
+                .output()
+                .unwrap();
+            text(&out.stdout).starts_with("HTTP/1.")
+        };
+        let from_host = (0..50).any(|_| {
+            answers() || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }
+        });
+        assert!(from_host, "web does not answer the host at {web_ip}");
+        let out = p.berth(&["exec", "-T", "box", "/bin/busybox", "sh", "-c", &format!("{request} {web_ip} 80")]);
+        text(&out.stdout).starts_with("HTTP/1.")
+    };
+    p.write(&compose(true));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let link = run_ok("ip", &["-o", "link", "show", "dev", &bridge]);
+    assert!(link.contains(" mtu 1400 "), "{link}");
+    assert_eq!(sh_in(&p, "box", "cat /sys/class/net/eth0/mtu"), "1400");
+    let nat = run_ok("iptables", &["-t", "nat", "-S", "POSTROUTING"]);
+    assert!(
+        !nat.contains(&format!("berth:{}_default", p.name)),
+        "masquerading is on: {nat}"
+    );
+    assert!(box_reaches_web(&p), "box cannot reach web with icc on");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+    let links = run_ok("ip", &["-o", "link"]);
+    assert!(
+        !links.contains(&format!(" {bridge}:")),
+        "bridge left: {links}"
+    );
+
+    p.write(&compose(false));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert!(!box_reaches_web(&p), "box reached web with icc off");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+    let links = run_ok("ip", &["-o", "link"]);
+    assert!(
+        !links.contains(&format!(" {bridge}:")),
+        "bridge left: {links}"
+    );
+}
+
+fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }

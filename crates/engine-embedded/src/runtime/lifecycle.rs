@@ -646,6 +646,13 @@ impl ProjectRuntime {
             }
         }
         let mut first_error = None;
+        let mut named: Vec<String> = self
+            .live
+            .iter()
+            .flat_map(|l| l.named_volumes.clone())
+            .collect();
+        named.sort();
+        named.dedup();
         while let Some(mut l) = self.live.pop() {
             if let Some(c) = l.container.take() {
                 if let Err(e) = c.delete() {
@@ -655,6 +662,12 @@ impl ProjectRuntime {
             self.discard(l, &[]);
         }
         self.release_volumes();
+        // A tmpfs volume's tmpfs lives while the project runs.
+        for name in named {
+            if let Ok(dir) = volume_dir(&self.engine.state, &name) {
+                unmount_tmpfs_volume(&dir.join("_data"));
+            }
+        }
         for network in std::mem::take(&mut self.networks) {
             if let Err(e) = self.engine.networks.remove(&network) {
                 first_error.get_or_insert(EngineError::Network(e));

@@ -190,9 +190,16 @@ impl ProjectRuntime {
                     })
                 })
                 .transpose()?;
+            let bridge = match decl {
+                Some(d) => {
+                    unsupported::bridge_options(key, &d.extra).map_err(EngineError::Unsupported)?
+                }
+                None => Default::default(),
+            };
             let options = NetworkOptions {
                 internal: decl.and_then(|d| d.internal) == Some(true),
                 subnet,
+                bridge,
             };
             self.engine.networks.create(&name, &options)?;
             self.networks.push(name);

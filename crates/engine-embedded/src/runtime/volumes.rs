@@ -2,6 +2,7 @@
 //! renewed), bind mounts, tmpfs; released once nothing mounts them.
 
 use super::*;
+use crate::unsupported::{local_volume, LocalVolume};
 
 pub(super) fn tmpfs_size(m: &Mount) -> Option<u64> {
     let size = m.extra.get("tmpfs")?.get("size")?;
@@ -112,8 +113,35 @@ impl ProjectRuntime {
                             let full = decl
                                 .and_then(|v| v.name.clone())
                                 .unwrap_or_else(|| format!("{}_{named}", project.name));
+                            let local = match decl {
+                                Some(d) => {
+                                    local_volume(named, d).map_err(EngineError::Unsupported)?
+                                }
+                                None => None,
+                            };
                             let dir = volume_dir(&self.engine.state, &full)
                                 .map_err(|e| svc_err(&service, format!("volumes.{named}: {e}")))?;
+                            match local {
+                                Some(LocalVolume::Bind { device, read_only }) => {
+                                    live.named_volumes.push(full.clone());
+                                    let ro = read_only || m.read_only == Some(true);
+                                    out.push(bind(device, &m.target, ro));
+                                    continue;
+                                }
+                                Some(LocalVolume::Tmpfs { flags, data }) => {
+                                    let data_dir = dir.join("_data");
+                                    mount_tmpfs(&data_dir, flags, &data).map_err(|e| {
+                                        svc_err(
+                                            &service,
+                                            format!("volumes.{named}: mounting its tmpfs: {e}"),
+                                        )
+                                    })?;
+                                    live.named_volumes.push(full.clone());
+                                    out.push(bind(data_dir, &m.target, m.read_only == Some(true)));
+                                    continue;
+                                }
+                                None => {}
+                            }
                             if decl.and_then(|v| v.external) == Some(true) && !dir.is_dir() {
                                 return Err(svc_err(
                                     &service,
@@ -214,5 +242,65 @@ impl ProjectRuntime {
             }
             used
         });
+    }
+}
+
+/// Whether `dir` is the root of a mount (its device differs from its
+/// parent's).
+pub(super) fn is_mountpoint(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(dir);
+    match (fs::metadata(dir), fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Mount the tmpfs of a tmpfs volume at `dir` unless it is there already
+/// (another container of the project mounts the volume).
+fn mount_tmpfs(dir: &Path, flags: libc::c_ulong, data: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    fs::create_dir_all(dir)?;
+    if is_mountpoint(dir) {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let data = std::ffi::CString::new(data)?;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unmount the tmpfs of a tmpfs volume (its content goes with it, as with
+/// docker once no container mounts it). Only a tmpfs is ever unmounted.
+pub(crate) fn unmount_tmpfs_volume(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if !is_mountpoint(dir) {
+        return;
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let shown = dir.to_string_lossy();
+    let tmpfs = mountinfo.lines().any(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+        fields.get(4) == Some(&shown.as_ref()) && fstype == Some("tmpfs")
+    });
+    if !tmpfs {
+        return;
+    }
+    if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
 }

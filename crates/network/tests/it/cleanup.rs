@@ -226,6 +226,7 @@ fn leftovers_are_found_and_rebuilt() {
             &NetworkOptions {
                 internal: true,
                 subnet: None,
+                ..Default::default()
             },
         )
         .unwrap_err();

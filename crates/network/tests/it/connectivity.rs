@@ -215,6 +215,7 @@ fn internal_network_has_no_way_out() {
     let opts = NetworkOptions {
         internal: true,
         subnet: None,
+        ..Default::default()
     };
     let network = fx.networks.create(&net, &opts).unwrap();
     assert!(network.internal);

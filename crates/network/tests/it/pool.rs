@@ -48,6 +48,7 @@ fn subnet_overlapping_a_host_route_is_skipped() {
             &NetworkOptions {
                 internal: false,
                 subnet: Some("172.31.244.0/26".parse().unwrap()),
+                ..Default::default()
             },
         )
         .unwrap_err();
@@ -68,6 +69,7 @@ fn subnet_overlapping_a_host_route_is_skipped() {
             &NetworkOptions {
                 internal: false,
                 subnet: Some("172.31.244.64/27".parse().unwrap()),
+                ..Default::default()
             },
         )
         .unwrap_err();
