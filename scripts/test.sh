@@ -48,6 +48,35 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+# berth without the embedded engine's runtime (`--no-default-features`): it
+# must not link libcontainer, and must still validate and plan; `up` says
+# in one line what the build lacks.
+cargo clippy -p berth-cli -p berth-engine-embedded --no-default-features --all-targets -- -D warnings
+if cargo tree -p berth-cli --no-default-features -e normal --prefix none | grep -q '^libcontainer '; then
+  echo "berth built with --no-default-features links libcontainer" >&2
+  exit 1
+fi
+cargo build -q -p berth-cli --no-default-features
+lean=$(mktemp -d /tmp/berth-lean.XXXXXX)
+cp target/debug/berth "$lean/berth"
+mkdir "$lean/project"
+printf 'FROM scratch\nCOPY hello /hello\n' >"$lean/project/Dockerfile"
+echo hello >"$lean/project/hello"
+printf 'name: lean\nservices:\n  a:\n    build: .\n    command: ["/hello"]\n' >"$lean/project/compose.yml"
+(
+  cd "$lean/project"
+  export BERTH_STATE_DIR="$lean/state"
+  "$lean/berth" config -q
+  "$lean/berth" up --dry-run | grep -q 'create .*lean-a-1'
+  if "$lean/berth" up -d 2>"$lean/up.err"; then
+    echo "berth without the runtime started a project" >&2
+    exit 1
+  fi
+  grep -q "built without the embedded engine's runtime" "$lean/up.err"
+) || { echo "berth without the runtime: config, up --dry-run or up's refusal failed" >&2; exit 1; }
+rm -rf "$lean"
+echo "berth --no-default-features: no libcontainer; config, up --dry-run and up's one-line refusal checked"
 # One run of the suite; its output is kept so the peer suites' pass rates
 # (the `conformance …` lines the tests print) can be listed at the end.
 out=$(mktemp /tmp/berth-test-output.XXXXXX)
