@@ -39,6 +39,11 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK) or `ID=SOCKET`
     #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
     ssh: Vec<String>,
+    /// An image whose build records answer steps as the build cache does
+    /// (repeatable): local, or pulled from its registry (`IMAGE` or
+    /// `type=registry,ref=IMAGE`); adds to the service's `build.cache_from`
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    cache_from: Vec<String>,
     /// Print nothing but errors
     #[arg(short, long)]
     quiet: bool,
@@ -88,10 +93,6 @@ const UNSUPPORTED_BUILD_KEYS: &[(&str, &str)] = &[
     ("entitlements", "RUN steps never get extra privileges"),
     ("privileged", "RUN steps are never privileged"),
     ("ulimits", "RUN steps get the default limits"),
-    (
-        "additional_contexts",
-        "named build contexts are not supported yet",
-    ),
     ("no_cache_filter", "use no_cache: true"),
     ("provenance", "no attestation is made"),
     ("sbom", "no attestation is made"),
@@ -256,25 +257,104 @@ fn compose_cache_from(name: &str, b: &berth_compose::model::Build) -> Result<Vec
         let text = item
             .as_str()
             .with_context(|| format!("{key}: entries are strings"))?;
-        if !text.contains('=') {
-            out.push(text.to_string());
-            continue;
+        out.push(parse_cache_from(text).with_context(|| key.clone())?);
+    }
+    Ok(out)
+}
+
+/// A cache source: `IMAGE` or `type=registry,ref=IMAGE`.
+fn parse_cache_from(text: &str) -> Result<String> {
+    if !text.contains('=') {
+        return Ok(text.to_string());
+    }
+    let mut kind = None;
+    let mut reference = None;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("type", t)) => kind = Some(t),
+            Some(("ref", r)) => reference = Some(r),
+            _ => {}
         }
-        let mut kind = None;
-        let mut reference = None;
-        for field in text.split(',') {
-            match field.split_once('=') {
-                Some(("type", t)) => kind = Some(t),
-                Some(("ref", r)) => reference = Some(r),
-                _ => {}
+    }
+    match (kind, reference) {
+        (Some("registry"), Some(r)) => Ok(r.to_string()),
+        _ => bail!("{text:?}: berth reads image references (type=registry,ref=IMAGE) only"),
+    }
+}
+
+/// What `berth build` takes on its command line beyond [`BuildFlags`]:
+/// they add to (and for the same id win over) the service's own keys.
+#[derive(Default)]
+struct CliOnly {
+    secrets: indexmap::IndexMap<String, SecretSource>,
+    ssh: indexmap::IndexMap<String, std::path::PathBuf>,
+    cache_from: Vec<String>,
+}
+
+/// compose `build.additional_contexts` (a mapping, or a list of
+/// `name=value`): a directory (already made absolute by the loader),
+/// `docker-image://REF`, or `service:OTHER` (OTHER's image; its name is
+/// returned beside it so that OTHER is built first). Remote contexts (git,
+/// https) and OCI layouts are refused by key path.
+#[allow(clippy::type_complexity)]
+fn compose_named_contexts(
+    project: &Project,
+    name: &str,
+    b: &berth_compose::model::Build,
+) -> Result<indexmap::IndexMap<String, (builder::NamedContext, Option<String>)>> {
+    let key = format!("services.{name}.build.additional_contexts");
+    let pairs: Vec<(String, String)> = match b.extra.get("additional_contexts") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|v| (k.clone(), v.to_string()))
+                    .with_context(|| format!("{key}.{k}: must be a string"))
+            })
+            .collect::<Result<_>>()?,
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .and_then(|t| t.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .with_context(|| format!("{key}: entries are name=value"))
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("{key}: must be a mapping or a list"),
+    };
+    let mut out = indexmap::IndexMap::new();
+    for (ctx, value) in pairs {
+        let at = format!("{key}.{ctx}");
+        if ctx.is_empty() || ctx.contains(char::is_whitespace) {
+            bail!("{key}: invalid context name {ctx:?}");
+        }
+        let entry = if let Some(other) = value.strip_prefix("service:") {
+            let osvc = project
+                .services
+                .get(other)
+                .with_context(|| format!("{at}: no service {other:?} in the project"))?;
+            let image = service_image(project, other, osvc)?;
+            (
+                builder::NamedContext::Image(image.to_string()),
+                Some(other.to_string()),
+            )
+        } else if let Some(reference) = value.strip_prefix("docker-image://") {
+            let r: Reference = reference
+                .parse()
+                .with_context(|| format!("{at}: invalid image reference {reference:?}"))?;
+            (builder::NamedContext::Image(r.to_string()), None)
+        } else if value.contains("://") || value.starts_with("git@") {
+            bail!("{at}: {value:?}: berth reads local directories, docker-image:// and service: contexts only");
+        } else {
+            let dir = std::path::PathBuf::from(&value);
+            if !dir.is_dir() {
+                bail!("{at}: {value:?} is not a directory");
             }
-        }
-        match (kind, reference) {
-            (Some("registry"), Some(r)) => out.push(r.to_string()),
-            _ => bail!(
-                "{key}: {text:?}: berth reads image references (type=registry,ref=IMAGE) only"
-            ),
-        }
+            (builder::NamedContext::Dir(dir), None)
+        };
+        out.insert(ctx.to_lowercase(), entry);
     }
     Ok(out)
 }
@@ -740,15 +820,18 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             }
         }
     }
-    let mut secrets = indexmap::IndexMap::new();
+    let mut cli = CliOnly::default();
     for text in &args.secret {
         let (id, source) = parse_secret(text)?;
-        secrets.insert(id, source);
+        cli.secrets.insert(id, source);
     }
-    let mut ssh = indexmap::IndexMap::new();
     for text in &args.ssh {
         let (id, socket) = parse_ssh(text).with_context(|| format!("--ssh {text:?}"))?;
-        ssh.insert(id, socket);
+        cli.ssh.insert(id, socket);
+    }
+    for text in &args.cache_from {
+        cli.cache_from
+            .push(parse_cache_from(text).context("--cache-from")?);
     }
     let services = selected(project, &args.services)?;
     let mut built_any = false;
@@ -766,7 +849,7 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             quiet: args.quiet || global.progress == crate::Progress::Quiet,
             cli_args: &cli_args,
         };
-        build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &secrets, &ssh)?;
+        build_service_with(&loaded, &store, &bases, name, svc, b, &opts, &cli, &[])?;
     }
     if !built_any && args.services.is_empty() && !args.quiet {
         eprintln!("no service has a build section");
@@ -800,13 +883,14 @@ pub fn build_service(
         svc,
         b,
         flags,
-        &indexmap::IndexMap::new(),
-        &indexmap::IndexMap::new(),
+        &CliOnly::default(),
+        &[],
     )
 }
 
-/// [`build_service`] with `--secret`s given on the command line (they
-/// win over the service's `build.secrets` of the same id).
+/// [`build_service`] with what the command line adds ([`CliOnly`]);
+/// `building` are the services waiting for this one (a `service:`
+/// context), to refuse a cycle.
 #[allow(clippy::too_many_arguments)]
 fn build_service_with(
     loaded: &berth_compose::Loaded,
@@ -816,11 +900,31 @@ fn build_service_with(
     svc: &Service,
     b: &berth_compose::model::Build,
     flags: &BuildFlags,
-    cli_secrets: &indexmap::IndexMap<String, SecretSource>,
-    cli_ssh: &indexmap::IndexMap<String, std::path::PathBuf>,
+    cli: &CliOnly,
+    building: &[&str],
 ) -> Result<()> {
     let project = &loaded.project;
     check_build_keys(name, b)?;
+    let named_contexts = compose_named_contexts(project, name, b)?;
+    // A `service:OTHER` context is OTHER's image: built first (a cached
+    // build of it costs milliseconds), as docker compose orders them.
+    for other in named_contexts.values().filter_map(|(_, s)| s.as_ref()) {
+        let other = other.as_str();
+        if building.contains(&other) || other == name {
+            bail!("services.{name}.build.additional_contexts: service:{other} leads back to {name} (a cycle)");
+        }
+        let osvc = &project.services[other];
+        let Some(ob) = &osvc.build else {
+            continue;
+        };
+        let mut chain = building.to_vec();
+        chain.push(name);
+        build_service_with(loaded, store, bases, other, osvc, ob, flags, cli, &chain)?;
+    }
+    let named_contexts = named_contexts
+        .into_iter()
+        .map(|(k, (c, _))| (k, c))
+        .collect();
     let image = service_image(project, name, svc)?;
     let mut tags = vec![image.to_string()];
     for t in &b.tags {
@@ -845,9 +949,11 @@ fn build_service_with(
     }
     build_args.extend(flags.cli_args.clone());
     let mut secrets = compose_secrets(project, name, b)?;
-    secrets.extend(cli_secrets.clone());
+    secrets.extend(cli.secrets.clone());
     let mut ssh = compose_ssh(name, b)?;
-    ssh.extend(cli_ssh.clone());
+    ssh.extend(cli.ssh.clone());
+    let mut cache_from = compose_cache_from(name, b)?;
+    cache_from.extend(cli.cache_from.iter().cloned());
     let labels = b
         .labels
         .iter()
@@ -876,7 +982,8 @@ fn build_service_with(
         extra_hosts: build_extra_hosts(name, b)?,
         shm_size: build_shm_size(name, b)?,
         ssh,
-        cache_from: compose_cache_from(name, b)?,
+        cache_from,
+        named_contexts,
     };
     let started = Instant::now();
     let progress = StepProgress::new(name, flags.quiet);

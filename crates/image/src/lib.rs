@@ -10,4 +10,5 @@ pub mod diff;
 pub mod fetch;
 pub mod layer;
 pub mod passwd;
+pub mod ssh_proxy;
 pub mod unpack;

@@ -172,7 +172,16 @@ fn mount_overlay(
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
     let empty = container_dir.join("empty");
-    let mut lowers: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+    // overlayfs refuses a lower dir given twice (an image may repeat a
+    // layer: two steps that changed nothing make the same empty one). The
+    // topmost copy alone gives the same tree: everything between it and a
+    // lower copy lies beneath it, and the lower copy has nothing it lacks.
+    let mut lowers: Vec<&Path> = Vec::with_capacity(layers.len());
+    for l in layers.iter().rev() {
+        if !lowers.contains(&l.as_path()) {
+            lowers.push(l);
+        }
+    }
     if lowers.is_empty() {
         // overlayfs needs at least one lower dir.
         fs::create_dir_all(&empty).map_err(io_err(&empty))?;
@@ -277,6 +286,22 @@ mod tests {
             teardown(&c).unwrap();
             assert!(!c.exists());
         }
+    }
+
+    /// A layer repeated (A, B, A) mounts, and reads as the layers stacked
+    /// in order would: the top A's files over B's.
+    #[test]
+    fn a_repeated_layer_is_stacked_once_at_its_topmost_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let layers = make_layers(dir.path(), 2);
+        let c = dir.path().join("c");
+        let stack = [layers[0].clone(), layers[1].clone(), layers[0].clone()];
+        let kind = prepare(&c, &stack, RootfsMode::Overlay).unwrap();
+        assert!(matches!(kind, RootfsKind::Overlay { .. }));
+        let root = rootfs_dir(&c);
+        assert_eq!(fs::read_to_string(root.join("top")).unwrap(), "0");
+        assert!(root.join("f0").exists() && root.join("f1").exists());
+        teardown(&c).unwrap();
     }
 
     #[test]

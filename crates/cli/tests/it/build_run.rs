@@ -426,7 +426,8 @@ fn sha256_hex(data: &str) -> String {
 /// through the resolvers containers get) with IPv6 off; compose
 /// `build.extra_hosts` in its `/etc/hosts`, `build.shm_size` as its
 /// `/dev/shm`, `build.ssh` forwarding an ssh-agent the step can list the
-/// keys of; `--network=none` has no route out. A build key berth does not
+/// keys of, as root and as a `USER` that is not; `--network=none` has no
+/// route out. A build key berth does not
 /// carry out is refused by its key path.
 #[test]
 fn run_steps_get_a_nat_network_without_ipv6_extra_hosts_shm_and_an_ssh_agent() {
@@ -466,6 +467,8 @@ RUN echo "disable_ipv6=$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6)"; \
     echo "shm-kb=$(df -k --output=size /dev/shm | tail -n 1 | tr -d ' ')"
 RUN --network=none grep -q '^eth0' /proc/net/route || echo "none-has-no-route"
 RUN --mount=type=ssh perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "agent: $!"; print $s pack("NC", 1, 11); read($s, $h, 5); ($l, $t) = unpack("NC", $h); read($s, $b, $l - 1); printf "agent-answer=%d keys=%d\n", $t, unpack("N", $b)'
+USER nobody
+RUN --mount=type=ssh perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "agent: $!"; print $s pack("NC", 1, 11); read($s, $h, 5); ($l, $t) = unpack("NC", $h); read($s, $b, $l - 1); printf "as %s: agent-answer=%d keys=%d\n", scalar getpwuid($<), $t, unpack("N", $b)'
 "#,
     )
     .unwrap();
@@ -493,6 +496,8 @@ RUN --mount=type=ssh perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer
         "none-has-no-route",
         // SSH2_AGENT_IDENTITIES_ANSWER (12) with the one key added.
         "agent-answer=12 keys=1",
+        // The forwarded socket belongs to the step's user.
+        "as nobody: agent-answer=12 keys=1",
     ] {
         assert!(log.contains(want), "{want:?} not in {log}");
     }
@@ -669,7 +674,7 @@ fn additional_contexts_name_a_service_a_directory_and_an_image() {
         log
     };
     let log = build(&["build", "--progress", "plain", "app"]);
-    assert!(log.contains("read: hello from shared"), "{log}");
+    assert!(log.contains("|   read: hello from shared"), "{log}");
     assert!(log.contains("box | built "), "box is built first: {log}");
     let saved = dir.join("app.tar");
     build(&["save", "-o", saved.to_str().unwrap(), "ctxapp:dev"]);
@@ -689,10 +694,10 @@ fn additional_contexts_name_a_service_a_directory_and_an_image() {
     // The list form, unchanged inputs: every step of app is cached.
     compose("        - tools=service:box\n        - shared=./shared\n        - again=docker-image://ctxbase:dev\n");
     let log = build(&["build", "--progress", "plain", "app"]);
-    assert!(!log.contains("read: "), "{log}");
+    assert!(!log.contains("|   read: "), "{log}");
     fs::write(dir.join("shared/msg.txt"), "changed\n").unwrap();
     let log = build(&["build", "--progress", "plain", "app"]);
-    assert!(log.contains("read: changed"), "{log}");
+    assert!(log.contains("|   read: changed"), "{log}");
 
     for (contexts, want) in [
         (
@@ -710,4 +715,56 @@ fn additional_contexts_name_a_service_a_directory_and_an_image() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains(want), "{want}: {err}");
     }
+}
+
+/// `berth build --cache-from` with an image in a registry: an image built
+/// and pushed from one store answers every step of the same build in a
+/// fresh store (its layers pulled from the loopback registry, no step
+/// run), and the result is the same image.
+#[test]
+fn cache_from_a_registry_image_answers_every_step_in_a_fresh_store() {
+    let (tmp, dir) = busybox_project(
+        "cachereg",
+        "RUN echo ran-the-step && echo built > /marker\nCOPY Dockerfile /Dockerfile.copy\n",
+    );
+    let registry = crate::up::Registry::seed(tmp.path(), "", false);
+    let image = format!("127.0.0.1:{}/cache/box:1", registry.port);
+    fs::write(
+        dir.join("compose.yaml"),
+        format!("services:\n  box:\n    build: .\n    image: {image}\n"),
+    )
+    .unwrap();
+    let run = |state: &Path, args: &[&str]| {
+        let out = berth_in(&dir, state, args);
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {log}");
+        log
+    };
+    let built_as = |log: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix("box | built "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{log}"))
+    };
+    let first_state = tmp.path().join("state1");
+    let log = run(&first_state, &["build", "--progress", "plain"]);
+    assert!(log.contains("|   ran-the-step"), "{log}");
+    let first = built_as(&log);
+    run(&first_state, &["push"]);
+
+    let fresh = tmp.path().join("state2");
+    let log = run(
+        &fresh,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &format!("type=registry,ref={image}"),
+        ],
+    );
+    assert!(!log.contains("|   ran-the-step"), "a step ran: {log}");
+    assert!(log.contains("(4 of 4 steps cached)"), "{log}");
+    assert_eq!(built_as(&log), first, "{log}");
 }

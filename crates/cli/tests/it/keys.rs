@@ -734,7 +734,6 @@ fn build_keys_the_builder_cannot_honour_are_refused_by_path() {
         ("entitlements", "[\"network.host\"]"),
         ("cache_to", "[\"type=local,dest=/tmp/c\"]"),
         ("no_cache_filter", "[\"a\"]"),
-        ("additional_contexts", "{extra: ./x}"),
         ("provenance", "true"),
         ("sbom", "true"),
         ("privileged", "true"),
@@ -945,7 +944,15 @@ fn bridge_driver_options_name_the_bridge_and_set_mtu_masquerade_and_icc() {
             }
         });
         assert!(from_host, "web does not answer the host at {web_ip}");
-        let out = p.berth(&["exec", "-T", "box", "/bin/busybox", "sh", "-c", &format!("{request} {web_ip} 80")]);
+        let out = p.berth(&[
+            "exec",
+            "-T",
+            "box",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("{request} {web_ip} 80"),
+        ]);
         text(&out.stdout).starts_with("HTTP/1.")
     };
     p.write(&compose(true));
@@ -989,4 +996,228 @@ fn run_ok(cmd: &str, args: &[&str]) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// A `berth attach` running in the background, its output collected.
+struct Attached {
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Attached {
+    /// `berth attach ARGS` in `p`, with `io` as its stdin, stdout and
+    /// stderr (a pipe each when `None`), its output read from `out`.
+    fn spawn(p: &Project, args: &[&str], tty: Option<(std::fs::File, std::fs::File)>) -> Attached {
+        use std::process::Stdio;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("attach")
+            .args(args)
+            .current_dir(&p.dir)
+            .env("BERTH_STATE_DIR", &p.state)
+            .env("BERTH_CONFIG", p.dir.join("none.toml"));
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader: Box<dyn std::io::Read + Send> = match tty {
+            Some((slave, master)) => {
+                cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+                    .stdout(Stdio::from(slave.try_clone().unwrap()))
+                    .stderr(Stdio::from(slave));
+                Box::new(master)
+            }
+            None => {
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                Box::new(std::io::empty())
+            }
+        };
+        let mut child = cmd.spawn().unwrap();
+        if let Some(out) = child.stdout.take() {
+            reader = Box::new(out);
+        }
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Attached { child, output }
+    }
+
+    fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (bounded) until the output contains `needle`.
+    fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.seen().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in {:?}",
+                self.seen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Its exit code, waiting (bounded) for it to end.
+    fn code(&mut self) -> i32 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "attach did not end: {}",
+                self.seen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn state_of(p: &Project, service: &str) -> serde_json::Value {
+    let ps: serde_json::Value =
+        serde_json::from_slice(&p.berth(&["ps", "-a", "--format", "json"]).stdout).unwrap();
+    ps.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Service"] == service)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Defends: `berth attach` joins this process to a `stdin_open` container:
+/// what it reads comes from attach's stdin, what it writes reaches attach's
+/// stdout; the detach keys leave it running, and attach ends with the
+/// container's exit code when it exits.
+#[test]
+fn attach_joins_stdin_and_output_detaches_and_returns_the_exit_code() {
+    let p = Project::new("attach");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    stdin_open: true\n    \
+         command: [/bin/busybox, sh, -c, \"while read l; do [ \\\"$$l\\\" = quit ] && exit 3; echo \\\"got $$l\\\"; done\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+
+    let mut a = Attached::spawn(&p, &["box"], None);
+    a.send(b"hello\n");
+    a.wait_for("got hello");
+    // ctrl-p, ctrl-q: detached, the container runs on.
+    a.send(b"\x10\x11");
+    assert_eq!(a.code(), 0, "{}", a.seen());
+    assert_eq!(state_of(&p, "box")["State"], "running");
+
+    // Other detach keys; a key that only starts them is sent as typed.
+    let mut a = Attached::spawn(&p, &["--detach-keys", "ctrl-x,x", "box"], None);
+    a.send(b"a\x18b\n");
+    a.wait_for("got a\x18b");
+    a.send(b"quit\n");
+    assert_eq!(a.code(), 3, "{}", a.seen());
+    assert_eq!(state_of(&p, "box")["ExitCode"], 3);
+
+    let bad = p.berth(&["attach", "--detach-keys", "ctrl-1", "box"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--detach-keys"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
+
+/// Defends: attach passes the signals it gets to the container's main
+/// process (`--sig-proxy`, the default); with `--sig-proxy=false` Ctrl-C
+/// only detaches.
+#[test]
+fn attach_proxies_signals_unless_told_not_to() {
+    let p = Project::new("attachsig");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    \
+         command: [/bin/busybox, sh, -c, \"trap 'echo got INT; exit 5' INT; while true; do echo tick; /bin/busybox sleep 0.2; done\"]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+
+    let mut a = Attached::spawn(&p, &["--sig-proxy=false", "--no-stdin", "box"], None);
+    a.wait_for("tick");
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
+    assert_eq!(a.code(), 0, "{}", a.seen());
+    assert_eq!(state_of(&p, "box")["State"], "running");
+
+    let mut a = Attached::spawn(&p, &["--no-stdin", "box"], None);
+    a.wait_for("tick");
+    // SAFETY: as above.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
+    assert_eq!(a.code(), 5, "{}", a.seen());
+    assert!(a.seen().contains("got INT"), "{}", a.seen());
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
+
+/// Defends: a `tty: true, stdin_open: true` service is a terminal to
+/// attach to: keys reach its shell through the terminal, the terminal has
+/// attach's window size, and the detach keys leave it running.
+#[test]
+fn attach_to_a_tty_service_is_a_terminal() {
+    let p = Project::new("attachtty");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    tty: true\n    stdin_open: true\n    \
+         command: [/bin/busybox, sh]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let (mut master, slave) = {
+        let (mut m, mut s) = (-1, -1);
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 121,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two fds; the winsize outlives the call.
+        let rc =
+            unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+        assert_eq!(rc, 0);
+        // SAFETY: two new descriptors owned from here on.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
+        }
+    };
+    let reader = master.try_clone().unwrap();
+    let mut a = Attached::spawn(&p, &["box"], Some((slave, reader)));
+    use std::io::Write;
+    master
+        .write_all(b"echo $((6*7))x; /bin/busybox stty size\r")
+        .unwrap();
+    a.wait_for("42x");
+    a.wait_for("33 121");
+    master.write_all(b"\x10\x11").unwrap();
+    assert_eq!(a.code(), 0, "{}", a.seen());
+    assert_eq!(state_of(&p, "box")["State"], "running");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
 }

@@ -24,6 +24,8 @@ const PIPES_DIR: &str = "/dev/pipes";
 #[derive(Default)]
 struct Prepared {
     mounts: Vec<RunMount>,
+    /// Before `scratch`: a proxy stops before its socket's directory goes.
+    proxies: Vec<crate::ssh_proxy::SshProxy>,
     scratch: Vec<ScratchDir>,
     leases: Vec<crate::cache_mount::CacheLease>,
     /// Secret values, hidden from the build's output.
@@ -123,20 +125,13 @@ impl Builder<'_> {
         }
         let mut step_env = env;
         step_env.extend(prepared.env.iter().cloned());
-        // A layer met twice (two steps that changed nothing make the same
-        // empty layer) is one directory, which overlayfs refuses to stack
-        // twice; the topmost occurrence alone gives the same filesystem,
-        // since everything between it and a lower copy is beneath it.
-        let mut layers: Vec<(berth_oci::Descriptor, Digest)> = Vec::new();
-        for pair in state
+        // A layer met twice is the runner's to stack once (the sandbox does).
+        let layers: Vec<(berth_oci::Descriptor, Digest)> = state
             .layers
             .iter()
             .cloned()
             .zip(state.config.rootfs.diff_ids.iter().cloned())
-        {
-            layers.retain(|(_, d)| *d != pair.1);
-            layers.push(pair);
-        }
+            .collect();
         let step = RunStep {
             layers,
             argv,
@@ -540,16 +535,43 @@ impl Builder<'_> {
                         ),
                     ));
                 }
-                // The agent's own socket, bound in: the step talks to the
-                // agent, never sees a key. (It is the host user's socket, so
-                // a step running as another user cannot reach it.)
+                // A socket of the step's own, forwarding to the agent: the
+                // step talks to the agent, never sees a key, and the socket
+                // belongs to the step's user (or the mount's uid/gid/mode),
+                // where the agent's belongs to whoever started it.
+                let (uid, gid) = match (m.uid, m.gid) {
+                    (Some(u), Some(g)) => (u, g),
+                    (u, g) => {
+                        let user = state.config.config.user.clone().unwrap_or_default();
+                        let owner = if user.is_empty() {
+                            crate::layer::Owner::ROOT
+                        } else {
+                            self.owner(state, &user).map_err(|e| {
+                                self.fail(cmd, format!("--mount={spec}: USER {user}: {e}"))
+                            })?
+                        };
+                        (u.unwrap_or(owner.uid as u32), g.unwrap_or(owner.gid as u32))
+                    }
+                };
+                let dir = self.scratch_dir("ssh")?;
+                let path = dir.0.join("agent.sock");
+                let proxy = crate::ssh_proxy::SshProxy::start(
+                    &path,
+                    socket,
+                    uid,
+                    gid,
+                    m.mode.unwrap_or(0o600),
+                )
+                .map_err(|e| self.fail(cmd, format!("--mount={spec}: {e}")))?;
+                prepared.proxies.push(proxy);
                 prepared.mounts.push(RunMount {
                     target,
                     kind: RunMountKind::Bind {
-                        source: socket.clone(),
+                        source: path,
                         read_only: false,
                     },
                 });
+                prepared.scratch.push(dir);
                 // Which agent answers is not an input of the step.
                 Ok(String::new())
             }
