@@ -1,6 +1,7 @@
 //! `berth`: a compose engine that keeps application code and its language
 //! runtime apart. Commands and flags follow `docker compose`.
 
+mod attach_cmd;
 mod build_cmd;
 mod config_cmd;
 mod cp_cmd;
@@ -119,6 +120,8 @@ pub enum Command {
     Inspect(project_cmd::InspectArgs),
     /// Show the output of the project's containers
     Logs(project_cmd::LogsArgs),
+    /// Attach this terminal's input and output to a running service container
+    Attach(attach_cmd::AttachArgs),
     /// Run a command in a running service container
     Exec(exec_cmd::ExecArgs),
     /// Run a one-off container of a service
@@ -265,6 +268,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(args) => project_cmd::ps(&cli.global, args),
         Command::Inspect(args) => project_cmd::inspect(&cli.global, args),
         Command::Logs(args) => project_cmd::logs(&cli.global, args),
+        Command::Attach(args) => attach_cmd::attach(&cli.global, args),
         Command::Exec(args) => exec_cmd::exec(&cli.global, args),
         Command::Run(args) => run_cmd::run(&cli.global, args),
         Command::Cp(args) => cp_cmd::cp(&cli.global, args),

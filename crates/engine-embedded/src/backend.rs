@@ -12,6 +12,7 @@ use crate::supervisor::protocol::{Reply, Request};
 use crate::supervisor::state::{project_dir, read_state};
 use crate::{open_store, service_images, volume_dir};
 use berth_engine::backend::{
+    AttachOutcome, AttachRequest,
     Backend, BackendError, Container, Context, Control, CopyRequest, DownOptions, Event,
     ExecRequest, LogLine, LogOptions, Process, Progress, ProjectStatus, ProjectSummary, Result,
     RunOutcome, RunRequest, UpRequest,
@@ -270,6 +271,10 @@ impl Backend for EmbeddedBackend {
             "exec in {}",
             request.container.name
         )));
+    }
+
+    fn attach(&self, project: &str, request: &AttachRequest) -> Result<AttachOutcome> {
+        crate::attach::attach(project, request)
     }
 
     fn copy(&self, _project: &str, request: &CopyRequest) -> Result<()> {

@@ -11,6 +11,7 @@
 // a build without it keeps them compiled (they are small and pure) unused.
 #![cfg_attr(not(feature = "runtime"), allow(dead_code))]
 
+mod attach;
 mod backend;
 #[cfg(feature = "runtime")]
 mod direct;

@@ -117,13 +117,17 @@ impl OutputTail {
         }
         let consumed = self.offset - self.partial.len() as u64;
         let _ = self.pos.write_all_at(&consumed.to_le_bytes(), 0);
-        punch(&self.file, consumed);
+        // `berth attach` follows this file too: the last stretch stays for
+        // it to read.
+        punch(&self.file, consumed.saturating_sub(ATTACH_MARGIN));
     }
 }
 
 /// Read at most this much per container per poll, so one chatty container
 /// cannot hold up the supervisor.
 const READ_LIMIT: u64 = 4 << 20;
+/// Logged output kept in the file for `berth attach` to read.
+const ATTACH_MARGIN: u64 = 64 << 10;
 /// Unread output kept at most; older output is dropped beyond it.
 const BACKLOG_LIMIT: u64 = 64 << 20;
 
@@ -222,7 +226,7 @@ mod tests {
         let meta = fs::metadata(dir.path().join("output")).unwrap();
         assert_eq!(meta.len(), 256 * 1024);
         assert!(
-            meta.blocks() * 512 < 16 * 1024,
+            meta.blocks() * 512 < 16 * 1024 + ATTACH_MARGIN,
             "{} bytes still allocated",
             meta.blocks() * 512
         );

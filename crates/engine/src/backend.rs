@@ -477,6 +477,29 @@ pub enum RunOutcome {
     Exited { code: i32 },
 }
 
+/// `attach`: a running container's streams, as `docker compose attach`.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub container: Container,
+    /// Forward this process's stdin (`--no-stdin` turns it off); only a
+    /// container with `stdin_open` takes it.
+    pub stdin: bool,
+    /// Forward the signals this process gets to the container's main
+    /// process (`--sig-proxy`; not for a terminal, where Ctrl-C is a key).
+    pub sig_proxy: bool,
+    /// The key sequence that detaches (`--detach-keys`, parsed).
+    pub detach_keys: Vec<u8>,
+}
+
+/// How an attach ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachOutcome {
+    /// The container exited with this code.
+    Exited(i32),
+    /// The user detached; the container runs on.
+    Detached,
+}
+
 /// `exec`: a command in a running container, with this process's stdio.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -635,6 +658,12 @@ pub trait Backend {
 
     /// A command in a running container; its exit code (0 when detached).
     fn exec(&self, project: &str, request: &ExecRequest) -> Result<i32>;
+
+    /// `attach`: this process's stdin, stdout and stderr joined to a
+    /// running container's until it exits (`Exited`) or the user detaches.
+    fn attach(&self, _project: &str, _request: &AttachRequest) -> Result<AttachOutcome> {
+        Err(BackendError::unsupported(self.name(), "attach"))
+    }
 
     /// Copy between the host and a running container.
     fn copy(&self, project: &str, request: &CopyRequest) -> Result<()>;

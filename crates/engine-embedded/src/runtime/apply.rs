@@ -544,7 +544,14 @@ impl ProjectRuntime {
             if live.svc.extra.get("tty").and_then(|v| v.as_bool()) == Some(true) {
                 // `tty: true`: a terminal for all three streams; what the
                 // container writes to it goes to the same output file.
-                let slave = pty::open(&path).map_err(io_err(&path))?;
+                let stdin = if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool())
+                    == Some(true)
+                {
+                    Some(open_stdin_fifo(&dir)?)
+                } else {
+                    None
+                };
+                let slave = pty::open(&path, stdin).map_err(io_err(&path))?;
                 let dup = |fd: &OwnedFd| fd.try_clone().map_err(io_err(&path));
                 spec.stdin = Stdio::Fd(dup(&slave)?);
                 spec.stdout = Stdio::Fd(dup(&slave)?);
