@@ -181,15 +181,18 @@ pub type RunError = Box<dyn std::error::Error + Send + Sync>;
 pub trait RunSteps {
     /// Run `step`, streaming its output lines to `output`. On success, call
     /// `commit` with the directory holding the step's changes in overlayfs
-    /// format (see [`crate::diff`]) before anything of the step is removed.
-    /// Whatever happens, nothing of the step (container, mount, scratch
-    /// file) is left once this returns.
+    /// format (see [`crate::diff`]) before anything of the step is removed;
+    /// it returns the new layer's diff ID when that directory is exactly
+    /// the layer unpacked, so the runner may keep it as the layer's
+    /// directory instead of unpacking the layer again. Whatever happens,
+    /// nothing else of the step (container, mount, scratch file) is left
+    /// once this returns.
     fn run(
         &self,
         store: &Store,
         step: &RunStep,
         output: &mut dyn FnMut(&str),
-        commit: &mut dyn FnMut(&Path) -> std::result::Result<(), RunError>,
+        commit: &mut dyn FnMut(&Path) -> std::result::Result<Option<Digest>, RunError>,
     ) -> std::result::Result<RunOutcome, RunError>;
 }
 
@@ -202,7 +205,7 @@ impl RunSteps for NoRun {
         _: &Store,
         _: &RunStep,
         _: &mut dyn FnMut(&str),
-        _: &mut dyn FnMut(&Path) -> std::result::Result<(), RunError>,
+        _: &mut dyn FnMut(&Path) -> std::result::Result<Option<Digest>, RunError>,
     ) -> std::result::Result<RunOutcome, RunError> {
         Err("this build has no container runtime to execute RUN with".into())
     }
@@ -1263,16 +1266,83 @@ impl Builder<'_> {
         Ok(false)
     }
 
-    /// The files of another stage (`--from=name|index`) or image, unpacked
-    /// once per build into a scratch directory.
-    fn stage_entries(
+    /// The files of another stage (`--from=name|index`) or image that the
+    /// `COPY` sources `wanted` can name: only the trees under their literal
+    /// leading directories are unpacked (a Go build stage holds a toolchain
+    /// of hundreds of MB; the final stage copies one binary out of it).
+    fn stage_entries_for(
         &mut self,
         cmd: &Command,
         source: &str,
         done: &[(Option<String>, StageState)],
+        wanted: &[String],
     ) -> Result<Vec<Entry>> {
-        let (_, dir) = self.stage_dir(cmd, source, done)?;
+        let (key, layers) = self.stage_source(cmd, source, done)?;
+        let Some(prefixes) = literal_prefixes(wanted) else {
+            let (_, dir) = self.unpacked(cmd, source, key, &layers)?;
+            return Ok(context::walk(&dir, &context::Everything)?);
+        };
+        let subset = chain(
+            &key,
+            &prefixes
+                .iter()
+                .map(|p| p.to_str().unwrap_or(""))
+                .collect::<Vec<_>>(),
+        );
+        if !self.stage_dirs.contains_key(&subset) {
+            let scratch = ScratchDir(self.scratch_path(&subset));
+            let _ = std::fs::remove_dir_all(&scratch.0);
+            let keep = |p: &Path| {
+                prefixes
+                    .iter()
+                    .any(|w| p.starts_with(w) || w.starts_with(p))
+            };
+            let mut complete = true;
+            for l in &layers {
+                let blob = self.store.open_blob(&l.digest)?;
+                let reader = crate::unpack::decompress(Box::new(io::BufReader::new(blob)))
+                    .map_err(|source| BuildError::Io {
+                        path: self.store.blob_path(&l.digest),
+                        source,
+                    })?;
+                let opts = crate::unpack::UnpackOptions {
+                    whiteouts: true,
+                    ..Default::default()
+                };
+                // A hard link to a file outside the subset cannot be made.
+                if crate::unpack::unpack_only(reader, &scratch.0, opts, &keep).is_err() {
+                    complete = false;
+                    break;
+                }
+            }
+            // Sources name entries by their own paths (a link on the way is
+            // not followed, as with the whole stage), so the subset holds
+            // every entry they can name.
+            if !complete {
+                drop(scratch);
+                let (_, dir) = self.unpacked(cmd, source, key, &layers)?;
+                return Ok(context::walk(&dir, &context::Everything)?);
+            }
+            self.stage_dirs.insert(subset.clone(), scratch);
+        }
+        let dir = self.stage_dirs[&subset].0.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(context::walk(&dir, &context::Everything)?)
+    }
+
+    /// A scratch directory's path for the files of `key`, unique in this
+    /// process: builders of parallel stages may unpack the same stage at once.
+    fn scratch_path(&self, key: &Digest) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        self.store.root().join("ingest").join(format!(
+            "stage-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            key.short()
+        ))
     }
 
     /// The key and unpacked directory of a stage or image.
@@ -1360,14 +1430,7 @@ impl Builder<'_> {
         layers: &[Descriptor],
     ) -> Result<(Digest, PathBuf)> {
         if !self.stage_dirs.contains_key(&key) {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            // Builders of parallel stages may unpack the same stage at once.
-            let dir = self.store.root().join("ingest").join(format!(
-                "stage-{}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                key.short()
-            ));
+            let dir = self.scratch_path(&key);
             let _ = std::fs::remove_dir_all(&dir);
             let scratch = ScratchDir(dir);
             for l in layers {
@@ -1508,7 +1571,7 @@ impl Builder<'_> {
             None => None,
         };
         let entries = match from {
-            Some(source) => self.stage_entries(cmd, source, done)?,
+            Some(source) => self.stage_entries_for(cmd, source, done, &sources)?,
             None => self.entries()?.clone(),
         };
         let placements = copy::plan(&entries, &sources, &dest, &workdir)
@@ -1739,6 +1802,29 @@ impl Builder<'_> {
         self.file_hashes.extend(new);
         Ok(self.file_hashes.clone())
     }
+}
+
+/// The literal leading directories of `COPY --from` sources (relative to
+/// the stage's root): what the sources can name lies under them. `None`
+/// when one could name anything (`.`, `/`, a wildcard at the top, `..`).
+fn literal_prefixes(sources: &[String]) -> Option<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for s in sources {
+        let mut p = PathBuf::new();
+        for c in s.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => return None,
+                c if c.contains(['*', '?', '[', '\\']) => break,
+                c => p.push(c),
+            }
+        }
+        if p.as_os_str().is_empty() {
+            return None;
+        }
+        out.push(p);
+    }
+    Some(out)
 }
 
 /// Add a step's layer; `state.key` is already the step's key.

@@ -17,18 +17,26 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// The layer holding what `upper` (an overlay's upper dir, not mounted
-/// anywhere writable any more) records.
-pub fn layer_from_upper(store: &Store, upper: &Path) -> Result<Layer, LayerError> {
+/// anywhere writable any more) records, and whether `upper` is exactly
+/// that layer unpacked in overlayfs format (no time clamped, no socket,
+/// device or extended attribute left out), so that it can serve as the
+/// layer's directory as it is.
+pub fn layer_from_upper(store: &Store, upper: &Path) -> Result<(Layer, bool), LayerError> {
     let clamp = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
     layer_clamped(store, upper, clamp)
 }
 
-fn layer_clamped(store: &Store, upper: &Path, clamp: Option<u64>) -> Result<Layer, LayerError> {
+fn layer_clamped(
+    store: &Store,
+    upper: &Path,
+    clamp: Option<u64>,
+) -> Result<(Layer, bool), LayerError> {
     let mut l = LayerBuilder::new(store)?;
-    walk(&mut l, upper, "", clamp)?;
-    l.finish()
+    let mut exact = true;
+    walk(&mut l, upper, "", clamp, &mut exact)?;
+    Ok((l.finish()?, exact))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -38,7 +46,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
     }
 }
 
-fn walk(l: &mut LayerBuilder, dir: &Path, rel: &str, clamp: Option<u64>) -> Result<(), LayerError> {
+fn walk(
+    l: &mut LayerBuilder,
+    dir: &Path,
+    rel: &str,
+    clamp: Option<u64>,
+    exact: &mut bool,
+) -> Result<(), LayerError> {
     let mut names: Vec<_> = fs::read_dir(dir)
         .map_err(io_err(dir))?
         .map(|e| e.map(|e| e.file_name()))
@@ -60,7 +74,11 @@ fn walk(l: &mut LayerBuilder, dir: &Path, rel: &str, clamp: Option<u64>) -> Resu
         };
         let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
         let mtime = meta.mtime().max(0) as u64;
-        l.set_mtime(clamp.map_or(mtime, |c| mtime.min(c)));
+        let written = clamp.map_or(mtime, |c| mtime.min(c));
+        l.set_mtime(written);
+        if *exact && (written != mtime || has_foreign_xattrs(&path)) {
+            *exact = false;
+        }
         let owner = Owner {
             uid: u64::from(meta.uid()),
             gid: u64::from(meta.gid()),
@@ -77,7 +95,7 @@ fn walk(l: &mut LayerBuilder, dir: &Path, rel: &str, clamp: Option<u64>) -> Resu
             if is_opaque(&path) {
                 l.add_bytes(&format!("{entry}/.wh..wh..opq"), b"", 0o600, Owner::ROOT)?;
             }
-            walk(l, &path, &entry, clamp)?;
+            walk(l, &path, &entry, clamp, exact)?;
         } else if ft.is_file() {
             l.add_file(&entry, &path, meta.mode(), owner)?;
         } else if ft.is_symlink() {
@@ -91,11 +109,33 @@ fn walk(l: &mut LayerBuilder, dir: &Path, rel: &str, clamp: Option<u64>) -> Resu
             l.add_symlink(&entry, target, owner)?;
         } else if ft.is_fifo() {
             l.add_fifo(&entry, meta.mode(), owner)?;
+        } else {
+            *exact = false;
         }
         // Sockets and device nodes left by a step are not image content
         // (docker drops sockets too; device nodes belong to the runtime).
     }
     Ok(())
+}
+
+/// Whether `path` has extended attributes other than overlayfs' own
+/// (which the layer's directory keeps in the same format); layers carry
+/// none, so such a file differs from its layer entry.
+fn has_foreign_xattrs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: a NUL-terminated path and a buffer whose length is passed.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        // No xattr support means none; a list too long for the buffer is foreign.
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSUP);
+    }
+    buf[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|name| !name.is_empty())
+        .any(|name| !name.starts_with(b"trusted.overlay.") && !name.starts_with(b"user.overlay."))
 }
 
 /// Whether overlayfs marked `dir` opaque: it replaced a lower directory
@@ -154,7 +194,8 @@ mod tests {
             )
         };
         assert_eq!(set, 0);
-        let layer = layer_clamped(&store, &upper, Some(1000)).unwrap();
+        let (layer, exact) = layer_clamped(&store, &upper, Some(1000)).unwrap();
+        assert!(!exact, "times were clamped");
         let mut entries = Vec::new();
         let mut archive = tar::Archive::new(store.open_blob(&layer.diff_id).unwrap());
         for e in archive.entries().unwrap() {
@@ -184,7 +225,11 @@ mod tests {
             "{entries:?}"
         );
         // Without SOURCE_DATE_EPOCH the files keep their own times.
-        let kept = layer_clamped(&store, &upper, None).unwrap();
+        let (kept, exact) = layer_clamped(&store, &upper, None).unwrap();
+        assert!(
+            exact,
+            "whiteouts and opaque dirs are the layer's own format"
+        );
         let mut archive = tar::Archive::new(store.open_blob(&kept.diff_id).unwrap());
         let newest = archive
             .entries()

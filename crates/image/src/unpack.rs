@@ -144,6 +144,18 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 pub fn unpack(reader: impl Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats> {
+    unpack_only(reader, dest, opts, &|_| true)
+}
+
+/// [`unpack`] of the entries `keep` wants: it is asked with the path an
+/// entry makes or removes (a whiteout's hidden path, an opaque marker's
+/// directory), relative to `dest`. The archive is still read through.
+pub fn unpack_only(
+    reader: impl Read,
+    dest: &Path,
+    opts: UnpackOptions,
+    keep: &dyn Fn(&Path) -> bool,
+) -> Result<UnpackStats> {
     fs::create_dir_all(dest).map_err(io_err(dest))?;
     let mut archive = tar::Archive::new(reader);
     let mut stats = UnpackStats::default();
@@ -164,6 +176,14 @@ pub fn unpack(reader: impl Read, dest: &Path, opts: UnpackOptions) -> Result<Unp
         stats.entries += 1;
         if rel.as_os_str().is_empty() {
             continue; // `./` itself
+        }
+        let affects = match rel.file_name().and_then(|n| n.to_str()) {
+            Some(".wh..wh..opq") => rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Some(n) if n.starts_with(".wh.") => rel.with_file_name(&n[4..]),
+            _ => rel.clone(),
+        };
+        if !keep(&affects) {
+            continue;
         }
         prepare_parents(dest, &rel, &raw)?;
         let target = dest.join(&rel);

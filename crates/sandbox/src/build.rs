@@ -17,7 +17,7 @@
 use crate::spec::{ContainerSpec, MountKind, MountSpec, Network, Stdio};
 use crate::{Container, Sandbox, SandboxError};
 use berth_image::builder::{RunError, RunMountKind, RunNetwork, RunOutcome, RunStep, RunSteps};
-use berth_oci::Store;
+use berth_oci::{Digest, Store};
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -90,6 +90,13 @@ impl Guard {
             None => Ok(()),
         }
     }
+
+    fn delete_keeping_upper(mut self, keep: &mut dyn FnMut(&Path)) -> Result<(), SandboxError> {
+        match self.0.take() {
+            Some(c) => c.delete_keeping_upper(keep),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -106,7 +113,7 @@ impl RunSteps for BuildRunner {
         store: &Store,
         step: &RunStep,
         output: &mut dyn FnMut(&str),
-        commit: &mut dyn FnMut(&Path) -> Result<(), RunError>,
+        commit: &mut dyn FnMut(&Path) -> Result<Option<Digest>, RunError>,
     ) -> Result<RunOutcome, RunError> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let sandbox = self.sandbox()?;
@@ -209,8 +216,19 @@ impl RunSteps for BuildRunner {
             "RUN needs overlayfs: the step's rootfs is a copy, whose changes cannot be told apart",
         )?;
         forget_mount_points(&upper, &layers, &targets)?;
-        commit(&upper)?;
-        guard.delete()?;
+        match commit(&upper)? {
+            // The upper directory is the new layer, in the layer cache's
+            // format: the next step stacks it as it is instead of
+            // unpacking the blob just written (BuildKit's snapshots work
+            // so). A failed move only costs that unpacking.
+            Some(diff_id) => {
+                let cache = sandbox.layers();
+                guard.delete_keeping_upper(&mut |upper| {
+                    let _ = cache.adopt(&diff_id, upper);
+                })?
+            }
+            None => guard.delete()?,
+        }
         Ok(RunOutcome::Committed)
     }
 }

@@ -821,6 +821,22 @@ impl Container {
         Ok(())
     }
 
+    /// [`Container::delete`], handing the overlay's upper directory to
+    /// `keep` once the container is gone and nothing is mounted on it
+    /// (`keep` may move it away); the rest is removed as usual.
+    pub fn delete_keeping_upper(mut self, keep: &mut dyn FnMut(&Path)) -> Result<(), SandboxError> {
+        let result = self.delete_runtime();
+        if result.is_ok() && rootfs::unmount_all(&self.dir).is_ok() {
+            if let Some(upper) = self.upper_dir() {
+                keep(upper);
+            }
+        }
+        let teardown = rootfs::teardown(&self.dir);
+        result?;
+        teardown?;
+        Ok(())
+    }
+
     fn delete_runtime(&mut self) -> Result<(), SandboxError> {
         if !matches!(self.state, State::Exited(_)) {
             if self.pidfd.is_some() {

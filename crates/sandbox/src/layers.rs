@@ -126,6 +126,28 @@ impl LayerCache {
         Ok(dest)
     }
 
+    /// Make `dir` (a layer in overlayfs format: a finished `RUN` step's
+    /// upper directory, whose content is the layer `diff_id`) the cached
+    /// layer, moved rather than unpacked from its blob. Nothing is done
+    /// when the layer is cached already; `dir` is then left as it is.
+    pub fn adopt(&self, diff_id: &Digest, dir: &Path) -> Result<()> {
+        let dest = self.path(diff_id);
+        if dest.is_dir() {
+            return Ok(());
+        }
+        let _lock = self.lock(diff_id)?;
+        if dest.is_dir() {
+            return Ok(());
+        }
+        // Flushed before it appears, as an unpacked layer is.
+        sys_syncfs(dir)?;
+        fs::rename(dir, &dest).map_err(io_err(&dest))?;
+        if let Ok(d) = File::open(&self.root) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
     fn unpack_into(
         &self,
         store: &Store,

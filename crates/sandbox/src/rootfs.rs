@@ -203,10 +203,21 @@ fn mount_overlay(
 /// deleting through a live overlay would only write whiteouts, and through
 /// a bind would delete someone else's files.
 pub fn teardown(container_dir: &Path) -> Result<(), RootfsError> {
-    let rootfs = rootfs_dir(container_dir);
     if !container_dir.exists() {
         return Ok(());
     }
+    unmount_all(container_dir)?;
+    match fs::remove_dir_all(container_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(container_dir)(e)),
+    }
+}
+
+/// Unmount the rootfs and a shareable `/dev/shm` of the container in
+/// `container_dir`: afterwards nothing of it is mounted.
+pub fn unmount_all(container_dir: &Path) -> Result<(), RootfsError> {
+    let rootfs = rootfs_dir(container_dir);
     // Stacked mounts (a retried create) need one unmount each.
     for _ in 0..8 {
         match sys::is_mountpoint(&rootfs) {
@@ -230,11 +241,7 @@ pub fn teardown(container_dir: &Path) -> Result<(), RootfsError> {
         }
         sys::unmount_detach(&shm).map_err(io_err(&shm))?;
     }
-    match fs::remove_dir_all(container_dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(container_dir)(e)),
-    }
+    Ok(())
 }
 
 #[cfg(test)]

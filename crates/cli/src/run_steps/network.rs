@@ -176,7 +176,10 @@ impl builder::RunSteps for BuildNetworkRunner<'_> {
         store: &Store,
         step: &builder::RunStep,
         output: &mut dyn FnMut(&str),
-        commit: &mut dyn FnMut(&std::path::Path) -> std::result::Result<(), builder::RunError>,
+        commit: &mut dyn FnMut(
+            &std::path::Path,
+        )
+            -> std::result::Result<Option<berth_oci::Digest>, builder::RunError>,
     ) -> std::result::Result<builder::RunOutcome, builder::RunError> {
         if step.network != builder::RunNetwork::Default {
             return self.inner.run(store, step, output, commit);

@@ -154,9 +154,11 @@ impl Builder<'_> {
         };
         let store = self.store;
         let mut layer = None;
-        let mut commit = |upper: &Path| -> std::result::Result<(), super::RunError> {
-            layer = Some(crate::diff::layer_from_upper(store, upper)?);
-            Ok(())
+        let mut commit = |upper: &Path| -> std::result::Result<Option<Digest>, super::RunError> {
+            let (made, exact) = crate::diff::layer_from_upper(store, upper)?;
+            let diff_id = exact.then(|| made.diff_id.clone());
+            layer = Some(made);
+            Ok(diff_id)
         };
         let outcome = self
             .runner

@@ -432,6 +432,40 @@ fn named_contexts_are_directories_or_images_behind_from_and_copy_from() {
     );
 }
 
+/// `COPY --from` unpacks only the trees its sources can name: several
+/// sources, a wildcard below a literal directory, a link kept as a link.
+#[test]
+fn copy_from_reads_the_trees_its_sources_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("images")).unwrap();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(ctx.join("real")).unwrap();
+    fs::write(ctx.join("real/file.txt"), "in real").unwrap();
+    fs::write(ctx.join("real/b.bin"), "bin").unwrap();
+    fs::write(ctx.join("other.txt"), "other").unwrap();
+    std::os::unix::fs::symlink("real", ctx.join("link")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY . /st/\nFROM scratch\nCOPY --from=0 /st/link /lnk\n\
+         COPY --from=0 /st/other.txt /st/real/ /both/\nCOPY --from=0 /st/real/*.bin /bins/\n",
+    )
+    .unwrap();
+    build(&store, &request(&ctx, "subset:1"), &StoreOnly, &Silent).unwrap();
+    let out = dir.path().join("rootfs");
+    unpack_image(&store, "subset:1", &out);
+    assert_eq!(fs::read_link(out.join("lnk")).unwrap(), Path::new("real"));
+    assert_eq!(
+        fs::read_to_string(out.join("both/other.txt")).unwrap(),
+        "other"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("both/file.txt")).unwrap(),
+        "in real"
+    );
+    assert_eq!(fs::read_to_string(out.join("bins/b.bin")).unwrap(), "bin");
+    assert!(!out.join("bins/file.txt").exists());
+}
+
 /// A one-shot HTTP server on loopback serving `body` for any GET.
 fn serve_once(body: &'static [u8]) -> String {
     use std::io::{Read, Write};

@@ -541,3 +541,33 @@ fn onbuild_triggers_run_in_the_child_build() {
         "triggers are not inherited"
     );
 }
+
+/// A step's upper directory becomes its layer's directory in the layer
+/// cache as it is (moved, not unpacked from the blob again): the last
+/// step's layer is there though no step stacked on it, with the files
+/// the blob holds; a later build stacking on it reads them.
+#[test]
+fn a_steps_upper_dir_becomes_its_cached_layer() {
+    let f = fixture("RUN echo adopted > /a && mkdir -p /d/e && rm /bin/rm\n");
+    f.build("adopt:1", |_| {}).unwrap();
+    let image = f.store.image("adopt:1", &Platform::host()).unwrap();
+    let top = image.config.rootfs.diff_ids.last().unwrap();
+    let dir = f.sandbox.join("layers").join(top.hex());
+    assert!(dir.is_dir(), "the last step's layer is not in the cache");
+    assert_eq!(read(&dir, "a"), "adopted\n");
+    assert!(dir.join("d/e").is_dir());
+    use std::os::unix::fs::FileTypeExt;
+    let rm = fs::symlink_metadata(dir.join("bin/rm")).unwrap();
+    assert!(
+        rm.file_type().is_char_device(),
+        "a whiteout, as overlayfs keeps it"
+    );
+    f.assert_clean();
+    fs::write(
+        f.ctx.join("Dockerfile"),
+        format!("{BUSYBOX}RUN echo adopted > /a && mkdir -p /d/e && rm /bin/rm\nRUN cat /a > /b && test ! -e /bin/rm\n"),
+    )
+    .unwrap();
+    f.build("adopt:2", |_| {}).unwrap();
+    assert_eq!(read(&f.rootfs("adopt:2"), "b"), "adopted\n");
+}
