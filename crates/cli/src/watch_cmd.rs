@@ -29,6 +29,21 @@ pub struct WatchArgs {
     /// Quiet period that ends a burst of changes, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 100)]
     debounce: u64,
+    /// Prune dangling images on rebuild: the image a rebuild replaced
+    /// leaves berth's store (`--prune=false` keeps it)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    prune: bool,
+    /// Hide build output (a failed rebuild still shows it)
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// How rebuilds go (`watch --prune`, `--quiet`).
+#[derive(Debug, Clone, Copy, Default)]
+struct RebuildOptions {
+    prune: bool,
+    quiet: bool,
 }
 
 /// `up`'s own flags, plus `--watch`.
@@ -117,7 +132,11 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
     // A project taken down elsewhere (`berth down`) has nothing left to
     // sync into: watching ends with it.
     let running = Running::new(global, &project)?;
-    watch_loop(global, &project, &rules, timing, &|| {
+    let rebuilds = RebuildOptions {
+        prune: args.prune,
+        quiet: args.quiet,
+    };
+    watch_loop(global, &project, &rules, timing, rebuilds, &|| {
         interrupted() || !running.still()
     })?;
     if !interrupted() {
@@ -182,7 +201,15 @@ pub fn up(global: &GlobalArgs, args: UpWatchArgs) -> Result<ExitCode> {
                     || STOP_WATCH.load(std::sync::atomic::Ordering::SeqCst)
                     || (up_done.load(std::sync::atomic::Ordering::SeqCst) && !running.still())
             };
-            watch_loop(&global, &project, &rules, Timing::default(), &stop)
+            // docker compose's `up --watch` has no --prune or --quiet.
+            watch_loop(
+                &global,
+                &project,
+                &rules,
+                Timing::default(),
+                RebuildOptions::default(),
+                &stop,
+            )
         })
     };
     let result = crate::up_cmd::up(global, args.up);
@@ -211,6 +238,7 @@ fn watch_loop(
     project: &str,
     rules: &[WatchRule],
     timing: Timing,
+    rebuilds: RebuildOptions,
     stop: &dyn Fn() -> bool,
 ) -> Result<()> {
     let mut target = CliTarget {
@@ -218,6 +246,7 @@ fn watch_loop(
         project: project.to_string(),
         backend: crate::engine::backend(global)?,
         stop,
+        rebuilds,
     };
     let describe: Vec<String> = rules
         .iter()
@@ -325,6 +354,7 @@ struct CliTarget<'a> {
     project: String,
     backend: Box<dyn Backend>,
     stop: &'a dyn Fn() -> bool,
+    rebuilds: RebuildOptions,
 }
 
 impl CliTarget<'_> {
@@ -422,6 +452,24 @@ impl CliTarget<'_> {
     }
 }
 
+impl CliTarget<'_> {
+    /// The image `service` runs from in berth's store (where berth builds,
+    /// for either engine) and its manifest, before a rebuild replaces it.
+    fn image_of(
+        &self,
+        service: &str,
+    ) -> Result<Option<(berth_oci::Store, berth_oci::Digest)>, TargetError> {
+        let loaded = berth_compose::load(&load_options(&self.global)?)?;
+        let Some(svc) = loaded.project.services.get(service) else {
+            return Ok(None);
+        };
+        let name = crate::build_cmd::service_image(&loaded.project, service, svc)?.to_string();
+        let store = crate::image_cmd::open_store()?;
+        let digest = store.resolve(&name)?.map(|d| d.digest);
+        Ok(digest.map(|d| (store, d)))
+    }
+}
+
 impl WatchTarget for CliTarget<'_> {
     fn sync(
         &mut self,
@@ -445,12 +493,32 @@ impl WatchTarget for CliTarget<'_> {
     }
 
     fn rebuild(&mut self, service: &str) -> Result<(), TargetError> {
+        let replaced = if self.rebuilds.prune {
+            self.image_of(service)?
+        } else {
+            None
+        };
         // Not `--no-deps`: the services that mount the rebuilt one's
         // volumes (the seed's app) must move onto the new code volume.
-        let args = parse_as(&["up", "-d", "--build", service])?;
-        let code = crate::up_cmd::up(&self.global, args)?;
-        if code != ExitCode::SUCCESS {
-            return Err(format!("up --build {service} failed").into());
+        let argv = ["up", "-d", "--build", service];
+        if self.rebuilds.quiet {
+            // Its own process, so that its output can be held back and
+            // shown only when it fails.
+            let out = self.berth()?.args(argv).stdin(Stdio::null()).output()?;
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                return Err(format!("up --build {service} failed").into());
+            }
+        } else {
+            let code = crate::up_cmd::up(&self.global, parse_as(&argv)?)?;
+            if code != ExitCode::SUCCESS {
+                return Err(format!("up --build {service} failed").into());
+            }
+        }
+        // The image the rebuild replaced dangles now (the same image, when
+        // nothing changed, is still referenced and stays).
+        if let Some((store, digest)) = replaced {
+            store.prune(&[digest])?;
         }
         Ok(())
     }
@@ -528,6 +596,7 @@ mod tests {
             project: "demo".into(),
             backend: Box::new(berth_engine_embedded::EmbeddedBackend::new()),
             stop: &stop,
+            rebuilds: RebuildOptions::default(),
         };
         let cmd = target.berth().unwrap();
         let args: Vec<String> = cmd

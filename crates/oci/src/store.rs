@@ -405,6 +405,41 @@ impl Store {
         Ok(report)
     }
 
+    /// Remove the blobs `roots` (manifests or indexes that lost their
+    /// reference, as a rebuild's old image) reach and no reference does, at
+    /// once: unlike [`gc`](Self::gc), the caller knows these were replaced
+    /// (`berth watch --prune`).
+    pub fn prune(&self, roots: &[Digest]) -> Result<GcReport> {
+        let _lock = self.lock()?;
+        let keep = self.reachable()?;
+        let mut report = GcReport::default();
+        // (blob, whether it is a document to follow): layers and configs
+        // are leaves, never read (a layer can be large).
+        let mut todo: Vec<(Digest, bool)> = roots.iter().map(|d| (d.clone(), true)).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some((d, document)) = todo.pop() {
+            if keep.contains(&d) || !seen.insert(d.clone()) || !self.has_blob(&d) {
+                continue;
+            }
+            if document {
+                if let Ok(idx) = self.read_index_blob(&d) {
+                    todo.extend(idx.manifests.into_iter().map(|m| (m.digest, true)));
+                }
+                if let Ok(m) = self.read_manifest(&d) {
+                    todo.push((m.config.digest, false));
+                    todo.extend(m.layers.into_iter().map(|l| (l.digest, false)));
+                }
+            }
+            let path = self.blob_path(&d);
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(&path).is_ok() {
+                report.removed_blobs += 1;
+                report.freed_bytes += len;
+            }
+        }
+        Ok(report)
+    }
+
     /// Check every blob against its name and every reference's closure.
     pub fn fsck(&self) -> Result<FsckReport> {
         let mut report = FsckReport::default();
@@ -669,6 +704,29 @@ mod tests {
         let report = s.gc().unwrap();
         assert_eq!(report.removed_blobs, 2);
         assert!(s.has_blob(&kept.digest));
+        assert!(s.fsck().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn prune_removes_what_only_a_replaced_image_reached() {
+        let (_d, s) = store();
+        let old = image(&s, b"old code");
+        s.tag("app", &old).unwrap();
+        let new = image(&s, b"new code");
+        // A rebuild moves the tag; the old image dangles.
+        s.tag("app", &new).unwrap();
+        let old_manifest = s.read_manifest(&old.digest).unwrap();
+        let report = s.prune(&[old.digest.clone(), new.digest.clone()]).unwrap();
+        assert_eq!(report.removed_blobs, 3, "manifest, config and layer");
+        for d in [
+            &old.digest,
+            &old_manifest.config.digest,
+            &Digest::of(b"old code"),
+        ] {
+            assert!(!s.has_blob(d), "{d} is left");
+        }
+        // What a reference reaches stays, however it was named.
+        assert!(s.has_blob(&new.digest) && s.has_blob(&Digest::of(b"new code")));
         assert!(s.fsck().unwrap().problems.is_empty());
     }
 

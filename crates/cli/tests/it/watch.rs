@@ -708,3 +708,93 @@ fn up_detached_watch_initial_sync_copies_edits_made_while_not_watching() {
     );
     drop(registry);
 }
+
+/// Defends: `watch --prune` (docker compose's default) takes the image a
+/// rebuild replaced out of berth's store, `--prune=false` keeps it; the
+/// build's steps are shown unless `--quiet`, which shows only the outcome.
+#[test]
+fn watch_prunes_the_image_a_rebuild_replaced_and_quiet_hides_the_build() {
+    let p = crate::engine::Project::new("wprune");
+    let img = p.dir.join("img");
+    std::fs::write(img.join("marker.txt"), "one\n").unwrap();
+    std::fs::write(
+        img.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker.txt /marker.txt\n\
+         CMD [\"/bin/busybox\", \"sleep\", \"600\"]\n",
+    )
+    .unwrap();
+    p.write(
+        "services:\n  box:\n    build: img\n    image: berth-test/wprune:1\n    develop:\n      \
+         watch:\n        - {action: rebuild, path: ./img/marker.txt}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let blobs = p.state.join("images/blobs/sha256");
+    // The manifest `berth-test/wprune:1` names now (its IMAGE ID's digits).
+    let image_id = || {
+        let images = text(&p.berth(&["images"]).stdout);
+        let line = images
+            .lines()
+            .find(|l| l.contains("berth-test/wprune"))
+            .unwrap_or_default()
+            .to_string();
+        line.split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let blob_of = |id: &str| {
+        std::fs::read_dir(&blobs)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(id))
+    };
+    let watch = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("watch")
+            .args(args)
+            .current_dir(&p.dir)
+            .env("BERTH_STATE_DIR", &p.state)
+            .env("BERTH_CONFIG", p.dir.join("none.toml"));
+        let w = Watcher::start(cmd);
+        assert!(
+            w.wait_for_line("Watching", Duration::from_secs(20)),
+            "{}",
+            w.output()
+        );
+        w
+    };
+    let rebuild = |w: &mut Watcher, marker: &str| {
+        std::fs::write(img.join("marker.txt"), marker).unwrap();
+        assert!(
+            w.wait_for_line("Rebuilt box", Duration::from_secs(60)),
+            "{}",
+            w.output()
+        );
+        assert!(w.interrupt().is_some_and(|s| s.success()), "{}", w.output());
+        let cat = p.berth(&["exec", "-T", "box", "/bin/busybox", "cat", "/marker.txt"]);
+        assert_eq!(text(&cat.stdout), marker);
+    };
+
+    let first = image_id();
+    assert!(!first.is_empty() && blob_of(&first));
+    let mut w = watch(&["--no-up", "--prune=false"]);
+    rebuild(&mut w, "two\n");
+    assert!(
+        w.output().contains("COPY marker.txt /marker.txt"),
+        "{}",
+        w.output()
+    );
+    let second = image_id();
+    assert_ne!(second, first);
+    assert!(blob_of(&first), "--prune=false removed the replaced image");
+
+    let mut w = watch(&["--no-up", "--quiet"]);
+    rebuild(&mut w, "three\n");
+    assert!(!w.output().contains("COPY"), "{}", w.output());
+    let third = image_id();
+    assert!(blob_of(&third));
+    assert!(!blob_of(&second), "the replaced image was not pruned");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
