@@ -22,6 +22,7 @@
 //! stops) run outside that runtime; `progress` runs inside it and must not.
 
 mod apply;
+mod attach;
 pub mod connect;
 mod keeper;
 mod labels;
@@ -30,8 +31,9 @@ mod ops;
 mod spec;
 
 use berth_engine::backend::{
-    Container, Control, CopyRequest, DownOptions, Event, ExecRequest, LogLine, LogOptions, Process,
-    Progress, ProjectStatus, ProjectSummary, RunOutcome, RunRequest, UpRequest,
+    AttachOutcome, AttachRequest, Container, Control, CopyRequest, DownOptions, Event, ExecRequest,
+    LogLine, LogOptions, Process, Progress, ProjectStatus, ProjectSummary, RunOutcome, RunRequest,
+    UpRequest,
 };
 use berth_engine::{Backend, BackendError, ErrorKind, Plan};
 use bollard::Docker;
@@ -221,6 +223,10 @@ impl Backend for DockerBackend {
 
     fn exec(&self, project: &str, request: &ExecRequest) -> Result<i32> {
         self.block(self.exec_in(project, request))
+    }
+
+    fn attach(&self, _project: &str, request: &AttachRequest) -> Result<AttachOutcome> {
+        self.block(self.attach_to(request))
     }
 
     fn copy(&self, project: &str, request: &CopyRequest) -> Result<()> {

@@ -149,7 +149,7 @@ fn pump_stdin(
 }
 
 /// Copy a container's output stream to this process's stdout/stderr.
-async fn pump_output(mut output: Output) -> Result<()> {
+pub(crate) async fn pump_output(mut output: Output) -> Result<()> {
     while let Some(item) = output.next().await {
         match item.map_err(|e| api_err("reading the container's output", e))? {
             LogOutput::StdErr { message } => {
@@ -169,10 +169,10 @@ async fn pump_output(mut output: Output) -> Result<()> {
 }
 
 /// The terminal in raw mode while a `-t` session runs, restored on drop.
-struct RawTerminal(Option<libc::termios>);
+pub(crate) struct RawTerminal(Option<libc::termios>);
 
 impl RawTerminal {
-    fn enter(tty: bool) -> RawTerminal {
+    pub(crate) fn enter(tty: bool) -> RawTerminal {
         // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a zeroed termios
         // the kernel fills; nothing is kept past the calls.
         unsafe {

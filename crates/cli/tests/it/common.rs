@@ -73,3 +73,98 @@ fn find_named(dir: &Path, prefix: &str, depth: u32, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// A `berth attach` running in the background, its output collected.
+pub struct Attached {
+    pub child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Attached {
+    /// Start `cmd` (a `berth attach …`) with `tty`'s slave as its stdin,
+    /// stdout and stderr and its output read from the master, or a pipe
+    /// each when `None`.
+    pub fn spawn(
+        mut cmd: std::process::Command,
+        tty: Option<(std::fs::File, std::fs::File)>,
+    ) -> Attached {
+        use std::process::Stdio;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader: Box<dyn std::io::Read + Send> = match tty {
+            Some((slave, master)) => {
+                cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+                    .stdout(Stdio::from(slave.try_clone().unwrap()))
+                    .stderr(Stdio::from(slave));
+                Box::new(master)
+            }
+            None => {
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                Box::new(std::io::empty())
+            }
+        };
+        let mut child = cmd.spawn().unwrap();
+        if let Some(out) = child.stdout.take() {
+            reader = Box::new(out);
+        }
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Attached { child, output }
+    }
+
+    pub fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (bounded) until the output contains `needle`.
+    pub fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.seen().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in {:?}",
+                self.seen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Its exit code, waiting (bounded) for it to end.
+    pub fn code(&mut self) -> i32 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "attach did not end: {}",
+                self.seen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,7 +3,7 @@
 //! docker-compose 1.29.2, a code change swapped under a 20 ms poller with no
 //! failed request, and `down` leaving nothing labelled with the project.
 
-use crate::common::text;
+use crate::common::{text, Attached};
 use crate::up::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -358,4 +358,61 @@ fn the_seed_verbatim_on_docker_swaps_runtime_and_code_with_no_failed_request() {
     assert!(down.status.success(), "down: {}", text(&down.stderr));
     assert_eq!(p.leftovers(), "");
     drop(registry);
+}
+
+/// Defends: `attach` on the Docker Engine joins this process to a
+/// `stdin_open` container (what it reads comes from attach's stdin, what it
+/// writes reaches attach's stdout), the detach keys leave it running, a
+/// SIGINT to attach reaches the container's main process (`--sig-proxy`),
+/// and attach ends with the container's exit code.
+#[test]
+fn attach_on_docker_joins_stdin_detaches_and_passes_signals_on() {
+    let p = Project::new("dkattach", free_port());
+    std::fs::write(
+        p.dir.join("docker-compose.yml"),
+        "services:\n  box:\n    build: ./web\n    stdin_open: true\n    \
+         command: [/bin/busybox, sh, -c, \"trap 'echo got INT; exit 5' INT; while read l; do [ \\\"$$l\\\" = tick ] && break; echo \\\"got $$l\\\"; done; while true; do echo tick; /bin/busybox sleep 0.2; done\"]\n",
+    )
+    .unwrap();
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let attach = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(["--engine", "docker", "attach"])
+            .args(args)
+            .current_dir(&p.dir)
+            .env("BERTH_STATE_DIR", &p.state)
+            .env("BERTH_CONFIG", p.dir.join("none.toml"));
+        Attached::spawn(cmd, None)
+    };
+    let state = || {
+        let o = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}"])
+            .arg(format!("{}-box-1", p.name))
+            .output()
+            .unwrap();
+        text(&o.stdout).trim().to_string()
+    };
+
+    let mut a = attach(&["box"]);
+    a.send(b"hello\n");
+    a.wait_for("got hello");
+    // ctrl-p, ctrl-q: detached, the container runs on.
+    a.send(b"\x10\x11");
+    assert_eq!(a.code(), 0, "{}", a.seen());
+    assert_eq!(state(), "running 0");
+
+    // A SIGINT to attach goes to the container's shell (ticking by then:
+    // attach watches for signals before it joins the streams).
+    let mut a = attach(&["box"]);
+    a.send(b"tick\n");
+    a.wait_for("tick");
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
+    assert_eq!(a.code(), 5, "{}", a.seen());
+    assert!(a.seen().contains("got INT"), "{}", a.seen());
+    assert_eq!(state(), "exited 5");
+
+    assert!(p.berth(&["down", "-v", "-t", "0"]).status.success());
+    assert_eq!(p.leftovers(), "");
 }

@@ -6,7 +6,7 @@
 //! namespace sharing (ipc, pid, uts, cgroup), the cgroup keys and the
 //! post_start/pre_stop hooks.
 
-use crate::common::text;
+use crate::common::{text, Attached};
 use crate::engine::Project;
 
 /// Defends: an application that expects its password in
@@ -998,101 +998,15 @@ fn run_ok(cmd: &str, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-/// A `berth attach` running in the background, its output collected.
-struct Attached {
-    child: std::process::Child,
-    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-}
-
-impl Attached {
-    /// `berth attach ARGS` in `p`, with `io` as its stdin, stdout and
-    /// stderr (a pipe each when `None`), its output read from `out`.
-    fn spawn(p: &Project, args: &[&str], tty: Option<(std::fs::File, std::fs::File)>) -> Attached {
-        use std::process::Stdio;
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("attach")
-            .args(args)
-            .current_dir(&p.dir)
-            .env("BERTH_STATE_DIR", &p.state)
-            .env("BERTH_CONFIG", p.dir.join("none.toml"));
-        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut reader: Box<dyn std::io::Read + Send> = match tty {
-            Some((slave, master)) => {
-                cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-                    .stdout(Stdio::from(slave.try_clone().unwrap()))
-                    .stderr(Stdio::from(slave));
-                Box::new(master)
-            }
-            None => {
-                cmd.stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                Box::new(std::io::empty())
-            }
-        };
-        let mut child = cmd.spawn().unwrap();
-        if let Some(out) = child.stdout.take() {
-            reader = Box::new(out);
-        }
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Attached { child, output }
-    }
-
-    fn seen(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    /// Waits (bounded) until the output contains `needle`.
-    fn wait_for(&self, needle: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !self.seen().contains(needle) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{needle:?} not in {:?}",
-                self.seen()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(bytes).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Its exit code, waiting (bounded) for it to end.
-    fn code(&mut self) -> i32 {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "attach did not end: {}",
-                self.seen()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `berth attach ARGS` in `p` (see [`Attached::spawn`]).
+fn attach(p: &Project, args: &[&str], tty: Option<(std::fs::File, std::fs::File)>) -> Attached {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("attach")
+        .args(args)
+        .current_dir(&p.dir)
+        .env("BERTH_STATE_DIR", &p.state)
+        .env("BERTH_CONFIG", p.dir.join("none.toml"));
+    Attached::spawn(cmd, tty)
 }
 
 fn state_of(p: &Project, service: &str) -> serde_json::Value {
@@ -1120,7 +1034,7 @@ fn attach_joins_stdin_and_output_detaches_and_returns_the_exit_code() {
     let up = p.berth(&["up", "-d"]);
     assert!(up.status.success(), "up -d: {}", text(&up.stderr));
 
-    let mut a = Attached::spawn(&p, &["box"], None);
+    let mut a = attach(&p, &["box"], None);
     a.send(b"hello\n");
     a.wait_for("got hello");
     // ctrl-p, ctrl-q: detached, the container runs on.
@@ -1129,7 +1043,7 @@ fn attach_joins_stdin_and_output_detaches_and_returns_the_exit_code() {
     assert_eq!(state_of(&p, "box")["State"], "running");
 
     // Other detach keys; a key that only starts them is sent as typed.
-    let mut a = Attached::spawn(&p, &["--detach-keys", "ctrl-x,x", "box"], None);
+    let mut a = attach(&p, &["--detach-keys", "ctrl-x,x", "box"], None);
     a.send(b"a\x18b\n");
     a.wait_for("got a\x18b");
     a.send(b"quit\n");
@@ -1160,14 +1074,14 @@ fn attach_proxies_signals_unless_told_not_to() {
     let up = p.berth(&["up", "-d"]);
     assert!(up.status.success(), "up -d: {}", text(&up.stderr));
 
-    let mut a = Attached::spawn(&p, &["--sig-proxy=false", "--no-stdin", "box"], None);
+    let mut a = attach(&p, &["--sig-proxy=false", "--no-stdin", "box"], None);
     a.wait_for("tick");
     // SAFETY: a signal to the child this test started.
     unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
     assert_eq!(a.code(), 0, "{}", a.seen());
     assert_eq!(state_of(&p, "box")["State"], "running");
 
-    let mut a = Attached::spawn(&p, &["--no-stdin", "box"], None);
+    let mut a = attach(&p, &["--no-stdin", "box"], None);
     a.wait_for("tick");
     // SAFETY: as above.
     unsafe { libc::kill(a.child.id() as i32, libc::SIGINT) };
@@ -1208,7 +1122,7 @@ fn attach_to_a_tty_service_is_a_terminal() {
         }
     };
     let reader = master.try_clone().unwrap();
-    let mut a = Attached::spawn(&p, &["box"], Some((slave, reader)));
+    let mut a = attach(&p, &["box"], Some((slave, reader)));
     use std::io::Write;
     master
         .write_all(b"echo $((6*7))x; /bin/busybox stty size\r")
