@@ -1135,3 +1135,50 @@ fn attach_to_a_tty_service_is_a_terminal() {
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
 }
+
+/// Defends: a service with published ports whose image declares a VOLUME
+/// is not swapped start-first while its anonymous volume is carried over
+/// (two copies of a database on one data directory corrupt it): the old
+/// container stops first and the new one finds the data; with `-V` (fresh
+/// anonymous volumes) nothing is shared and the swap is start-first.
+#[test]
+fn a_carried_image_volume_makes_a_replacement_stop_first() {
+    let p = Project::new("volswap");
+    std::fs::write(
+        p.dir.join("img/Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nVOLUME /data\n\
+         CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n",
+    )
+    .unwrap();
+    let port = crate::up::free_port();
+    let compose = |version: u32| {
+        format!(
+            "services:\n  db:\n    build: img\n    image: berth-test/volswap:1\n    \
+             ports: [\"127.0.0.1:{port}:80\"]\n    environment: {{VERSION: \"{version}\"}}\n"
+        )
+    };
+    p.write(&compose(1));
+    let up = p.berth(&["up", "-d", "--build"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    sh_in(&p, "db", "echo kept > /data/x");
+
+    p.write(&compose(2));
+    let up = p.berth(&["up", "-d"]);
+    let err = text(&up.stderr);
+    assert!(up.status.success(), "up -d: {err}");
+    assert!(
+        err.contains("stop-first: it keeps its anonymous volumes (/data)"),
+        "{err}"
+    );
+    assert!(!err.contains("Swapping"), "{err}");
+    assert_eq!(sh_in(&p, "db", "echo $VERSION; cat /data/x"), "2\nkept");
+
+    p.write(&compose(3));
+    let up = p.berth(&["up", "-d", "-V"]);
+    let err = text(&up.stderr);
+    assert!(up.status.success(), "up -d -V: {err}");
+    assert!(err.contains("Swapping (start-first)"), "{err}");
+    assert_eq!(sh_in(&p, "db", "echo $VERSION; ls -A /data"), "3");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}

@@ -107,9 +107,24 @@ impl ProjectRuntime {
                     let i = self.index(container)?;
                     let inherit =
                         (!renew_anonymous_volumes).then(|| self.live[i].anonymous.clone());
-                    let swap = *strategy == Strategy::StartFirst
+                    let mut swap = *strategy == Strategy::StartFirst
                         && self.live[i].running()
                         && self.live[i].proxy.is_some();
+                    // Two copies on one anonymous volume (an image VOLUME:
+                    // a database's data directory) corrupt it, as on the
+                    // Docker engine: the old one goes first.
+                    let carried: Vec<&str> = inherit
+                        .iter()
+                        .flatten()
+                        .map(|a| a.target.as_str())
+                        .collect();
+                    if swap && !carried.is_empty() {
+                        progress(&format!(
+                            "Container {container}  stop-first: it keeps its anonymous volumes ({}), which two copies must not share",
+                            carried.join(", ")
+                        ));
+                        swap = false;
+                    }
                     if swap {
                         progress(&format!("Container {container}  Swapping (start-first)"));
                         self.swap(project, images, service, *number, i, inherit)?;
