@@ -42,6 +42,37 @@ pub(crate) fn image_ref(request: &UpRequest, project: &Project, service: &str) -
 }
 
 /// What one `up` works from, resolved before the first step.
+/// A container start running beside the steps after it.
+type Starting = tokio::task::JoinHandle<std::result::Result<(), bollard::errors::Error>>;
+
+/// Whether nothing needs `service`'s container *running* before the steps
+/// after it: no service names it in `depends_on`, `links`, or
+/// `network_mode`/`ipc`/`pid: service:…`, and it publishes no port.
+/// Others may still take its volumes (`volumes_from`): those exist once
+/// the container is created. The seed's code container is such a service:
+/// its start (about 0.3 s of the daemon's time) overlaps the app's create
+/// and start instead of preceding them.
+fn start_may_overlap(project: &Project, service: &str) -> bool {
+    let Some(svc) = project.services.get(service) else {
+        return false;
+    };
+    if !svc.ports.is_empty() {
+        return false;
+    }
+    let by_service = |v: Option<&str>| v.and_then(|v| v.strip_prefix("service:")) == Some(service);
+    project.services.iter().all(|(name, other)| {
+        name == service
+            || !(other.depends_on.contains_key(service)
+                || other
+                    .links
+                    .iter()
+                    .any(|l| l.split(':').next() == Some(service))
+                || by_service(other.network_mode.as_deref())
+                || by_service(other.extra.get("ipc").and_then(Value::as_str))
+                || by_service(other.extra.get("pid").and_then(Value::as_str)))
+    })
+}
+
 pub(crate) struct Context<'a> {
     pub project: &'a Project,
     pub images: BTreeMap<String, String>,
@@ -250,13 +281,32 @@ impl DockerBackend {
         self.ensure_volumes(ctx.project, progress).await?;
         let mut dead_volumes: Vec<String> = Vec::new();
         let mut retiring: Vec<(String, i32)> = Vec::new();
+        let mut starting = Vec::new();
         let mut result = Ok(());
         for step in &plan.steps {
             result = self
-                .apply_step(&ctx, step, progress, &mut dead_volumes, &mut retiring)
+                .apply_step(
+                    &ctx,
+                    step,
+                    progress,
+                    &mut dead_volumes,
+                    &mut retiring,
+                    &mut starting,
+                )
                 .await;
             if result.is_err() {
                 break;
+            }
+        }
+        for (name, start) in starting {
+            let started = start
+                .await
+                .map_err(|e| BackendError::engine(format!("starting container {name}: {e}")))
+                .and_then(|r| r.map_err(|e| api_err(format!("starting container {name}"), e)));
+            match started {
+                Ok(()) => progress(&format!(" ✔ Container {name} Started")),
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
             }
         }
         // Replaced containers (and the volumes only they hold) go in the
@@ -289,8 +339,22 @@ impl DockerBackend {
         progress: Progress<'_>,
         dead_volumes: &mut Vec<String>,
         retiring: &mut Vec<(String, i32)>,
+        starting: &mut Vec<(String, Starting)>,
     ) -> Result<()> {
         let service = step.service.as_str();
+        // A container nothing needs running (see `start_may_overlap`)
+        // starts while the next steps go on; `converge` waits for it.
+        let overlap = start_may_overlap(ctx.project, service);
+        let mut start_later = |id: &str, name: &str| {
+            let docker = self.docker.clone();
+            let id = id.to_string();
+            let start = tokio::spawn(async move {
+                docker
+                    .start_container(&id, None::<StartContainerOptions>)
+                    .await
+            });
+            starting.push((name.to_string(), start));
+        };
         match &step.action {
             Action::Nothing { container } => {
                 if let Some(c) = container {
@@ -307,6 +371,10 @@ impl DockerBackend {
                 self.wait_dependencies(ctx, service, progress).await?;
                 progress(&format!(" ⠿ Container {name} Creating"));
                 let id = self.create(ctx, service, *number, name, Vec::new()).await?;
+                if overlap {
+                    start_later(&id, name);
+                    return Ok(());
+                }
                 self.start(&id, name).await?;
                 self.point_ports(ctx, service, &id, 0, false).await?;
                 progress(&format!(" ✔ Container {name} Started"));
@@ -393,8 +461,12 @@ impl DockerBackend {
                     self.stop(container, spec::stop_timeout(svc)).await?;
                     self.remove(container).await?;
                     self.rename(&id, &tmp, container).await?;
-                    self.start(&id, container).await?;
-                    self.point_ports(ctx, service, &id, 0, false).await?;
+                    if overlap {
+                        start_later(&id, container);
+                    } else {
+                        self.start(&id, container).await?;
+                        self.point_ports(ctx, service, &id, 0, false).await?;
+                    }
                 }
                 progress(&format!(" ✔ Container {container} Recreated"));
             }
@@ -1486,6 +1558,7 @@ pub(crate) fn is_retired(name: &str) -> bool {
 mod tests {
     use super::*;
     use berth_engine::Step;
+    use serde_json::json;
 
     fn swap() -> Plan {
         Plan {
@@ -1548,5 +1621,34 @@ mod tests {
             why.contains("p-app-1 holds the ports through Docker"),
             "{why}"
         );
+    }
+
+    fn project(doc: Value) -> Project {
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn only_a_volumes_from_source_starts_beside_the_next_steps() {
+        // The seed: app takes code's volumes, nothing else of code.
+        let seed = project(json!({"name": "p", "services": {
+            "code": {"image": "c"},
+            "app": {"image": "a", "volumes_from": ["service:code:rw"], "ports": [{"target": 3000, "published": "8080"}]}}}));
+        assert!(start_may_overlap(&seed, "code"));
+        assert!(!start_may_overlap(&seed, "app"), "it publishes a port");
+
+        for needs_it_running in [
+            json!({"depends_on": {"code": {"condition": "service_started"}}}),
+            json!({"links": ["code:c"]}),
+            json!({"network_mode": "service:code"}),
+            json!({"ipc": "service:code"}),
+            json!({"pid": "service:code"}),
+        ] {
+            let mut web = json!({"image": "w", "volumes_from": ["service:code:rw"]});
+            web.as_object_mut()
+                .unwrap()
+                .extend(needs_it_running.as_object().unwrap().clone());
+            let p = project(json!({"name": "p", "services": {"code": {"image": "c"}, "web": web}}));
+            assert!(!start_may_overlap(&p, "code"), "{needs_it_running}");
+        }
     }
 }
