@@ -41,15 +41,29 @@ pub fn check(project: &Project) -> Result<(), String> {
     Ok(())
 }
 
-/// What a project network may ask of the bridge driver: IPv4 only, and
-/// berth's own address allocation within the first subnet.
+/// What a project network may ask of the bridge driver: an IPv4 subnet
+/// and, with `enable_ipv6`, an IPv6 one; berth's own address allocation.
 fn check_network(key: &str, n: &berth_compose::model::Extra) -> Result<(), String> {
     let at = |k: &str| format!("networks.{key}.{k}");
-    if n.get("enable_ipv6").and_then(Value::as_bool) == Some(true) {
-        return Err(format!(
-            "{}: IPv6 networks are not supported by the embedded engine yet",
-            at("enable_ipv6")
-        ));
+    let ipv6 = n.get("enable_ipv6").and_then(Value::as_bool) == Some(true);
+    if ipv6 {
+        // Networks are kept apart by the host not routing IPv6 between
+        // bridges (berth has no ip6tables rules); a host that routes it
+        // would carry traffic between them.
+        let forwarding = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+            .is_ok_and(|v| v.trim() == "1");
+        if forwarding {
+            return Err(format!(
+                "{}: this host routes IPv6 (net.ipv6.conf.all.forwarding=1), so berth could not keep IPv6 networks apart",
+                at("enable_ipv6")
+            ));
+        }
+        if bridge_options(key, n).is_ok_and(|b| !b.icc) {
+            return Err(format!(
+                "{}: false is not supported with enable_ipv6 (IPv6 between containers of the bridge could not be blocked)",
+                at("driver_opts.com.docker.network.bridge.enable_icc")
+            ));
+        }
     }
     if n.get("enable_ipv4").and_then(Value::as_bool) == Some(false) {
         return Err(format!(
@@ -81,36 +95,57 @@ fn check_network(key: &str, n: &berth_compose::model::Extra) -> Result<(), Strin
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    if configs.len() > 1 {
-        return Err(format!(
-            "{}: one subnet per network (the embedded engine's bridges have one)",
-            at("ipam.config[1]")
-        ));
-    }
-    let Some(config) = configs.first() else {
-        return Ok(());
-    };
-    for k in ["ip_range", "aux_addresses"] {
-        if config.get(k).is_some_and(non_empty) {
+    let (mut v4, mut v6) = (false, false);
+    for (i, config) in configs.iter().enumerate() {
+        let subnet = config.get("subnet").and_then(Value::as_str);
+        let is_v6 = subnet.is_some_and(|s| s.contains(':'));
+        if is_v6 {
+            if !ipv6 {
+                return Err(format!(
+                    "{}: an IPv6 subnet needs enable_ipv6: true",
+                    at(&format!("ipam.config[{i}].subnet"))
+                ));
+            }
+            if let Err(e) = subnet.unwrap_or_default().parse::<berth_network::Subnet6>() {
+                return Err(format!("{}: {e}", at(&format!("ipam.config[{i}].subnet"))));
+            }
+        }
+        let seen = if is_v6 { &mut v6 } else { &mut v4 };
+        if std::mem::replace(seen, true) {
             return Err(format!(
-                "{}: not supported (addresses are allocated from the whole subnet)",
-                at(&format!("ipam.config[0].{k}"))
+                "{}: one IPv4 and one IPv6 subnet per network (the embedded engine's bridges have no more)",
+                at(&format!("ipam.config[{i}]"))
             ));
         }
-    }
-    if let Some(gateway) = config.get("gateway").and_then(Value::as_str) {
-        // The bridge always takes the subnet's first address: a gateway
-        // that says so is honoured, any other could not be.
-        let first = config
-            .get("subnet")
-            .and_then(Value::as_str)
-            .and_then(first_address);
-        if first.as_deref() != Some(gateway) {
-            return Err(format!(
-                "{}: {gateway} is not supported (the gateway is the subnet's first address{})",
-                at("ipam.config[0].gateway"),
-                first.map(|f| format!(", {f}")).unwrap_or_default()
-            ));
+        for k in ["ip_range", "aux_addresses"] {
+            if config.get(k).is_some_and(non_empty) {
+                return Err(format!(
+                    "{}: not supported (addresses are allocated from the whole subnet)",
+                    at(&format!("ipam.config[{i}].{k}"))
+                ));
+            }
+        }
+        if let Some(gateway) = config.get("gateway").and_then(Value::as_str) {
+            // The bridge always takes the subnet's first address: a gateway
+            // that says so is honoured, any other could not be.
+            let first = if is_v6 {
+                subnet
+                    .and_then(|s| s.parse::<berth_network::Subnet6>().ok())
+                    .map(|s| s.gateway().to_string())
+            } else {
+                subnet.and_then(first_address)
+            };
+            let same = match (gateway.parse::<std::net::IpAddr>(), first.as_deref()) {
+                (Ok(g), Some(f)) => f.parse::<std::net::IpAddr>().is_ok_and(|f| f == g),
+                _ => false,
+            };
+            if !same {
+                return Err(format!(
+                    "{}: {gateway} is not supported (the gateway is the subnet's first address{})",
+                    at(&format!("ipam.config[{i}].gateway")),
+                    first.map(|f| format!(", {f}")).unwrap_or_default()
+                ));
+            }
         }
     }
     Ok(())
@@ -126,19 +161,15 @@ fn first_address(subnet: &str) -> Option<String> {
 }
 
 /// Per-service settings of the networks a service joins.
-fn check_attachments(name: &str, svc: &Service) -> Result<(), String> {
+fn check_attachments(project: &Project, name: &str, svc: &Service) -> Result<(), String> {
     for (net, settings) in svc.networks.iter().flatten() {
         let Some(settings) = settings else { continue };
+        let at = |k: &str| format!("services.{name}.networks.{net}.{k}");
         for (k, why) in [
             (
                 "interface_name",
                 "interfaces are named eth0, eth1, … in network order",
             ),
-            (
-                "ipv6_address",
-                "the embedded engine's networks are IPv4 only",
-            ),
-            ("link_local_ips", "link-local addresses are not supported"),
             ("mac_address", "a fixed MAC address is not supported yet"),
             ("driver_opts", "endpoint driver options are not supported"),
             (
@@ -150,7 +181,54 @@ fn check_attachments(name: &str, svc: &Service) -> Result<(), String> {
                 .get(k)
                 .is_some_and(|v| non_empty(v) && v != &Value::from(0))
             {
-                return Err(format!("services.{name}.networks.{net}.{k}: {why}"));
+                return Err(format!("{}: {why}", at(k)));
+            }
+        }
+        let ipv6 = project
+            .networks
+            .get(net)
+            .and_then(|n| n.extra.get("enable_ipv6"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if let Some(v) = settings.get("ipv6_address").filter(|v| non_empty(v)) {
+            if !ipv6 {
+                return Err(format!(
+                    "{}: network {net} does not enable IPv6 (enable_ipv6: true)",
+                    at("ipv6_address")
+                ));
+            }
+            if v.as_str()
+                .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+                .is_none()
+            {
+                return Err(format!(
+                    "{}: {v} is not an IPv6 address",
+                    at("ipv6_address")
+                ));
+            }
+        }
+        for (i, v) in settings
+            .get("link_local_ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let key = at(&format!("link_local_ips[{i}]"));
+            match v.as_str().and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                Some(std::net::IpAddr::V4(a)) if a.is_link_local() => {}
+                Some(std::net::IpAddr::V6(a)) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+                    if !ipv6 {
+                        return Err(format!(
+                            "{key}: an IPv6 address needs a network with enable_ipv6: true"
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "{key}: {v} is not a link-local address (169.254.0.0/16 or fe80::/10)"
+                    ))
+                }
             }
         }
     }
@@ -316,7 +394,7 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         }
     }
     check_mounts(name, svc)?;
-    check_attachments(name, svc)?;
+    check_attachments(project, name, svc)?;
     // Containers are not user-namespaced (docker's default), which is what
     // `userns_mode: host` asks for.
     if let Some(mode) = svc
@@ -882,8 +960,8 @@ mod tests {
                 "services.app.networks.default.ipv6_address:",
             ),
             (
-                json!({"networks": {"default": {"link_local_ips": ["169.254.0.9"]}}}),
-                "services.app.networks.default.link_local_ips:",
+                json!({"networks": {"default": {"link_local_ips": ["10.0.0.9"]}}}),
+                "services.app.networks.default.link_local_ips[0]:",
             ),
             (
                 json!({"networks": {"default": {"mac_address": "02:42:ac:11:00:02"}}}),
@@ -923,7 +1001,19 @@ mod tests {
             assert!(e.starts_with(prefix), "{prefix}: {e}");
         }
         for (net, prefix) in [
-            (json!({"enable_ipv6": true}), "networks.n.enable_ipv6:"),
+            (
+                json!({"enable_ipv6": true, "driver_opts": {"com.docker.network.bridge.enable_icc": "false"}}),
+                "networks.n.driver_opts.com.docker.network.bridge.enable_icc: false",
+            ),
+            (json!({"ipam": {"config": [{"subnet": "fd42::/64"}]}}), "networks.n.ipam.config[0].subnet: an IPv6 subnet needs"),
+            (
+                json!({"enable_ipv6": true, "ipam": {"config": [{"subnet": "fd42::/64"}, {"subnet": "fd43::/64"}]}}),
+                "networks.n.ipam.config[1]:",
+            ),
+            (
+                json!({"enable_ipv6": true, "ipam": {"config": [{"subnet": "fd42::/64", "gateway": "fd42::9"}]}}),
+                "networks.n.ipam.config[0].gateway: fd42::9 is not supported (the gateway is the subnet's first address, fd42::1)",
+            ),
             (json!({"enable_ipv4": false}), "networks.n.enable_ipv4:"),
             (json!({"ipam": {"driver": "dhcp"}}), "networks.n.ipam.driver: \"dhcp\""),
             (json!({"ipam": {"options": {"a": "b"}}}), "networks.n.ipam.options:"),

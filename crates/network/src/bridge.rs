@@ -109,6 +109,28 @@ pub(crate) fn create(bridge: &str, subnet: Subnet, mtu: u32) -> Result<(), Bridg
     Ok(())
 }
 
+/// Gives the bridge its IPv6 gateway address (IPv6 switched on for it, no
+/// duplicate address detection: the address is berth's to give), if it
+/// has not got it yet.
+pub(crate) fn add_ipv6(bridge: &str, subnet: crate::subnet6::Subnet6) -> Result<(), BridgeError> {
+    let err = |source| BridgeError::Create {
+        bridge: bridge.to_string(),
+        source,
+    };
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6");
+    if std::fs::read_to_string(&sysctl).is_ok_and(|v| v.trim() != "0") {
+        let _ = std::fs::write(&sysctl, "0");
+    }
+    let gateway = format!("{}/{}", subnet.gateway(), subnet.prefix_len());
+    cmd::run(
+        Tool::Ip,
+        &["-6", "addr", "replace", &gateway, "dev", bridge, "nodad"],
+        None,
+    )
+    .map(|_| ())
+    .map_err(err)
+}
+
 /// Gives an existing bridge its gateway address and brings it up, without
 /// touching the ports (containers) on it. For repairing a bridge that a crash
 /// left half-configured.

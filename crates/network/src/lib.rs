@@ -24,6 +24,7 @@ pub mod pool;
 pub mod resolv;
 pub mod state;
 pub mod subnet;
+pub mod subnet6;
 pub mod veth;
 
 pub use cmd::{check_tools, CommandError};
@@ -34,6 +35,7 @@ pub use networks::{BridgeOptions, NetworkOptions, Networks};
 pub use pool::{PoolConfig, PoolError};
 pub use resolv::{ResolvConf, ResolvError};
 pub use subnet::{Subnet, SubnetError};
+pub use subnet6::{Subnet6, Subnet6Error};
 pub use veth::{attach, detach, AttachError, AttachOptions, Endpoint};
 
 /// Errors of [`Networks`], which combines every other module's.
@@ -51,6 +53,8 @@ pub enum Error {
     Host(#[from] host::HostError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Subnet6(#[from] Subnet6Error),
     #[error("network `{0}` does not exist")]
     NotFound(String),
     #[error(

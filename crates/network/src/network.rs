@@ -50,6 +50,10 @@ pub struct Network {
     /// (`com.docker.network.bridge.enable_icc`).
     #[serde(default = "yes")]
     pub icc: bool,
+    /// compose `enable_ipv6`: the bridge's IPv6 subnet (its gateway is the
+    /// subnet's first address). Containers get IPv6 only on such networks.
+    #[serde(default)]
+    pub ipv6: Option<crate::subnet6::Subnet6>,
 }
 
 fn yes() -> bool {
@@ -80,6 +84,7 @@ impl Network {
             mtu,
             masquerade: true,
             icc: true,
+            ipv6: None,
         })
     }
 
@@ -97,6 +102,12 @@ impl Network {
     pub fn install(&self) -> Result<(), NetworkError> {
         enable_forwarding()?;
         bridge::create(&self.bridge, self.subnet, self.mtu)?;
+        if let Some(v6) = self.ipv6 {
+            if let Err(e) = bridge::add_ipv6(&self.bridge, v6) {
+                let _ = bridge::remove(&self.bridge);
+                return Err(e.into());
+            }
+        }
         if let Err(e) = firewall::install(self) {
             let _ = bridge::remove(&self.bridge);
             return Err(e.into());
@@ -120,6 +131,9 @@ impl Network {
         }
         enable_forwarding()?;
         bridge::ensure_configured(&self.bridge, self.subnet)?;
+        if let Some(v6) = self.ipv6 {
+            bridge::add_ipv6(&self.bridge, v6)?;
+        }
         firewall::install(self)?;
         Ok(())
     }

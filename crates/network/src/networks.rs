@@ -27,6 +27,9 @@ pub struct NetworkOptions {
     pub subnet: Option<Subnet>,
     /// The bridge driver's options (compose `driver_opts`).
     pub bridge: BridgeOptions,
+    /// compose `enable_ipv6`: `Some` with the subnet from `ipam.config`, or
+    /// `Some(None)` for a unique local one derived from the name.
+    pub ipv6: Option<Option<crate::subnet6::Subnet6>>,
 }
 
 /// What compose's bridge `driver_opts` may ask for.
@@ -94,17 +97,26 @@ impl Networks {
                 || wanted.mtu.is_some_and(|m| m != existing.mtu)
                 || wanted.masquerade != existing.masquerade
                 || wanted.icc != existing.icc
+                || opts.ipv6.is_some() != existing.ipv6.is_some()
+                || opts
+                    .ipv6
+                    .flatten()
+                    .is_some_and(|s| Some(s) != existing.ipv6)
             {
                 return Err(Error::Conflict {
                     name: name.to_string(),
                     existing: format!(
-                        "subnet {}, internal {}, bridge {}, mtu {}, masquerade {}, icc {}",
+                        "subnet {}, internal {}, bridge {}, mtu {}, masquerade {}, icc {}, ipv6 {}",
                         existing.subnet,
                         existing.internal,
                         existing.bridge,
                         existing.mtu,
                         existing.masquerade,
-                        existing.icc
+                        existing.icc,
+                        existing
+                            .ipv6
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "off".into())
                     ),
                 });
             }
@@ -142,6 +154,23 @@ impl Networks {
         }
         network.masquerade = opts.bridge.masquerade;
         network.icc = opts.bridge.icc;
+        if let Some(given) = opts.ipv6 {
+            let v6 = given.unwrap_or_else(|| crate::subnet6::Subnet6::unique_local(name));
+            crate::subnet6::check_host(v6)?;
+            if let Some(other) = locked
+                .state
+                .networks
+                .values()
+                .find(|r| r.network.ipv6.is_some_and(|o| o.overlaps(&v6)))
+            {
+                return Err(crate::subnet6::Subnet6Error::Overlaps {
+                    subnet: v6,
+                    what: format!("network {}", other.network.name),
+                }
+                .into());
+            }
+            network.ipv6 = Some(v6);
+        }
         locked.state.networks.insert(
             name.to_string(),
             NetworkRecord {
@@ -227,7 +256,7 @@ impl Networks {
     ) -> Result<Endpoint, Error> {
         // The lock is held only to reserve and to confirm, not across the
         // kernel work, so many containers can be attached in parallel.
-        let (network, ip) = {
+        let (network, ip, opts) = {
             let mut locked = self.store.lock()?;
             let rec = locked
                 .state
@@ -250,14 +279,36 @@ impl Networks {
                 .collect();
             let ip = pool::allocate_address(rec.network.subnet, &used, ipv4_address)?;
             let network = rec.network.clone();
+            let mut opts = opts.clone();
+            opts.ipv6 = match network.ipv6 {
+                Some(v6) => {
+                    let addr = opts.ipv6.unwrap_or_else(|| v6.derived(ip, network.subnet));
+                    if !v6.is_assignable(addr) {
+                        return Err(crate::subnet6::Subnet6Error::NotAssignable {
+                            address: addr,
+                            subnet: v6,
+                        }
+                        .into());
+                    }
+                    if let Some(e) = rec.endpoints.values().find(|e| e.ipv6 == Some(addr)) {
+                        return Err(crate::subnet6::Subnet6Error::Taken {
+                            address: addr,
+                            container: e.container_id.clone(),
+                        }
+                        .into());
+                    }
+                    Some(addr)
+                }
+                None => None,
+            };
             rec.endpoints.insert(
                 container_id.to_string(),
-                planned_endpoint(&network, container_id, netns, ip, opts),
+                planned_endpoint(&network, container_id, netns, ip, &opts),
             );
             locked.save()?;
-            (network, ip)
+            (network, ip, opts)
         };
-        match veth::attach(&network, container_id, netns, ip, opts) {
+        match veth::attach(&network, container_id, netns, ip, &opts) {
             Ok(endpoint) => Ok(endpoint),
             Err(e) => {
                 // The attach error is the one to report; a reservation that
@@ -319,5 +370,7 @@ fn planned_endpoint(
         ifname: opts.ifname.clone(),
         host_ifname: veth::host_ifname(&network.name, container_id),
         netns: netns.to_path_buf(),
+        ipv6: opts.ipv6,
+        link_local: opts.link_local.clone(),
     }
 }

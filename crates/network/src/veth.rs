@@ -65,6 +65,12 @@ pub struct Endpoint {
     /// Name of the end on the bridge, in the host namespace.
     pub host_ifname: String,
     pub netns: PathBuf,
+    /// On a network with IPv6: the container's IPv6 address.
+    #[serde(default)]
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// compose `link_local_ips`: extra addresses on the interface.
+    #[serde(default)]
+    pub link_local: Vec<std::net::IpAddr>,
 }
 
 /// How to plug in.
@@ -76,6 +82,11 @@ pub struct AttachOptions {
     /// Whether this network carries the container's default route. Exactly
     /// one of a container's networks should (the first non-internal one).
     pub default_route: bool,
+    /// compose `ipv6_address`; on a network with IPv6 without it, the
+    /// address derived from the IPv4 one (`Networks::attach` decides).
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// compose `link_local_ips`.
+    pub link_local: Vec<std::net::IpAddr>,
 }
 
 impl Default for AttachOptions {
@@ -83,6 +94,8 @@ impl Default for AttachOptions {
         AttachOptions {
             ifname: "eth0".to_string(),
             default_route: true,
+            ipv6: None,
+            link_local: Vec::new(),
         }
     }
 }
@@ -200,6 +213,8 @@ pub fn attach(
         ifname: opts.ifname.clone(),
         host_ifname: host_if,
         netns: netns.to_path_buf(),
+        ipv6: opts.ipv6.filter(|_| network.ipv6.is_some()),
+        link_local: opts.link_local.clone(),
     })
 }
 
@@ -232,6 +247,29 @@ fn configure(
     .map_err(setup_err)?;
 
     let ifname = &opts.ifname;
+    let ipv6 = network.ipv6.zip(opts.ipv6);
+    if ipv6.is_some() || opts.link_local.iter().any(|a| a.is_ipv6()) {
+        // The namespace was made with IPv6 off (see `disable_ipv6`): on for
+        // it and this interface now, since this network has IPv6.
+        let ifname = ifname.clone();
+        netns::run_in_netns(netns, move || -> std::io::Result<()> {
+            for conf in ["all", "default", "lo", ifname.as_str()] {
+                let file = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                std::fs::write(file, "0")?;
+            }
+            Ok(())
+        })
+        .map_err(|source| AttachError::Netns {
+            path: netns.to_path_buf(),
+            source,
+        })?
+        .map_err(|source| {
+            setup_err(CommandError::Spawn {
+                command: "sysctl net.ipv6.conf.*.disable_ipv6=0".into(),
+                source,
+            })
+        })?;
+    }
     let mut batch = format!(
         "link set dev lo up\naddr add {ip}/{len} brd + dev {ifname}\nlink set dev {ifname} up\n",
         len = network.subnet.prefix_len()
@@ -241,6 +279,26 @@ fn configure(
             "route add default via {} dev {ifname}\n",
             network.gateway
         ));
+    }
+    if let Some((subnet, addr)) = ipv6 {
+        batch.push_str(&format!(
+            "addr add {addr}/{} dev {ifname} nodad\n",
+            subnet.prefix_len()
+        ));
+        if opts.default_route {
+            batch.push_str(&format!(
+                "route add default via {} dev {ifname}\n",
+                subnet.gateway()
+            ));
+        }
+    }
+    for addr in &opts.link_local {
+        match addr {
+            std::net::IpAddr::V4(a) => batch.push_str(&format!("addr add {a}/16 dev {ifname}\n")),
+            std::net::IpAddr::V6(a) => {
+                batch.push_str(&format!("addr add {a}/64 dev {ifname} nodad\n"))
+            }
+        }
     }
     // `ip -n` only takes names under /run/netns; running `ip` from a thread
     // inside the namespace works for any path.
@@ -339,6 +397,7 @@ mod tests {
             let o = AttachOptions {
                 ifname: bad.into(),
                 default_route: true,
+                ..Default::default()
             };
             assert!(
                 matches!(

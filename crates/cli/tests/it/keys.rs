@@ -780,11 +780,13 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n"), "services.box.deploy.resources.reservations.devices"),
         (svc("    networks:\n      default: {interface_name: net0}\n"), "services.box.networks.default.interface_name"),
         (svc("    networks:\n      default: {ipv6_address: \"fd00::9\"}\n"), "services.box.networks.default.ipv6_address"),
-        (svc("    networks:\n      default: {link_local_ips: [169.254.8.8]}\n"), "services.box.networks.default.link_local_ips"),
+        (svc("    networks:\n      default: {link_local_ips: [10.0.0.8]}\n"), "services.box.networks.default.link_local_ips[0]: \"10.0.0.8\" is not a link-local address"),
+        (svc("    networks:\n      default: {link_local_ips: [\"fe80::8\"]}\n"), "services.box.networks.default.link_local_ips[0]: an IPv6 address needs"),
         (svc("    networks:\n      default: {mac_address: \"02:42:ac:11:00:09\"}\n"), "services.box.networks.default.mac_address"),
         (svc("    networks:\n      default: {driver_opts: {foo: bar}}\n"), "services.box.networks.default.driver_opts"),
         (svc("    networks:\n      default: {gw_priority: 5}\n"), "services.box.networks.default.gw_priority"),
-        (svc("networks:\n  default:\n    enable_ipv6: true\n"), "networks.default.enable_ipv6"),
+        (svc("networks:\n  default:\n    enable_ipv6: true\n    driver_opts: {com.docker.network.bridge.enable_icc: \"false\"}\n"), "networks.default.driver_opts.com.docker.network.bridge.enable_icc"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: \"fd42:1::/64\"}]\n"), "networks.default.ipam.config[0].subnet: an IPv6 subnet needs enable_ipv6"),
         (svc("networks:\n  default:\n    enable_ipv4: false\n"), "networks.default.enable_ipv4"),
         (svc("networks:\n  default:\n    driver_opts: {com.docker.network.bridge.host_binding_ipv4: 127.0.0.1}\n"), "networks.default.driver_opts.com.docker.network.bridge.host_binding_ipv4"),
         (svc("networks:\n  default:\n    driver_opts: {com.docker.network.driver.mtu: \"20\"}\n"), "networks.default.driver_opts.com.docker.network.driver.mtu"),
@@ -1181,4 +1183,70 @@ fn a_carried_image_volume_makes_a_replacement_stop_first() {
     assert_eq!(sh_in(&p, "db", "echo $VERSION; ls -A /data"), "3");
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
+}
+
+/// Defends: `enable_ipv6` gives a network an IPv6 subnet (the one in
+/// `ipam.config`) and its containers IPv6 addresses (`ipv6_address`, or
+/// derived from the IPv4 one) that reach each other and the host, while a
+/// container on an IPv4-only network keeps IPv6 off (the resolver here
+/// drops AAAA queries); `link_local_ips` are on the interface; `down`
+/// leaves nothing.
+#[test]
+fn enable_ipv6_gives_addresses_on_its_network_only_and_link_local_ips_apply() {
+    let p = Project::new("ipv6");
+    p.write(
+        "services:\n  web:\n    image: berth-test/busybox:1\n    \
+         command: [/bin/busybox, httpd, -f, -p, \"80\", -h, /]\n    \
+         networks:\n      v6: {ipv6_address: \"fd42:b3:1::99\", link_local_ips: [169.254.8.8]}\n  \
+         client:\n    image: berth-test/busybox:1\n    networks: [v6]\n  \
+         plain:\n    image: berth-test/busybox:1\n\
+         networks:\n  v6:\n    enable_ipv6: true\n    ipam:\n      config: [{subnet: \"fd42:b3:1::/64\"}]\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    let ipv6_off = |s: &str| sh_in(&p, s, "cat /proc/sys/net/ipv6/conf/all/disable_ipv6");
+    assert_eq!(ipv6_off("web"), "0");
+    assert_eq!(ipv6_off("client"), "0");
+    assert_eq!(
+        ipv6_off("plain"),
+        "1",
+        "IPv6 on in a container of an IPv4 network"
+    );
+    let web = sh_in(&p, "web", "/bin/busybox ip addr show dev eth0");
+    assert!(web.contains("inet6 fd42:b3:1::99/64"), "{web}");
+    assert!(web.contains("inet 169.254.8.8/16"), "{web}");
+    // client's address: the subnet's prefix and its IPv4 host part.
+    let client = sh_in(
+        &p,
+        "client",
+        "/bin/busybox ip -6 addr show dev eth0 scope global",
+    );
+    let v4 = sh_in(&p, "client", "/bin/busybox hostname -i");
+    let host_part = v4.rsplit('.').next().unwrap();
+    assert!(
+        client.contains(&format!("inet6 fd42:b3:1::{host_part}/64")),
+        "{client}"
+    );
+    // Traffic over IPv6: client to web, and the host to web (the bridge).
+    let request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 fd42:b3:1::99 80";
+    let answered = (0..50).any(|_| {
+        let out = std::process::Command::new("/bin/busybox")
+            .args(["sh", "-c", request])
+            .env_clear()
+            .output()
+            .unwrap();
+        text(&out.stdout).starts_with("HTTP/1.") || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(answered, "web does not answer the host over IPv6");
+    assert!(sh_in(&p, "client", request).starts_with("HTTP/1."));
+    // plain has no IPv6 and is on another network.
+    let from_plain = p.berth(&["exec", "-T", "plain", "/bin/busybox", "sh", "-c", request]);
+    assert!(!text(&from_plain.stdout).starts_with("HTTP/1."));
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+    let links = run_ok("ip", &["-6", "route"]);
+    assert!(!links.contains("fd42:b3:1::"), "route left: {links}");
 }

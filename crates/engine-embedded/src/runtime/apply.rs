@@ -405,6 +405,21 @@ impl ProjectRuntime {
                         })?),
                         None => None,
                     };
+                    let bad = |k: &str, a: &str| {
+                        svc_err(
+                            &service,
+                            format!("networks.{}.{k}: invalid address {a:?}", w.key),
+                        )
+                    };
+                    let ipv6 = match &w.ipv6_address {
+                        Some(a) => Some(a.parse().map_err(|_| bad("ipv6_address", a))?),
+                        None => None,
+                    };
+                    let link_local = w
+                        .link_local_ips
+                        .iter()
+                        .map(|a| a.parse().map_err(|_| bad("link_local_ips", a)))
+                        .collect::<Result<Vec<IpAddr>>>()?;
                     let ep = self.engine.networks.attach(
                         &w.network,
                         &live.id,
@@ -413,6 +428,8 @@ impl ProjectRuntime {
                         &AttachOptions {
                             ifname: format!("eth{n}"),
                             default_route: Some(n) == first_routed,
+                            ipv6,
+                            link_local,
                         },
                     )?;
                     live.ip.get_or_insert(IpAddr::V4(ep.ip));
@@ -559,13 +576,12 @@ impl ProjectRuntime {
             if live.svc.extra.get("tty").and_then(|v| v.as_bool()) == Some(true) {
                 // `tty: true`: a terminal for all three streams; what the
                 // container writes to it goes to the same output file.
-                let stdin = if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool())
-                    == Some(true)
-                {
-                    Some(open_stdin_fifo(&dir)?)
-                } else {
-                    None
-                };
+                let stdin =
+                    if live.svc.extra.get("stdin_open").and_then(|v| v.as_bool()) == Some(true) {
+                        Some(open_stdin_fifo(&dir)?)
+                    } else {
+                        None
+                    };
                 let slave = pty::open(&path, stdin).map_err(io_err(&path))?;
                 let dup = |fd: &OwnedFd| fd.try_clone().map_err(io_err(&path));
                 spec.stdin = Stdio::Fd(dup(&slave)?);

@@ -36,6 +36,8 @@ pub(super) struct WantedNetwork {
     pub(super) network: String,
     pub(super) internal: bool,
     pub(super) ipv4_address: Option<String>,
+    pub(super) ipv6_address: Option<String>,
+    pub(super) link_local_ips: Vec<String>,
     pub(super) aliases: Vec<String>,
 }
 
@@ -70,6 +72,10 @@ pub(super) fn service_networks(
                     ipv4_address: get("ipv4_address")
                         .and_then(|v| v.as_str())
                         .map(str::to_string),
+                    ipv6_address: get("ipv6_address")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    link_local_ips: string_list(get("link_local_ips")),
                     aliases,
                 },
             )
@@ -177,19 +183,39 @@ impl ProjectRuntime {
                 }
                 continue;
             }
-            // compose's `ipam: {config: [{subnet: …}]}`, the first entry.
-            let subnet = decl
+            // compose's `ipam: {config: [{subnet: …}]}`: an IPv4 entry and,
+            // with enable_ipv6, an IPv6 one (checked with the project).
+            let subnets: Vec<(usize, &str)> = decl
                 .and_then(|d| d.extra.get("ipam"))
                 .and_then(|i| i.get("config"))
-                .and_then(|c| c.get(0))
-                .and_then(|c| c.get("subnet"))
-                .and_then(|s| s.as_str())
-                .map(|s| {
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, c.get("subnet")?.as_str()?)))
+                .collect();
+            let subnet = subnets
+                .iter()
+                .find(|(_, s)| !s.contains(':'))
+                .map(|&(i, s)| {
                     s.parse::<berth_network::Subnet>().map_err(|e| {
-                        svc_err("-", format!("networks.{key}.ipam.config[0].subnet: {e}"))
+                        svc_err("-", format!("networks.{key}.ipam.config[{i}].subnet: {e}"))
                     })
                 })
                 .transpose()?;
+            let ipv6_subnet = subnets
+                .iter()
+                .find(|(_, s)| s.contains(':'))
+                .map(|&(i, s)| {
+                    s.parse::<berth_network::Subnet6>().map_err(|e| {
+                        svc_err("-", format!("networks.{key}.ipam.config[{i}].subnet: {e}"))
+                    })
+                })
+                .transpose()?;
+            let enable_ipv6 = decl
+                .and_then(|d| d.extra.get("enable_ipv6"))
+                .and_then(|v| v.as_bool())
+                == Some(true);
             let bridge = match decl {
                 Some(d) => {
                     unsupported::bridge_options(key, &d.extra).map_err(EngineError::Unsupported)?
@@ -200,6 +226,7 @@ impl ProjectRuntime {
                 internal: decl.and_then(|d| d.internal) == Some(true),
                 subnet,
                 bridge,
+                ipv6: enable_ipv6.then_some(ipv6_subnet),
             };
             self.engine.networks.create(&name, &options)?;
             self.networks.push(name);

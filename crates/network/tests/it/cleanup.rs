@@ -93,6 +93,7 @@ fn failed_attach_leaves_nothing() {
     let opts = AttachOptions {
         ifname: "eth1".into(),
         default_route: true,
+        ..Default::default()
     };
     let err = fx
         .networks
@@ -118,6 +119,7 @@ fn failed_attach_leaves_nothing() {
             &AttachOptions {
                 ifname: "eth0".into(),
                 default_route: false,
+                ..Default::default()
             },
         )
         .unwrap_err();

@@ -64,6 +64,7 @@ fn low_level_create_attach_remove() {
     let opts2 = AttachOptions {
         ifname: "eth1".into(),
         default_route: false,
+        ..Default::default()
     };
     let e2 = berth_network::attach(
         &net2,
