@@ -90,6 +90,9 @@ pub(crate) struct Context<'a> {
     pub config_files: String,
     /// Services whose published ports berth's keeper holds.
     pub proxied: BTreeSet<String>,
+    /// What the daemon said it discarded when creating containers
+    /// (`Weight discarded`, …): shown once `up` is done, never dropped.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 fn files_dir(project: &str) -> PathBuf {
@@ -227,6 +230,7 @@ impl DockerBackend {
                 .collect::<Vec<_>>()
                 .join(","),
             proxied,
+            warnings: Default::default(),
         };
         Ok((plan, ctx))
     }
@@ -296,6 +300,11 @@ impl DockerBackend {
                 .await;
             if result.is_err() {
                 break;
+            }
+        }
+        if let Ok(warnings) = ctx.warnings.lock() {
+            for w in warnings.iter() {
+                progress(&format!("warning: {w}"));
             }
         }
         for (name, start) in starting {
@@ -833,6 +842,15 @@ impl DockerBackend {
             )
             .await
             .map_err(|e| api_err(format!("creating container {name}"), e))?;
+        if let Ok(mut w) = ctx.warnings.lock() {
+            w.extend(
+                created
+                    .warnings
+                    .iter()
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| format!("container {name}: the Docker Engine says: {}", t.trim())),
+            );
+        }
         for (network, endpoint) in spec.more_networks {
             self.docker
                 .connect_network(

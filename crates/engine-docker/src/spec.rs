@@ -14,7 +14,8 @@ use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HostConfig, HostConfigLogConfig, Mount as DockerMount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, ThrottleDevice,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +85,23 @@ const HANDLED: &[&str] = &[
     "attach",
     "develop",
     "x-berth",
+    "blkio_config",
+    "cgroup_parent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpuset",
+    "device_cgroup_rules",
+    "domainname",
+    "external_links",
+    "mem_reservation",
+    "mem_swappiness",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "runtime",
+    "storage_opt",
+    "uts",
 ];
 
 fn refuse(path: impl std::fmt::Display, what: &str) -> BackendError {
@@ -167,12 +185,17 @@ fn check_service(name: &str, svc: &Service, local: bool) -> Result<(), BackendEr
                     .as_object()
                     .is_some_and(|m| m.keys().all(|k| k == "condition" || k == "max_attempts")),
                 "resources" => v.as_object().is_some_and(|m| {
-                    m.iter().all(|(k, v)| {
-                        k == "limits"
-                            && v.as_object().is_some_and(|l| {
-                                l.keys()
-                                    .all(|k| matches!(k.as_str(), "cpus" | "memory" | "pids"))
-                            })
+                    m.iter().all(|(k, v)| match k.as_str() {
+                        "limits" => v.as_object().is_some_and(|l| {
+                            l.keys()
+                                .all(|k| matches!(k.as_str(), "cpus" | "memory" | "pids"))
+                        }),
+                        // A memory reservation is a soft limit to the
+                        // daemon; reserved CPUs or devices mean a scheduler.
+                        "reservations" => v
+                            .as_object()
+                            .is_some_and(|r| r.keys().all(|k| k == "memory")),
+                        _ => false,
                     })
                 }),
                 _ => false,
@@ -398,6 +421,107 @@ fn nanos(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
         .and_then(parse_duration)
         .ok_or_else(|| BackendError::invalid(format!("{path}: {v} is not a duration")))?;
     Ok(Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+}
+
+/// A duration in microseconds: compose writes `cpu_rt_*` as a number
+/// (µs) or a duration (`1400us`, `10ms`).
+fn micros(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_i64()),
+        Some(v) => v
+            .as_str()
+            .and_then(parse_duration)
+            .map(|d| Some(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+            .ok_or_else(|| BackendError::invalid(format!("{path}: {v} is not a duration"))),
+    }
+}
+
+/// `blkio_config` as the daemon's fields.
+#[derive(Default)]
+struct Blkio {
+    weight: Option<u16>,
+    weight_device: Option<Vec<ResourcesBlkioWeightDevice>>,
+    read_bps: Option<Vec<ThrottleDevice>>,
+    write_bps: Option<Vec<ThrottleDevice>>,
+    read_iops: Option<Vec<ThrottleDevice>>,
+    write_iops: Option<Vec<ThrottleDevice>>,
+}
+
+fn blkio(v: Option<&Value>, path: &str) -> Result<Blkio, BackendError> {
+    let Some(v) = v else {
+        return Ok(Blkio::default());
+    };
+    let bad = |what: &str| BackendError::invalid(format!("{path}.{what}: not a valid value"));
+    let weight = |v: Option<&Value>, what: &str| -> Result<Option<u16>, BackendError> {
+        v.map(|w| {
+            int(Some(w))
+                .and_then(|w| u16::try_from(w).ok())
+                .ok_or_else(|| bad(what))
+        })
+        .transpose()
+    };
+    let throttle =
+        |key: &str, rate_is_size: bool| -> Result<Option<Vec<ThrottleDevice>>, BackendError> {
+            let Some(items) = v.get(key) else {
+                return Ok(None);
+            };
+            let items = items.as_array().ok_or_else(|| bad(key))?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let here = format!("{key}[{i}]");
+                    let rate = if rate_is_size {
+                        bytes(d.get("rate"), &format!("{path}.{here}.rate"))?
+                    } else {
+                        int(d.get("rate"))
+                    };
+                    Ok(ThrottleDevice {
+                        path: Some(
+                            d.get("path")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| bad(&format!("{here}.path")))?
+                                .to_string(),
+                        ),
+                        rate: Some(rate.ok_or_else(|| bad(&format!("{here}.rate")))?),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        };
+    let weight_device = match v.get("weight_device") {
+        None => None,
+        Some(items) => Some(
+            items
+                .as_array()
+                .ok_or_else(|| bad("weight_device"))?
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let here = format!("weight_device[{i}]");
+                    Ok(ResourcesBlkioWeightDevice {
+                        path: Some(
+                            d.get("path")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| bad(&format!("{here}.path")))?
+                                .to_string(),
+                        ),
+                        weight: weight(d.get("weight"), &format!("{here}.weight"))?
+                            .map(usize::from),
+                    })
+                })
+                .collect::<Result<Vec<_>, BackendError>>()?,
+        ),
+    };
+    Ok(Blkio {
+        weight: weight(v.get("weight"), "weight")?,
+        weight_device,
+        read_bps: throttle("device_read_bps", true)?,
+        write_bps: throttle("device_write_bps", true)?,
+        read_iops: throttle("device_read_iops", false)?,
+        write_iops: throttle("device_write_iops", false)?,
+    })
 }
 
 fn cpus(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
@@ -833,6 +957,15 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
             let container = (w.container_of)(target).unwrap_or_else(|| target.to_string());
             format!("{container}:{alias}")
         })
+        .chain(
+            str_list(extra("external_links"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| match l.split_once(':') {
+                    Some(_) => l,
+                    None => format!("{l}:{l}"),
+                }),
+        )
         .collect();
 
     let deploy_limits = extra("deploy")
@@ -853,6 +986,18 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
         )?,
     };
     let pids = int(extra("pids_limit")).or_else(|| int(deploy_limits.and_then(|l| l.get("pids"))));
+
+    let memory_reservation = match bytes(extra("mem_reservation"), &path("mem_reservation"))? {
+        Some(m) => Some(m),
+        None => bytes(
+            extra("deploy")
+                .and_then(|d| d.get("resources"))
+                .and_then(|r| r.get("reservations"))
+                .and_then(|r| r.get("memory")),
+            &path("deploy.resources.reservations.memory"),
+        )?,
+    };
+    let blkio = blkio(extra("blkio_config"), &path("blkio_config"))?;
 
     let ulimits = match extra("ulimits") {
         Some(Value::Object(m)) => Some(
@@ -968,6 +1113,28 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
             .and_then(Value::as_str)
             .map(str::to_string),
         cgroup: extra("cgroup").and_then(Value::as_str).map(str::to_string),
+        cgroup_parent: extra("cgroup_parent")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        cpu_period: int(extra("cpu_period")),
+        cpu_quota: int(extra("cpu_quota")),
+        cpu_realtime_period: micros(extra("cpu_rt_period"), &path("cpu_rt_period"))?,
+        cpu_realtime_runtime: micros(extra("cpu_rt_runtime"), &path("cpu_rt_runtime"))?,
+        cpuset_cpus: extra("cpuset").and_then(Value::as_str).map(str::to_string),
+        device_cgroup_rules: str_list(extra("device_cgroup_rules")),
+        memory_reservation,
+        memory_swappiness: int(extra("mem_swappiness")),
+        oom_kill_disable: extra("oom_kill_disable").and_then(Value::as_bool),
+        oom_score_adj: int(extra("oom_score_adj")),
+        uts_mode: extra("uts").and_then(Value::as_str).map(str::to_string),
+        runtime: extra("runtime").and_then(Value::as_str).map(str::to_string),
+        storage_opt: str_map(extra("storage_opt")),
+        blkio_weight: blkio.weight,
+        blkio_weight_device: blkio.weight_device,
+        blkio_device_read_bps: blkio.read_bps,
+        blkio_device_write_bps: blkio.write_bps,
+        blkio_device_read_iops: blkio.read_iops,
+        blkio_device_write_iops: blkio.write_iops,
         log_config,
         ..Default::default()
     };
@@ -980,6 +1147,9 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
         hostname: svc.hostname.clone(),
+        domainname: extra("domainname")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         labels: Some(label_map),
         tty: extra("tty").and_then(Value::as_bool),
         open_stdin: extra("stdin_open").and_then(Value::as_bool),
@@ -1032,8 +1202,13 @@ mod tests {
             .unwrap_err()
             .message
             .starts_with("services.app.gpus:"));
+        // A memory reservation is the daemon's soft limit; reserved CPUs
+        // need a scheduler.
         let p = project(json!({"name": "p", "services": {"app": {"image": "x",
             "deploy": {"resources": {"reservations": {"memory": "1g"}}}}}}));
+        check_project(&p, false).unwrap();
+        let p = project(json!({"name": "p", "services": {"app": {"image": "x",
+            "deploy": {"resources": {"reservations": {"cpus": "1"}}}}}}));
         assert!(check_project(&p, false)
             .unwrap_err()
             .message

@@ -1,8 +1,10 @@
 use crate::common::*;
 use berth_engine::backend::{
-    Control, CopyRequest, ExecRequest, HostEnd, LogOptions, RunOutcome, RunRequest,
+    Control, CopyRequest, ExecRequest, HostEnd, LogOptions, PlanFlags, RunOutcome, RunRequest,
+    UpRequest,
 };
 use berth_engine::{Backend, Status};
+use std::collections::BTreeMap;
 
 /// stop/start/kill/pause, exec, run, cp, top and logs on one project.
 #[test]
@@ -277,4 +279,105 @@ fn a_watcher_may_call_the_backend_between_batches() {
     assert_eq!(*lines.borrow(), ["done"]);
     b.events(&p.name, &mut |_| {}, &exited).unwrap();
     assert!(p.down(&b));
+}
+
+/// Host and cgroup keys docker compose passes to the daemon reach the
+/// container: its cgroup parent, CPU set, OOM score and domain name seen
+/// from inside, the rest in the daemon's own record of it; what the daemon
+/// discards (a block I/O weight on a kernel without it) is said, not lost.
+#[test]
+fn host_and_cgroup_keys_reach_the_container() {
+    let b = backend();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "hostkeys", "unused");
+    let parent = format!("/berth-test-{}", std::process::id());
+    let compose = format!(
+        r#"services:
+  app:
+    image: {}
+    command: ["sleep", "1000"]
+    stop_grace_period: 1s
+    cgroup_parent: {parent}
+    cpu_period: 100000
+    cpu_quota: 50000
+    cpuset: "0"
+    mem_reservation: 32m
+    mem_swappiness: 10
+    oom_score_adj: 123
+    domainname: example.test
+    device_cgroup_rules: ["c 1:3 mr"]
+    blkio_config:
+      weight: 300
+"#,
+        images["box"]
+    );
+    let p = Project::new("bdk-hostkeys", &compose);
+    let (load, loaded) = p.load();
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    b.up(
+        &UpRequest {
+            load: &load,
+            loaded: &loaded,
+            images: &BTreeMap::new(),
+            runtimes: &BTreeMap::new(),
+            flags: &PlanFlags::default(),
+        },
+        &|l| lines.lock().unwrap().push(l.to_string()),
+    )
+    .unwrap();
+    let name = format!("{}-app-1", p.name);
+    let inside = |cmd: &str| {
+        let o = std::process::Command::new("docker")
+            .args(["exec", &name, "sh", "-c", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(inside("cat /proc/1/oom_score_adj"), "123");
+    assert_eq!(inside("cat /proc/sys/kernel/domainname"), "example.test");
+    assert!(
+        inside("cat /proc/1/cgroup").contains(&format!(":{parent}/")),
+        "not under {parent}"
+    );
+    let inspect = |field: &str| {
+        let o = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                &format!("{{{{json .HostConfig.{field}}}}}"),
+                &name,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(inspect("CpusetCpus"), "\"0\"");
+    assert_eq!(inspect("CpuPeriod"), "100000");
+    assert_eq!(inspect("CpuQuota"), "50000");
+    assert_eq!(inspect("MemoryReservation"), "33554432");
+    assert_eq!(inspect("MemorySwappiness"), "10");
+    assert_eq!(inspect("DeviceCgroupRules"), "[\"c 1:3 mr\"]");
+    // The weight is kept where the kernel has it, and said to be
+    // discarded where it does not.
+    let said = lines.lock().unwrap().join("\n");
+    if std::path::Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        || std::path::Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists()
+    {
+        assert_eq!(inspect("BlkioWeight"), "300");
+    } else {
+        assert!(
+            said.contains(&format!(
+                "warning: container {name}: the Docker Engine says:"
+            )) && said.contains("Weight discarded"),
+            "{said}"
+        );
+    }
+    assert!(p.down(&b));
+    assert_eq!(p.leftovers(), Vec::<String>::new());
 }
