@@ -56,7 +56,7 @@ fn start_may_overlap(project: &Project, service: &str) -> bool {
     let Some(svc) = project.services.get(service) else {
         return false;
     };
-    if !svc.ports.is_empty() {
+    if !svc.ports.is_empty() || svc.extra.contains_key("post_start") {
         return false;
     }
     let by_service = |v: Option<&str>| v.and_then(|v| v.strip_prefix("service:")) == Some(service);
@@ -385,12 +385,14 @@ impl DockerBackend {
                     return Ok(());
                 }
                 self.start(&id, name).await?;
+                self.post_start(ctx, service, &id).await?;
                 self.point_ports(ctx, service, &id, 0, false).await?;
                 progress(&format!(" ✔ Container {name} Started"));
             }
             Action::Start { container } => {
                 self.wait_dependencies(ctx, service, progress).await?;
                 self.start(container, container).await?;
+                self.post_start(ctx, service, container).await?;
                 self.point_ports(ctx, service, container, 0, false).await?;
                 progress(&format!(" ✔ Container {container} Started"));
             }
@@ -442,7 +444,11 @@ impl DockerBackend {
                     // Beside the old one until it answers; only then do
                     // the ports move, and the old one drains and goes.
                     self.start(&id, &tmp).await?;
-                    if let Err(e) = self.publish(ctx, service, &id, drain_secs(svc)).await {
+                    let started = match self.post_start(ctx, service, &id).await {
+                        Ok(()) => self.publish(ctx, service, &id, drain_secs(svc)).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = started {
                         let _ = self.stop(&id, 0).await;
                         let _ = self.remove(&id).await;
                         return Err(BackendError::new(
@@ -453,7 +459,16 @@ impl DockerBackend {
                     // The ports have moved: the old container steps
                     // aside under another name, and the keeper stops and
                     // removes it after `up` (the seed's npm ignores
-                    // SIGTERM: nobody waits its 10 s).
+                    // SIGTERM: nobody waits its 10 s). Its `pre_stop`
+                    // runs now, before it is handed over.
+                    self.pre_stop(
+                        Some(svc),
+                        service,
+                        container,
+                        spec::stop_timeout(svc),
+                        progress,
+                    )
+                    .await;
                     let retired = retired_name(container, &old_id);
                     let keeper_up = std::os::unix::net::UnixStream::connect(keeper::socket_path(
                         &ctx.project.name,
@@ -467,13 +482,17 @@ impl DockerBackend {
                     }
                     self.rename(&id, &tmp, container).await?;
                 } else {
-                    self.stop(container, spec::stop_timeout(svc)).await?;
+                    let t = spec::stop_timeout(svc);
+                    self.pre_stop(Some(svc), service, container, t, progress)
+                        .await;
+                    self.stop(container, t).await?;
                     self.remove(container).await?;
                     self.rename(&id, &tmp, container).await?;
                     if overlap {
                         start_later(&id, container);
                     } else {
                         self.start(&id, container).await?;
+                        self.post_start(ctx, service, &id).await?;
                         self.point_ports(ctx, service, &id, 0, false).await?;
                     }
                 }
@@ -490,6 +509,14 @@ impl DockerBackend {
                     self.own_anonymous(container, ctx.project.services.get(service))
                         .await,
                 );
+                self.pre_stop(
+                    ctx.project.services.get(service),
+                    service,
+                    container,
+                    t,
+                    progress,
+                )
+                .await;
                 self.stop(container, t).await?;
                 self.remove(container).await?;
                 if !ctx.project.services.contains_key(service) {
@@ -505,6 +532,17 @@ impl DockerBackend {
             }
         }
         Ok(())
+    }
+
+    /// The service's `post_start` hooks in the container just started.
+    async fn post_start(&self, ctx: &Context<'_>, service: &str, container: &str) -> Result<()> {
+        match ctx.project.services.get(service) {
+            Some(svc) => {
+                self.run_hooks(svc, service, "post_start", container, None)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     async fn rename(&self, id: &str, from: &str, to: &str) -> Result<()> {
@@ -1234,6 +1272,8 @@ impl DockerBackend {
                 });
             if status_of(c).is_alive() {
                 progress(&format!(" ⠿ Container {name} Stopping"));
+                self.pre_stop(project.services.get(&svc), &svc, &name, t, progress)
+                    .await;
                 self.stop(&name, t).await?;
             }
             // Anonymous volumes live and die with their container (compose

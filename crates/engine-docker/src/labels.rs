@@ -28,6 +28,9 @@ pub const PUBLISHED: &str = "io.berth.published";
 /// The digest of the `x-runtime` mounted into it: with the image ID, what
 /// the planner compares.
 pub const RUNTIME: &str = "io.berth.runtime";
+/// The service's `post_start`/`pre_stop` hooks (JSON, as in the file):
+/// `stop` and `start` are given only the project's name, not its file.
+pub const HOOKS: &str = "io.berth.hooks";
 /// Which berth made it (containers docker compose made lack it).
 pub const BERTH_VERSION: &str = "io.berth.version";
 

@@ -24,6 +24,7 @@
 mod apply;
 mod attach;
 pub mod connect;
+mod hooks;
 mod keeper;
 mod labels;
 mod observe;

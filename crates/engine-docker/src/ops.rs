@@ -248,6 +248,10 @@ impl DockerBackend {
         for c in &containers {
             let name = name_of(c);
             let status = status_of(c);
+            let service = labels_of(c)
+                .get(labels::SERVICE)
+                .cloned()
+                .unwrap_or_default();
             match control {
                 Control::Stop { timeout_secs, .. } => {
                     if status.is_alive() {
@@ -260,6 +264,9 @@ impl DockerBackend {
                                     .map(|t| t as i32)
                                     .unwrap_or(10)
                             });
+                        let hooks = crate::hooks::of_container(c);
+                        self.pre_stop(hooks.as_ref(), &service, &name, t, progress)
+                            .await;
                         self.stop(&name, t).await?;
                         progress(&format!(" ✔ Container {name} Stopped"));
                     }
@@ -267,6 +274,10 @@ impl DockerBackend {
                 Control::Start { .. } => {
                     if !status.is_alive() {
                         self.start(&name, &name).await?;
+                        if let Some(hooks) = crate::hooks::of_container(c) {
+                            self.run_hooks(&hooks, &service, "post_start", &name, None)
+                                .await?;
+                        }
                         progress(&format!(" ✔ Container {name} Started"));
                     }
                 }

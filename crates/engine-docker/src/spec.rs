@@ -102,6 +102,8 @@ const HANDLED: &[&str] = &[
     "runtime",
     "storage_opt",
     "uts",
+    "post_start",
+    "pre_stop",
 ];
 
 fn refuse(path: impl std::fmt::Display, what: &str) -> BackendError {
@@ -160,6 +162,9 @@ fn check_service(name: &str, svc: &Service, local: bool) -> Result<(), BackendEr
         if !HANDLED.contains(&key.as_str()) {
             return Err(refuse(path(key), key));
         }
+    }
+    for key in ["post_start", "pre_stop"] {
+        berth_engine::hooks::of(svc, key).map_err(|e| BackendError::invalid(path(&e)))?;
     }
     if let Some(platform) = svc.extra.get("platform").and_then(Value::as_str) {
         let host = match std::env::consts::ARCH {
@@ -813,6 +818,13 @@ pub fn container_spec(w: &Wanted) -> Result<Spec, BackendError> {
     );
     if let Some(r) = w.runtime {
         label_map.insert(labels::RUNTIME.into(), r.digest.clone());
+    }
+    let hooks: serde_json::Map<String, Value> = ["post_start", "pre_stop"]
+        .into_iter()
+        .filter_map(|k| extra(k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    if !hooks.is_empty() && !w.one_off {
+        label_map.insert(labels::HOOKS.into(), Value::Object(hooks).to_string());
     }
 
     let (exposed, mut bindings) = ports(w.ports, extra("expose"));

@@ -3,6 +3,7 @@
 //! [`backend::Backend`] trait every engine implements to apply it.
 
 pub mod backend;
+pub mod hooks;
 pub mod interrupt;
 pub mod planner;
 pub mod project_files;

@@ -381,3 +381,70 @@ fn host_and_cgroup_keys_reach_the_container() {
     assert!(p.down(&b));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
+
+/// `post_start` runs in the container once it started, with its user and
+/// environment; `pre_stop` before `stop` stops it; a failing `post_start`
+/// fails `up` with a line naming the hook.
+#[test]
+fn hooks_run_in_the_container_around_start_and_stop() {
+    let b = backend();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = berth_oci::Store::open(store_dir.path()).unwrap();
+    let images = images(&b, &store, "hooks", "unused");
+    let compose = |post: &str| {
+        format!(
+            r#"services:
+  app:
+    image: {}
+    command: ["sleep", "1000"]
+    stop_grace_period: 1s
+    volumes: ["./marks:/marks"]
+    post_start:
+      - command: {post}
+        user: "1000"
+        environment:
+          GREETING: hi
+    pre_stop:
+      - command: ["sh", "-c", "echo stopping > /marks/pre"]
+"#,
+            images["box"]
+        )
+    };
+    let p = Project::new(
+        "bdk-hooks",
+        &compose(r#"["sh", "-c", "echo started $$GREETING $$(id -u) > /marks/post"]"#),
+    );
+    let marks = p.dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    p.up(&b).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(marks.join("post")).unwrap().trim(),
+        "started hi 1000"
+    );
+    assert!(!marks.join("pre").exists());
+    b.control(
+        &p.name,
+        &Control::Stop {
+            services: vec![],
+            timeout_secs: None,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(marks.join("pre")).unwrap().trim(),
+        "stopping"
+    );
+
+    std::fs::write(p.dir.join("docker-compose.yml"), compose(r#"["false"]"#)).unwrap();
+    let e = p.up(&b).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("services.app.post_start[0]: \"false\" exited with code 1"),
+        "{e}"
+    );
+    assert!(p.down(&b));
+
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}

@@ -213,14 +213,21 @@ fn a_project_started_by_docker_compose_is_observed_and_converged() {
 #[test]
 fn what_the_docker_engine_cannot_honour_is_refused_by_key_path() {
     let b = backend();
-    let p = Project::new(
-        "bdk-refuse",
-        "services:\n  app:\n    image: busybox\n    post_start:\n      - command: [\"true\"]\n",
-    );
-    let e = p.up(&b).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "services.app.post_start: the docker engine does not support post_start"
-    );
-    assert!(b.observe(&p.name).unwrap().is_none());
+    // Docker 20.10's API has no container annotations; the container-level
+    // MAC address is gone from the API berth speaks.
+    for (key, value) in [
+        ("mac_address", "\"02:42:ac:11:00:02\""),
+        ("annotations", "{a: b}"),
+    ] {
+        let p = Project::new(
+            "bdk-refuse",
+            &format!("services:\n  app:\n    image: busybox\n    {key}: {value}\n"),
+        );
+        let e = p.up(&b).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("services.app.{key}: the docker engine does not support {key}")
+        );
+        assert!(b.observe(&p.name).unwrap().is_none());
+    }
 }
