@@ -170,7 +170,6 @@ fn check_attachments(project: &Project, name: &str, svc: &Service) -> Result<(),
                 "interface_name",
                 "interfaces are named eth0, eth1, … in network order",
             ),
-            ("mac_address", "a fixed MAC address is not supported yet"),
             ("driver_opts", "endpoint driver options are not supported"),
             (
                 "gw_priority",
@@ -183,6 +182,9 @@ fn check_attachments(project: &Project, name: &str, svc: &Service) -> Result<(),
             {
                 return Err(format!("{}: {why}", at(k)));
             }
+        }
+        if let Some(v) = settings.get("mac_address").filter(|v| non_empty(v)) {
+            mac_address(v).map_err(|e| format!("{}: {e}", at("mac_address")))?;
         }
         let ipv6 = project
             .networks
@@ -233,6 +235,27 @@ fn check_attachments(project: &Project, name: &str, svc: &Service) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A MAC address as `ip` takes it (lower-case, colon-separated), from
+/// docker's forms (`02:42:ac:11:00:09`, `02-42-…`); a multicast one could
+/// not be an interface's.
+pub(crate) fn mac_address(v: &Value) -> Result<String, String> {
+    let text = v.as_str().unwrap_or_default();
+    let bytes: Vec<u8> = text
+        .split([':', '-'])
+        .map(|b| u8::from_str_radix(b, 16).ok().filter(|_| b.len() == 2))
+        .collect::<Option<_>>()
+        .filter(|b: &Vec<u8>| b.len() == 6)
+        .ok_or_else(|| format!("{v} is not a MAC address (like 02:42:ac:11:00:09)"))?;
+    if bytes[0] & 1 == 1 {
+        return Err(format!("{v} is a multicast address"));
+    }
+    Ok(bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
 }
 
 /// The long syntax of `volumes:` beyond what the sandbox's bind, tmpfs
@@ -336,7 +359,6 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         ("cpu_count", "cpu_count is a Windows setting"),
         ("cpu_percent", "cpu_percent is a Windows setting"),
         ("domainname", "a domain name is not supported yet"),
-        ("mac_address", "a fixed MAC address is not supported yet"),
         (
             "external_links",
             "links to containers outside the project are not supported",
@@ -395,6 +417,29 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
     }
     check_mounts(name, svc)?;
     check_attachments(project, name, svc)?;
+    if let Some(v) = svc.extra.get("mac_address").filter(|v| non_empty(v)) {
+        let mac = mac_address(v).map_err(|e| format!("{}: {e}", key("mac_address")))?;
+        // docker compose gives it to the service's first network, and
+        // refuses a different one set there.
+        let first = crate::runtime::first_network(svc);
+        let theirs = first.and_then(|(net, s)| {
+            let v = s?.get("mac_address").filter(|v| non_empty(v))?;
+            Some((net, mac_address(v).ok()?))
+        });
+        if let Some((net, other)) = theirs.filter(|(_, m)| *m != mac) {
+            return Err(format!(
+                "{}: {mac} differs from networks.{net}.mac_address ({other})",
+                key("mac_address")
+            ));
+        }
+        if first.is_none() {
+            return Err(format!(
+                "{}: the service joins no network (network_mode {:?})",
+                key("mac_address"),
+                svc.network_mode.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     // Containers are not user-namespaced (docker's default), which is what
     // `userns_mode: host` asks for.
     if let Some(mode) = svc
@@ -964,7 +1009,7 @@ mod tests {
                 "services.app.networks.default.link_local_ips[0]:",
             ),
             (
-                json!({"networks": {"default": {"mac_address": "02:42:ac:11:00:02"}}}),
+                json!({"networks": {"default": {"mac_address": "01:00:5e:00:00:01"}}}),
                 "services.app.networks.default.mac_address:",
             ),
             (

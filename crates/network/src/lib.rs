@@ -63,6 +63,12 @@ pub enum Error {
     Conflict { name: String, existing: String },
     #[error("network `{network}` still has containers attached: {containers}")]
     InUse { network: String, containers: String },
+    #[error("MAC address {mac} is taken on network `{network}` by container `{container}`")]
+    MacTaken {
+        mac: String,
+        container: String,
+        network: String,
+    },
     #[error("container `{container}` is already attached to network `{network}`")]
     AlreadyAttached { container: String, network: String },
     #[error(

@@ -301,6 +301,15 @@ impl Networks {
                 }
                 None => None,
             };
+            if let Some(mac) = &opts.mac {
+                if let Some(e) = rec.endpoints.values().find(|e| &e.mac == mac) {
+                    return Err(Error::MacTaken {
+                        mac: mac.clone(),
+                        container: e.container_id.clone(),
+                        network: name.to_string(),
+                    });
+                }
+            }
             rec.endpoints.insert(
                 container_id.to_string(),
                 planned_endpoint(&network, container_id, netns, ip, &opts),
@@ -366,7 +375,7 @@ fn planned_endpoint(
         ip,
         prefix_len: network.subnet.prefix_len(),
         gateway: network.gateway,
-        mac: veth::mac_for(ip),
+        mac: opts.mac.clone().unwrap_or_else(|| veth::mac_for(ip)),
         ifname: opts.ifname.clone(),
         host_ifname: veth::host_ifname(&network.name, container_id),
         netns: netns.to_path_buf(),

@@ -87,6 +87,9 @@ pub struct AttachOptions {
     pub ipv6: Option<std::net::Ipv6Addr>,
     /// compose `link_local_ips`.
     pub link_local: Vec<std::net::IpAddr>,
+    /// compose `mac_address` (lower-case, colon-separated); derived from
+    /// the IPv4 address when `None` (see [`mac_for`]).
+    pub mac: Option<String>,
 }
 
 impl Default for AttachOptions {
@@ -96,6 +99,7 @@ impl Default for AttachOptions {
             default_route: true,
             ipv6: None,
             link_local: Vec::new(),
+            mac: None,
         }
     }
 }
@@ -169,7 +173,7 @@ pub fn attach(
     // this network (the caller's state says it is not attached): replace it.
     bridge::delete_link(&host_if).map_err(setup_err)?;
 
-    let mac = mac_for(ip);
+    let mac = opts.mac.clone().unwrap_or_else(|| mac_for(ip));
     let mtu = network.mtu.to_string();
     let ns_arg = netns.to_string_lossy();
     cmd::run(

@@ -782,7 +782,7 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    networks:\n      default: {ipv6_address: \"fd00::9\"}\n"), "services.box.networks.default.ipv6_address"),
         (svc("    networks:\n      default: {link_local_ips: [10.0.0.8]}\n"), "services.box.networks.default.link_local_ips[0]: \"10.0.0.8\" is not a link-local address"),
         (svc("    networks:\n      default: {link_local_ips: [\"fe80::8\"]}\n"), "services.box.networks.default.link_local_ips[0]: an IPv6 address needs"),
-        (svc("    networks:\n      default: {mac_address: \"02:42:ac:11:00:09\"}\n"), "services.box.networks.default.mac_address"),
+        (svc("    networks:\n      default: {mac_address: \"01:00:5e:00:00:09\"}\n"), "services.box.networks.default.mac_address: \"01:00:5e:00:00:09\" is a multicast address"),
         (svc("    networks:\n      default: {driver_opts: {foo: bar}}\n"), "services.box.networks.default.driver_opts"),
         (svc("    networks:\n      default: {gw_priority: 5}\n"), "services.box.networks.default.gw_priority"),
         (svc("networks:\n  default:\n    enable_ipv6: true\n    driver_opts: {com.docker.network.bridge.enable_icc: \"false\"}\n"), "networks.default.driver_opts.com.docker.network.bridge.enable_icc"),
@@ -814,7 +814,9 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    cpu_count: 2\n"), "services.box.cpu_count"),
         (svc("    cpu_percent: 50\n"), "services.box.cpu_percent"),
         (svc("    domainname: example.test\n"), "services.box.domainname"),
-        (svc("    mac_address: \"02:42:ac:11:00:09\"\n"), "services.box.mac_address"),
+        (svc("    mac_address: \"02:42:ac:11:00:zz\"\n"), "services.box.mac_address: \"02:42:ac:11:00:zz\" is not a MAC address"),
+        (svc("    mac_address: \"02:42:ac:11:00:09\"\n    networks:\n      default: {mac_address: \"02:42:ac:11:00:0a\"}\n"), "services.box.mac_address: 02:42:ac:11:00:09 differs from networks.default.mac_address"),
+        (svc("    mac_address: \"02:42:ac:11:00:09\"\n    network_mode: none\n"), "services.box.mac_address: the service joins no network"),
         (svc("    external_links: [\"other:db\"]\n"), "services.box.external_links"),
         (svc("    use_api_socket: true\n"), "services.box.use_api_socket"),
         (svc("    deploy: {restart_policy: {condition: any, window: 10s}}\n"), "services.box.deploy.restart_policy.window"),
@@ -1249,4 +1251,38 @@ fn enable_ipv6_gives_addresses_on_its_network_only_and_link_local_ips_apply() {
     p.assert_nothing_left();
     let links = run_ok("ip", &["-6", "route"]);
     assert!(!links.contains("fd42:b3:1::"), "route left: {links}");
+}
+
+/// Defends: `mac_address` reaches the interface: a service's own on its
+/// first network, a network's own on that network (docker's `-` form
+/// taken too), instead of the one berth derives from the address.
+#[test]
+fn mac_addresses_are_the_interfaces() {
+    let p = Project::new("macaddr");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    mac_address: \"02:42:AC:11:00:09\"\n  \
+         two:\n    image: berth-test/busybox:1\n    networks:\n      default: {}\n      \
+         back: {mac_address: \"02-42-ac-11-00-0b\"}\n\
+         networks:\n  back: {}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(
+        sh_in(&p, "box", "cat /sys/class/net/eth0/address"),
+        "02:42:ac:11:00:09"
+    );
+    let two = sh_in(
+        &p,
+        "two",
+        "cat /sys/class/net/eth0/address /sys/class/net/eth1/address",
+    );
+    // Networks in name order: back is eth0, default eth1 (derived MAC).
+    let mut lines = two.lines();
+    assert_eq!(lines.next(), Some("02:42:ac:11:00:0b"), "{two}");
+    assert!(
+        lines.next().is_some_and(|m| m.starts_with("02:b7:")),
+        "{two}"
+    );
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
 }

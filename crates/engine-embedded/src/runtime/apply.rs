@@ -430,6 +430,13 @@ impl ProjectRuntime {
                             default_route: Some(n) == first_routed,
                             ipv6,
                             link_local,
+                            // The service's own goes to its first network
+                            // (checked against that network's own).
+                            mac: w.mac_address.clone().or_else(|| {
+                                let own = live.svc.extra.get("mac_address");
+                                own.filter(|_| n == 0)
+                                    .and_then(|v| unsupported::mac_address(v).ok())
+                            }),
                         },
                     )?;
                     live.ip.get_or_insert(IpAddr::V4(ep.ip));

@@ -52,6 +52,7 @@ mod swap;
 mod volumes;
 
 use lifecycle::*;
+pub(crate) use networks::first_network;
 use networks::*;
 use volumes::*;
 

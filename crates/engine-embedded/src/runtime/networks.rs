@@ -30,6 +30,19 @@ pub(super) fn effective_networks(svc: &Service) -> Vec<(&str, Option<&serde_json
     }
 }
 
+/// The network a service's own `mac_address` goes to: its first in
+/// compose's order (see [`service_networks`]).
+pub(crate) fn first_network(svc: &Service) -> Option<(&str, Option<&serde_json::Value>)> {
+    let priority = |s: Option<&serde_json::Value>| {
+        s.and_then(|s| s.get("priority"))
+            .and_then(|p| p.as_i64())
+            .unwrap_or(0)
+    };
+    effective_networks(svc)
+        .into_iter()
+        .min_by(|a, b| priority(b.1).cmp(&priority(a.1)).then_with(|| a.0.cmp(b.0)))
+}
+
 /// One network a service asks for.
 pub(super) struct WantedNetwork {
     pub(super) key: String,
@@ -38,6 +51,7 @@ pub(super) struct WantedNetwork {
     pub(super) ipv4_address: Option<String>,
     pub(super) ipv6_address: Option<String>,
     pub(super) link_local_ips: Vec<String>,
+    pub(super) mac_address: Option<String>,
     pub(super) aliases: Vec<String>,
 }
 
@@ -76,6 +90,7 @@ pub(super) fn service_networks(
                         .and_then(|v| v.as_str())
                         .map(str::to_string),
                     link_local_ips: string_list(get("link_local_ips")),
+                    mac_address: get("mac_address").and_then(|v| unsupported::mac_address(v).ok()),
                     aliases,
                 },
             )
