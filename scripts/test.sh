@@ -59,7 +59,7 @@ if cargo tree -p berth-cli --no-default-features -e normal --prefix none | grep 
 fi
 cargo build -q -p berth-cli --no-default-features
 lean=$(mktemp -d /tmp/berth-lean.XXXXXX)
-cp target/debug/berth "$lean/berth"
+cp "${CARGO_TARGET_DIR:-target}/debug/berth" "$lean/berth"
 mkdir "$lean/project"
 printf 'FROM scratch\nCOPY hello /hello\n' >"$lean/project/Dockerfile"
 echo hello >"$lean/project/hello"
