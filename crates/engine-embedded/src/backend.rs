@@ -12,10 +12,9 @@ use crate::supervisor::protocol::{Reply, Request};
 use crate::supervisor::state::{project_dir, read_state};
 use crate::{open_store, service_images, volume_dir};
 use berth_engine::backend::{
-    AttachOutcome, AttachRequest,
-    Backend, BackendError, Container, Context, Control, CopyRequest, DownOptions, Event,
-    ExecRequest, LogLine, LogOptions, Process, Progress, ProjectStatus, ProjectSummary, Result,
-    RunOutcome, RunRequest, UpRequest,
+    AttachOutcome, AttachRequest, Backend, BackendError, Container, Context, Control, CopyRequest,
+    DownOptions, Event, ExecRequest, LogLine, LogOptions, Process, Progress, ProjectStatus,
+    ProjectSummary, Result, RunOutcome, RunRequest, UpRequest,
 };
 use berth_engine::{bail, terminal, Desired, Plan};
 use berth_oci::store::state_dir;
