@@ -307,7 +307,7 @@ pub const ROWS: &[Row] = &[
     ok("services.*.dns", NETS),
     ok_but("services.*.dns_opt", NETS, "written to resolv.conf with dns and dns_search; no test names this key"),
     ok("services.*.dns_search", NETS),
-    refused("services.*.domainname", REFUSED_BY_PATH, "a domain name is not supported yet"),
+    ok_but("services.*.domainname", "domainname_is_the_containers", "the UTS namespace's domain name; with uts: host it is refused by path (the container has the host's)"),
     ok("services.*.entrypoint", "entrypoint_and_cmd_follow_docker"),
     ok("services.*.env_file", FULL_EXAMPLE),
     ok("services.*.env_file[].path", FULL_EXAMPLE),

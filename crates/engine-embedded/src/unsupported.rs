@@ -358,7 +358,6 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         ),
         ("cpu_count", "cpu_count is a Windows setting"),
         ("cpu_percent", "cpu_percent is a Windows setting"),
-        ("domainname", "a domain name is not supported yet"),
         (
             "external_links",
             "links to containers outside the project are not supported",
@@ -534,6 +533,21 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
             "{}: cannot be set with uts: host (the container has the host's name)",
             key("hostname")
         ));
+    }
+    if let Some(d) = svc.extra.get("domainname").filter(|d| non_empty(d)) {
+        let text = d.as_str().unwrap_or_default();
+        if svc.extra.get("uts").and_then(Value::as_str) == Some("host") {
+            return Err(format!(
+                "{}: cannot be set with uts: host (the container has the host's)",
+                key("domainname")
+            ));
+        }
+        if text.len() > 64 || text.contains('\0') {
+            return Err(format!(
+                "{}: {d} is not a domain name (at most 64 bytes)",
+                key("domainname")
+            ));
+        }
     }
     // Only a shareable IPC namespace can be joined; berth's default is.
     if let Some(other) = svc

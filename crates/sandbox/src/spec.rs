@@ -41,6 +41,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// Defaults to the container id (cut to 63 bytes).
     pub hostname: Option<String>,
+    /// The NIS domain name of its UTS namespace (compose `domainname`).
+    pub domainname: Option<String>,
     pub mounts: Vec<MountSpec>,
     pub read_only_rootfs: bool,
     /// Run the command under berth-init (compose's `init: true`): a minimal
@@ -596,6 +598,14 @@ pub fn working_dir(spec: &ContainerSpec) -> Result<String, SpecError> {
 /// when the container is in a UTS namespace that is not its own: it then
 /// has that namespace's name, which it cannot change.
 pub fn hostname(spec: &ContainerSpec) -> Result<Option<String>, SpecError> {
+    if let Some(d) = &spec.domainname {
+        no_nul("the domain name", d)?;
+        if d.len() > 64 || spec.uts != Namespace::Private {
+            return Err(SpecError::Conflict(format!(
+                "the domain name {d:?} cannot be set: it is longer than 64 bytes or the container shares another UTS namespace"
+            )));
+        }
+    }
     if spec.uts != Namespace::Private {
         if let Some(h) = &spec.hostname {
             return Err(SpecError::Conflict(format!(
@@ -1530,6 +1540,11 @@ pub fn runtime_spec(spec: &ContainerSpec, r: &Resolved<'_>) -> Result<Spec, Spec
     // libcontainer refuses a hostname without a UTS namespace of its own.
     if let Some(h) = &r.hostname {
         doc["hostname"] = json!(h);
+        // Like the hostname, only in a UTS namespace of its own (checked
+        // by `hostname`).
+        if let Some(d) = &spec.domainname {
+            doc["domainname"] = json!(d);
+        }
     }
     if let Some(adj) = spec.oom_score_adj {
         doc["process"]["oomScoreAdj"] = json!(oom_score_adj(adj)?);

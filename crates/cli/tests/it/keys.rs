@@ -813,7 +813,7 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    storage_opt: {size: 1G}\n"), "services.box.storage_opt"),
         (svc("    cpu_count: 2\n"), "services.box.cpu_count"),
         (svc("    cpu_percent: 50\n"), "services.box.cpu_percent"),
-        (svc("    domainname: example.test\n"), "services.box.domainname"),
+        (svc("    domainname: example.test\n    uts: host\n"), "services.box.domainname: cannot be set with uts: host"),
         (svc("    mac_address: \"02:42:ac:11:00:zz\"\n"), "services.box.mac_address: \"02:42:ac:11:00:zz\" is not a MAC address"),
         (svc("    mac_address: \"02:42:ac:11:00:09\"\n    networks:\n      default: {mac_address: \"02:42:ac:11:00:0a\"}\n"), "services.box.mac_address: 02:42:ac:11:00:09 differs from networks.default.mac_address"),
         (svc("    mac_address: \"02:42:ac:11:00:09\"\n    network_mode: none\n"), "services.box.mac_address: the service joins no network"),
@@ -1282,6 +1282,28 @@ fn mac_addresses_are_the_interfaces() {
     assert!(
         lines.next().is_some_and(|m| m.starts_with("02:b7:")),
         "{two}"
+    );
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
+
+/// Defends: `domainname` is the NIS domain name of the container's UTS
+/// namespace, beside its hostname.
+#[test]
+fn domainname_is_the_containers() {
+    let p = Project::new("domain");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    hostname: web\n    domainname: example.test\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(
+        sh_in(
+            &p,
+            "box",
+            "cat /proc/sys/kernel/hostname /proc/sys/kernel/domainname"
+        ),
+        "web\nexample.test"
     );
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();

@@ -545,6 +545,13 @@ impl ProjectRuntime {
                 .clone()
                 .unwrap_or_else(|| live.service.clone()),
         );
+        spec.domainname = live
+            .svc
+            .extra
+            .get("domainname")
+            .and_then(|d| d.as_str())
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
         self.shared_namespaces(live, &mut spec)
             .map_err(|e| svc_err(&live.service, e))?;
         spec.mounts = live.mounts.clone();
