@@ -403,14 +403,39 @@ fn check_service(project: &Project, name: &str, svc: &Service) -> Result<(), Str
         ));
     }
     for (i, m) in svc.volumes.iter().enumerate() {
-        if m.extra
+        let Some(subpath) = m
+            .extra
             .get("volume")
             .and_then(|v| v.get("subpath"))
-            .is_some_and(non_empty)
+            .filter(|v| non_empty(v))
+        else {
+            continue;
+        };
+        let at = format!("{}[{i}].volume.subpath", key("volumes"));
+        let text = subpath.as_str().unwrap_or_default();
+        let inside = !text.is_empty()
+            && !text.contains('\0')
+            && std::path::Path::new(text).components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if !inside {
+            return Err(format!(
+                "{at}: {subpath} is not a relative path inside the volume"
+            ));
+        }
+        let Some(named) = m.source.as_deref().filter(|_| m.kind == "volume") else {
+            return Err(format!("{at}: only a named volume's part can be mounted"));
+        };
+        if project
+            .volumes
+            .get(named)
+            .is_some_and(|v| v.extra.get("driver_opts").is_some_and(non_empty))
         {
             return Err(format!(
-                "{}[{i}].volume.subpath: mounting part of a volume is not supported yet",
-                key("volumes")
+                "{at}: not supported for volume {named}, which has driver_opts"
             ));
         }
     }

@@ -775,7 +775,7 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    volumes: [{type: npipe, source: x, target: /pipe}]\n"), "services.box.volumes[0].type: \"npipe\""),
         (svc("    volumes: [{type: bind, source: ., target: /h, bind: {propagation: rshared}}]\n"), "services.box.volumes[0].bind.propagation"),
         (svc("    volumes: [{type: bind, source: ., target: /h, bind: {recursive: disabled}}]\n"), "services.box.volumes[0].bind.recursive"),
-        (svc("    volumes: [{type: volume, source: v, target: /d, volume: {subpath: s}}]\nvolumes:\n  v: {}\n"), "services.box.volumes[0].volume.subpath"),
+        (svc("    volumes: [{type: volume, source: v, target: /d, volume: {subpath: ../s}}]\nvolumes:\n  v: {}\n"), "services.box.volumes[0].volume.subpath: \"../s\" is not a relative path inside the volume"),
         (svc("    volumes: [{type: image, source: berth-test/busybox:1, target: /img, image: {subpath: bin}}]\n"), "services.box.volumes[0].type: \"image\""),
         (svc("    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n"), "services.box.deploy.resources.reservations.devices"),
         (svc("    networks:\n      default: {interface_name: net0}\n"), "services.box.networks.default.interface_name"),
@@ -1307,4 +1307,51 @@ fn domainname_is_the_containers() {
     );
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
+}
+
+/// Defends: `volume: {subpath: …}` mounts that part of a named volume
+/// (both ways: what the container writes lands there), and a subpath that
+/// is a symlink a container planted (to `/`) is refused instead of
+/// mounting the host's root.
+#[test]
+fn volume_subpath_mounts_part_of_a_volume_and_never_follows_a_symlink() {
+    let p = Project::new("subpath");
+    let writer =
+        "services:\n  writer:\n    image: berth-test/busybox:1\n    volumes: [data:/data]\n";
+    p.write(&format!("{writer}volumes:\n  data: {{}}\n"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    sh_in(
+        &p,
+        "writer",
+        "mkdir /data/app && echo hi > /data/app/config.txt && ln -s / /data/evil",
+    );
+    let with = |sub: &str| {
+        format!(
+            "{writer}  box:\n    image: berth-test/busybox:1\n    \
+             volumes: [{{type: volume, source: data, target: /cfg, volume: {{subpath: {sub}}}}}]\n\
+             volumes:\n  data: {{}}\n"
+        )
+    };
+    p.write(&with("app"));
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(
+        sh_in(&p, "box", "ls /cfg; cat /cfg/config.txt"),
+        "config.txt\nhi"
+    );
+    sh_in(&p, "box", "echo back > /cfg/new");
+    assert_eq!(sh_in(&p, "writer", "cat /data/app/new"), "back");
+
+    p.write(&with("evil"));
+    let up = p.berth(&["up", "-d"]);
+    let err = text(&up.stderr);
+    assert!(!up.status.success(), "a symlink subpath was mounted: {err}");
+    assert!(err.contains("subpath evil"), "{err}");
+    assert!(p.berth(&["down", "-v", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+    let left = std::fs::read_dir(p.state.join("subpaths"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "staging paths left");
 }

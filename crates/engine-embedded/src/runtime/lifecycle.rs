@@ -346,6 +346,7 @@ impl ProjectRuntime {
             }
             let _ = berth_network::delete_netns(&format!("berth-{}", live.id));
         }
+        unmount_subpaths(&self.engine.state, &live.id);
         let _ = fs::remove_dir_all(live.files(&self.engine.state));
         for a in live.anonymous {
             if !keep.contains(&a.dir) {

@@ -613,6 +613,7 @@ impl Footprint {
                         let _ = networks.detach(n, id);
                     }
                     let _ = berth_network::delete_netns(&format!("berth-{id}"));
+                    volumes::unmount_subpaths(state_dir, id);
                     // Its hosts, resolv.conf and output file (see `Live::files`).
                     let files = state_dir.join("containers").join(id);
                     let is_id = Path::new(id).components().count() == 1 && !id.starts_with('.');

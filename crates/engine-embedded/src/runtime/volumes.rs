@@ -166,7 +166,30 @@ impl ProjectRuntime {
                     } else {
                         self.prepare_volume(&data, &live.layers, &m.target, &service)?;
                     }
-                    out.push(bind(data, &m.target, m.read_only == Some(true)));
+                    let subpath = m
+                        .extra
+                        .get("volume")
+                        .and_then(|v| v.get("subpath"))
+                        .and_then(|v| v.as_str())
+                        .filter(|s| !s.is_empty());
+                    let source = match subpath {
+                        Some(sub) => {
+                            let n = out.len();
+                            mount_subpath(&self.engine.state, &live.id, n, &data, sub).map_err(
+                                |e| {
+                                    svc_err(
+                                        &service,
+                                        format!(
+                                            "volumes {}: subpath {sub}: {e}",
+                                            m.source.as_deref().unwrap_or_default()
+                                        ),
+                                    )
+                                },
+                            )?
+                        }
+                        None => data,
+                    };
+                    out.push(bind(source, &m.target, m.read_only == Some(true)));
                 }
             }
         }
@@ -302,5 +325,110 @@ pub(crate) fn unmount_tmpfs_volume(dir: &Path) {
     if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
         // SAFETY: a NUL-terminated path that outlives the call.
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Where the part of a volume a mount shows (`volume: {subpath: …}`) is
+/// bound for a container: a directory of its own, outside every directory
+/// berth ever removes recursively (a removal must never reach into the
+/// volume through this mount).
+fn subpath_dir(state: &Path) -> PathBuf {
+    state.join("subpaths")
+}
+
+/// Bind `subpath` of the volume at `data` on a staging path of container
+/// `id` (its `n`th mount), and return that path for the container to bind.
+/// The path is resolved beneath the volume without following any symlink
+/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) and mounted
+/// through the descriptor, so a symlink a container planted in the volume
+/// cannot make berth mount anything outside it.
+fn mount_subpath(
+    state: &Path,
+    id: &str,
+    n: usize,
+    data: &Path,
+    subpath: &str,
+) -> std::io::Result<PathBuf> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let dir = fs::File::open(data)?;
+    let path = std::ffi::CString::new(subpath)?;
+    // The kernel's `struct open_how` (libc's cannot be built outside it).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a directory fd we own, a NUL-terminated path and
+    // an open_how of the size given; the result is a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, owned from here on.
+    let target = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let is_dir = fs::metadata(format!("/proc/self/fd/{}", target.as_raw_fd()))?.is_dir();
+    let parent = subpath_dir(state);
+    fs::create_dir_all(&parent)?;
+    let staging = parent.join(format!("{id}.{n}"));
+    unmount_staging(&staging);
+    if is_dir {
+        fs::create_dir_all(&staging)?;
+    } else if !staging.exists() {
+        fs::File::create(&staging)?;
+    }
+    let source = std::ffi::CString::new(format!("/proc/self/fd/{}", target.as_raw_fd()))?;
+    let dest = std::ffi::CString::new(staging.as_os_str().as_bytes())?;
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            dest.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(staging)
+}
+
+/// Unmount a staging path and remove it, never recursively: whatever is
+/// still mounted there stays, with its content.
+fn unmount_staging(staging: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = std::ffi::CString::new(staging.as_os_str().as_bytes()) {
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    let _ = fs::remove_dir(staging).or_else(|_| fs::remove_file(staging));
+}
+
+/// Unmount the subpath mounts of container `id` (see [`mount_subpath`]).
+pub(crate) fn unmount_subpaths(state: &Path, id: &str) {
+    let prefix = format!("{id}.");
+    let Ok(entries) = fs::read_dir(subpath_dir(state)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            unmount_staging(&e.path());
+        }
     }
 }
