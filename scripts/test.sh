@@ -21,6 +21,8 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptabl
 # nsenter (util-linux) looks into containers from the host.
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
+# The swarm tests' cluster (scripts/swarm-cluster.sh) checks its registry with curl.
+command -v curl >/dev/null || need_apt+=(curl)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -87,6 +89,9 @@ else
   cargo test --workspace --no-fail-fast -- --nocapture 2>&1 | tee "$out" || status=$?
 fi
 cargo test --workspace --doc || status=$?
+# The swarm tests tear their cluster down when the last one ends; a run cut
+# short may not have.
+bash scripts/swarm-cluster.sh down >/dev/null 2>&1 || true
 echo
 echo "conformance pass rates:"
 grep -E '^ *conformance ' "$out" | sed 's/^ *//' | sort -u || true

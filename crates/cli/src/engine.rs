@@ -12,6 +12,8 @@ pub enum EngineKind {
     Embedded,
     /// The Docker Engine (or Podman's Docker API): `DOCKER_HOST`, Docker contexts
     Docker,
+    /// A Docker Swarm manager (`DOCKER_HOST`), images through `BERTH_SWARM_REGISTRY`
+    Swarm,
 }
 
 /// The engine named in berth's config file (`engine = "docker"`), if any.
@@ -28,7 +30,7 @@ fn from_config() -> Result<Option<EngineKind>> {
         Some(toml::Value::String(name)) => {
             EngineKind::from_str(name, true).map(Some).map_err(|_| {
                 anyhow::anyhow!(
-                    "{}: engine: unknown engine {name:?} (embedded or docker)",
+                    "{}: engine: unknown engine {name:?} (embedded, docker or swarm)",
                     path.display()
                 )
             })
@@ -54,6 +56,10 @@ pub fn backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
             berth_engine_docker::DockerBackend::connect()
                 .context("connecting to the Docker Engine")?
                 .with_port_keeper(berth_engine_docker::KeeperLaunch::current_exe()?),
+        ),
+        EngineKind::Swarm => Box::new(
+            berth_engine_swarm::SwarmBackend::connect()
+                .context("connecting to the swarm manager")?,
         ),
     })
 }

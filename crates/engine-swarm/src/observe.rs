@@ -1,0 +1,316 @@
+//! What runs for a project, read from the manager: its services (docker
+//! stack's namespace label) and their tasks, one [`Container`] per task
+//! named `service.N@node` so `ps` and `logs` say where each one runs.
+
+use crate::{api_err, labels, Result, SwarmBackend};
+use berth_engine::backend::{
+    Container, LogLine, LogOptions, ProjectStatus, ProjectSummary, Status,
+};
+use berth_engine::BackendError;
+use bollard::models::{Service, Task, TaskState};
+use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
+use std::collections::{BTreeMap, HashMap};
+
+/// A node as `ps` names it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeInfo {
+    pub hostname: String,
+    pub addr: String,
+}
+
+/// One task of a project's service, with where it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskView {
+    pub id: String,
+    /// `web.2@node-1` (a global service's tasks are numbered by node order).
+    pub name: String,
+    pub service: String,
+    pub slot: i64,
+    pub node: NodeInfo,
+    pub state: TaskState,
+    pub desired: TaskState,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+    /// `ADDR:PUBLISHED->TARGET/tcp`, for host-mode ports.
+    pub ports: Vec<String>,
+    /// The service spec version it was made from.
+    pub spec_image: String,
+}
+
+fn task_state_str(s: TaskState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub(crate) fn state_name(s: TaskState) -> String {
+    task_state_str(s)
+}
+
+impl SwarmBackend {
+    pub(crate) async fn stack_services(&self, project: &str) -> Result<Vec<Service>> {
+        let filters = HashMap::from([("label".to_string(), vec![labels::stack_filter(project)])]);
+        self.docker
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| api_err("listing swarm services", e))
+    }
+
+    pub(crate) async fn nodes(&self) -> Result<HashMap<String, NodeInfo>> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| api_err("listing swarm nodes", e))?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|n| {
+                let id = n.id?;
+                Some((
+                    id,
+                    NodeInfo {
+                        hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
+                        addr: n.status.and_then(|s| s.addr).unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Every task of `services` (all of them when `current_only` is false,
+    /// else those swarm wants running), sorted by service and slot.
+    pub(crate) async fn tasks(
+        &self,
+        services: &[Service],
+        current_only: bool,
+    ) -> Result<Vec<TaskView>> {
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes = self.nodes().await?;
+        let by_id: HashMap<String, String> = services
+            .iter()
+            .filter_map(|s| {
+                let id = s.id.clone()?;
+                let svc = s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.labels.as_ref())
+                    .and_then(|l| l.get(labels::SERVICE).cloned())
+                    .or_else(|| s.spec.as_ref().and_then(|sp| sp.name.clone()))?;
+                Some((id, svc))
+            })
+            .collect();
+        let mut filters = HashMap::from([(
+            "service".to_string(),
+            by_id.keys().cloned().collect::<Vec<_>>(),
+        )]);
+        if current_only {
+            filters.insert("desired-state".into(), vec!["running".into()]);
+        }
+        let tasks: Vec<Task> = self
+            .docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| api_err("listing swarm tasks", e))?;
+        // Global services have no slots: number their tasks by node name.
+        let mut node_order: Vec<&NodeInfo> = nodes.values().collect();
+        node_order.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        let mut out: Vec<TaskView> = tasks
+            .into_iter()
+            .filter_map(|t| {
+                let service = by_id.get(t.service_id.as_deref()?)?.clone();
+                let node = t
+                    .node_id
+                    .as_deref()
+                    .and_then(|n| nodes.get(n))
+                    .cloned()
+                    .unwrap_or_default();
+                let slot = t.slot.unwrap_or_else(|| {
+                    node_order
+                        .iter()
+                        .position(|n| n.hostname == node.hostname)
+                        .map_or(0, |i| i as i64 + 1)
+                });
+                let status = t.status.clone().unwrap_or_default();
+                let ports = status
+                    .port_status
+                    .as_ref()
+                    .and_then(|p| p.ports.as_ref())
+                    .map(|ports| {
+                        ports
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}:{}->{}/{}",
+                                    node.addr,
+                                    p.published_port.unwrap_or(0),
+                                    p.target_port.unwrap_or(0),
+                                    p.protocol
+                                        .map(|x| x.to_string())
+                                        .unwrap_or_else(|| "tcp".into())
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let container = status.container_status.clone();
+                Some(TaskView {
+                    id: t.id.clone().unwrap_or_default(),
+                    name: format!("{service}.{slot}@{}", node.hostname),
+                    service,
+                    slot,
+                    node,
+                    state: status.state.unwrap_or(TaskState::NEW),
+                    desired: t.desired_state.unwrap_or(TaskState::NEW),
+                    error: status.err,
+                    exit_code: container.and_then(|c| c.exit_code),
+                    ports,
+                    spec_image: t
+                        .spec
+                        .and_then(|s| s.container_spec)
+                        .and_then(|c| c.image)
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.service, a.slot, &a.name).cmp(&(&b.service, b.slot, &b.name)));
+        Ok(out)
+    }
+
+    pub(crate) async fn observe_project(&self, project: &str) -> Result<Option<ProjectStatus>> {
+        let services = self.stack_services(project).await?;
+        if services.is_empty() {
+            return Ok(None);
+        }
+        let labels_of: HashMap<String, BTreeMap<String, String>> = services
+            .iter()
+            .filter_map(|s| {
+                let spec = s.spec.as_ref()?;
+                let l = spec.labels.clone().unwrap_or_default();
+                Some((l.get(labels::SERVICE)?.clone(), l.into_iter().collect()))
+            })
+            .collect();
+        let containers = self
+            .tasks(&services, true)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let status = match t.state {
+                    TaskState::RUNNING => Status::Running,
+                    TaskState::COMPLETE
+                    | TaskState::FAILED
+                    | TaskState::SHUTDOWN
+                    | TaskState::REJECTED
+                    | TaskState::ORPHANED
+                    | TaskState::REMOVE => Status::Exited,
+                    _ => Status::Created,
+                };
+                Container {
+                    name: t.name.clone(),
+                    service: t.service.clone(),
+                    id: t.id.clone(),
+                    number: t.slot.max(0) as u32,
+                    status,
+                    exit_code: t.exit_code.map(|c| c as i32),
+                    ip: Some(t.node.addr.clone()).filter(|a| !a.is_empty()),
+                    ports: t.ports.clone(),
+                    labels: labels_of.get(&t.service).cloned().unwrap_or_default(),
+                    image: t.spec_image.clone(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Some(ProjectStatus {
+            project: project.to_string(),
+            containers,
+            observed: Vec::new(),
+            keeper: format!("swarm manager {}", self.endpoint.host),
+        }))
+    }
+
+    pub(crate) async fn list_projects(&self) -> Result<Vec<ProjectSummary>> {
+        let all = self
+            .docker
+            .list_services(None::<ListServicesOptions>)
+            .await
+            .map_err(|e| api_err("listing swarm services", e))?;
+        let mut by_project: BTreeMap<String, Vec<Service>> = BTreeMap::new();
+        for s in all {
+            let stack = s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.labels.as_ref())
+                .and_then(|l| l.get(labels::STACK).cloned());
+            if let Some(stack) = stack {
+                by_project.entry(stack).or_default().push(s);
+            }
+        }
+        let mut out = Vec::new();
+        for (name, services) in by_project {
+            let tasks = self.tasks(&services, true).await?;
+            out.push(ProjectSummary {
+                name,
+                running: tasks
+                    .iter()
+                    .filter(|t| t.state == TaskState::RUNNING)
+                    .count(),
+                total: tasks.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every task's output (`logs` without follow), oldest first per task,
+    /// each line named `service.N@node`.
+    pub(crate) async fn collect_logs(
+        &self,
+        project: &str,
+        options: &LogOptions,
+    ) -> Result<Vec<LogLine>> {
+        let services = self.stack_services(project).await?;
+        if services.is_empty() {
+            return Err(BackendError::not_running(project));
+        }
+        let Some(socket) = self.endpoint.host.strip_prefix("unix://") else {
+            return Err(BackendError::unsupported(
+                "swarm",
+                "logs from a manager reached over tcp:// yet",
+            ));
+        };
+        let mut out = Vec::new();
+        for t in self.tasks(&services, true).await? {
+            if !options.services.is_empty() && !options.services.contains(&t.service) {
+                continue;
+            }
+            let mut query = String::from("stdout=1&stderr=1&timestamps=1");
+            if let Some(n) = options.tail {
+                query.push_str(&format!("&tail={n}"));
+            }
+            let frames = crate::apply::task_logs(socket, &t.id, &query).await?;
+            for (stderr, raw) in frames {
+                let text = String::from_utf8_lossy(&raw);
+                for line in text.lines() {
+                    let (time, text) = match line.split_once(' ') {
+                        Some((ts, rest)) if ts.contains('T') => (Some(ts.to_string()), rest),
+                        _ => (None, line),
+                    };
+                    out.push(LogLine {
+                        container: t.name.clone(),
+                        service: t.service.clone(),
+                        stderr,
+                        time,
+                        text: text.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,797 @@
+//! A compose service as a swarm service: `ServiceSpec` with its task
+//! template, mode, update and rollback policies, placement, resources,
+//! host-mode ports and overlay networks.
+//!
+//! Every key of the normalized service is either mapped here, listed by
+//! [`not_applied`] (the plan names it), or refused by [`check_project`]
+//! with one line naming its key path: a key swarm never hears of would run
+//! the service without what the file asked for.
+
+use crate::labels;
+use berth_compose::model::{Project, Service};
+use berth_compose::units::{parse_bytes, parse_duration};
+use berth_engine::{BackendError, ErrorKind};
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, HealthConfig, Limit, NetworkAttachmentConfig, ResourceObject, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Service keys mapped onto the swarm service (or only read by the CLI:
+/// `build`, `pull_policy`, `profiles`).
+const MAPPED: &[&str] = &[
+    "build",
+    "command",
+    "deploy",
+    "entrypoint",
+    "environment",
+    "healthcheck",
+    "hostname",
+    "image",
+    "labels",
+    "networks",
+    "ports",
+    "profiles",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "scale",
+    "stop_grace_period",
+    "stop_signal",
+    "user",
+    "volumes_from",
+    "working_dir",
+];
+
+/// Keys swarm has no equivalent for but whose absence changes nothing a
+/// running service needs: listed in the plan as not applied.
+const NOT_APPLIED: &[&str] = &["depends_on", "container_name", "links"];
+
+pub fn refuse(path: impl std::fmt::Display, what: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::Unsupported,
+        format!("{path}: the swarm engine does not support {what}"),
+    )
+}
+
+/// The keys of `project` that are not applied on swarm, as key paths with
+/// the reason, for the plan.
+pub fn not_applied(project: &Project) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, svc) in &project.services {
+        let json = serde_json::to_value(svc).unwrap_or(Value::Null);
+        let Value::Object(map) = json else { continue };
+        for key in map.keys() {
+            if NOT_APPLIED.contains(&key.as_str()) {
+                let why = match key.as_str() {
+                    "depends_on" => "swarm starts services in no order",
+                    "container_name" => "swarm names tasks service.N",
+                    _ => "services reach each other by name on their overlay networks",
+                };
+                out.push(format!("services.{name}.{key} ({why})"));
+            }
+        }
+    }
+    out
+}
+
+/// The first key of `project` this backend cannot honour, as one line
+/// naming its path. Checked before anything is created.
+pub fn check_project(project: &Project) -> Result<(), BackendError> {
+    for (name, svc) in &project.services {
+        check_service(name, svc)?;
+    }
+    for (key, n) in &project.networks {
+        if n.external == Some(true) {
+            continue;
+        }
+        if let Some(d) = n.driver.as_deref().filter(|d| *d != "overlay") {
+            return Err(refuse(
+                format!("networks.{key}.driver"),
+                &format!("the {d} driver (networks span nodes: overlay)"),
+            ));
+        }
+        for k in n.extra.keys() {
+            if !matches!(k.as_str(), "labels" | "attachable") && !k.starts_with("x-") {
+                return Err(refuse(format!("networks.{key}.{k}"), k));
+            }
+        }
+    }
+    if let Some(key) = project.volumes.keys().next() {
+        // Named volumes would be per node, and a task rescheduled to
+        // another node would find an empty one.
+        return Err(refuse(
+            format!("volumes.{key}"),
+            "named volumes (they would be per node)",
+        ));
+    }
+    if let Some(key) = project.secrets.keys().next() {
+        return Err(refuse(format!("secrets.{key}"), "secrets yet"));
+    }
+    if let Some(key) = project.configs.keys().next() {
+        return Err(refuse(format!("configs.{key}"), "configs yet"));
+    }
+    Ok(())
+}
+
+fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
+    let json = serde_json::to_value(svc).unwrap_or(Value::Null);
+    let Value::Object(map) = json else {
+        return Ok(());
+    };
+    let path = |k: &str| format!("services.{name}.{k}");
+    for key in map.keys() {
+        if key == "x-runtime" {
+            return Err(refuse(path(key), "x-runtime yet (use a runtime image)"));
+        }
+        if key.starts_with("x-") {
+            continue;
+        }
+        if !MAPPED.contains(&key.as_str()) && !NOT_APPLIED.contains(&key.as_str()) {
+            return Err(refuse(path(key), key));
+        }
+    }
+    if let Some(mode) = svc.network_mode.as_deref() {
+        return Err(refuse(path("network_mode"), mode));
+    }
+    if let Some(deploy) = svc.extra.get("deploy").and_then(Value::as_object) {
+        for (k, v) in deploy {
+            let allowed: &[&str] = match k.as_str() {
+                "replicas" | "mode" | "labels" | "endpoint_mode" => continue,
+                "placement" => &["constraints", "preferences", "max_replicas_per_node"],
+                "update_config" | "rollback_config" => &[
+                    "parallelism",
+                    "delay",
+                    "failure_action",
+                    "monitor",
+                    "max_failure_ratio",
+                    "order",
+                ],
+                "restart_policy" => &["condition", "delay", "max_attempts", "window"],
+                "resources" => &["limits", "reservations"],
+                _ => return Err(refuse(path(&format!("deploy.{k}")), &format!("deploy.{k}"))),
+            };
+            let Some(obj) = v.as_object() else { continue };
+            for sub in obj.keys() {
+                if !allowed.contains(&sub.as_str()) {
+                    return Err(refuse(
+                        path(&format!("deploy.{k}.{sub}")),
+                        &format!("deploy.{k}.{sub}"),
+                    ));
+                }
+            }
+            if k == "resources" {
+                for (which, r) in obj {
+                    for sub in r.as_object().map(|o| o.keys()).into_iter().flatten() {
+                        if !matches!(sub.as_str(), "cpus" | "memory" | "pids")
+                            || which == "reservations" && sub == "pids"
+                        {
+                            return Err(refuse(
+                                path(&format!("deploy.resources.{which}.{sub}")),
+                                &format!("deploy.resources.{which}.{sub}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(mode) = deploy.get("mode").and_then(Value::as_str) {
+            if !matches!(mode, "replicated" | "global") {
+                return Err(refuse(path("deploy.mode"), &format!("mode {mode}")));
+            }
+        }
+        if let Some(e) = deploy.get("endpoint_mode").and_then(Value::as_str) {
+            if e != "dnsrr" && e != "vip" {
+                return Err(refuse(path("deploy.endpoint_mode"), e));
+            }
+        }
+    }
+    for (i, p) in svc.ports.iter().enumerate() {
+        if p.published.as_deref().is_some_and(|p| p.contains('-')) {
+            return Err(refuse(
+                path(&format!("ports[{i}].published")),
+                "port ranges",
+            ));
+        }
+        if p.host_ip.is_some() {
+            return Err(refuse(
+                path(&format!("ports[{i}].host_ip")),
+                "a host address (host-mode ports listen on every address of the node)",
+            ));
+        }
+        if let Some(k) = p.extra.keys().find(|k| !k.starts_with("x-")) {
+            return Err(refuse(path(&format!("ports[{i}].{k}")), k));
+        }
+    }
+    if let Some(Value::Object(h)) = &svc.healthcheck {
+        for k in h.keys() {
+            if !matches!(
+                k.as_str(),
+                "test"
+                    | "interval"
+                    | "timeout"
+                    | "retries"
+                    | "start_period"
+                    | "start_interval"
+                    | "disable"
+            ) {
+                return Err(refuse(path(&format!("healthcheck.{k}")), k));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the spec of one service is made from.
+pub struct ServiceInput<'a> {
+    pub project: &'a str,
+    pub service: &'a str,
+    pub svc: &'a Service,
+    /// `registry/repo@sha256:…`, the image every node pulls.
+    pub image: String,
+    /// Labels berth compares on the next `up` (config hash, image).
+    pub labels: HashMap<String, String>,
+    /// Engine-level names of the overlay networks it joins.
+    pub networks: Vec<String>,
+}
+
+/// The swarm name of a compose service, as `docker stack deploy` names it.
+pub fn service_name(project: &str, service: &str) -> String {
+    format!("{project}_{service}")
+}
+
+/// The engine-level name of a compose network (`<project>_<key>`, or its `name:`).
+pub fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
+}
+
+/// The compose networks a service joins (`default` when it names none).
+pub fn service_networks(svc: &Service) -> Vec<String> {
+    match &svc.networks {
+        Some(n) if !n.is_empty() => n.keys().cloned().collect(),
+        _ => vec!["default".into()],
+    }
+}
+
+fn nanos(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
+    let Some(v) = v else { return Ok(None) };
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => format!("{n}s"),
+        _ => {
+            return Err(BackendError::invalid(format!(
+                "{path}: {v} is not a duration"
+            )))
+        }
+    };
+    parse_duration(&text)
+        .map(|d| Some(d.as_nanos() as i64))
+        .ok_or_else(|| BackendError::invalid(format!("{path}: {text:?} is not a duration")))
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::Array(a) => Some(
+            a.iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect(),
+        ),
+        Value::String(s) => Some(vec!["CMD-SHELL".into(), s.clone()]),
+        _ => None,
+    }
+}
+
+fn cpus(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
+    let Some(v) = v else { return Ok(None) };
+    let n = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .filter(|n| *n >= 0.0)
+    .ok_or_else(|| BackendError::invalid(format!("{path}: {v} is not a number of CPUs")))?;
+    Ok(Some((n * 1e9) as i64))
+}
+
+fn bytes(v: Option<&Value>, path: &str) -> Result<Option<i64>, BackendError> {
+    let Some(v) = v else { return Ok(None) };
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => parse_bytes(s),
+        _ => None,
+    }
+    .ok_or_else(|| BackendError::invalid(format!("{path}: {v} is not a size")))?;
+    Ok(Some(n as i64))
+}
+
+fn healthcheck(svc: &Service, service: &str) -> Result<Option<HealthConfig>, BackendError> {
+    let Some(Value::Object(h)) = &svc.healthcheck else {
+        return Ok(None);
+    };
+    let path = |k: &str| format!("services.{service}.healthcheck.{k}");
+    if h.get("disable").and_then(Value::as_bool) == Some(true) {
+        return Ok(Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }));
+    }
+    Ok(Some(HealthConfig {
+        test: str_list(h.get("test")),
+        interval: nanos(h.get("interval"), &path("interval"))?,
+        timeout: nanos(h.get("timeout"), &path("timeout"))?,
+        start_period: nanos(h.get("start_period"), &path("start_period"))?,
+        start_interval: nanos(h.get("start_interval"), &path("start_interval"))?,
+        retries: int(h.get("retries")),
+    }))
+}
+
+/// Replicas: `scale`, else `deploy.replicas`, else 1. `None` for global.
+pub fn replicas(svc: &Service) -> Option<i64> {
+    let deploy = svc.extra.get("deploy");
+    if deploy.and_then(|d| d.get("mode")).and_then(Value::as_str) == Some("global") {
+        return None;
+    }
+    Some(
+        int(svc.extra.get("scale"))
+            .or_else(|| int(deploy.and_then(|d| d.get("replicas"))))
+            .unwrap_or(1),
+    )
+}
+
+fn restart_policy(
+    svc: &Service,
+    service: &str,
+) -> Result<Option<TaskSpecRestartPolicy>, BackendError> {
+    use TaskSpecRestartPolicyConditionEnum as C;
+    let path = |k: &str| format!("services.{service}.deploy.restart_policy.{k}");
+    if let Some(p) = svc
+        .extra
+        .get("deploy")
+        .and_then(|d| d.get("restart_policy"))
+    {
+        let condition = match p.get("condition").and_then(Value::as_str) {
+            None | Some("any") => C::ANY,
+            Some("on-failure") => C::ON_FAILURE,
+            Some("none") => C::NONE,
+            Some(other) => {
+                return Err(BackendError::invalid(format!(
+                    "{}: {other:?} is not any, on-failure or none",
+                    path("condition")
+                )))
+            }
+        };
+        return Ok(Some(TaskSpecRestartPolicy {
+            condition: Some(condition),
+            delay: nanos(p.get("delay"), &path("delay"))?,
+            max_attempts: int(p.get("max_attempts")),
+            window: nanos(p.get("window"), &path("window"))?,
+        }));
+    }
+    // `restart:` as docker stack deploy reads it.
+    Ok(svc.restart.as_deref().map(|r| {
+        let (condition, attempts) = match r.split_once(':') {
+            Some(("on-failure", n)) => (C::ON_FAILURE, n.parse().ok()),
+            _ => match r {
+                "no" => (C::NONE, None),
+                "on-failure" => (C::ON_FAILURE, None),
+                _ => (C::ANY, None),
+            },
+        };
+        TaskSpecRestartPolicy {
+            condition: Some(condition),
+            max_attempts: attempts,
+            ..Default::default()
+        }
+    }))
+}
+
+/// `deploy.update_config`, with berth's defaults where the file is silent:
+/// one task at a time, start-first, rolled back on failure, watched for
+/// 5 s. Services with published ports go stop-first: a host-mode port is
+/// held by the old task on its node, so a new one cannot start beside it.
+fn update_config(
+    svc: &Service,
+    service: &str,
+) -> Result<(ServiceSpecUpdateConfig, ServiceSpecRollbackConfig), BackendError> {
+    let deploy = svc.extra.get("deploy");
+    let default_start_first = svc.ports.is_empty();
+    let path = |k: &str| format!("services.{service}.deploy.{k}");
+    let read = |key: &str| -> Result<_, BackendError> {
+        let c = deploy.and_then(|d| d.get(key));
+        let get = |k: &str| c.and_then(|c| c.get(k));
+        let order = match get("order").and_then(Value::as_str) {
+            None => default_start_first,
+            Some("start-first") => true,
+            Some("stop-first") => false,
+            Some(o) => {
+                return Err(BackendError::invalid(format!(
+                    "{}: {o:?} is not start-first or stop-first",
+                    path(&format!("{key}.order"))
+                )))
+            }
+        };
+        let failure =
+            get("failure_action")
+                .and_then(Value::as_str)
+                .unwrap_or(if key == "update_config" {
+                    "rollback"
+                } else {
+                    "pause"
+                });
+        if !matches!(failure, "continue" | "pause" | "rollback")
+            || key == "rollback_config" && failure == "rollback"
+        {
+            return Err(BackendError::invalid(format!(
+                "{}: {failure:?} is not a failure action here",
+                path(&format!("{key}.failure_action"))
+            )));
+        }
+        Ok((
+            int(get("parallelism")).unwrap_or(1),
+            nanos(get("delay"), &path(&format!("{key}.delay")))?,
+            failure,
+            nanos(get("monitor"), &path(&format!("{key}.monitor")))?.or(Some(5_000_000_000)),
+            get("max_failure_ratio").and_then(Value::as_f64),
+            order,
+        ))
+    };
+    let (parallelism, delay, failure, monitor, ratio, start_first) = read("update_config")?;
+    let update = ServiceSpecUpdateConfig {
+        parallelism: Some(parallelism),
+        delay,
+        failure_action: Some(match failure {
+            "continue" => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+            "pause" => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+            _ => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+        }),
+        monitor,
+        max_failure_ratio: ratio,
+        order: Some(if start_first {
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    let (parallelism, delay, failure, monitor, ratio, start_first) = read("rollback_config")?;
+    let rollback = ServiceSpecRollbackConfig {
+        parallelism: Some(parallelism),
+        delay,
+        failure_action: Some(match failure {
+            "continue" => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+            _ => ServiceSpecRollbackConfigFailureActionEnum::PAUSE,
+        }),
+        monitor,
+        max_failure_ratio: ratio,
+        order: Some(if start_first {
+            ServiceSpecRollbackConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecRollbackConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    Ok((update, rollback))
+}
+
+fn placement(svc: &Service) -> Option<TaskSpecPlacement> {
+    let p = svc.extra.get("deploy")?.get("placement")?;
+    let preferences = p.get("preferences").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|x| x.get("spread").and_then(Value::as_str))
+            .map(|s| TaskSpecPlacementPreferences {
+                spread: Some(TaskSpecPlacementSpread {
+                    spread_descriptor: Some(s.to_string()),
+                }),
+            })
+            .collect()
+    });
+    Some(TaskSpecPlacement {
+        constraints: str_list(p.get("constraints"))
+            .filter(|_| p.get("constraints").is_some_and(Value::is_array)),
+        preferences,
+        max_replicas: int(p.get("max_replicas_per_node")),
+        ..Default::default()
+    })
+}
+
+fn resources(svc: &Service, service: &str) -> Result<Option<TaskSpecResources>, BackendError> {
+    let Some(r) = svc.extra.get("deploy").and_then(|d| d.get("resources")) else {
+        return Ok(None);
+    };
+    let path = |k: &str| format!("services.{service}.deploy.resources.{k}");
+    let limits = match r.get("limits") {
+        None => None,
+        Some(l) => Some(Limit {
+            nano_cpus: cpus(l.get("cpus"), &path("limits.cpus"))?,
+            memory_bytes: bytes(l.get("memory"), &path("limits.memory"))?,
+            pids: int(l.get("pids")),
+        }),
+    };
+    let reservations = match r.get("reservations") {
+        None => None,
+        Some(l) => Some(ResourceObject {
+            nano_cpus: cpus(l.get("cpus"), &path("reservations.cpus"))?,
+            memory_bytes: bytes(l.get("memory"), &path("reservations.memory"))?,
+            ..Default::default()
+        }),
+    };
+    Ok(Some(TaskSpecResources {
+        limits,
+        reservations,
+        ..Default::default()
+    }))
+}
+
+/// The service spec `up` creates or updates.
+pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
+    let svc = input.svc;
+    let name = input.service;
+    let deploy = svc.extra.get("deploy");
+    let env = svc
+        .environment
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>();
+    let mut container_labels: HashMap<String, String> = svc.labels.clone().into_iter().collect();
+    container_labels.insert(labels::STACK.into(), input.project.into());
+    let mut service_labels: HashMap<String, String> = deploy
+        .and_then(|d| d.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    service_labels.extend(input.labels.clone());
+    service_labels.insert(labels::STACK.into(), input.project.into());
+    service_labels.insert(labels::PROJECT.into(), input.project.into());
+    service_labels.insert(labels::SERVICE.into(), name.into());
+    service_labels.insert(labels::IMAGE.into(), svc.image.clone().unwrap_or_default());
+
+    let stop_grace = nanos(
+        svc.stop_grace_period
+            .as_ref()
+            .map(|s| Value::String(s.clone()))
+            .as_ref(),
+        &format!("services.{name}.stop_grace_period"),
+    )?;
+    let container = TaskSpecContainerSpec {
+        image: Some(input.image.clone()),
+        labels: Some(container_labels),
+        command: svc.entrypoint.clone(),
+        args: svc.command.clone(),
+        hostname: svc.hostname.clone(),
+        env: (!env.is_empty()).then_some(env),
+        dir: svc.working_dir.clone(),
+        user: svc.user.clone(),
+        read_only: svc.read_only,
+        stop_signal: svc.stop_signal.clone(),
+        stop_grace_period: stop_grace,
+        health_check: healthcheck(svc, name)?,
+        ..Default::default()
+    };
+    let networks = input
+        .networks
+        .iter()
+        .map(|n| NetworkAttachmentConfig {
+            target: Some(n.clone()),
+            aliases: Some(vec![name.to_string()]),
+            ..Default::default()
+        })
+        .collect();
+    let mode = match replicas(svc) {
+        None => ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        },
+        Some(n) => ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(n) }),
+            ..Default::default()
+        },
+    };
+    let mut ports = Vec::new();
+    for (i, p) in svc.ports.iter().enumerate() {
+        let published = match p.published.as_deref() {
+            None => None,
+            Some(s) => Some(s.parse::<i64>().map_err(|_| {
+                BackendError::invalid(format!(
+                    "services.{name}.ports[{i}].published: {s:?} is not a port"
+                ))
+            })?),
+        };
+        ports.push(EndpointPortConfig {
+            name: p.name.clone(),
+            protocol: Some(match p.protocol.as_str() {
+                "udp" => EndpointPortConfigProtocolEnum::UDP,
+                "sctp" => EndpointPortConfigProtocolEnum::SCTP,
+                _ => EndpointPortConfigProtocolEnum::TCP,
+            }),
+            target_port: Some(p.target as i64),
+            published_port: published,
+            // The routing mesh needs IPVS, which this kind of kernel may
+            // lack; host mode works everywhere.
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+        });
+    }
+    let endpoint_mode = deploy
+        .and_then(|d| d.get("endpoint_mode"))
+        .and_then(Value::as_str);
+    let (update, rollback) = update_config(svc, name)?;
+    Ok(ServiceSpec {
+        name: Some(service_name(input.project, name)),
+        labels: Some(service_labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: resources(svc, name)?,
+            restart_policy: restart_policy(svc, name)?,
+            placement: placement(svc),
+            networks: Some(networks),
+            ..Default::default()
+        }),
+        mode: Some(mode),
+        update_config: Some(update),
+        rollback_config: Some(rollback),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(if endpoint_mode == Some("dnsrr") {
+                bollard::models::EndpointSpecModeEnum::DNSRR
+            } else {
+                bollard::models::EndpointSpecModeEnum::VIP
+            }),
+            ports: (!ports.is_empty()).then_some(ports),
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(yaml: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+        let options = berth_compose::Options {
+            cwd: dir.path().to_path_buf(),
+            project_name: Some("p".into()),
+            ..Default::default()
+        };
+        berth_compose::load(&options).expect("loads").project
+    }
+
+    fn spec_of(p: &Project, service: &str) -> ServiceSpec {
+        service_spec(&ServiceInput {
+            project: &p.name,
+            service,
+            svc: &p.services[service],
+            image: "r:5000/x@sha256:00".into(),
+            labels: HashMap::new(),
+            networks: vec!["p_default".into()],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn deploy_keys_become_the_swarm_service() {
+        let p = project(
+            "services:\n  web:\n    image: x\n    ports: [\"8080:3000\"]\n    deploy:\n      replicas: 3\n      placement:\n        constraints: [node.role==worker]\n        preferences: [{spread: node.id}]\n      resources:\n        limits: {cpus: '0.5', memory: 64M}\n      restart_policy: {condition: on-failure, max_attempts: 3}\n      update_config: {order: start-first, parallelism: 2}\n    healthcheck:\n      test: [CMD, 'true']\n      interval: 2s\n",
+        );
+        let s = spec_of(&p, "web");
+        assert_eq!(s.name.as_deref(), Some("p_web"));
+        assert_eq!(s.labels.as_ref().unwrap()[labels::STACK], "p");
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        let t = s.task_template.unwrap();
+        let pl = t.placement.unwrap();
+        assert_eq!(pl.constraints.unwrap(), ["node.role==worker"]);
+        assert_eq!(pl.preferences.unwrap().len(), 1);
+        let lim = t.resources.unwrap().limits.unwrap();
+        assert_eq!(
+            (lim.nano_cpus, lim.memory_bytes),
+            (Some(500_000_000), Some(64 << 20))
+        );
+        let rp = t.restart_policy.unwrap();
+        assert_eq!(
+            rp.condition,
+            Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE)
+        );
+        assert_eq!(rp.max_attempts, Some(3));
+        assert_eq!(
+            t.container_spec.unwrap().health_check.unwrap().interval,
+            Some(2_000_000_000)
+        );
+        let u = s.update_config.unwrap();
+        assert_eq!(
+            (u.parallelism, u.order),
+            (Some(2), Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST))
+        );
+        assert_eq!(
+            u.failure_action,
+            Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK)
+        );
+        let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
+        assert_eq!(
+            port.publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
+        assert_eq!(
+            (port.published_port, port.target_port),
+            (Some(8080), Some(3000))
+        );
+    }
+
+    #[test]
+    fn global_mode_and_the_default_update_order() {
+        let p = project(
+            "services:\n  a:\n    image: x\n    deploy: {mode: global}\n  b:\n    image: x\n",
+        );
+        assert!(spec_of(&p, "a").mode.unwrap().global.is_some());
+        // No published port: start-first by default.
+        let u = spec_of(&p, "b").update_config.unwrap();
+        assert_eq!(u.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+        assert_eq!(u.parallelism, Some(1));
+    }
+
+    #[test]
+    fn keys_swarm_cannot_honour_are_refused_by_path() {
+        for (yaml, path) in [
+            ("services:\n  a:\n    image: x\n    privileged: true\n", "services.a.privileged"),
+            ("services:\n  a:\n    image: x\n    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n", "services.a.deploy.resources.reservations.devices"),
+            ("services:\n  a:\n    image: x\n    ports: [\"127.0.0.1:80:80\"]\n", "services.a.ports[0].host_ip"),
+            ("services:\n  a:\n    image: x\n    network_mode: host\n", "services.a.network_mode"),
+            ("services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {}\n", "services.a.volumes"),
+            ("services:\n  a:\n    image: x\nnetworks:\n  n: {driver: bridge}\n", "networks.n.driver"),
+        ] {
+            let err = check_project(&project(yaml)).unwrap_err();
+            assert!(err.message.starts_with(&format!("{path}:")), "{yaml}: {err}");
+            assert_eq!(err.kind, ErrorKind::Unsupported);
+            assert!(!err.message.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn keys_without_a_swarm_meaning_are_listed_not_dropped() {
+        let p = project("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    container_name: bee\n");
+        check_project(&p).unwrap();
+        let listed = not_applied(&p);
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.starts_with("services.a.depends_on ")),
+            "{listed:?}"
+        );
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.starts_with("services.b.container_name ")),
+            "{listed:?}"
+        );
+    }
+}
