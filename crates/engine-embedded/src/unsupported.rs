@@ -165,22 +165,34 @@ fn check_attachments(project: &Project, name: &str, svc: &Service) -> Result<(),
     for (net, settings) in svc.networks.iter().flatten() {
         let Some(settings) = settings else { continue };
         let at = |k: &str| format!("services.{name}.networks.{net}.{k}");
-        for (k, why) in [
-            (
-                "interface_name",
-                "interfaces are named eth0, eth1, … in network order",
-            ),
-            ("driver_opts", "endpoint driver options are not supported"),
-            (
-                "gw_priority",
-                "the default route follows priority and network order, not gw_priority",
-            ),
-        ] {
+        for (k, why) in [("driver_opts", "endpoint driver options are not supported")] {
             if settings
                 .get(k)
                 .is_some_and(|v| non_empty(v) && v != &Value::from(0))
             {
                 return Err(format!("{}: {why}", at(k)));
+            }
+        }
+        if let Some(v) = settings.get("interface_name").filter(|v| non_empty(v)) {
+            let text = v.as_str().unwrap_or_default();
+            let ok = text.len() <= 15
+                && !matches!(text, "lo" | "." | "..")
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            if !ok {
+                return Err(format!(
+                    "{}: {v} cannot be an interface name (up to 15 characters from [A-Za-z0-9_.-], not lo)",
+                    at("interface_name")
+                ));
+            }
+            // The other networks take eth<n> by their place in order.
+            let names = crate::runtime::interface_names(svc);
+            if names.iter().filter(|n| n.as_str() == text).count() > 1 {
+                return Err(format!(
+                    "{}: {text} is the interface of another of the service's networks",
+                    at("interface_name")
+                ));
             }
         }
         if let Some(v) = settings.get("mac_address").filter(|v| non_empty(v)) {
@@ -1036,7 +1048,7 @@ mod tests {
                 "services.app.volumes[0].tmpfs.mode:",
             ),
             (
-                json!({"networks": {"default": {"interface_name": "x0"}}}),
+                json!({"networks": {"default": {"interface_name": "lo"}}}),
                 "services.app.networks.default.interface_name:",
             ),
             (
@@ -1056,8 +1068,8 @@ mod tests {
                 "services.app.networks.default.driver_opts:",
             ),
             (
-                json!({"networks": {"default": {"gw_priority": 10}}}),
-                "services.app.networks.default.gw_priority:",
+                json!({"networks": {"a": {"interface_name": "eth1"}, "b": {}}}),
+                "services.app.networks.a.interface_name: eth1 is the interface of another",
             ),
             (json!({"models": ["m"]}), "services.app.models:"),
             (

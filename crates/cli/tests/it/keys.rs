@@ -778,13 +778,12 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("    volumes: [{type: volume, source: v, target: /d, volume: {subpath: ../s}}]\nvolumes:\n  v: {}\n"), "services.box.volumes[0].volume.subpath: \"../s\" is not a relative path inside the volume"),
         (svc("    volumes: [{type: image, source: berth-test/busybox:1, target: /img, image: {subpath: bin}}]\n"), "services.box.volumes[0].type: \"image\""),
         (svc("    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n"), "services.box.deploy.resources.reservations.devices"),
-        (svc("    networks:\n      default: {interface_name: net0}\n"), "services.box.networks.default.interface_name"),
+        (svc("    networks:\n      default: {interface_name: lo}\n"), "services.box.networks.default.interface_name: \"lo\" cannot be an interface name"),
         (svc("    networks:\n      default: {ipv6_address: \"fd00::9\"}\n"), "services.box.networks.default.ipv6_address"),
         (svc("    networks:\n      default: {link_local_ips: [10.0.0.8]}\n"), "services.box.networks.default.link_local_ips[0]: \"10.0.0.8\" is not a link-local address"),
         (svc("    networks:\n      default: {link_local_ips: [\"fe80::8\"]}\n"), "services.box.networks.default.link_local_ips[0]: an IPv6 address needs"),
         (svc("    networks:\n      default: {mac_address: \"01:00:5e:00:00:09\"}\n"), "services.box.networks.default.mac_address: \"01:00:5e:00:00:09\" is a multicast address"),
         (svc("    networks:\n      default: {driver_opts: {foo: bar}}\n"), "services.box.networks.default.driver_opts"),
-        (svc("    networks:\n      default: {gw_priority: 5}\n"), "services.box.networks.default.gw_priority"),
         (svc("networks:\n  default:\n    enable_ipv6: true\n    driver_opts: {com.docker.network.bridge.enable_icc: \"false\"}\n"), "networks.default.driver_opts.com.docker.network.bridge.enable_icc"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: \"fd42:1::/64\"}]\n"), "networks.default.ipam.config[0].subnet: an IPv6 subnet needs enable_ipv6"),
         (svc("networks:\n  default:\n    enable_ipv4: false\n"), "networks.default.enable_ipv4"),
@@ -1354,4 +1353,24 @@ fn volume_subpath_mounts_part_of_a_volume_and_never_follows_a_symlink() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "staging paths left");
+}
+
+/// Defends: `interface_name` names the container's interface on that
+/// network (the others keep eth<n>), and the network with the highest
+/// `gw_priority` carries the default route.
+#[test]
+fn interface_name_and_gw_priority_shape_the_interfaces_and_route() {
+    let p = Project::new("ifname");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n    networks:\n      \
+         back: {}\n      front: {interface_name: front0, gw_priority: 10}\n\
+         networks:\n  back: {}\n  front: {}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(sh_in(&p, "box", "ls /sys/class/net"), "eth0\nfront0\nlo");
+    let route = sh_in(&p, "box", "/bin/busybox ip route show default");
+    assert!(route.contains("dev front0"), "{route}");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
 }

@@ -394,7 +394,13 @@ impl ProjectRuntime {
                 let wanted = service_networks(project, &live.svc, &service);
                 // The default route goes out of the first network that has one;
                 // a container only on internal networks has none.
-                let first_routed = wanted.iter().position(|w| !w.internal);
+                // (the highest gw_priority among them, then network order).
+                let first_routed = wanted
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| !w.internal)
+                    .max_by(|(i, a), (j, b)| a.gw_priority.cmp(&b.gw_priority).then(j.cmp(i)))
+                    .map(|(i, _)| i);
                 for (n, w) in wanted.iter().enumerate() {
                     let ip = match &w.ipv4_address {
                         Some(a) => Some(a.parse().map_err(|_| {
@@ -426,7 +432,10 @@ impl ProjectRuntime {
                         &path,
                         ip,
                         &AttachOptions {
-                            ifname: format!("eth{n}"),
+                            ifname: w
+                                .interface_name
+                                .clone()
+                                .unwrap_or_else(|| format!("eth{n}")),
                             default_route: Some(n) == first_routed,
                             ipv6,
                             link_local,

@@ -52,8 +52,8 @@ mod swap;
 mod volumes;
 
 use lifecycle::*;
-pub(crate) use networks::first_network;
 use networks::*;
+pub(crate) use networks::{first_network, interface_names};
 use volumes::*;
 
 const NPM_CACHE_DIR: &str = "/opt/berth/npm-cache";

@@ -43,6 +43,28 @@ pub(crate) fn first_network(svc: &Service) -> Option<(&str, Option<&serde_json::
         .min_by(|a, b| priority(b.1).cmp(&priority(a.1)).then_with(|| a.0.cmp(b.0)))
 }
 
+/// The interface names of a service's networks, in network order (see
+/// [`service_networks`]): `interface_name`, else `eth<n>`.
+pub(crate) fn interface_names(svc: &Service) -> Vec<String> {
+    let priority = |s: Option<&serde_json::Value>| {
+        s.and_then(|s| s.get("priority"))
+            .and_then(|p| p.as_i64())
+            .unwrap_or(0)
+    };
+    let mut nets = effective_networks(svc);
+    nets.sort_by(|a, b| priority(b.1).cmp(&priority(a.1)).then_with(|| a.0.cmp(b.0)));
+    nets.iter()
+        .enumerate()
+        .map(|(n, (_, s))| {
+            s.and_then(|s| s.get("interface_name"))
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("eth{n}"))
+        })
+        .collect()
+}
+
 /// One network a service asks for.
 pub(super) struct WantedNetwork {
     pub(super) key: String,
@@ -52,6 +74,10 @@ pub(super) struct WantedNetwork {
     pub(super) ipv6_address: Option<String>,
     pub(super) link_local_ips: Vec<String>,
     pub(super) mac_address: Option<String>,
+    /// compose `interface_name`; `eth<n>` in network order otherwise.
+    pub(super) interface_name: Option<String>,
+    /// compose `gw_priority`: the highest takes the default route.
+    pub(super) gw_priority: i64,
     pub(super) aliases: Vec<String>,
 }
 
@@ -91,6 +117,11 @@ pub(super) fn service_networks(
                         .map(str::to_string),
                     link_local_ips: string_list(get("link_local_ips")),
                     mac_address: get("mac_address").and_then(|v| unsupported::mac_address(v).ok()),
+                    interface_name: get("interface_name")
+                        .and_then(|v| v.as_str())
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string),
+                    gw_priority: get("gw_priority").and_then(|p| p.as_i64()).unwrap_or(0),
                     aliases,
                 },
             )
