@@ -59,7 +59,13 @@ pub fn backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
         ),
         EngineKind::Swarm => Box::new(
             berth_engine_swarm::SwarmBackend::connect()
-                .context("connecting to the swarm manager")?,
+                .context("connecting to the swarm manager")?
+                // Ports are published by berth's proxy on every node (this
+                // binary, shipped as an image), so updates roll start-first.
+                .with_proxy(berth_engine_swarm::ProxyLaunch {
+                    exe: std::env::current_exe().context("finding berth's own binary")?,
+                    args: vec!["__swarm-proxy".into()],
+                }),
         ),
     })
 }

@@ -158,6 +158,9 @@ pub enum Command {
     /// The port keeper of a project on the Docker engine (internal)
     #[command(name = "__docker-ports", hide = true)]
     DockerPorts { project: String },
+    /// berth's port proxy, as a swarm's nodes run it (internal)
+    #[command(name = "__swarm-proxy", hide = true)]
+    SwarmProxy { routes: Vec<String> },
     /// Build the images of services that have a `build:` section
     Build(build_cmd::BuildArgs),
     /// Pull the images of services (through configured mirrors)
@@ -218,7 +221,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Supervise { .. } | Command::DockerPorts { .. }
+        Command::Supervise { .. } | Command::DockerPorts { .. } | Command::SwarmProxy { .. }
     ) {
         // Rust ignores SIGPIPE, so `berth ls | head -1` would panic on the
         // next print. A command whose reader went away should end quietly,
@@ -295,6 +298,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::DockerPorts { project } => {
             berth_engine_docker::keep_ports(&project)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SwarmProxy { routes } => {
+            let routes = routes
+                .iter()
+                .map(|r| r.parse().map_err(anyhow::Error::msg))
+                .collect::<Result<Vec<_>>>()?;
+            berth_engine_swarm::proxy::run(routes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => build_cmd::build(&cli.global, args),

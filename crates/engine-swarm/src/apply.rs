@@ -71,6 +71,12 @@ fn changed_sources(old: &str, new: &str) -> Vec<String> {
 }
 
 fn wanted(project: &Project, images: &BTreeMap<String, String>) -> Result<Vec<Wanted>> {
+    if project.services.contains_key(crate::PROXY_SERVICE) {
+        return Err(spec::refuse(
+            format!("services.{}", crate::PROXY_SERVICE),
+            "a service of this name (berth's proxy service has it)",
+        ));
+    }
     let mut folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, svc) in &project.services {
         for (i, v) in svc.volumes_from().into_iter().enumerate() {
@@ -314,7 +320,7 @@ impl SwarmBackend {
         let mut plan = Plan::default();
         let mut steps = Vec::new();
         for svc in existing.keys() {
-            if !project.services.contains_key(svc) {
+            if svc != crate::PROXY_SERVICE && !project.services.contains_key(svc) {
                 let name = service_name(&project.name, svc);
                 if request.flags.remove_orphans {
                     plan.steps.push(Step {
@@ -473,6 +479,7 @@ impl SwarmBackend {
                     .iter()
                     .map(|k| spec::network_name(project, k))
                     .collect(),
+                publish: self.proxy.is_none(),
             };
             let mut spec = spec::service_spec(&input)?;
             let name = service_name(&project.name, &w.service);
@@ -527,11 +534,128 @@ impl SwarmBackend {
                 progress(&format!("Service {container} Removed"));
             }
         }
+        if let Some(launch) = &self.proxy {
+            if let Some(proxy) = self
+                .ensure_proxy(project, &wanted, &store, launch, &existing, progress)
+                .await?
+            {
+                changed.push(proxy);
+            }
+        }
         for (service, image, replicas) in changed {
             self.wait_converged(&project.name, &service, &image, replicas, progress)
                 .await?;
         }
         Ok(())
+    }
+
+    /// The project's proxy service, made or updated to publish the ports of
+    /// every deployed service; `(service, image, tasks)` to wait for when it
+    /// changed.
+    async fn ensure_proxy(
+        &self,
+        project: &Project,
+        wanted: &[Wanted],
+        store: &Store,
+        launch: &crate::ProxyLaunch,
+        existing: &HashMap<String, Service>,
+        progress: Progress<'_>,
+    ) -> Result<Option<(String, String, Option<i64>)>> {
+        let mut routes = Vec::new();
+        let mut networks = BTreeSet::new();
+        for w in wanted.iter().filter(|w| w.folded_into.is_empty()) {
+            let svc = &project.services[&w.service];
+            for (i, p) in svc.ports.iter().enumerate() {
+                let listen = p
+                    .published
+                    .as_deref()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| {
+                        spec::refuse(
+                            format!("services.{}.ports[{i}].published", w.service),
+                            "a port without a published number (berth's proxy listens on it on every node)",
+                        )
+                    })?;
+                routes.push(crate::proxy::Route {
+                    listen,
+                    host: format!("tasks.{}", service_name(&project.name, &w.service)),
+                    port: p.target,
+                });
+                networks.extend(
+                    spec::service_networks(svc)
+                        .iter()
+                        .map(|k| spec::network_name(project, k)),
+                );
+            }
+        }
+        let name = spec::proxy_name(&project.name);
+        if routes.is_empty() {
+            return Ok(None);
+        }
+        let desc = crate::images::proxy_image(store, launch)?;
+        let routes_label = routes
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let old = existing.get(crate::PROXY_SERVICE);
+        let same = old.is_some_and(|o| {
+            label(o, labels::PROXY_ROUTES) == Some(routes_label.as_str())
+                && label(o, labels::SOURCES) == Some(desc.digest.as_str())
+        });
+        if same {
+            return Ok(None);
+        }
+        let shipped = self.registry()?.ship(store, &desc, "berth/proxy")?;
+        let spec = spec::proxy_spec(
+            &project.name,
+            &shipped.reference,
+            &routes,
+            &networks.into_iter().collect::<Vec<_>>(),
+            HashMap::from([
+                (
+                    labels::SERVICE.to_string(),
+                    crate::PROXY_SERVICE.to_string(),
+                ),
+                (labels::PROXY_ROUTES.to_string(), routes_label.clone()),
+                (labels::SOURCES.to_string(), desc.digest.to_string()),
+            ]),
+        );
+        match old {
+            None => {
+                self.docker
+                    .create_service(spec, None)
+                    .await
+                    .map_err(|e| api_err(format!("creating service {name}"), e))?;
+                progress(&format!(
+                    "Service {name} Created (berth's proxy: {routes_label})"
+                ));
+            }
+            Some(o) => {
+                let version = o.version.as_ref().and_then(|v| v.index).unwrap_or_default();
+                self.docker
+                    .update_service(
+                        &name,
+                        spec,
+                        UpdateServiceOptions {
+                            version: version as i32,
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(|e| api_err(format!("updating service {name}"), e))?;
+                progress(&format!(
+                    "Service {name} Updating (berth's proxy: {routes_label})"
+                ));
+            }
+        }
+        let nodes = self.nodes().await?.len() as i64;
+        Ok(Some((
+            crate::PROXY_SERVICE.to_string(),
+            shipped.reference,
+            Some(nodes),
+        )))
     }
 
     /// Until every task swarm wants for `service` runs `image` (healthy,

@@ -196,6 +196,87 @@ pub fn compose(
         .map_err(|e| err("writing the composed manifest", e))
 }
 
+/// How the nodes run berth's port proxy: a program on this machine (this
+/// binary with a hidden subcommand, or `berth-swarm-proxy`) and the
+/// arguments before its routes.
+#[derive(Debug, Clone)]
+pub struct ProxyLaunch {
+    pub exe: std::path::PathBuf,
+    pub args: Vec<String>,
+}
+
+/// The shared libraries `exe` loads, as `ldd` lists them (absolute paths).
+fn shared_libraries(exe: &std::path::Path) -> Result<Vec<std::path::PathBuf>, BackendError> {
+    let out = std::process::Command::new("ldd")
+        .arg(exe)
+        .output()
+        .map_err(|e| err(format!("ldd {}", exe.display()), e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || !out.status.success() {
+        return Ok(Vec::new());
+    }
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/')
+                .then(|| std::path::PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// The proxy's image: the program and the libraries it loads, nothing else
+/// (no shell, no package manager), made in berth's store from this
+/// machine's files. The nodes run the same architecture as this machine.
+pub fn proxy_image(store: &Store, launch: &ProxyLaunch) -> Result<Descriptor, BackendError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, bytes: &[u8], mode: u32| -> Result<(), BackendError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(mode);
+        h.set_size(bytes.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path.trim_start_matches('/'), bytes)
+            .map_err(|e| err("packing the proxy image", e))
+    };
+    let exe = std::fs::read(&launch.exe).map_err(|e| err(launch.exe.display(), e))?;
+    add("/berth-proxy", &exe, 0o755)?;
+    for lib in shared_libraries(&launch.exe)? {
+        // Symlinks are followed: the image gets the library under the name
+        // the loader asks for.
+        let bytes = std::fs::read(&lib).map_err(|e| err(lib.display(), e))?;
+        add(&lib.to_string_lossy(), &bytes, 0o755)?;
+    }
+    let layer = tar
+        .into_inner()
+        .map_err(|e| err("packing the proxy image", e))?;
+    let digest = store
+        .write_blob(&layer)
+        .map_err(|e| err("writing the proxy image", e))?;
+    let mut cmd = vec!["/berth-proxy".to_string()];
+    cmd.extend(launch.args.iter().cloned());
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": cmd},
+        "rootfs": {"type": "layers", "diff_ids": [digest.to_string()]},
+    });
+    let cfg = store
+        .put_json(media::OCI_CONFIG, &config)
+        .map_err(|e| err("writing the proxy image", e))?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cfg.digest.to_string(), "size": cfg.size},
+        "layers": [{"mediaType": media::OCI_LAYER, "digest": digest.to_string(), "size": layer.len()}],
+    });
+    store
+        .put_json(media::OCI_MANIFEST, &manifest)
+        .map_err(|e| err("writing the proxy image", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

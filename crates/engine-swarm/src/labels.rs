@@ -14,6 +14,8 @@ pub const IMAGE: &str = "com.docker.compose.image";
 /// deployed image is made from, `svc=sha256:…` comma-separated: the
 /// runtime's and, for a service with `volumes_from`, the code's.
 pub const SOURCES: &str = "io.berth.sources";
+/// The routes of berth's proxy service (`LISTEN:HOST:PORT`, comma-separated).
+pub const PROXY_ROUTES: &str = "io.berth.proxy-routes";
 /// Which berth made it.
 pub const BERTH_VERSION: &str = "io.berth.version";
 

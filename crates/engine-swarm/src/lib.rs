@@ -8,6 +8,8 @@
 //!   runtime image of the service that mounted its volumes.
 //! - `apply`: plan, up (overlay networks, services created or updated,
 //!   waiting on every task), down.
+//! - `proxy`: published ports held by a global service of berth's, so
+//!   tasks roll start-first (no routing mesh needed).
 //! - `observe`: services and their tasks read back through docker stack's
 //!   namespace label.
 //!
@@ -18,9 +20,10 @@ mod apply;
 mod images;
 mod labels;
 mod observe;
+pub mod proxy;
 mod spec;
 
-pub use images::{compose, ClusterRegistry, Shipped};
+pub use images::{compose, ClusterRegistry, ProxyLaunch, Shipped};
 pub use spec::{check_project, not_applied, service_name};
 
 use berth_engine::backend::{
@@ -39,12 +42,19 @@ pub const REGISTRY_ENV: &str = "BERTH_SWARM_REGISTRY";
 
 const REQUEST_TIMEOUT_SECS: u64 = 600;
 
+/// The compose-service label of berth's proxy service (a project's own
+/// service of this name is refused).
+pub(crate) const PROXY_SERVICE: &str = "berth-proxy";
+
 /// The Docker Swarm backend: a manager's Engine API and the cluster's registry.
 pub struct SwarmBackend {
     docker: Docker,
     rt: tokio::runtime::Runtime,
     endpoint: Endpoint,
     registry: Option<ClusterRegistry>,
+    /// Set: published ports are held by berth's proxy (a global service),
+    /// so services with ports roll start-first.
+    proxy: Option<ProxyLaunch>,
 }
 
 pub(crate) fn api_err(context: impl std::fmt::Display, e: bollard::errors::Error) -> BackendError {
@@ -122,7 +132,16 @@ impl SwarmBackend {
             rt,
             endpoint,
             registry: registry.map(ClusterRegistry::new),
+            proxy: None,
         })
+    }
+
+    /// Publish ports through berth's proxy, run on every node from
+    /// `launch` (see [`proxy`]). Without it ports are published by each
+    /// task in host mode and services with ports roll stop-first.
+    pub fn with_proxy(mut self, launch: ProxyLaunch) -> Self {
+        self.proxy = Some(launch);
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {

@@ -240,6 +240,9 @@ pub struct ServiceInput<'a> {
     pub labels: HashMap<String, String>,
     /// Engine-level names of the overlay networks it joins.
     pub networks: Vec<String>,
+    /// Its tasks publish its ports in host mode themselves (no berth proxy
+    /// in front of them).
+    pub publish: bool,
 }
 
 /// The swarm name of a compose service, as `docker stack deploy` names it.
@@ -410,14 +413,16 @@ fn restart_policy(
 
 /// `deploy.update_config`, with berth's defaults where the file is silent:
 /// one task at a time, start-first, rolled back on failure, watched for
-/// 5 s. Services with published ports go stop-first: a host-mode port is
-/// held by the old task on its node, so a new one cannot start beside it.
+/// 5 s. Services whose tasks publish ports themselves go stop-first: a
+/// host-mode port is held by the old task on its node, so a new one cannot
+/// start beside it (with berth's proxy in front, they publish nothing).
 fn update_config(
     svc: &Service,
     service: &str,
+    publish: bool,
 ) -> Result<(ServiceSpecUpdateConfig, ServiceSpecRollbackConfig), BackendError> {
     let deploy = svc.extra.get("deploy");
-    let default_start_first = svc.ports.is_empty();
+    let default_start_first = !publish || svc.ports.is_empty();
     let path = |k: &str| format!("services.{service}.deploy.{k}");
     let read = |key: &str| -> Result<_, BackendError> {
         let c = deploy.and_then(|d| d.get(key));
@@ -619,7 +624,7 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
         },
     };
     let mut ports = Vec::new();
-    for (i, p) in svc.ports.iter().enumerate() {
+    for (i, p) in svc.ports.iter().enumerate().filter(|_| input.publish) {
         let published = match p.published.as_deref() {
             None => None,
             Some(s) => Some(s.parse::<i64>().map_err(|_| {
@@ -645,7 +650,7 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
     let endpoint_mode = deploy
         .and_then(|d| d.get("endpoint_mode"))
         .and_then(Value::as_str);
-    let (update, rollback) = update_config(svc, name)?;
+    let (update, rollback) = update_config(svc, name, input.publish)?;
     Ok(ServiceSpec {
         name: Some(service_name(input.project, name)),
         labels: Some(service_labels),
@@ -672,6 +677,78 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
     })
 }
 
+/// The name of a project's proxy service.
+pub fn proxy_name(project: &str) -> String {
+    format!("{project}_berth-proxy")
+}
+
+/// The global service that publishes `routes` on every node (host mode)
+/// and forwards to the tasks behind them.
+pub fn proxy_spec(
+    project: &str,
+    image: &str,
+    routes: &[crate::proxy::Route],
+    networks: &[String],
+    service_labels: HashMap<String, String>,
+) -> ServiceSpec {
+    let mut l = service_labels;
+    l.insert(labels::STACK.into(), project.into());
+    l.insert(labels::PROJECT.into(), project.into());
+    let ports = routes
+        .iter()
+        .map(|r| EndpointPortConfig {
+            protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(r.listen as i64),
+            published_port: Some(r.listen as i64),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        })
+        .collect();
+    ServiceSpec {
+        name: Some(proxy_name(project)),
+        labels: Some(l),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.into()),
+                args: Some(routes.iter().map(|r| r.to_string()).collect()),
+                labels: Some(HashMap::from([(labels::STACK.into(), project.into())])),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                ..Default::default()
+            }),
+            networks: Some(
+                networks
+                    .iter()
+                    .map(|n| NetworkAttachmentConfig {
+                        target: Some(n.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        }),
+        // Its ports are host-mode: a node's new proxy can only start once
+        // the old one let go of them.
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(bollard::models::EndpointSpecModeEnum::VIP),
+            ports: Some(ports),
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,6 +772,7 @@ mod tests {
             image: "r:5000/x@sha256:00".into(),
             labels: HashMap::new(),
             networks: vec!["p_default".into()],
+            publish: true,
         })
         .unwrap()
     }

@@ -66,6 +66,10 @@ impl Cluster {
             Some(REGISTRY),
         )
         .expect("the swarm manager answers")
+        .with_proxy(berth_engine_swarm::ProxyLaunch {
+            exe: env!("CARGO_BIN_EXE_berth-swarm-proxy").into(),
+            args: Vec::new(),
+        })
     }
 }
 

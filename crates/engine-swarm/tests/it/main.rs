@@ -280,14 +280,59 @@ fn deployed_layers(project: &str, svc: &str) -> Vec<String> {
         .collect()
 }
 
+/// The app's image pushes `up` reported (berth's proxy image aside).
 fn uploaded(lines: &[String]) -> Vec<&String> {
-    lines.iter().filter(|l| l.starts_with("Image ")).collect()
+    lines
+        .iter()
+        .filter(|l| l.starts_with("Image ") && !l.contains("/berth/proxy@"))
+        .collect()
+}
+
+/// A client polling node1's published port every 20 ms (at most 10 000
+/// requests) until stopped: the bodies it saw, in order without repeats,
+/// and how many requests failed.
+struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<String>, usize, usize)>,
+}
+
+impl Poller {
+    fn start(port: u16) -> Poller {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut seen, mut failed, mut n) = (Vec::<String>::new(), 0, 0);
+            let addr = node_addr(1);
+            while !flag.load(Ordering::Relaxed) && n < 10_000 {
+                match get(&addr, port) {
+                    Some(body) => {
+                        if seen.last() != Some(&body) {
+                            seen.push(body);
+                        }
+                    }
+                    None => failed += 1,
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (seen, failed, n)
+        });
+        Poller { stop, thread }
+    }
+
+    fn finish(self) -> (Vec<String>, usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// The seed on three nodes: the code service's layers ride in the app's
 /// image (no volumes_from in swarm); a runtime bump ships a new runtime
 /// layer and a new manifest with the code layer unchanged; a code change
-/// ships only the code layer; `down` leaves nothing on any node.
+/// ships only the code layer; both roll start-first behind berth's proxy
+/// under a client polling every 20 ms with no failed request; `down` leaves
+/// nothing on any node.
 #[test]
 fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
     let cluster = Cluster::get();
@@ -297,7 +342,7 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
     let port = 20000 + (std::process::id() % 10000) as u16;
     let compose = |runtime: &str, code: &str| {
         format!(
-            "services:\n  code:\n    image: {code}\n  app:\n    image: {runtime}\n    volumes_from: [code]\n    ports: [\"{port}:3000\"]\n    working_dir: /app\n    command: [httpd, -f, -p, \"3000\", -h, /app]\n    stop_grace_period: 1s\n    deploy:\n      replicas: 3\n      placement:\n        max_replicas_per_node: 1\n"
+            "services:\n  code:\n    image: {code}\n  app:\n    image: {runtime}\n    volumes_from: [code]\n    ports: [\"{port}:3000\"]\n    working_dir: /app\n    command: [httpd, -f, -p, \"3000\", -h, /app]\n    stop_grace_period: 1s\n    deploy:\n      replicas: 3\n"
         )
     };
     let rt1 = runtime_image(&store, "4.2.2");
@@ -353,12 +398,24 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
     std::fs::write(p.dir.join("docker-compose.yml"), compose(&rt2, &code1)).unwrap();
     let plan = p.plan(&b);
     assert!(plan.steps[1].reason.contains("image changed"), "{plan}");
+    let poller = Poller::start(port);
     let lines = p.up(&b);
     assert!(
         uploaded(&lines)[0].contains("(2 blobs uploaded"),
         "{lines:?}"
     );
     wait_all_nodes(port, "I am running version 4.2.3 with code one");
+    let (seen, failed, n) = poller.finish();
+    eprintln!("poller: {n} requests, {failed} failed, saw {seen:?}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {n} requests failed during the runtime swap"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("I am running version 4.2.3 with code one"),
+        "{seen:?}"
+    );
     let second = deployed_layers(&name, "app");
     assert_ne!(second[0], first[0]);
     assert_eq!(second[1], first[1], "the code layer is shipped unchanged");
@@ -372,12 +429,24 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
         plan.steps[1].reason.contains("code image of code changed"),
         "{plan}"
     );
+    let poller = Poller::start(port);
     let lines = p.up(&b);
     assert!(
         uploaded(&lines)[0].contains("(2 blobs uploaded"),
         "{lines:?}"
     );
     wait_all_nodes(port, "I am running version 4.2.3 with code two");
+    let (seen, failed, n) = poller.finish();
+    eprintln!("poller: {n} requests, {failed} failed, saw {seen:?}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {n} requests failed during the code change"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("I am running version 4.2.3 with code two"),
+        "{seen:?}"
+    );
     let third = deployed_layers(&name, "app");
     assert_eq!(
         third[0], second[0],
@@ -387,8 +456,20 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
 
     // ps names each task by slot and node.
     let status = b.observe(&name).unwrap().expect("running");
-    let running: Vec<&str> = status.containers.iter().map(|c| c.name.as_str()).collect();
+    let running: Vec<&str> = status
+        .containers
+        .iter()
+        .filter(|c| c.service == "app")
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(running.len(), 3, "{running:?}");
+    // berth's proxy runs one task on each node.
+    let proxies = status
+        .containers
+        .iter()
+        .filter(|c| c.service == "berth-proxy")
+        .count();
+    assert_eq!(proxies, 3);
     assert!(
         running
             .iter()
