@@ -117,13 +117,17 @@ fn check_network(key: &str, n: &berth_compose::model::Extra) -> Result<(), Strin
                 at(&format!("ipam.config[{i}]"))
             ));
         }
-        for k in ["ip_range", "aux_addresses"] {
-            if config.get(k).is_some_and(non_empty) {
-                return Err(format!(
-                    "{}: not supported (addresses are allocated from the whole subnet)",
-                    at(&format!("ipam.config[{i}].{k}"))
-                ));
+        if is_v6 {
+            for k in ["ip_range", "aux_addresses"] {
+                if config.get(k).is_some_and(non_empty) {
+                    return Err(format!(
+                        "{}: not supported for an IPv6 subnet (its addresses follow the IPv4 ones)",
+                        at(&format!("ipam.config[{i}].{k}"))
+                    ));
+                }
             }
+        } else {
+            ipv4_ranges(key, i, config)?;
         }
         if let Some(gateway) = config.get("gateway").and_then(Value::as_str) {
             // The bridge always takes the subnet's first address: a gateway
@@ -149,6 +153,54 @@ fn check_network(key: &str, n: &berth_compose::model::Extra) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// An IPv4 `ipam.config` entry's `ip_range` and `aux_addresses`, checked
+/// against its subnet: `(ip_range, aux_addresses)`.
+pub(crate) fn ipv4_ranges(
+    key: &str,
+    i: usize,
+    config: &Value,
+) -> Result<(Option<berth_network::Subnet>, Vec<std::net::Ipv4Addr>), String> {
+    let at = |k: &str| format!("networks.{key}.ipam.config[{i}].{k}");
+    let subnet = config
+        .get("subnet")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<berth_network::Subnet>().ok());
+    let range = match config.get("ip_range").and_then(Value::as_str) {
+        Some(text) => {
+            let range: berth_network::Subnet = text
+                .parse()
+                .map_err(|e| format!("{}: {e}", at("ip_range")))?;
+            let Some(subnet) = subnet else {
+                return Err(format!("{}: needs the entry's subnet", at("ip_range")));
+            };
+            if !subnet.contains(range.network()) || range.prefix_len() < subnet.prefix_len() {
+                return Err(format!(
+                    "{}: {range} is not inside {subnet}",
+                    at("ip_range")
+                ));
+            }
+            Some(range)
+        }
+        None => None,
+    };
+    let mut aux = Vec::new();
+    if let Some(map) = config.get("aux_addresses").and_then(Value::as_object) {
+        for (host, v) in map {
+            let k = at(&format!("aux_addresses.{host}"));
+            let ip: std::net::Ipv4Addr = v
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| format!("{k}: {v} is not an IPv4 address"))?;
+            match subnet {
+                Some(s) if s.contains(ip) => aux.push(ip),
+                Some(s) => return Err(format!("{k}: {ip} is not inside {s}")),
+                None => return Err(format!("{k}: needs the entry's subnet")),
+            }
+        }
+    }
+    Ok((range, aux))
 }
 
 /// `10.1.2.1` for `10.1.2.0/24`: the address berth's bridges take.
@@ -1114,8 +1166,8 @@ mod tests {
             (json!({"ipam": {"driver": "dhcp"}}), "networks.n.ipam.driver: \"dhcp\""),
             (json!({"ipam": {"options": {"a": "b"}}}), "networks.n.ipam.options:"),
             (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24"}, {"subnet": "10.9.1.0/24"}]}}), "networks.n.ipam.config[1]:"),
-            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "ip_range": "10.9.0.128/25"}]}}), "networks.n.ipam.config[0].ip_range:"),
-            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "aux_addresses": {"h": "10.9.0.5"}}]}}), "networks.n.ipam.config[0].aux_addresses:"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "ip_range": "10.9.1.0/25"}]}}), "networks.n.ipam.config[0].ip_range: 10.9.1.0/25 is not inside 10.9.0.0/24"),
+            (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "aux_addresses": {"h": "10.9.7.5"}}]}}), "networks.n.ipam.config[0].aux_addresses.h: 10.9.7.5 is not inside"),
             (json!({"ipam": {"config": [{"subnet": "10.9.0.0/24", "gateway": "10.9.0.254"}]}}), "networks.n.ipam.config[0].gateway: 10.9.0.254 is not supported (the gateway is the subnet's first address, 10.9.0.1)"),
         ] {
             let e = err(json!({"name": "p", "services": {"app": {}}, "networks": {"n": net}}));

@@ -54,6 +54,13 @@ pub struct Network {
     /// subnet's first address). Containers get IPv6 only on such networks.
     #[serde(default)]
     pub ipv6: Option<crate::subnet6::Subnet6>,
+    /// compose `ipam.config[].ip_range`: where addresses are taken from
+    /// when none is asked for.
+    #[serde(default)]
+    pub ip_range: Option<Subnet>,
+    /// compose `ipam.config[].aux_addresses`: addresses never given out.
+    #[serde(default)]
+    pub aux_addresses: Vec<Ipv4Addr>,
 }
 
 fn yes() -> bool {
@@ -85,6 +92,8 @@ impl Network {
             masquerade: true,
             icc: true,
             ipv6: None,
+            ip_range: None,
+            aux_addresses: Vec::new(),
         })
     }
 

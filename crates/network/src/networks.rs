@@ -30,6 +30,10 @@ pub struct NetworkOptions {
     /// compose `enable_ipv6`: `Some` with the subnet from `ipam.config`, or
     /// `Some(None)` for a unique local one derived from the name.
     pub ipv6: Option<Option<crate::subnet6::Subnet6>>,
+    /// compose `ipam.config[].ip_range` (inside `subnet`).
+    pub ip_range: Option<Subnet>,
+    /// compose `ipam.config[].aux_addresses` (inside `subnet`).
+    pub aux_addresses: Vec<Ipv4Addr>,
 }
 
 /// What compose's bridge `driver_opts` may ask for.
@@ -102,6 +106,8 @@ impl Networks {
                     .ipv6
                     .flatten()
                     .is_some_and(|s| Some(s) != existing.ipv6)
+                || opts.ip_range != existing.ip_range
+                || opts.aux_addresses != existing.aux_addresses
             {
                 return Err(Error::Conflict {
                     name: name.to_string(),
@@ -154,6 +160,20 @@ impl Networks {
         }
         network.masquerade = opts.bridge.masquerade;
         network.icc = opts.bridge.icc;
+        if let Some(range) = opts.ip_range {
+            if !(subnet.contains(range.network()) && range.prefix_len() >= subnet.prefix_len()) {
+                return Err(pool::PoolError::OutsideSubnet {
+                    ip: range.network(),
+                    subnet,
+                }
+                .into());
+            }
+        }
+        if let Some(&ip) = opts.aux_addresses.iter().find(|a| !subnet.contains(**a)) {
+            return Err(pool::PoolError::OutsideSubnet { ip, subnet }.into());
+        }
+        network.ip_range = opts.ip_range;
+        network.aux_addresses = opts.aux_addresses.clone();
         if let Some(given) = opts.ipv6 {
             let v6 = given.unwrap_or_else(|| crate::subnet6::Subnet6::unique_local(name));
             crate::subnet6::check_host(v6)?;
@@ -272,12 +292,20 @@ impl Networks {
                     network: name.to_string(),
                 });
             }
-            let used: BTreeMap<Ipv4Addr, String> = rec
+            let mut used: BTreeMap<Ipv4Addr, String> = rec
                 .endpoints
                 .values()
                 .map(|e| (e.ip, e.container_id.clone()))
                 .collect();
-            let ip = pool::allocate_address(rec.network.subnet, &used, ipv4_address)?;
+            for &aux in &rec.network.aux_addresses {
+                used.insert(aux, "aux_addresses".to_string());
+            }
+            let ip = pool::allocate_address_in(
+                rec.network.subnet,
+                rec.network.ip_range,
+                &used,
+                ipv4_address,
+            )?;
             let network = rec.network.clone();
             let mut opts = opts.clone();
             opts.ipv6 = match network.ipv6 {

@@ -205,6 +205,18 @@ pub fn allocate_address(
     used: &BTreeMap<Ipv4Addr, String>,
     requested: Option<Ipv4Addr>,
 ) -> Result<Ipv4Addr, PoolError> {
+    allocate_address_in(subnet, None, used, requested)
+}
+
+/// [`allocate_address`], taking a free address from `range` (compose
+/// `ip_range`) when none is requested; a requested one may be anywhere in
+/// the subnet, as with docker.
+pub fn allocate_address_in(
+    subnet: Subnet,
+    range: Option<Subnet>,
+    used: &BTreeMap<Ipv4Addr, String>,
+    requested: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, PoolError> {
     if let Some(ip) = requested {
         if !subnet.contains(ip) {
             return Err(PoolError::OutsideSubnet { ip, subnet });
@@ -224,13 +236,32 @@ pub fn allocate_address(
     // neighbours' ARP entries for a reused address stay correct.
     subnet
         .assignable()
+        .filter(|ip| range.is_none_or(|r| r.contains(*ip)))
         .find(|ip| !used.contains_key(ip))
-        .ok_or(PoolError::Full(subnet))
+        .ok_or(PoolError::Full(range.unwrap_or(subnet)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_limits_what_is_given_and_reserved_addresses_are_skipped() {
+        let subnet: Subnet = "10.9.0.0/24".parse().unwrap();
+        let range: Subnet = "10.9.0.128/25".parse().unwrap();
+        let mut used = BTreeMap::new();
+        used.insert(Ipv4Addr::new(10, 9, 0, 128), "aux_addresses".to_string());
+        let ip = allocate_address_in(subnet, Some(range), &used, None).unwrap();
+        assert_eq!(ip, Ipv4Addr::new(10, 9, 0, 129));
+        // Asked for, an address outside the range is fine; a reserved one is not.
+        let asked = Ipv4Addr::new(10, 9, 0, 7);
+        assert_eq!(
+            allocate_address_in(subnet, Some(range), &used, Some(asked)).unwrap(),
+            asked
+        );
+        let reserved = Some(Ipv4Addr::new(10, 9, 0, 128));
+        assert!(allocate_address_in(subnet, Some(range), &used, reserved).is_err());
+    }
 
     fn s(t: &str) -> Subnet {
         t.parse().unwrap()

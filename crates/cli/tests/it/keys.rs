@@ -793,9 +793,9 @@ fn keys_the_engine_cannot_honour_are_refused_by_path() {
         (svc("networks:\n  default:\n    ipam: {driver: dhcp}\n"), "networks.default.ipam.driver"),
         (svc("networks:\n  default:\n    ipam: {options: {foo: bar}}\n"), "networks.default.ipam.options"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24}, {subnet: 172.31.251.0/24}]\n"), "networks.default.ipam.config[1]"),
-        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, ip_range: 172.31.250.128/25}]\n"), "networks.default.ipam.config[0].ip_range"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, ip_range: 172.31.249.0/25}]\n"), "networks.default.ipam.config[0].ip_range"),
         (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, gateway: 172.31.250.254}]\n"), "networks.default.ipam.config[0].gateway"),
-        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, aux_addresses: {h: 172.31.250.9}}]\n"), "networks.default.ipam.config[0].aux_addresses"),
+        (svc("networks:\n  default:\n    ipam:\n      config: [{subnet: 172.31.250.0/24, aux_addresses: {h: 172.31.249.9}}]\n"), "networks.default.ipam.config[0].aux_addresses"),
         (svc("volumes:\n  v:\n    driver_opts: {type: nfs, o: \"addr=127.0.0.1,rw\", device: \":/export\"}\n"), "volumes.v.driver_opts.type: \"nfs\""),
         (svc("volumes:\n  v:\n    driver_opts: {type: none, o: bind, device: /nonexistent/berth-device}\n"), "volumes.v.driver_opts.device: /nonexistent/berth-device does not exist"),
         (svc("volumes:\n  v:\n    driver_opts: {type: none, o: bind, device: ./relative}\n"), "volumes.v.driver_opts.device"),
@@ -1371,6 +1371,26 @@ fn interface_name_and_gw_priority_shape_the_interfaces_and_route() {
     assert_eq!(sh_in(&p, "box", "ls /sys/class/net"), "eth0\nfront0\nlo");
     let route = sh_in(&p, "box", "/bin/busybox ip route show default");
     assert!(route.contains("dev front0"), "{route}");
+    assert!(p.berth(&["down", "-t", "0"]).status.success());
+    p.assert_nothing_left();
+}
+
+/// Defends: `ipam.config[].ip_range` is where a network's containers get
+/// their addresses, and `aux_addresses` are never given out.
+#[test]
+fn ip_range_and_aux_addresses_shape_address_allocation() {
+    let p = Project::new("iprange");
+    p.write(
+        "services:\n  box:\n    image: berth-test/busybox:1\n\
+         networks:\n  default:\n    ipam:\n      config:\n        \
+         - {subnet: 172.31.251.0/24, ip_range: 172.31.251.128/25, aux_addresses: {router: 172.31.251.128}}\n",
+    );
+    let up = p.berth(&["up", "-d"]);
+    assert!(up.status.success(), "up -d: {}", text(&up.stderr));
+    assert_eq!(
+        sh_in(&p, "box", "/bin/busybox hostname -i"),
+        "172.31.251.129"
+    );
     assert!(p.berth(&["down", "-t", "0"]).status.success());
     p.assert_nothing_left();
 }

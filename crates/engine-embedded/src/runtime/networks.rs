@@ -258,6 +258,21 @@ impl ProjectRuntime {
                     })
                 })
                 .transpose()?;
+            let (ip_range, aux_addresses) = decl
+                .and_then(|d| d.extra.get("ipam"))
+                .and_then(|i| i.get("config"))
+                .and_then(|c| c.as_array())
+                .and_then(|c| {
+                    c.iter().enumerate().find(|(_, e)| {
+                        e.get("subnet")
+                            .and_then(|s| s.as_str())
+                            .is_some_and(|s| !s.contains(':'))
+                    })
+                })
+                .map(|(i, e)| unsupported::ipv4_ranges(key, i, e))
+                .transpose()
+                .map_err(EngineError::Unsupported)?
+                .unwrap_or_default();
             let enable_ipv6 = decl
                 .and_then(|d| d.extra.get("enable_ipv6"))
                 .and_then(|v| v.as_bool())
@@ -273,6 +288,8 @@ impl ProjectRuntime {
                 subnet,
                 bridge,
                 ipv6: enable_ipv6.then_some(ipv6_subnet),
+                ip_range,
+                aux_addresses,
             };
             self.engine.networks.create(&name, &options)?;
             self.networks.push(name);
