@@ -13,6 +13,9 @@ use std::process::Command;
 pub const MANAGER: &str = "unix:///run/berth-swarm/node1/docker.sock";
 pub const REGISTRY: &str = "198.18.231.1:5231";
 const USERS: &str = "/run/berth-swarm-users.lock";
+/// Held exclusively by the test using the cluster: one stops a node, which
+/// another test's rollout would not survive.
+const TURN: &str = "/run/berth-swarm-turn.lock";
 
 pub fn node_socket(n: u32) -> String {
     format!("unix:///run/berth-swarm/node{n}/docker.sock")
@@ -47,14 +50,17 @@ fn flock(f: &File, op: i32) -> bool {
 /// A test's hold on the cluster.
 pub struct Cluster {
     lock: File,
+    turn: File,
 }
 
 impl Cluster {
     pub fn get() -> Cluster {
         let lock = File::create(USERS).expect("lock file");
         assert!(flock(&lock, libc::LOCK_SH));
+        let turn = File::create(TURN).expect("lock file");
+        assert!(flock(&turn, libc::LOCK_EX));
         cluster_script(&["up"]);
-        Cluster { lock }
+        Cluster { lock, turn }
     }
 
     pub fn backend(&self) -> SwarmBackend {
@@ -75,6 +81,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        flock(&self.turn, libc::LOCK_UN);
         flock(&self.lock, libc::LOCK_UN);
         if flock(&self.lock, libc::LOCK_EX | libc::LOCK_NB) {
             cluster_script(&["down"]);

@@ -516,3 +516,94 @@ fn a_key_swarm_cannot_honour_is_refused_before_anything_is_made() {
     );
     assert!(p.leftovers().is_empty());
 }
+
+/// A worker's daemon stops: swarm reschedules its task on the other nodes
+/// and berth's proxy on the manager keeps answering; the failed requests
+/// a 20 ms client saw are reported.
+#[test]
+fn a_lost_worker_s_tasks_are_rescheduled_and_the_proxy_keeps_serving() {
+    let cluster = Cluster::get();
+    let b = cluster.backend();
+    let store = store();
+    let name = format!("swloss{}", std::process::id());
+    let port = 30000 + (std::process::id() % 10000) as u16;
+    let rt = runtime_image(&store, "4.2.2");
+    let code = format!("berth-test/swarm-code:{name}");
+    code_image(&store, &code, "code one");
+    let p = Project::new(
+        &name,
+        &format!(
+            "services:\n  code:\n    image: {code}\n  app:\n    image: {rt}\n    volumes_from: [code]\n    ports: [\"{port}:3000\"]\n    command: [httpd, -f, -p, \"3000\", -h, /app]\n    stop_grace_period: 1s\n    deploy:\n      replicas: 3\n"
+        ),
+    );
+    p.up(&b);
+    let want = "I am running version 4.2.2 with code one";
+    wait_all_nodes(port, want);
+    let on_node3 = || {
+        docker(
+            1,
+            &[
+                "service",
+                "ps",
+                &format!("{name}_app"),
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ],
+        )
+        .lines()
+        .filter(|l| l.starts_with("berth-swarm-3 ") && l.contains("Running"))
+        .count()
+    };
+    assert_eq!(
+        on_node3(),
+        1,
+        "the scheduler spreads three replicas over three nodes"
+    );
+
+    let poller = Poller::start(port);
+    cluster::cluster_script(&["stop-node", "3"]);
+    // Swarm notices the node is gone, then starts its task elsewhere.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let running = docker(
+            1,
+            &[
+                "service",
+                "ps",
+                &format!("{name}_app"),
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ],
+        );
+        let elsewhere = running
+            .lines()
+            .filter(|l| !l.starts_with("berth-swarm-3 ") && l.contains("Running"))
+            .count();
+        if elsewhere == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rescheduled: {running}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A few more seconds of traffic on the two remaining nodes' tasks.
+    std::thread::sleep(Duration::from_secs(3));
+    let (seen, failed, n) = poller.finish();
+    eprintln!("node loss: {n} requests, {failed} failed, saw {seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some(want));
+    assert_eq!(get(&node_addr(1), port).as_deref(), Some(want));
+    cluster::cluster_script(&["start-node", "3"]);
+    assert!(p.down(&b));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.leftovers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left after down: {:?}",
+            p.leftovers()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
