@@ -621,13 +621,16 @@ impl BaseImages for StoreOrPull<'_> {
 /// leaves it at `Auto`.
 static PROGRESS: std::sync::OnceLock<crate::Progress> = std::sync::OnceLock::new();
 
-/// Lines of a running `RUN` step kept live on a terminal.
+/// Lines of running `RUN` steps kept live on a terminal (shared among the
+/// steps of stages running side by side, at least two each).
 const LIVE_LINES: usize = 6;
 
 /// Build progress on stderr. Plain: every step, every line of output, each
-/// finished step's time. On a terminal: each step with its time, a running
-/// step's last lines redrawn in place and collapsed when it ends (a failure
-/// prints the tail with the error anyway).
+/// finished step's time. On a terminal, as BuildKit: below the finished
+/// steps, a block of the running ones (stages run side by side), each with
+/// its time so far and its last lines, redrawn in place; a step that ends
+/// collapses into one line with its time above the block (a failure prints
+/// the tail with the error anyway).
 struct StepProgress {
     service: String,
     quiet: bool,
@@ -635,13 +638,19 @@ struct StepProgress {
     state: Mutex<StepState>,
 }
 
-#[derive(Default)]
-struct StepState {
-    /// The step running: its line and when it started.
-    current: Option<(String, Instant)>,
+/// A step started and not finished.
+struct Running {
+    text: String,
+    started: Instant,
     cached: bool,
     live: std::collections::VecDeque<String>,
-    /// Lines drawn below the step's line, to erase on the next redraw.
+}
+
+#[derive(Default)]
+struct StepState {
+    /// By (stage, index): the order stages and their steps are shown in.
+    running: std::collections::BTreeMap<(usize, usize), Running>,
+    /// Lines of the live block drawn last, to erase on the next redraw.
     drawn: usize,
     last_draw: Option<Instant>,
 }
@@ -666,53 +675,67 @@ impl StepProgress {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Close the running step: its time (plain), or its line redrawn with
-    /// its time over its live output (terminal).
-    fn finish(&self, st: &mut StepState) {
-        let Some((text, started)) = st.current.take() else {
+    /// Close a running step: its time (plain), or its line with its time
+    /// above the live block (terminal).
+    fn finish(&self, st: &mut StepState, at: (usize, usize)) {
+        let Some(step) = st.running.remove(&at) else {
             return;
         };
-        let took = started.elapsed().as_secs_f64();
+        let took = step.started.elapsed().as_secs_f64();
         if self.tty {
-            erase(st.drawn + 1);
-            let how = if st.cached {
+            let how = if step.cached {
                 "CACHED".to_string()
             } else {
                 format!("{took:.1}s")
             };
-            eprintln!("{} | {text} {how}", self.service);
-        } else if !st.cached {
-            eprintln!("{} | DONE {took:.1}s", self.service);
+            erase(st.drawn);
+            st.drawn = 0;
+            eprintln!("{} | {} {how}", self.service, step.text);
+            self.redraw(st);
+        } else if !step.cached {
+            // With stages side by side, which step is done.
+            let which = match step.text.split_once("] ") {
+                Some((id, _)) if !st.running.is_empty() => format!("{id}] "),
+                _ => String::new(),
+            };
+            eprintln!("{} | {which}DONE {took:.1}s", self.service);
         }
-        st.live.clear();
-        st.drawn = 0;
-        st.cached = false;
     }
 
+    /// The live block: each running step's line and time so far, and its
+    /// last lines, dimmed.
     fn redraw(&self, st: &mut StepState) {
-        let Some((text, started)) = &st.current else {
-            return;
-        };
-        erase(st.drawn + 1);
-        let mut out = format!(
-            "{} | {text} {:.1}s\n",
-            self.service,
-            started.elapsed().as_secs_f64()
-        );
-        // Cut to the terminal's usual width so a line never wraps (a
-        // wrapped line would throw off the erase).
-        for l in &st.live {
-            let l: String = l.chars().take(100).collect();
-            out.push_str(&format!("\x1b[2m{} |   {l}\x1b[0m\n", self.service));
+        erase(st.drawn);
+        let share = (LIVE_LINES / st.running.len().max(1)).max(2);
+        let mut out = String::new();
+        let mut lines = 0;
+        for step in st.running.values() {
+            out.push_str(&format!(
+                "{} | {} {:.1}s\n",
+                self.service,
+                step.text,
+                step.started.elapsed().as_secs_f64()
+            ));
+            lines += 1;
+            // Cut to the terminal's usual width so a line never wraps (a
+            // wrapped line would throw off the erase).
+            for l in step.live.iter().skip(step.live.len().saturating_sub(share)) {
+                let l: String = l.chars().take(100).collect();
+                out.push_str(&format!("\x1b[2m{} |   {l}\x1b[0m\n", self.service));
+                lines += 1;
+            }
         }
         eprint!("{out}");
-        st.drawn = st.live.len();
+        st.drawn = lines;
         st.last_draw = Some(Instant::now());
     }
 }
 
 /// Move up over `lines` lines just printed and clear them.
 fn erase(lines: usize) {
+    if lines == 0 {
+        return;
+    }
     let mut out = String::new();
     for _ in 0..lines {
         out.push_str("\x1b[1A\x1b[2K");
@@ -721,18 +744,21 @@ fn erase(lines: usize) {
 }
 
 impl StepProgress {
-    /// The last step is over.
+    /// The build is over: steps still shown as running end here.
     fn done(&self) {
         if !self.quiet {
             let mut st = self.state();
-            self.finish(&mut st);
+            let open: Vec<(usize, usize)> = st.running.keys().copied().collect();
+            for at in open {
+                self.finish(&mut st, at);
+            }
         }
     }
 }
 
 impl Drop for StepProgress {
     fn drop(&mut self) {
-        // Ended by an error: the step's line and time stay, the error
+        // Ended by an error: the steps' lines and times stay, the error
         // (with the output's tail) follows.
         self.done();
     }
@@ -744,42 +770,93 @@ impl BuildProgress for StepProgress {
             return;
         }
         let mut st = self.state();
-        self.finish(&mut st);
-        let line = format!("[stage {} {index}/{total}] {text}", stage + 1);
-        eprintln!("{} | {line}", self.service);
-        st.current = Some((line, Instant::now()));
+        // A stage's previous step is over when its next one starts.
+        let before: Vec<(usize, usize)> = st
+            .running
+            .range((stage, 0)..(stage, index))
+            .map(|(k, _)| *k)
+            .collect();
+        for at in before {
+            self.finish(&mut st, at);
+        }
+        let text = format!("[stage {} {index}/{total}] {text}", stage + 1);
+        if !self.tty {
+            eprintln!("{} | {text}", self.service);
+        }
+        st.running.insert(
+            (stage, index),
+            Running {
+                text,
+                started: Instant::now(),
+                cached: false,
+                live: Default::default(),
+            },
+        );
+        if self.tty {
+            self.redraw(&mut st);
+        }
     }
 
-    fn cached(&self, _stage: usize, _index: usize) {
+    fn cached(&self, stage: usize, index: usize) {
         if self.quiet {
             return;
         }
         let mut st = self.state();
-        st.cached = true;
+        if let Some(step) = st.running.get_mut(&(stage, index)) {
+            step.cached = true;
+        }
         if !self.tty {
             eprintln!("{} | CACHED", self.service);
         }
     }
 
+    fn finished(&self, stage: usize, index: usize) {
+        if self.quiet {
+            return;
+        }
+        let mut st = self.state();
+        self.finish(&mut st, (stage, index));
+    }
+
     fn note(&self, text: &str) {
-        if !self.quiet {
+        if self.quiet {
+            return;
+        }
+        let mut st = self.state();
+        if self.tty {
+            erase(st.drawn);
+            st.drawn = 0;
+            eprintln!("{} | {text}", self.service);
+            self.redraw(&mut st);
+        } else {
             eprintln!("{} | {text}", self.service);
         }
     }
 
-    fn output(&self, _stage: usize, _index: usize, line: &str) {
+    fn output(&self, stage: usize, index: usize, line: &str) {
         if self.quiet {
             return;
         }
+        let mut st = self.state();
         if !self.tty {
-            eprintln!("{} |   {line}", self.service);
+            // With stages side by side, whose line it is.
+            let which = match st.running.get(&(stage, index)) {
+                Some(step) if st.running.len() > 1 => step
+                    .text
+                    .split_once("] ")
+                    .map(|(id, _)| format!("{id}] "))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            eprintln!("{} |   {which}{line}", self.service);
             return;
         }
-        let mut st = self.state();
-        if st.live.len() == LIVE_LINES {
-            st.live.pop_front();
+        if let Some(step) = st.running.get_mut(&(stage, index)) {
+            if step.live.len() == LIVE_LINES {
+                step.live.pop_front();
+            }
+            step.live.push_back(line.to_string());
         }
-        st.live.push_back(line.to_string());
         // Redrawn at most 10 times a second: apt prints faster than that.
         if st
             .last_draw

@@ -227,6 +227,8 @@ pub trait BaseImages {
 pub trait BuildProgress {
     fn step(&self, stage: usize, index: usize, total: usize, text: &str);
     fn cached(&self, stage: usize, index: usize);
+    /// The step ended well (its stage goes on, or is built).
+    fn finished(&self, _stage: usize, _index: usize) {}
     fn note(&self, text: &str);
     /// A line of a running `RUN` step's output.
     fn output(&self, _stage: usize, _index: usize, _line: &str) {}
@@ -768,6 +770,7 @@ impl<'a> Builder<'a> {
             None => self.req.platform.clone(),
         };
         let mut state = self.from(&base, done, stage.start_line, &platform)?;
+        progress.finished(i, 1);
         let stopped = || progress.cancelled() || abort.load(std::sync::atomic::Ordering::Relaxed);
         // ONBUILD triggers of the base run first, and are not inherited
         // further (BuildKit runs a base stage's as well as a base image's).
@@ -810,6 +813,7 @@ impl<'a> Builder<'a> {
                     self.cached_steps += 1;
                     progress.cached(i, 1);
                 }
+                progress.finished(i, 1);
             }
         }
         for (j, cmd) in stage.instructions.iter().enumerate() {
@@ -823,6 +827,7 @@ impl<'a> Builder<'a> {
                 self.cached_steps += 1;
                 progress.cached(i, j + 2);
             }
+            progress.finished(i, j + 2);
         }
         Ok(state)
     }

@@ -768,3 +768,79 @@ fn cache_from_a_registry_image_answers_every_step_in_a_fresh_store() {
     assert!(log.contains("(4 of 4 steps cached)"), "{log}");
     assert_eq!(built_as(&log), first, "{log}");
 }
+
+/// What a terminal shows after `text` is written to it: lines, with
+/// "cursor up" and "clear line" applied and colours dropped.
+fn screen(text: &str) -> Vec<String> {
+    let mut rows: Vec<String> = vec![String::new()];
+    let mut row: usize = 0;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("\x1b[") {
+            let end = after
+                .find(|ch: char| ch.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            match &after[..=end.min(after.len() - 1)] {
+                "1A" => row = row.saturating_sub(1),
+                "2K" => rows[row].clear(),
+                _ => {}
+            }
+            rest = &after[(end + 1).min(after.len())..];
+            continue;
+        }
+        match c {
+            '\n' => {
+                row += 1;
+                if rows.len() == row {
+                    rows.push(String::new());
+                }
+            }
+            '\r' => {}
+            c => rows[row].push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    while rows.last().is_some_and(String::is_empty) {
+        rows.pop();
+    }
+    rows
+}
+
+/// `--progress tty` with stages running side by side: while they run,
+/// each running step shows with its own last lines; once the build is
+/// done, the terminal (the log with its cursor moves applied) shows every
+/// step once, collapsed with its time, and none of their output.
+#[test]
+fn progress_tty_shows_parallel_stages_each_collapsed_with_its_time() {
+    let (tmp, dir) = busybox_project("ttypar", "");
+    let state = tmp.path().join("state");
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch AS base\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         FROM base AS left\nRUN for i in 1 2 3 4 5 6 7 8; do echo left line $i >&2; sleep 0.1; done; echo l > /l\n\
+         FROM base AS right\nRUN for i in 1 2 3 4 5 6 7 8; do echo right line $i; sleep 0.1; done; echo r > /r\n\
+         FROM base\nCOPY --from=left /l /l\nCOPY --from=right /r /r\n",
+    )
+    .unwrap();
+    let out = berth_in(&dir, &state, &["build", "--progress", "tty", "--no-cache"]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // Their output was shown while they ran.
+    assert!(
+        log.contains("left line 8") && log.contains("right line 8"),
+        "{log:?}"
+    );
+    let shown = screen(&log);
+    for step in ["[stage 2 2/2] RUN for i in", "[stage 3 2/2] RUN for i in"] {
+        let lines: Vec<&String> = shown.iter().filter(|l| l.contains(step)).collect();
+        assert_eq!(lines.len(), 1, "{step}: {shown:#?}");
+        assert!(lines[0].trim_end().ends_with('s'), "{:?}", lines[0]);
+    }
+    assert!(
+        !shown
+            .iter()
+            .any(|l| l.contains("left line 8") || l.contains("right line 8")),
+        "output left on screen: {shown:#?}"
+    );
+    assert!(shown.last().unwrap().contains("box | built "), "{shown:#?}");
+}
