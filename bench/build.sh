@@ -20,6 +20,8 @@
 #    context of 20,000 files, against Docker's default builder.
 #
 # Writes its parts of the "build" section of BENCHMARKS.md (ratios of medians).
+# hyperfine runs each side's runs of a row in a block; on a loaded machine the
+# cold rows are fairer from bench/build-cold-interleaved.sh (sides alternate).
 # Env: PROJECTS, RUNS (warm rows, default 5), COLD_RUNS (default 2), COPY_ROWS,
 # BIG_RUNS, BERTH (binary; default target/release/berth, built if missing).
 set -euo pipefail
