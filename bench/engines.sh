@@ -337,9 +337,10 @@ for step in ("runtime-swap", "code-change"):
     if b is not None and d is not None and b > d:
         notes.append(
             f"{step.replace('-', ' ')}: `up` itself returns later on berth on Docker ({b:.2f} s) than with docker-compose "
-            f"({d:.2f} s), though the new version is served sooner: berth on Docker's `up` waits, after the ports have "
-            "switched, for the replaced container to stop (the seed's npm ignores SIGTERM: the full 10 s stop timeout) "
-            "and be removed; berth's embedded engine leaves the old container to its supervisor and returns"
+            f"({d:.2f} s), though the new version is served sooner: berth's `up` "
+            + ("hands the rebuilt code image to the daemon (an image load), recreates `code`, then " if step == "code-change" else "")
+            + "starts the new `app` beside the old one and returns only once it answers (npm install and start) and the "
+            "ports have switched to it; the replaced container is stopped by the port keeper after `up` returns"
             + (". docker-compose's `up -d --build` recreates only the exited `code` container: it has nothing to wait for, "
                "and serves the old code." if step == "code-change" else "."))
 section = "\n".join([
