@@ -19,5 +19,6 @@ mod peer_config;
 mod registry;
 mod runtime;
 mod swap;
+mod swarm;
 mod up;
 mod watch;

@@ -4,6 +4,8 @@
 //! addresses on that bridge.
 
 mod cluster;
+mod mapping;
+mod ops;
 
 use berth_engine::backend::{DownOptions, LoadRequest, PlanFlags, UpRequest};
 use berth_engine::{Action, Backend};

@@ -1,0 +1,1 @@
+//! `berth --engine swarm` on the three-node cluster (scripts/swarm-cluster.sh).

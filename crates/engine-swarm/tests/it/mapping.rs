@@ -1,0 +1,1 @@
+//! Compose keys on swarm: secrets and configs, named volumes, x-runtime.

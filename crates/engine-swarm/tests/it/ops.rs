@@ -1,0 +1,1 @@
+//! Operations on tasks of any node: logs, exec, cp, top.
