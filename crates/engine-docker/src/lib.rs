@@ -40,6 +40,8 @@ use berth_engine::{Backend, BackendError, ErrorKind, Plan};
 use bollard::Docker;
 pub use connect::Endpoint;
 pub use keeper::{keep_ports, socket_path as keeper_socket, KeeperLaunch};
+/// Docker's log times, for backends that read Docker logs another way.
+pub use ops::{parse_rfc3339, parse_rfc3339_nanos};
 
 type Result<T> = std::result::Result<T, BackendError>;
 

@@ -70,13 +70,13 @@ pub(crate) fn rfc3339(nanos: i64) -> String {
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`Z` or `±hh:mm`).
-pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
     parse_rfc3339_nanos(text).map(|n| n.div_euclid(1_000_000_000))
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 time: Docker's log times
 /// drop trailing zeros of the fraction, so they are compared as numbers.
-pub(crate) fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
+pub fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
     let t = text.trim();
     let num = |s: &str| s.parse::<i64>().ok();
     let (date, rest) = t.split_once(['T', ' '])?;

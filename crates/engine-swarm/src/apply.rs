@@ -18,7 +18,6 @@ use bollard::models::{
 use bollard::query_parameters::{InspectServiceOptions, ListNetworksOptions, UpdateServiceOptions};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long `up` waits for a service's tasks to converge.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -251,55 +250,6 @@ fn decide(
         },
         reason: format!("{s}: up to date ({count})"),
     }
-}
-
-/// The raw output of one task, as (stderr, bytes) frames. Swarm's task
-/// logs come from the node that ran it, through the manager; bollard has
-/// no call for `/tasks/{id}/logs`, so this is one plain HTTP/1.0 request
-/// over the manager's socket.
-pub(crate) async fn task_logs(
-    socket: &str,
-    task: &str,
-    query: &str,
-) -> Result<Vec<(bool, Vec<u8>)>> {
-    let what = || format!("logs of task {task}");
-    let mut stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| BackendError::engine(format!("{}: {socket}: {e}", what())))?;
-    let request = format!("GET /tasks/{task}/logs?{query} HTTP/1.0\r\nHost: docker\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| BackendError::engine(format!("{}: {e}", what())))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| BackendError::engine(format!("{}: {e}", what())))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| BackendError::engine(format!("{}: no HTTP header", what())))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = &raw[split + 4..];
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
-    if status != "200" {
-        let msg = String::from_utf8_lossy(body);
-        return Err(BackendError::engine(format!(
-            "{}: HTTP {status}: {}",
-            what(),
-            msg.trim()
-        )));
-    }
-    // The stream format: an 8-byte header (stream, 0, 0, 0, length) per frame.
-    let mut frames = Vec::new();
-    while body.len() >= 8 {
-        let len = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
-        let end = (8 + len).min(body.len());
-        frames.push((body[0] == 2, body[8..end].to_vec()));
-        body = &body[end..];
-    }
-    Ok(frames)
 }
 
 impl SwarmBackend {

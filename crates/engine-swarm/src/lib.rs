@@ -12,6 +12,9 @@
 //!   tasks roll start-first (no routing mesh needed).
 //! - `observe`: services and their tasks read back through docker stack's
 //!   namespace label.
+//! - `nodes`: the Engine of the node a task runs on, for exec, cp, top and
+//!   attach.
+//! - `logs`: every task's output through the manager, followed across rolls.
 //!
 //! Like the docker backend, this one owns a small current-thread tokio
 //! runtime and blocks on each call.
@@ -19,16 +22,20 @@
 mod apply;
 mod images;
 mod labels;
+mod logs;
+mod nodes;
 mod observe;
 pub mod proxy;
 mod spec;
 
 pub use images::{compose, ClusterRegistry, ProxyLaunch, Shipped};
+pub use nodes::{NodeEndpoints, NODES_ENV};
 pub use spec::{check_project, not_applied, service_name};
 
 use berth_engine::backend::{
-    Container, Control, CopyRequest, DownOptions, Event, ExecRequest, LogLine, LogOptions, Process,
-    Progress, ProjectStatus, ProjectSummary, RunOutcome, RunRequest, UpRequest,
+    AttachOutcome, AttachRequest, Container, Control, CopyRequest, DownOptions, Event, ExecRequest,
+    LogLine, LogOptions, Process, Progress, ProjectStatus, ProjectSummary, RunOutcome, RunRequest,
+    UpRequest,
 };
 use berth_engine::{Backend, BackendError, ErrorKind, Plan};
 use berth_engine_docker::Endpoint;
@@ -51,6 +58,9 @@ pub struct SwarmBackend {
     docker: Docker,
     rt: tokio::runtime::Runtime,
     endpoint: Endpoint,
+    /// The manager's own node, whose containers its Engine reaches.
+    node_id: String,
+    node_endpoints: NodeEndpoints,
     registry: Option<ClusterRegistry>,
     /// Set: published ports are held by berth's proxy (a global service),
     /// so services with ports roll start-first.
@@ -87,12 +97,14 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
 
 impl SwarmBackend {
     /// Connect to the manager `DOCKER_HOST` or the current Docker context
-    /// names; the registry from [`REGISTRY_ENV`].
+    /// names; the registry from [`REGISTRY_ENV`], the other nodes' Engines
+    /// from [`NODES_ENV`].
     pub fn connect() -> Result<SwarmBackend> {
         let endpoint = berth_engine_docker::connect::resolve(&|k| std::env::var(k).ok())
             .map_err(BackendError::invalid)?;
         let registry = std::env::var(REGISTRY_ENV).ok().filter(|r| !r.is_empty());
-        Self::connect_to(endpoint, registry.as_deref())
+        let nodes = NodeEndpoints::parse(&std::env::var(NODES_ENV).unwrap_or_default())?;
+        Ok(Self::connect_to(endpoint, registry.as_deref())?.with_node_endpoints(nodes))
     }
 
     pub fn connect_to(endpoint: Endpoint, registry: Option<&str>) -> Result<SwarmBackend> {
@@ -121,6 +133,7 @@ impl SwarmBackend {
             .as_ref()
             .and_then(|s| s.control_available)
             .unwrap_or(false);
+        let node_id = info.swarm.and_then(|s| s.node_id).unwrap_or_default();
         if !manager {
             return Err(BackendError::invalid(format!(
                 "the Docker Engine at {} is not a swarm manager (run `docker swarm init` there, or point DOCKER_HOST at a manager)",
@@ -131,6 +144,8 @@ impl SwarmBackend {
             docker,
             rt,
             endpoint,
+            node_id,
+            node_endpoints: NodeEndpoints::default(),
             registry: registry.map(ClusterRegistry::new),
             proxy: None,
         })
@@ -141,6 +156,12 @@ impl SwarmBackend {
     /// task in host mode and services with ports roll stop-first.
     pub fn with_proxy(mut self, launch: ProxyLaunch) -> Self {
         self.proxy = Some(launch);
+        self
+    }
+
+    /// How to reach the Engines of nodes other than the manager's.
+    pub fn with_node_endpoints(mut self, nodes: NodeEndpoints) -> Self {
+        self.node_endpoints = nodes;
         self
     }
 
@@ -241,16 +262,43 @@ impl Backend for SwarmBackend {
         Err(self.lacks("run (one-off tasks)"))
     }
 
-    fn exec(&self, _project: &str, _request: &ExecRequest) -> Result<i32> {
-        Err(self.lacks("exec (tasks run on other nodes' daemons)"))
+    /// On the task's own node, through that node's Engine.
+    fn exec(&self, project: &str, request: &ExecRequest) -> Result<i32> {
+        let (node, container) = self.on_node(&request.container, "exec")?;
+        node.exec(
+            project,
+            &ExecRequest {
+                container,
+                ..request.clone()
+            },
+        )
     }
 
-    fn copy(&self, _project: &str, _request: &CopyRequest) -> Result<()> {
-        Err(self.lacks("cp"))
+    fn attach(&self, project: &str, request: &AttachRequest) -> Result<AttachOutcome> {
+        let (node, container) = self.on_node(&request.container, "attach")?;
+        node.attach(
+            project,
+            &AttachRequest {
+                container,
+                ..request.clone()
+            },
+        )
     }
 
-    fn top(&self, _project: &str, _container: &Container) -> Result<Vec<Process>> {
-        Err(self.lacks("top"))
+    fn copy(&self, project: &str, request: &CopyRequest) -> Result<()> {
+        let (node, container) = self.on_node(&request.container, "cp")?;
+        node.copy(
+            project,
+            &CopyRequest {
+                container,
+                ..request.clone()
+            },
+        )
+    }
+
+    fn top(&self, project: &str, container: &Container) -> Result<Vec<Process>> {
+        let (node, target) = self.on_node(container, "top")?;
+        node.top(project, &target)
     }
 
     fn logs(
@@ -258,15 +306,9 @@ impl Backend for SwarmBackend {
         project: &str,
         options: &LogOptions,
         sink: &mut dyn FnMut(LogLine),
-        _stop: &dyn Fn() -> bool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<()> {
-        if options.follow {
-            return Err(self.lacks("logs --follow"));
-        }
-        for line in self.block(self.collect_logs(project, options))? {
-            sink(line);
-        }
-        Ok(())
+        self.block(self.stream_logs(project, options, sink, stop))
     }
 
     fn events(

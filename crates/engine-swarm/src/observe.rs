@@ -3,10 +3,7 @@
 //! named `service.N@node` so `ps` and `logs` say where each one runs.
 
 use crate::{api_err, labels, Result, SwarmBackend};
-use berth_engine::backend::{
-    Container, LogLine, LogOptions, ProjectStatus, ProjectSummary, Status,
-};
-use berth_engine::BackendError;
+use berth_engine::backend::{Container, ProjectStatus, ProjectSummary, Status};
 use bollard::models::{Service, Task, TaskState};
 use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +43,16 @@ fn task_state_str(s: TaskState) -> String {
 
 pub(crate) fn state_name(s: TaskState) -> String {
     task_state_str(s)
+}
+
+/// The compose service a swarm service was made from.
+pub(crate) fn compose_service(s: &Service) -> Option<String> {
+    s.spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(labels::SERVICE)
+        .cloned()
 }
 
 impl SwarmBackend {
@@ -263,53 +270,6 @@ impl SwarmBackend {
                     .count(),
                 total: tasks.len(),
             });
-        }
-        Ok(out)
-    }
-
-    /// Every task's output (`logs` without follow), oldest first per task,
-    /// each line named `service.N@node`.
-    pub(crate) async fn collect_logs(
-        &self,
-        project: &str,
-        options: &LogOptions,
-    ) -> Result<Vec<LogLine>> {
-        let services = self.stack_services(project).await?;
-        if services.is_empty() {
-            return Err(BackendError::not_running(project));
-        }
-        let Some(socket) = self.endpoint.host.strip_prefix("unix://") else {
-            return Err(BackendError::unsupported(
-                "swarm",
-                "logs from a manager reached over tcp:// yet",
-            ));
-        };
-        let mut out = Vec::new();
-        for t in self.tasks(&services, true).await? {
-            if !options.services.is_empty() && !options.services.contains(&t.service) {
-                continue;
-            }
-            let mut query = String::from("stdout=1&stderr=1&timestamps=1");
-            if let Some(n) = options.tail {
-                query.push_str(&format!("&tail={n}"));
-            }
-            let frames = crate::apply::task_logs(socket, &t.id, &query).await?;
-            for (stderr, raw) in frames {
-                let text = String::from_utf8_lossy(&raw);
-                for line in text.lines() {
-                    let (time, text) = match line.split_once(' ') {
-                        Some((ts, rest)) if ts.contains('T') => (Some(ts.to_string()), rest),
-                        _ => (None, line),
-                    };
-                    out.push(LogLine {
-                        container: t.name.clone(),
-                        service: t.service.clone(),
-                        stderr,
-                        time,
-                        text: text.to_string(),
-                    });
-                }
-            }
         }
         Ok(out)
     }
