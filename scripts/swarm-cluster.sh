@@ -6,7 +6,7 @@
 #
 #   scripts/swarm-cluster.sh up          # idempotent: a healthy cluster is left as is
 #   scripts/swarm-cluster.sh down        # no netns, bridge, rule, mount or process left
-#   scripts/swarm-cluster.sh env         # DOCKER_HOST=… and BERTH_SWARM_REGISTRY=… lines
+#   scripts/swarm-cluster.sh env         # DOCKER_HOST=…, BERTH_SWARM_REGISTRY=… and BERTH_SWARM_NODES=… lines
 #   scripts/swarm-cluster.sh stop-node N # stop node N's dockerd and containerd (a node loss)
 #   scripts/swarm-cluster.sh start-node N
 #
@@ -230,6 +230,9 @@ case "$cmd" in
   env)
     echo "DOCKER_HOST=unix://$(node_sock 1)"
     echo "BERTH_SWARM_REGISTRY=$REGISTRY"
+    nodes=()
+    for n in "${NODES[@]}"; do nodes+=("berth-swarm-$n=unix://$(node_sock "$n")"); done
+    echo "BERTH_SWARM_NODES=$(IFS=,; echo "${nodes[*]}")"
     ;;
   stop-node) stop_node "${2:?node number}" ;;
   start-node) start_node "${2:?node number}" ;;

@@ -4,7 +4,7 @@
 //! can take that lock exclusively on the way out is the last user.
 
 use berth_engine_docker::Endpoint;
-use berth_engine_swarm::SwarmBackend;
+use berth_engine_swarm::{NodeEndpoints, SwarmBackend};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,18 @@ impl Cluster {
         Cluster { lock, turn }
     }
 
+    /// The manager, with every node's Engine (as `swarm-cluster.sh env`
+    /// names them) for exec, cp and top.
     pub fn backend(&self) -> SwarmBackend {
+        let nodes: Vec<String> = (1..=3)
+            .map(|n| format!("berth-swarm-{n}={}", node_socket(n)))
+            .collect();
+        self.manager_only()
+            .with_node_endpoints(NodeEndpoints::parse(&nodes.join(",")).unwrap())
+    }
+
+    /// The manager alone: other nodes' containers are out of its reach.
+    pub fn manager_only(&self) -> SwarmBackend {
         SwarmBackend::connect_to(
             Endpoint {
                 host: MANAGER.into(),
