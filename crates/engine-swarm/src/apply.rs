@@ -34,6 +34,8 @@ struct Wanted {
     sources: Vec<(String, String)>,
     config_hash: String,
     replicas: Option<i64>,
+    /// Its secrets and configs by swarm name ([`crate::files::Files::label`]).
+    files: String,
 }
 
 /// `svc=digest,…` of what the deployed image is made from; a source not in
@@ -69,7 +71,11 @@ fn changed_sources(old: &str, new: &str) -> Vec<String> {
         .collect()
 }
 
-fn wanted(project: &Project, images: &BTreeMap<String, String>) -> Result<Vec<Wanted>> {
+fn wanted(
+    project: &Project,
+    images: &BTreeMap<String, String>,
+    files: &crate::files::Files,
+) -> Result<Vec<Wanted>> {
     if project.services.contains_key(crate::PROXY_SERVICE) {
         return Err(spec::refuse(
             format!("services.{}", crate::PROXY_SERVICE),
@@ -112,6 +118,7 @@ fn wanted(project: &Project, images: &BTreeMap<String, String>) -> Result<Vec<Wa
                 sources: Vec::new(),
                 config_hash: String::new(),
                 replicas: None,
+                files: String::new(),
             });
             continue;
         }
@@ -127,6 +134,7 @@ fn wanted(project: &Project, images: &BTreeMap<String, String>) -> Result<Vec<Wa
             sources,
             config_hash: berth_compose::hash::service_hash(svc),
             replicas: spec::replicas(svc),
+            files: files.label(name),
         });
     }
     Ok(out)
@@ -149,6 +157,15 @@ fn replicas_of(s: &Service) -> Option<i64> {
         .replicated
         .as_ref()?
         .replicas
+}
+
+/// What `up` decided, and what it decided from.
+struct Decided {
+    wanted: Vec<Wanted>,
+    steps: Vec<Step>,
+    plan: Plan,
+    existing: HashMap<String, Service>,
+    files: crate::files::Files,
 }
 
 /// The step for one service, from what runs and what is wanted.
@@ -218,6 +235,11 @@ fn decide(
             }
         }
     }
+    // A secret or config with new content has a new name: the tasks must
+    // be replaced to see it.
+    for key in crate::files::changed(label(existing, labels::FILES).unwrap_or_default(), &w.files) {
+        why.push(format!("{key} changed"));
+    }
     if !why.is_empty() {
         return Step {
             service: s.clone(),
@@ -253,14 +275,11 @@ fn decide(
 }
 
 impl SwarmBackend {
-    async fn decide_all(
-        &self,
-        request: &UpRequest<'_>,
-        store: Option<&Store>,
-    ) -> Result<(Vec<Wanted>, Vec<Step>, Plan, HashMap<String, Service>)> {
+    async fn decide_all(&self, request: &UpRequest<'_>, store: Option<&Store>) -> Result<Decided> {
         let project = &request.loaded.project;
         spec::check_project(project)?;
-        let wanted = wanted(project, request.images)?;
+        let files = crate::files::resolve(project, &request.loaded.environment)?;
+        let wanted = wanted(project, request.images, &files)?;
         let existing: HashMap<String, Service> = self
             .stack_services(&project.name)
             .await?
@@ -297,12 +316,18 @@ impl SwarmBackend {
         for n in spec::not_applied(project) {
             plan.warnings.push(format!("not applied on swarm: {n}"));
         }
-        Ok((wanted, steps, plan, existing))
+        Ok(Decided {
+            wanted,
+            steps,
+            plan,
+            existing,
+            files,
+        })
     }
 
     pub(crate) async fn make_plan(&self, request: &UpRequest<'_>) -> Result<Plan> {
         let store = open_store().ok();
-        Ok(self.decide_all(request, store.as_ref()).await?.2)
+        Ok(self.decide_all(request, store.as_ref()).await?.plan)
     }
 
     async fn ensure_networks(
@@ -370,7 +395,14 @@ impl SwarmBackend {
     ) -> Result<()> {
         let project = &request.loaded.project;
         let store = open_store()?;
-        let (wanted, steps, plan, existing) = self.decide_all(request, Some(&store)).await?;
+        let Decided {
+            wanted,
+            steps,
+            plan,
+            existing,
+            files,
+        } = self.decide_all(request, Some(&store)).await?;
+        self.check_external(&files).await?;
         for w in &plan.warnings {
             progress(&format!("warning: {w}"));
         }
@@ -419,6 +451,10 @@ impl SwarmBackend {
             if let Some(i) = &svc.image {
                 service_labels.insert(labels::STACK_IMAGE.into(), i.clone());
             }
+            service_labels.insert(labels::FILES.into(), w.files.clone());
+            let refs = files.services.get(&w.service).cloned().unwrap_or_default();
+            let ids = self.ensure_files(&files, &refs, progress).await?;
+            let (secrets, configs) = crate::files::task_refs(&refs, &ids)?;
             let input = ServiceInput {
                 project: &project.name,
                 service: &w.service,
@@ -430,6 +466,8 @@ impl SwarmBackend {
                     .map(|k| spec::network_name(project, k))
                     .collect(),
                 publish: self.proxy.is_none(),
+                secrets,
+                configs,
             };
             let mut spec = spec::service_spec(&input)?;
             let name = service_name(&project.name, &w.service);
@@ -495,6 +533,10 @@ impl SwarmBackend {
         for (service, image, replicas) in changed {
             self.wait_converged(&project.name, &service, &image, replicas, progress)
                 .await?;
+        }
+        // Rolled: what no task is given any more goes.
+        for kept in self.prune_files(&project.name, progress).await? {
+            progress(&format!("warning: not removed yet: {kept}"));
         }
         Ok(())
     }
@@ -741,10 +783,19 @@ impl SwarmBackend {
                 .await
                 .unwrap_or_default()
                 .is_empty();
-            if left.is_empty() && !tasks_left {
+            // No service names them any more: every secret and config
+            // berth made for the stack goes (external ones carry no label).
+            let files_left = match self.prune_files(project, progress).await {
+                Ok(kept) => kept,
+                Err(e) => vec![e.message],
+            };
+            if left.is_empty() && !tasks_left && files_left.is_empty() {
                 return Ok(had);
             }
             if Instant::now() > deadline {
+                for kept in &files_left {
+                    progress(&format!("warning: not removed: {kept}"));
+                }
                 if let Some((name, e)) = left.pop() {
                     return Err(api_err(format!("removing network {name}"), e));
                 }

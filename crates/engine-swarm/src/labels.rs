@@ -14,6 +14,11 @@ pub const IMAGE: &str = "com.docker.compose.image";
 /// deployed image is made from, `svc=sha256:…` comma-separated: the
 /// runtime's and, for a service with `volumes_from`, the code's.
 pub const SOURCES: &str = "io.berth.sources";
+/// The secrets and configs a service's tasks get, `secrets.KEY=NAME`
+/// comma-separated: a changed name is changed content.
+pub const FILES: &str = "io.berth.files";
+/// On a secret or config berth made: its compose key (`secrets.db`).
+pub const FILE_KEY: &str = "io.berth.file";
 /// The routes of berth's proxy service (`LISTEN:HOST:PORT`, comma-separated).
 pub const PROXY_ROUTES: &str = "io.berth.proxy-routes";
 /// Which berth made it.

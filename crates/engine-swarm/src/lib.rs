@@ -20,6 +20,7 @@
 //! runtime and blocks on each call.
 
 mod apply;
+mod files;
 mod images;
 mod labels;
 mod logs;

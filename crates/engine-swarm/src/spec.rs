@@ -17,7 +17,8 @@ use bollard::models::{
     ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
     TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
@@ -29,6 +30,7 @@ use std::collections::HashMap;
 const MAPPED: &[&str] = &[
     "build",
     "command",
+    "configs",
     "deploy",
     "entrypoint",
     "environment",
@@ -43,6 +45,7 @@ const MAPPED: &[&str] = &[
     "read_only",
     "restart",
     "scale",
+    "secrets",
     "stop_grace_period",
     "stop_signal",
     "user",
@@ -112,13 +115,7 @@ pub fn check_project(project: &Project) -> Result<(), BackendError> {
             "named volumes (they would be per node)",
         ));
     }
-    if let Some(key) = project.secrets.keys().next() {
-        return Err(refuse(format!("secrets.{key}"), "secrets yet"));
-    }
-    if let Some(key) = project.configs.keys().next() {
-        return Err(refuse(format!("configs.{key}"), "configs yet"));
-    }
-    Ok(())
+    crate::files::check(project)
 }
 
 fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
@@ -243,6 +240,9 @@ pub struct ServiceInput<'a> {
     /// Its tasks publish its ports in host mode themselves (no berth proxy
     /// in front of them).
     pub publish: bool,
+    /// Its secrets and configs, by the IDs of the swarm's objects.
+    pub secrets: Vec<TaskSpecContainerSpecSecrets>,
+    pub configs: Vec<TaskSpecContainerSpecConfigs>,
 }
 
 /// The swarm name of a compose service, as `docker stack deploy` names it.
@@ -602,6 +602,8 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
         stop_signal: svc.stop_signal.clone(),
         stop_grace_period: stop_grace,
         health_check: healthcheck(svc, name)?,
+        secrets: (!input.secrets.is_empty()).then(|| input.secrets.clone()),
+        configs: (!input.configs.is_empty()).then(|| input.configs.clone()),
         ..Default::default()
     };
     let networks = input
@@ -773,6 +775,8 @@ mod tests {
             labels: HashMap::new(),
             networks: vec!["p_default".into()],
             publish: true,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         })
         .unwrap()
     }
