@@ -309,7 +309,7 @@ impl Backend for SwarmBackend {
         sink: &mut dyn FnMut(LogLine),
         stop: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.block(self.stream_logs(project, options, sink, stop))
+        self.stream_logs(project, options, sink, stop)
     }
 
     fn events(

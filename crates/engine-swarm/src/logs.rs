@@ -26,23 +26,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 const STOP_POLL: Duration = Duration::from_millis(200);
 
 impl SwarmBackend {
-    pub(crate) async fn stream_logs(
+    /// Blocks; `sink` and `stop` are called outside the runtime, since
+    /// they may call the backend (attached `up` observes while it follows).
+    pub(crate) fn stream_logs(
         &self,
         project: &str,
         options: &LogOptions,
         sink: &mut dyn FnMut(LogLine),
         stop: &dyn Fn() -> bool,
     ) -> Result<()> {
-        let services = self.stack_services(project).await?;
+        let services = self.block(self.stack_services(project))?;
         if services.is_empty() {
             return Err(BackendError::not_running(project));
         }
         let query = Query::of(options)?;
         // Task IDs to (name, service); refreshed when a roll starts a task.
-        let mut names = self.task_names(&services).await?;
+        let mut names = self.block(self.task_names(&services))?;
         let mut refreshed = HashSet::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<Frame>>();
         let mut streams = tokio::task::JoinSet::new();
+        let spawning = self.rt.enter();
         for s in &services {
             let service = crate::observe::compose_service(s).unwrap_or_default();
             // berth's proxy is not the project's: shown only when named.
@@ -65,10 +68,11 @@ impl SwarmBackend {
                 }
             });
         }
-        drop(tx);
+        drop((tx, spawning));
         let mut collected = Vec::new();
         loop {
-            let Ok(item) = tokio::time::timeout(STOP_POLL, rx.recv()).await else {
+            let Ok(item) = self.block(async { tokio::time::timeout(STOP_POLL, rx.recv()).await })
+            else {
                 if stop() {
                     break;
                 }
@@ -83,7 +87,7 @@ impl SwarmBackend {
                 }
                 let task = line.task.unwrap_or_default();
                 if !names.contains_key(task) && refreshed.insert(task.to_string()) {
-                    names = self.task_names(&services).await?;
+                    names = self.block(self.task_names(&services))?;
                 }
                 let (container, service) = names
                     .get(task)

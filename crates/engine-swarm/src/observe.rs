@@ -170,7 +170,12 @@ impl SwarmBackend {
                 let container = status.container_status.clone();
                 Some(TaskView {
                     id: t.id.clone().unwrap_or_default(),
-                    name: format!("{service}.{slot}@{}", node.hostname),
+                    // A task not yet placed has no node to name.
+                    name: if node.hostname.is_empty() {
+                        format!("{service}.{slot}")
+                    } else {
+                        format!("{service}.{slot}@{}", node.hostname)
+                    },
                     service,
                     slot,
                     node,
