@@ -3,12 +3,12 @@
 //! cluster's registry, services created or updated, and a wait on every
 //! task with per-task progress.
 
-use crate::images::{compose, manifest_of};
+use crate::images::{ca_layer, compose_layers, manifest_of, runtime_layer};
 use crate::observe::state_name;
 use crate::spec::{self, service_name, ServiceInput};
 use crate::{api_err, is_not_found, labels, open_store, Result, SwarmBackend};
 use berth_compose::model::{Project, VolumesFrom};
-use berth_engine::backend::{DownOptions, Progress, UpRequest};
+use berth_engine::backend::{DownOptions, Progress, RuntimeMount, UpRequest};
 use berth_engine::{Action, BackendError, Plan, Step, Strategy};
 use berth_oci::Store;
 use bollard::models::{
@@ -36,11 +36,26 @@ struct Wanted {
     replicas: Option<i64>,
     /// Its secrets and configs by swarm name ([`crate::files::Files::label`]).
     files: String,
+    /// Its `x-runtime`, as a layer on its image; `Some(None)`: named but
+    /// not installed (a dry run before the first install).
+    runtime: Option<Option<RuntimeMount>>,
 }
 
-/// `svc=digest,…` of what the deployed image is made from; a source not in
-/// the store yet reads `unbuilt`.
-fn sources_label(store: Option<&Store>, sources: &[(String, String)]) -> String {
+/// The key of an `x-runtime` in [`labels::SOURCES`] (no service is named
+/// with parentheses).
+const RUNTIME_SOURCE: &str = "(x-runtime)";
+
+/// `svc=digest,…` of what the deployed image is made from, and its
+/// `x-runtime`'s digest; a source not in the store yet reads `unbuilt`.
+fn sources_label(
+    store: Option<&Store>,
+    sources: &[(String, String)],
+    runtime: Option<&Option<RuntimeMount>>,
+) -> String {
+    let runtime = runtime.map(|r| {
+        let digest = r.as_ref().map_or("uninstalled", |r| r.digest.as_str());
+        format!("{RUNTIME_SOURCE}={digest}")
+    });
     sources
         .iter()
         .map(|(svc, reference)| {
@@ -50,6 +65,7 @@ fn sources_label(store: Option<&Store>, sources: &[(String, String)]) -> String 
                 .unwrap_or_else(|| "unbuilt".into());
             format!("{svc}={digest}")
         })
+        .chain(runtime)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -75,6 +91,7 @@ fn wanted(
     project: &Project,
     images: &BTreeMap<String, String>,
     files: &crate::files::Files,
+    runtimes: &BTreeMap<String, RuntimeMount>,
 ) -> Result<Vec<Wanted>> {
     if project.services.contains_key(crate::PROXY_SERVICE) {
         return Err(spec::refuse(
@@ -106,6 +123,12 @@ fn wanted(
     let mut out = Vec::new();
     for (name, svc) in &project.services {
         if let Some(consumers) = folded.get(name) {
+            if svc.runtime().is_some() {
+                return Err(spec::refuse(
+                    format!("services.{name}.x-runtime"),
+                    "x-runtime on a service that lends its volumes (its layers ride in another image; give the x-runtime to that one)",
+                ));
+            }
             if !svc.ports.is_empty() || !svc.volumes_from.is_empty() {
                 return Err(spec::refuse(
                     format!("services.{name}"),
@@ -119,6 +142,7 @@ fn wanted(
                 config_hash: String::new(),
                 replicas: None,
                 files: String::new(),
+                runtime: None,
             });
             continue;
         }
@@ -135,6 +159,7 @@ fn wanted(
             config_hash: berth_compose::hash::service_hash(svc),
             replicas: spec::replicas(svc),
             files: files.label(name),
+            runtime: svc.runtime().map(|_| runtimes.get(name).cloned()),
         });
     }
     Ok(out)
@@ -230,6 +255,8 @@ fn decide(
         for changed in changed_sources(old_sources, sources) {
             if changed == *s {
                 why.push("image changed".into());
+            } else if changed == RUNTIME_SOURCE {
+                why.push("runtime changed (x-runtime, a new runtime layer)".into());
             } else {
                 why.push(format!("code image of {changed} changed"));
             }
@@ -279,7 +306,7 @@ impl SwarmBackend {
         let project = &request.loaded.project;
         spec::check_project(project)?;
         let files = crate::files::resolve(project, &request.loaded.environment)?;
-        let wanted = wanted(project, request.images, &files)?;
+        let wanted = wanted(project, request.images, &files, request.runtimes)?;
         let existing: HashMap<String, Service> = self
             .stack_services(&project.name)
             .await?
@@ -305,7 +332,7 @@ impl SwarmBackend {
             }
         }
         for w in &wanted {
-            let sources = sources_label(store, &w.sources);
+            let sources = sources_label(store, &w.sources, w.runtime.as_ref());
             let force = request.flags.force_recreate
                 && (request.flags.services.is_empty()
                     || request.flags.services.contains(&w.service));
@@ -315,6 +342,25 @@ impl SwarmBackend {
         }
         for n in spec::not_applied(project) {
             plan.warnings.push(format!("not applied on swarm: {n}"));
+        }
+        let deployed: Vec<&str> = wanted
+            .iter()
+            .filter(|w| w.folded_into.is_empty())
+            .map(|w| w.service.as_str())
+            .collect();
+        plan.warnings
+            .extend(spec::per_node_volumes(project, &deployed));
+        for w in &wanted {
+            if let Some(Some(r)) = &w.runtime {
+                if r.npm_cache.is_some() {
+                    // The shared cache is a directory of this machine; the
+                    // tasks run on other nodes.
+                    plan.warnings.push(format!(
+                        "not applied on swarm: services.{}.x-runtime's shared npm cache (tasks on other nodes fill their own)",
+                        w.service
+                    ));
+                }
+            }
         }
         Ok(Decided {
             wanted,
@@ -423,10 +469,29 @@ impl SwarmBackend {
                 .iter()
                 .map(|(s, r)| Ok((s.clone(), manifest_of(&store, r)?)))
                 .collect::<Result<_>>()?;
-            let desc = if code.is_empty() {
+            // An x-runtime rides on the base image as its own layer (and
+            // the CA bundle as another), below the code: a runtime bump
+            // ships that layer, a code change only the code's.
+            let mut extra = Vec::new();
+            match &w.runtime {
+                None => {}
+                Some(None) => {
+                    return Err(BackendError::invalid(format!(
+                    "services.{}.x-runtime: the runtime is not installed (berth up installs it)",
+                    w.service
+                )))
+                }
+                Some(Some(r)) => {
+                    extra.push(runtime_layer(&store, r)?);
+                    if let Some(ca) = &r.ca_bundle {
+                        extra.push(ca_layer(&store, ca)?);
+                    }
+                }
+            }
+            let desc = if code.is_empty() && extra.is_empty() {
                 runtime
             } else {
-                compose(&store, &runtime, &code)?
+                compose_layers(&store, &runtime, &extra, &code)?
             };
             let repo = format!("berth/{}-{}", project.name, w.service);
             let shipped = registry.ship(&store, &desc, &repo)?;
@@ -441,7 +506,7 @@ impl SwarmBackend {
                 (labels::CONFIG_HASH.to_string(), w.config_hash.clone()),
                 (
                     labels::SOURCES.to_string(),
-                    sources_label(Some(&store), &w.sources),
+                    sources_label(Some(&store), &w.sources, w.runtime.as_ref()),
                 ),
                 (
                     labels::BERTH_VERSION.to_string(),
@@ -468,6 +533,8 @@ impl SwarmBackend {
                 publish: self.proxy.is_none(),
                 secrets,
                 configs,
+                runtime: w.runtime.is_some(),
+                mounts: spec::mounts(project, &w.service, svc)?,
             };
             let mut spec = spec::service_spec(&input)?;
             let name = service_name(&project.name, &w.service);
@@ -737,14 +804,110 @@ impl SwarmBackend {
         }
     }
 
+    /// The hostnames of the nodes where a task of `services` that mounts
+    /// a volume berth asked for (named or anonymous) ever ran.
+    async fn volume_nodes(&self, services: &[Service]) -> Result<BTreeSet<String>> {
+        let with_volumes: Vec<Service> = services
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|sp| sp.task_template.as_ref())
+                    .and_then(|t| t.container_spec.as_ref())
+                    .and_then(|c| c.mounts.as_ref())
+                    .is_some_and(|m| {
+                        m.iter().any(|m| {
+                            m.typ == Some(bollard::models::MountType::VOLUME)
+                                && m.volume_options
+                                    .as_ref()
+                                    .is_some_and(|o| o.labels.is_some())
+                        })
+                    })
+            })
+            .cloned()
+            .collect();
+        Ok(self
+            .tasks(&with_volumes, false)
+            .await?
+            .into_iter()
+            .map(|t| t.node.hostname)
+            .filter(|h| !h.is_empty())
+            .collect())
+    }
+
+    /// Remove the project's volumes on the manager's own node (those its
+    /// tasks made); the names swarm refused to remove (still in use).
+    async fn remove_manager_volumes(
+        &self,
+        project: &str,
+        progress: Progress<'_>,
+    ) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_string(), vec![labels::stack_filter(project)])]);
+        let volumes = self
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| api_err("listing volumes", e))?
+            .volumes
+            .unwrap_or_default();
+        let mut left = Vec::new();
+        for v in volumes {
+            match self
+                .docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => progress(&format!("Volume {} Removed", v.name)),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => left.push(format!(
+                    "volume {}: {}",
+                    v.name,
+                    api_err("", e).message.trim_start_matches(": ")
+                )),
+            }
+        }
+        Ok(left)
+    }
+
+    /// Say which nodes other than the manager's may still hold volumes of
+    /// the project: swarm has no call to remove a volume on another node.
+    async fn name_volumes_left(
+        &self,
+        project: &str,
+        nodes: &BTreeSet<String>,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let all = self.nodes().await?;
+        let manager = all.get(&self.node_id).map(|n| n.hostname.as_str());
+        for node in nodes.iter().filter(|n| Some(n.as_str()) != manager) {
+            progress(&format!(
+                "warning: volumes of {project} on node {node} not removed: swarm removes a volume only through its own node's Engine (there: docker volume rm $(docker volume ls -q --filter label={}))",
+                labels::stack_filter(project)
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn tear_down(
         &self,
         project: &str,
-        _options: &DownOptions,
+        options: &DownOptions,
         progress: Progress<'_>,
     ) -> Result<bool> {
         let services = self.stack_services(project).await?;
         let had = !services.is_empty();
+        // Volumes live on the nodes whose tasks made them; the manager's
+        // Engine reaches only its own node's, so the others are named.
+        let volume_nodes = if options.volumes {
+            self.volume_nodes(&services).await?
+        } else {
+            BTreeSet::new()
+        };
         for s in &services {
             let name = s
                 .spec
@@ -789,13 +952,22 @@ impl SwarmBackend {
                 Ok(kept) => kept,
                 Err(e) => vec![e.message],
             };
-            if left.is_empty() && !tasks_left && files_left.is_empty() {
+            let volumes_left = if options.volumes && !tasks_left {
+                self.remove_manager_volumes(project, progress).await?
+            } else {
+                Vec::new()
+            };
+            if left.is_empty() && !tasks_left && files_left.is_empty() && volumes_left.is_empty() {
+                self.name_volumes_left(project, &volume_nodes, progress)
+                    .await?;
                 return Ok(had);
             }
             if Instant::now() > deadline {
-                for kept in &files_left {
+                for kept in files_left.iter().chain(&volumes_left) {
                     progress(&format!("warning: not removed: {kept}"));
                 }
+                self.name_volumes_left(project, &volume_nodes, progress)
+                    .await?;
                 if let Some((name, e)) = left.pop() {
                     return Err(api_err(format!("removing network {name}"), e));
                 }

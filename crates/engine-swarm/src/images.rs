@@ -125,6 +125,38 @@ pub fn compose(
     runtime: &Descriptor,
     code: &[(String, Descriptor)],
 ) -> Result<Descriptor, BackendError> {
+    compose_layers(store, runtime, &[], code)
+}
+
+/// A layer berth made itself (an `x-runtime`, the CA bundle), to ride on a
+/// base image, with what it adds to the image's environment.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The gzip blob in the store.
+    pub desc: Descriptor,
+    /// The sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    pub created_by: String,
+    /// Put in front of the image's `PATH`.
+    pub path_prepend: Option<String>,
+    /// Set in the image's environment (replacing the base's).
+    pub env: Vec<(String, String)>,
+}
+
+/// Where an `x-runtime` appears in a task, as on the other engines.
+pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
+/// Where the CA bundle an `x-runtime` trusts appears, as on the other engines.
+pub const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `base` with `extra` layers (berth's own) and then the code images'
+/// layers on top. See [`compose`].
+pub fn compose_layers(
+    store: &Store,
+    base: &Descriptor,
+    extra: &[Layer],
+    code: &[(String, Descriptor)],
+) -> Result<Descriptor, BackendError> {
     let read = |d: &Descriptor| -> Result<(Value, Value), BackendError> {
         let manifest: Value = serde_json::from_slice(
             &store
@@ -143,11 +175,30 @@ pub fn compose(
         )?;
         Ok((manifest, config))
     };
-    let (base_manifest, mut config) = read(runtime)?;
+    let (base_manifest, mut config) = read(base)?;
     let mut layers: Vec<Value> = base_manifest["layers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let mut add = |config: &mut Value, layer: Value, diff_id: Value, created_by: String| {
+        layers.push(layer);
+        if let Some(ids) = config["rootfs"]["diff_ids"].as_array_mut() {
+            ids.push(diff_id);
+        }
+        // History must count one non-empty entry per layer when it is there.
+        if let Some(history) = config.get_mut("history").and_then(Value::as_array_mut) {
+            history.push(json!({ "created_by": created_by }));
+        }
+    };
+    for l in extra {
+        add(
+            &mut config,
+            json!({"mediaType": l.desc.media_type, "digest": l.desc.digest.to_string(), "size": l.desc.size}),
+            Value::String(l.diff_id.to_string()),
+            l.created_by.clone(),
+        );
+        set_env(&mut config, l);
+    }
     for (service, desc) in code {
         let (m, c) = read(desc)?;
         let code_layers = m["layers"].as_array().cloned().unwrap_or_default();
@@ -162,15 +213,13 @@ pub fn compose(
                 diff_ids.len()
             )));
         }
-        layers.extend(code_layers);
-        if let Some(ids) = config["rootfs"]["diff_ids"].as_array_mut() {
-            ids.extend(diff_ids);
-        }
-        // History must count one non-empty entry per layer when it is there.
-        if let Some(history) = config.get_mut("history").and_then(Value::as_array_mut) {
-            for _ in 0..m["layers"].as_array().map_or(0, Vec::len) {
-                history.push(json!({"created_by": format!("berth: code of service {service} ({})", desc.digest)}));
-            }
+        for (layer, diff_id) in code_layers.into_iter().zip(diff_ids) {
+            add(
+                &mut config,
+                layer,
+                diff_id,
+                format!("berth: code of service {service} ({})", desc.digest),
+            );
         }
     }
     for l in &mut layers {
@@ -194,6 +243,272 @@ pub fn compose(
     store
         .put_json(media::OCI_MANIFEST, &manifest)
         .map_err(|e| err("writing the composed manifest", e))
+}
+
+/// What layer `l` adds to the image config's `Env`.
+fn set_env(config: &mut Value, l: &Layer) {
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let mut env: Vec<String> = config["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut set = |key: &str, value: String| {
+        let entry = format!("{key}={value}");
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    };
+    if let Some(dir) = &l.path_prepend {
+        let path = config["config"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        set("PATH", format!("{dir}:{path}"));
+    }
+    for (k, v) in &l.env {
+        set(k, v.clone());
+    }
+    config["config"]["Env"] = json!(env);
+}
+
+/// A deterministic tar stream: every entry owned by 0:0, mtime 0, no user
+/// or group names, so the same files always make the same bytes.
+struct LayerTar {
+    tar: tar::Builder<Vec<u8>>,
+}
+
+impl LayerTar {
+    fn new() -> LayerTar {
+        let mut tar = tar::Builder::new(Vec::new());
+        // Symlinks are written as links, never followed: the layer holds
+        // what the runtime holds, not what its links point at on this host.
+        tar.follow_symlinks(false);
+        LayerTar { tar }
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) -> Result<(), BackendError> {
+        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+        self.tar
+            .append_data(&mut h, format!("{path}/"), std::io::empty())
+            .map_err(|e| err(format!("packing {path}"), e))
+    }
+
+    fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<(), BackendError> {
+        let mut h = Self::header(tar::EntryType::Regular, mode, bytes.len() as u64);
+        self.tar
+            .append_data(&mut h, path, bytes)
+            .map_err(|e| err(format!("packing {path}"), e))
+    }
+
+    fn symlink(&mut self, path: &str, target: &std::path::Path) -> Result<(), BackendError> {
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        self.tar
+            .append_link(&mut h, path, target)
+            .map_err(|e| err(format!("packing {path}"), e))
+    }
+
+    /// The directory `root` under `prefix` (no leading slash), entries in
+    /// byte order of their names.
+    fn tree(&mut self, root: &std::path::Path, prefix: &str) -> Result<(), BackendError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(root)
+            .map_err(|e| err(root.display(), e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(root.display(), e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(BackendError::invalid(format!(
+                    "{}: a file name that is not UTF-8",
+                    path.display()
+                )));
+            };
+            let inner = format!("{prefix}/{name}");
+            // symlink_metadata: a link is looked at, not followed.
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| err(path.display(), e))?;
+            let mode = meta.permissions().mode() & 0o7777;
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&path).map_err(|e| err(path.display(), e))?;
+                self.symlink(&inner, &target)?;
+            } else if kind.is_dir() {
+                self.dir(&inner, mode)?;
+                self.tree(&path, &inner)?;
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).map_err(|e| err(path.display(), e))?;
+                self.file(&inner, mode, &bytes)?;
+            } else {
+                return Err(BackendError::invalid(format!(
+                    "{}: neither a file, a directory nor a symlink (a runtime holds only those)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tar's bytes gzipped into `store`: the layer's descriptor and diff_id.
+    fn finish(self, store: &Store) -> Result<(Descriptor, Digest), BackendError> {
+        use std::io::Write;
+        let tar = self
+            .tar
+            .into_inner()
+            .map_err(|e| err("packing a layer", e))?;
+        let diff_id = Digest::of(&tar);
+        // No name and mtime 0 in the gzip header: the same tar always
+        // compresses to the same blob.
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar)
+            .and_then(|_| gz.try_finish())
+            .map_err(|e| err("compressing a layer", e))?;
+        let blob = gz.finish().map_err(|e| err("compressing a layer", e))?;
+        let digest = store
+            .write_blob(&blob)
+            .map_err(|e| err("writing a layer", e))?;
+        Ok((
+            Descriptor::new(media::OCI_LAYER_GZIP, digest, blob.len() as u64),
+            diff_id,
+        ))
+    }
+}
+
+/// The store reference under which a runtime's layer is kept: a
+/// one-layer image, so the store's garbage collection keeps it and the
+/// next `up` does not pack it again.
+fn runtime_layer_ref(digest: &str) -> String {
+    let hex: String = digest
+        .rsplit(':')
+        .next()
+        .unwrap_or(digest)
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    format!("berth.local/swarm-runtime-layer:{hex}")
+}
+
+/// The layer of an `x-runtime`: its directory at [`RUNTIME_DIR`], packed
+/// once per runtime digest and kept in the store, so the same runtime is
+/// always the same layer and a code change never ships it again.
+pub fn runtime_layer(
+    store: &Store,
+    runtime: &berth_engine::backend::RuntimeMount,
+) -> Result<Layer, BackendError> {
+    let reference = runtime_layer_ref(&runtime.digest);
+    let created_by = format!("berth: x-runtime {}", runtime.digest);
+    let layer = |desc: Descriptor, diff_id: Digest| Layer {
+        desc,
+        diff_id,
+        created_by: created_by.clone(),
+        path_prepend: Some(format!("{RUNTIME_DIR}/bin")),
+        env: Vec::new(),
+    };
+    if let Some(kept) = store
+        .resolve(&reference)
+        .map_err(|e| err(format!("image {reference}"), e))?
+    {
+        let m: Value = serde_json::from_slice(
+            &store
+                .read_blob(&kept.digest)
+                .map_err(|e| err(format!("image {reference}"), e))?,
+        )?;
+        let cfg: Option<Digest> = m["config"]["digest"].as_str().and_then(|d| d.parse().ok());
+        let c: Option<Value> = cfg
+            .and_then(|d| store.read_blob(&d).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let desc: Option<Descriptor> = serde_json::from_value(m["layers"][0].clone()).ok();
+        let diff_id: Option<Digest> = c
+            .as_ref()
+            .and_then(|c| c["rootfs"]["diff_ids"][0].as_str())
+            .and_then(|d| d.parse().ok());
+        if let (Some(desc), Some(diff_id)) = (desc, diff_id) {
+            if store.has_blob(&desc.digest) {
+                return Ok(layer(desc, diff_id));
+            }
+        }
+    }
+    let mut tar = LayerTar::new();
+    let dir = RUNTIME_DIR.trim_start_matches('/');
+    let mut at = String::new();
+    for part in dir.split('/') {
+        at = if at.is_empty() {
+            part.to_string()
+        } else {
+            format!("{at}/{part}")
+        };
+        tar.dir(&at, 0o755)?;
+    }
+    tar.tree(&runtime.root, dir)?;
+    let (desc, diff_id) = tar.finish(store)?;
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+    });
+    let cfg = store
+        .put_json(media::OCI_CONFIG, &config)
+        .map_err(|e| err("writing the runtime layer", e))?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cfg.digest.to_string(), "size": cfg.size},
+        "layers": [desc],
+    });
+    let m = store
+        .put_json(media::OCI_MANIFEST, &manifest)
+        .map_err(|e| err("writing the runtime layer", e))?;
+    store
+        .tag(&reference, &m)
+        .map_err(|e| err(format!("keeping {reference}"), e))?;
+    Ok(layer(desc, diff_id))
+}
+
+/// A small layer of the CA bundle at [`CA_BUNDLE`], which node and npm are
+/// told to trust (HTTPS through this machine's intercepting proxy works in
+/// the tasks as in the other engines' containers). Apart from the
+/// runtime's layer: a new bundle does not ship the runtime again.
+pub fn ca_layer(store: &Store, bundle: &std::path::Path) -> Result<Layer, BackendError> {
+    let bytes = std::fs::read(bundle).map_err(|e| err(bundle.display(), e))?;
+    let mut tar = LayerTar::new();
+    tar.dir("opt", 0o755)?;
+    tar.dir("opt/berth", 0o755)?;
+    tar.file(CA_BUNDLE.trim_start_matches('/'), 0o644, &bytes)?;
+    let (desc, diff_id) = tar.finish(store)?;
+    Ok(Layer {
+        desc,
+        diff_id,
+        created_by: format!("berth: CA bundle {}", bundle.display()),
+        path_prepend: None,
+        env: vec![
+            ("NODE_EXTRA_CA_CERTS".into(), CA_BUNDLE.into()),
+            ("npm_config_cafile".into(), CA_BUNDLE.into()),
+        ],
+    })
 }
 
 /// How the nodes run berth's port proxy: a program on this machine (this
@@ -349,5 +664,156 @@ mod tests {
         assert_ne!(again.digest, composed.digest);
         let m2: Value = serde_json::from_slice(&store.read_blob(&again.digest).unwrap()).unwrap();
         assert_eq!(m2["layers"][1]["digest"], m["layers"][1]["digest"]);
+    }
+
+    fn runtime_dir(version: &str) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        let node = bin.join("node");
+        std::fs::write(&node, format!("#!/bin/sh\necho v{version}\n")).unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("lib/npm-cli.sh"), "#!/bin/sh\necho npm\n").unwrap();
+        // A link out of the runtime: packed as a link, never followed.
+        std::os::unix::fs::symlink("../lib/npm-cli.sh", bin.join("npm")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", bin.join("outside")).unwrap();
+        dir
+    }
+
+    fn mount(dir: &std::path::Path, digest: &str) -> berth_engine::backend::RuntimeMount {
+        berth_engine::backend::RuntimeMount {
+            root: dir.to_path_buf(),
+            digest: digest.into(),
+            npm_cache: None,
+            ca_bundle: None,
+        }
+    }
+
+    fn entries(store: &Store, l: &Layer) -> Vec<(String, tar::EntryType, String, u64)> {
+        let gz = store.read_blob(&l.desc.digest).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+        assert_eq!(Digest::of(&raw), l.diff_id);
+        let mut a = tar::Archive::new(&raw[..]);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    link,
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_runtime_is_one_deterministic_layer_with_links_kept_as_links() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (
+            Store::open(a.path()).unwrap(),
+            Store::open(b.path()).unwrap(),
+        );
+        let rt = runtime_dir("4.2.2");
+        let la = runtime_layer(&sa, &mount(rt.path(), "sha256:aa")).unwrap();
+        // Another store, another copy of the same files: the same bytes.
+        let copy = runtime_dir("4.2.2");
+        let lb = runtime_layer(&sb, &mount(copy.path(), "sha256:aa")).unwrap();
+        assert_eq!(la.desc.digest, lb.desc.digest);
+        assert_eq!(la.diff_id, lb.diff_id);
+        let list = entries(&sa, &la);
+        let names: Vec<&str> = list.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "opt/",
+                "opt/berth/",
+                "opt/berth/runtime/",
+                "opt/berth/runtime/bin/",
+                "opt/berth/runtime/bin/node",
+                "opt/berth/runtime/bin/npm",
+                "opt/berth/runtime/bin/outside",
+                "opt/berth/runtime/lib/",
+                "opt/berth/runtime/lib/npm-cli.sh",
+            ]
+        );
+        assert!(list.iter().all(|e| e.3 == 0));
+        let outside = list.iter().find(|e| e.0.ends_with("outside")).unwrap();
+        assert_eq!(
+            (outside.1, outside.2.as_str()),
+            (tar::EntryType::Symlink, "/etc/shadow")
+        );
+        // Kept in the store: the same runtime digest is not packed again
+        // (the files changed here; the layer did not).
+        std::fs::write(rt.path().join("bin/node"), "changed").unwrap();
+        let again = runtime_layer(&sa, &mount(rt.path(), "sha256:aa")).unwrap();
+        assert_eq!(again.desc.digest, la.desc.digest);
+        let other = runtime_layer(&sa, &mount(runtime_dir("4.2.3").path(), "sha256:bb")).unwrap();
+        assert_ne!(other.desc.digest, la.desc.digest);
+    }
+
+    #[test]
+    fn the_runtime_rides_between_base_and_code_and_leads_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let base = image(
+            &store,
+            b"base layer",
+            json!({"config": {"Env": ["PATH=/bin", "A=1"]}}),
+        );
+        let code = image(&store, b"code layer", json!({}));
+        let rt = runtime_dir("4.2.2");
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, "CA").unwrap();
+        let layers = [
+            runtime_layer(&store, &mount(rt.path(), "sha256:aa")).unwrap(),
+            ca_layer(&store, &ca).unwrap(),
+        ];
+        let composed =
+            compose_layers(&store, &base, &layers, &[("code".into(), code.clone())]).unwrap();
+        let m: Value = serde_json::from_slice(&store.read_blob(&composed.digest).unwrap()).unwrap();
+        let digests: Vec<String> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            digests,
+            [
+                Digest::of(b"base layer").to_string(),
+                layers[0].desc.digest.to_string(),
+                layers[1].desc.digest.to_string(),
+                Digest::of(b"code layer").to_string(),
+            ]
+        );
+        let cfg: Value = serde_json::from_slice(
+            &store
+                .read_blob(&m["config"]["digest"].as_str().unwrap().parse().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg["config"]["Env"],
+            json!([
+                "PATH=/opt/berth/runtime/bin:/bin",
+                "A=1",
+                "NODE_EXTRA_CA_CERTS=/opt/berth/ca-certificates.crt",
+                "npm_config_cafile=/opt/berth/ca-certificates.crt"
+            ])
+        );
+        assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+        assert_eq!(cfg["history"].as_array().unwrap().len(), 4);
     }
 }

@@ -49,6 +49,7 @@ const MAPPED: &[&str] = &[
     "stop_grace_period",
     "stop_signal",
     "user",
+    "volumes",
     "volumes_from",
     "working_dir",
 ];
@@ -107,13 +108,15 @@ pub fn check_project(project: &Project) -> Result<(), BackendError> {
             }
         }
     }
-    if let Some(key) = project.volumes.keys().next() {
-        // Named volumes would be per node, and a task rescheduled to
-        // another node would find an empty one.
-        return Err(refuse(
-            format!("volumes.{key}"),
-            "named volumes (they would be per node)",
-        ));
+    // Named volumes are per node (the plan says so: see
+    // [`per_node_volumes`]); their driver, options and labels go to the
+    // node's daemon with the mount.
+    for (key, v) in &project.volumes {
+        for k in v.extra.keys() {
+            if !matches!(k.as_str(), "driver_opts" | "labels") && !k.starts_with("x-") {
+                return Err(refuse(format!("volumes.{key}.{k}"), k));
+            }
+        }
     }
     crate::files::check(project)
 }
@@ -125,9 +128,6 @@ fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
     };
     let path = |k: &str| format!("services.{name}.{k}");
     for key in map.keys() {
-        if key == "x-runtime" {
-            return Err(refuse(path(key), "x-runtime yet (use a runtime image)"));
-        }
         if key.starts_with("x-") {
             continue;
         }
@@ -207,6 +207,35 @@ fn check_service(name: &str, svc: &Service) -> Result<(), BackendError> {
             return Err(refuse(path(&format!("ports[{i}].{k}")), k));
         }
     }
+    for (i, m) in svc.volumes.iter().enumerate() {
+        let at = |k: &str| path(&format!("volumes[{i}]{k}"));
+        let allowed: &[&str] = match m.kind.as_str() {
+            "volume" => &["nocopy", "subpath"],
+            "tmpfs" => &["size", "mode"],
+            // A path of this machine: the tasks run on other nodes, where
+            // it would be whatever that node has there.
+            "bind" => {
+                return Err(refuse(
+                    at(""),
+                    "bind mounts (a path of this machine; tasks run on other nodes)",
+                ))
+            }
+            other => return Err(refuse(at(".type"), &format!("{other} mounts"))),
+        };
+        for (k, v) in &m.extra {
+            if k.starts_with("x-") {
+                continue;
+            }
+            if k != &m.kind {
+                return Err(refuse(at(&format!(".{k}")), k));
+            }
+            for sub in v.as_object().map(|o| o.keys()).into_iter().flatten() {
+                if !allowed.contains(&sub.as_str()) {
+                    return Err(refuse(at(&format!(".{k}.{sub}")), &format!("{k}.{sub}")));
+                }
+            }
+        }
+    }
     if let Some(Value::Object(h)) = &svc.healthcheck {
         for k in h.keys() {
             if !matches!(
@@ -243,6 +272,166 @@ pub struct ServiceInput<'a> {
     /// Its secrets and configs, by the IDs of the swarm's objects.
     pub secrets: Vec<TaskSpecContainerSpecSecrets>,
     pub configs: Vec<TaskSpecContainerSpecConfigs>,
+    /// Its volume and tmpfs mounts ([`mounts`]).
+    pub mounts: Vec<bollard::models::Mount>,
+    /// Its image carries an `x-runtime` layer, whose `bin` goes first on
+    /// the `PATH` the service sets itself too.
+    pub runtime: bool,
+}
+
+/// The engine-level name of a compose volume (`<project>_<key>`, or its `name:`).
+pub fn volume_name(project: &Project, key: &str) -> String {
+    project
+        .volumes
+        .get(key)
+        .and_then(|v| v.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
+}
+
+/// The mounts of a service's tasks. A volume is made by the daemon of the
+/// node a task lands on, from the volume options of the mount (its driver,
+/// `driver_opts` and labels, with docker stack's namespace so `down -v`
+/// finds it); an external one is only named.
+pub fn mounts(
+    project: &Project,
+    service: &str,
+    svc: &Service,
+) -> Result<Vec<bollard::models::Mount>, BackendError> {
+    use bollard::models::{
+        Mount, MountTmpfsOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    };
+    let mut out = Vec::new();
+    for (i, m) in svc.volumes.iter().enumerate() {
+        let path = format!("services.{service}.volumes[{i}]");
+        let sub = |k: &str| m.extra.get(&m.kind).and_then(|o| o.get(k));
+        match m.kind.as_str() {
+            "volume" => {
+                let def = m.source.as_deref().and_then(|k| project.volumes.get(k));
+                let mut volume_labels: HashMap<String, String> =
+                    match def.and_then(|d| d.extra.get("labels")) {
+                        Some(Value::Object(l)) => l
+                            .iter()
+                            .map(|(k, v)| {
+                                let v = v
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string());
+                                (k.clone(), v)
+                            })
+                            .collect(),
+                        Some(Value::Array(a)) => a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|kv| {
+                                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                                (k.to_string(), v.to_string())
+                            })
+                            .collect(),
+                        _ => HashMap::new(),
+                    };
+                let external = def.and_then(|d| d.external) == Some(true);
+                let options = if external {
+                    // The node's own volume of that name, as it is.
+                    None
+                } else {
+                    volume_labels.insert(labels::STACK.into(), project.name.clone());
+                    volume_labels.insert(labels::PROJECT.into(), project.name.clone());
+                    if let Some(k) = &m.source {
+                        volume_labels.insert("com.docker.compose.volume".into(), k.clone());
+                    }
+                    let driver_opts: Option<HashMap<String, String>> = def
+                        .and_then(|d| d.extra.get("driver_opts"))
+                        .and_then(Value::as_object)
+                        .map(|o| {
+                            o.iter()
+                                .map(|(k, v)| {
+                                    let v = v
+                                        .as_str()
+                                        .map(str::to_string)
+                                        .unwrap_or_else(|| v.to_string());
+                                    (k.clone(), v)
+                                })
+                                .collect()
+                        });
+                    let driver = def.and_then(|d| d.driver.clone());
+                    Some(MountVolumeOptions {
+                        no_copy: sub("nocopy").and_then(Value::as_bool),
+                        labels: Some(volume_labels),
+                        driver_config: (driver.is_some() || driver_opts.is_some()).then(|| {
+                            MountVolumeOptionsDriverConfig {
+                                name: driver.or_else(|| Some("local".into())),
+                                options: driver_opts,
+                            }
+                        }),
+                        subpath: sub("subpath").and_then(Value::as_str).map(str::to_string),
+                    })
+                };
+                out.push(Mount {
+                    target: Some(m.target.clone()),
+                    source: m.source.as_deref().map(|k| volume_name(project, k)),
+                    typ: Some(MountType::VOLUME),
+                    read_only: m.read_only,
+                    volume_options: options,
+                    ..Default::default()
+                });
+            }
+            "tmpfs" => {
+                let mode = match sub("mode") {
+                    None => None,
+                    Some(Value::Number(n)) => n.as_i64(),
+                    Some(Value::String(s)) => Some(
+                        i64::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+                            BackendError::invalid(format!(
+                                "{path}.tmpfs.mode: {s:?} is not a file mode"
+                            ))
+                        })?,
+                    ),
+                    Some(v) => {
+                        return Err(BackendError::invalid(format!(
+                            "{path}.tmpfs.mode: {v} is not a file mode"
+                        )))
+                    }
+                };
+                out.push(Mount {
+                    target: Some(m.target.clone()),
+                    typ: Some(MountType::TMPFS),
+                    read_only: m.read_only,
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        size_bytes: bytes(sub("size"), &format!("{path}.tmpfs.size"))?,
+                        mode,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            other => return Err(refuse(format!("{path}.type"), &format!("{other} mounts"))),
+        }
+    }
+    Ok(out)
+}
+
+/// What the plan says of each named volume a deployed service mounts:
+/// swarm keeps volumes on the node that made them.
+pub fn per_node_volumes(project: &Project, services: &[&str]) -> Vec<String> {
+    let mut users: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for s in services {
+        for m in &project.services[*s].volumes {
+            if let (Some(k), "volume") = (m.source.as_deref(), m.kind.as_str()) {
+                users.entry(k).or_default().push(s);
+            }
+        }
+    }
+    users
+        .into_iter()
+        .map(|(key, by)| {
+            let external = project.volumes.get(key).and_then(|v| v.external) == Some(true);
+            format!(
+                "volumes.{key}: volume data is per node: a task rescheduled to another node starts with an empty volume{} (mounted by {})",
+                if external { " (external: a node without it makes an empty local one)" } else { "" },
+                by.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The swarm name of a compose service, as `docker stack deploy` names it.
@@ -556,7 +745,14 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
     let env = svc
         .environment
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .filter_map(|(k, v)| {
+            let v = v.as_ref()?;
+            Some(if input.runtime && k == "PATH" {
+                format!("PATH={}/bin:{v}", crate::images::RUNTIME_DIR)
+            } else {
+                format!("{k}={v}")
+            })
+        })
         .collect::<Vec<_>>();
     let mut container_labels: HashMap<String, String> = svc.labels.clone().into_iter().collect();
     container_labels.insert(labels::STACK.into(), input.project.into());
@@ -602,6 +798,7 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
         stop_signal: svc.stop_signal.clone(),
         stop_grace_period: stop_grace,
         health_check: healthcheck(svc, name)?,
+        mounts: (!input.mounts.is_empty()).then(|| input.mounts.clone()),
         secrets: (!input.secrets.is_empty()).then(|| input.secrets.clone()),
         configs: (!input.configs.is_empty()).then(|| input.configs.clone()),
         ..Default::default()
@@ -777,6 +974,8 @@ mod tests {
             publish: true,
             secrets: Vec::new(),
             configs: Vec::new(),
+            runtime: false,
+            mounts: mounts(p, service, &p.services[service]).unwrap(),
         })
         .unwrap()
     }
@@ -848,7 +1047,8 @@ mod tests {
             ("services:\n  a:\n    image: x\n    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n", "services.a.deploy.resources.reservations.devices"),
             ("services:\n  a:\n    image: x\n    ports: [\"127.0.0.1:80:80\"]\n", "services.a.ports[0].host_ip"),
             ("services:\n  a:\n    image: x\n    network_mode: host\n", "services.a.network_mode"),
-            ("services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {}\n", "services.a.volumes"),
+            ("services:\n  a:\n    image: x\n    volumes: [./d:/d]\n", "services.a.volumes[0]"),
+            ("services:\n  a:\n    image: x\n    volumes: [{type: npipe, source: p, target: /p}]\n", "services.a.volumes[0].type"),
             ("services:\n  a:\n    image: x\nnetworks:\n  n: {driver: bridge}\n", "networks.n.driver"),
         ] {
             let err = check_project(&project(yaml)).unwrap_err();
@@ -875,5 +1075,44 @@ mod tests {
                 .any(|l| l.starts_with("services.b.container_name ")),
             "{listed:?}"
         );
+    }
+
+    #[test]
+    fn named_volumes_are_made_per_node_with_their_driver_and_labels() {
+        let p = project(
+            "services:\n  db:\n    image: x\n    volumes:\n      - data:/var/lib/db\n      - type: volume\n        source: shared\n        target: /shared\n        read_only: true\n      - type: tmpfs\n        target: /tmp\n        tmpfs: {size: 1M}\n      - /anon\nvolumes:\n  data:\n    driver: local\n    driver_opts: {type: tmpfs, device: tmpfs}\n    labels: {tier: db}\n  shared: {external: true, name: team-shared}\n",
+        );
+        check_project(&p).unwrap();
+        let m = mounts(&p, "db", &p.services["db"]).unwrap();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[0].source.as_deref(), Some("p_data"));
+        let o = m[0].volume_options.as_ref().unwrap();
+        let d = o.driver_config.as_ref().unwrap();
+        assert_eq!(d.name.as_deref(), Some("local"));
+        assert_eq!(d.options.as_ref().unwrap()["device"], "tmpfs");
+        let l = o.labels.as_ref().unwrap();
+        assert_eq!((l["tier"].as_str(), l[labels::STACK].as_str()), ("db", "p"));
+        // External: the node's own volume of that name, nothing asked of it.
+        assert_eq!(m[1].source.as_deref(), Some("team-shared"));
+        assert!(m[1].volume_options.is_none());
+        assert_eq!(m[1].read_only, Some(true));
+        assert_eq!(
+            m[2].tmpfs_options.as_ref().unwrap().size_bytes,
+            Some(1 << 20)
+        );
+        // Anonymous: made per task, labelled for down -v.
+        assert!(m[3].source.is_none());
+        assert!(m[3].volume_options.as_ref().unwrap().labels.is_some());
+        let notes = per_node_volumes(&p, &["db"]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("volumes.data: volume data is per node: a task rescheduled to another node starts with an empty volume (mounted by db)"), "{notes:?}");
+        assert!(notes[1].contains("external"), "{notes:?}");
+        assert!(spec_of(&p, "db")
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .mounts
+            .is_some());
     }
 }
