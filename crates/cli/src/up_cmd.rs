@@ -266,11 +266,15 @@ pub fn ensure_images(
                     let r: berth_registry::Reference = reference.parse()?;
                     let pull = PullProgress::new(name, false);
                     if let Err(ours) = client.pull(&store, &r, &Default::default(), &pull) {
-                        bail!(
-                            "{}: the {} engine: {e}; berth: {ours}",
-                            what(),
-                            backend.name()
-                        );
+                        // The engine's own errors name it ("the swarm
+                        // engine does not support …"); others get its name.
+                        let engine = format!("the {} engine", backend.name());
+                        let theirs = if e.message.contains(&engine) {
+                            e.message.clone()
+                        } else {
+                            format!("{engine}: {}", e.message)
+                        };
+                        bail!("{}: {theirs}; berth: {ours}", what());
                     }
                     backend.import_image(&store, &reference, &progress)?;
                 }
@@ -299,14 +303,19 @@ fn pulls_every_time(loaded: &berth_compose::Loaded, pull: Option<PullPolicy>) ->
 
 pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     let options = load_options(global)?;
-    let loaded = berth_compose::load(&options)?;
+    let mut loaded = berth_compose::load(&options)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
+    }
+    let flags = args.flags()?;
+    if crate::engine::kind(global)? == crate::engine::EngineKind::Swarm {
+        if let Some(note) = crate::engine::adapt_for_swarm(&mut loaded.project, &flags.scale)? {
+            eprintln!("{note}");
+        }
     }
     let backend = crate::engine::backend(global)?;
     let backend = backend.as_ref();
     let project = loaded.project.name.clone();
-    let flags = args.flags()?;
     if let Some(s) = &args.exit_code_from {
         if !loaded.project.services.contains_key(s) {
             bail!("--exit-code-from {s}: no such service");
