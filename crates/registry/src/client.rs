@@ -435,10 +435,19 @@ impl Client {
             )));
         }
         // The registry's own scope (when it names one) joins ours: it is
-        // what the refused request needed.
-        let mut scopes = vec![scope.to_string()];
-        if let Some(s) = challenge.param("scope").filter(|s| *s != scope) {
-            scopes.push(s.to_string());
+        // what the refused request needed. Several scopes in one string
+        // (space-separated, as registries write them in a challenge and as
+        // a mount asks for two repositories) go as one `scope` each.
+        let mut scopes: Vec<String> = Vec::new();
+        for s in scope.split_whitespace().chain(
+            challenge
+                .param("scope")
+                .unwrap_or_default()
+                .split_whitespace(),
+        ) {
+            if !scopes.iter().any(|x| x == s) {
+                scopes.push(s.to_string());
+            }
         }
         let credential = self.credential(authority)?;
         let realm_authority = realm
@@ -670,9 +679,24 @@ pub(crate) struct Repo<'c> {
     pub mirror_of: Option<String>,
 }
 
-impl Repo<'_> {
+impl<'c> Repo<'c> {
     pub fn url(&self, tail: &str) -> String {
         format!("{}/v2/{}/{tail}", self.base, self.repository)
+    }
+
+    /// The same repository, with pull access to `other` (on the same
+    /// host) asked for along with its own: a cross-repository mount needs
+    /// both in one token.
+    pub fn with_pull_of(&self, other: &str) -> Repo<'c> {
+        Repo {
+            client: self.client,
+            authority: self.authority.clone(),
+            host_key: self.host_key.clone(),
+            base: self.base.clone(),
+            repository: self.repository.clone(),
+            scope: format!("{} repository:{other}:pull", self.scope),
+            mirror_of: self.mirror_of.clone(),
+        }
     }
 
     /// Send with the repository's credentials; a `401` refreshes the

@@ -31,6 +31,14 @@ pub trait Progress: Sync {
     fn on_layer_done(&self, digest: &Digest, cached: bool) {
         let _ = (digest, cached);
     }
+
+    /// Push only: the registry mounted the layer from its repository
+    /// `from` (docker's "Mounted from …"); no bytes moved. In place of
+    /// `on_layer_done`, which it calls (as cached) unless overridden.
+    fn on_layer_mounted(&self, digest: &Digest, from: &str) {
+        let _ = from;
+        self.on_layer_done(digest, true);
+    }
 }
 
 /// Reports nothing.

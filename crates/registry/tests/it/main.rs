@@ -6,6 +6,7 @@ mod fake;
 mod faults;
 mod hostile;
 mod images;
+mod mount;
 mod pull_push;
 mod registry;
 
@@ -72,6 +73,8 @@ pub enum Event {
     Bytes(Digest, u64),
     Restart(Digest),
     Done(Digest, bool),
+    /// Mounted from this repository.
+    Mounted(Digest, String),
 }
 
 #[derive(Default)]
@@ -99,6 +102,15 @@ impl Recorder {
             })
             .collect()
     }
+    pub fn mounted(&self) -> Vec<(Digest, String)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Mounted(d, from) => Some((d, from)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Progress for Recorder {
@@ -119,5 +131,11 @@ impl Progress for Recorder {
             .lock()
             .unwrap()
             .push(Event::Done(digest.clone(), cached));
+    }
+    fn on_layer_mounted(&self, digest: &Digest, from: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Event::Mounted(digest.clone(), from.to_string()));
     }
 }
