@@ -165,6 +165,30 @@ fn wanted(
     Ok(out)
 }
 
+/// The ports berth's readiness probe checks for `w`: its published TCP
+/// targets, when neither the service nor its image has a healthcheck test
+/// (a service's `healthcheck:` with timings only tunes the probe).
+fn probed_ports(
+    store: Option<&Store>,
+    w: &Wanted,
+    svc: &berth_compose::model::Service,
+) -> Vec<u16> {
+    if let Some(h) = &svc.healthcheck {
+        if h.get("test").is_some() || h.get("disable").and_then(|d| d.as_bool()) == Some(true) {
+            return Vec::new();
+        }
+    }
+    let image_has_one = store.is_some_and(|s| {
+        manifest_of(s, &w.sources[0].1)
+            .and_then(|d| crate::images::has_healthcheck(s, &d))
+            .unwrap_or(false)
+    });
+    if image_has_one {
+        return Vec::new();
+    }
+    crate::probe::ports(svc)
+}
+
 fn label<'a>(s: &'a Service, key: &str) -> Option<&'a str> {
     s.spec
         .as_ref()?
@@ -340,6 +364,19 @@ impl SwarmBackend {
             steps.push(step.clone());
             plan.steps.push(step);
         }
+        for (w, step) in wanted.iter().zip(&steps) {
+            if matches!(step.action, Action::Nothing { .. }) || !cfg!(target_arch = "x86_64") {
+                continue;
+            }
+            let ports = probed_ports(store, w, &project.services[&w.service]);
+            if !ports.is_empty() {
+                plan.warnings.push(format!(
+                    "services.{}: no healthcheck: berth adds a TCP readiness probe on port {} (a new task counts as running once it accepts; updates wait for it)",
+                    w.service,
+                    crate::probe::list(&ports)
+                ));
+            }
+        }
         for n in spec::not_applied(project) {
             plan.warnings.push(format!("not applied on swarm: {n}"));
         }
@@ -488,18 +525,27 @@ impl SwarmBackend {
                     }
                 }
             }
-            let desc = if code.is_empty() && extra.is_empty() {
+            // Without a healthcheck swarm would retire an old task as soon
+            // as its replacement starts: berth's probe gates the roll.
+            let (mut top, mut readiness) = (Vec::new(), None);
+            let ports = probed_ports(Some(&store), w, svc);
+            if let Some((layer, check)) = crate::probe::readiness(&store, &ports)? {
+                top.push(layer);
+                readiness = Some(check);
+            }
+            let desc = if code.is_empty() && extra.is_empty() && top.is_empty() {
                 runtime
             } else {
-                compose_layers(&store, &runtime, &extra, &code)?
+                compose_layers(&store, &runtime, &extra, &code, &top)?
             };
             let repo = format!("berth/{}-{}", project.name, w.service);
             let shipped = registry.ship(&store, &desc, &repo)?;
             progress(&format!(
-                "Image {} Pushed ({} blob{} uploaded, {} already there)",
+                "Image {} Pushed ({} blob{} uploaded, {} mounted from other repositories, {} already there)",
                 shipped.reference,
                 shipped.blobs_uploaded,
                 if shipped.blobs_uploaded == 1 { "" } else { "s" },
+                shipped.blobs_mounted,
                 shipped.blobs_existing
             ));
             let mut service_labels = HashMap::from([
@@ -535,11 +581,13 @@ impl SwarmBackend {
                 configs,
                 runtime: w.runtime.is_some(),
                 mounts: spec::mounts(project, &w.service, svc)?,
+                readiness,
             };
             let mut spec = spec::service_spec(&input)?;
             let name = service_name(&project.name, &w.service);
             match existing.get(&w.service) {
                 None => {
+                    spec::stamp(&mut spec);
                     self.docker
                         .create_service(spec, None)
                         .await
@@ -563,6 +611,7 @@ impl SwarmBackend {
                             t.force_update = Some(prev + 1);
                         }
                     }
+                    spec::stamp(&mut spec);
                     self.docker
                         .update_service(
                             &name,
@@ -666,7 +715,7 @@ impl SwarmBackend {
             return Ok(None);
         }
         let shipped = self.registry()?.ship(store, &desc, "berth/proxy")?;
-        let spec = spec::proxy_spec(
+        let mut spec = spec::proxy_spec(
             &project.name,
             &shipped.reference,
             &routes,
@@ -680,6 +729,7 @@ impl SwarmBackend {
                 (labels::SOURCES.to_string(), desc.digest.to_string()),
             ]),
         );
+        spec::stamp(&mut spec);
         match old {
             None => {
                 self.docker
@@ -739,6 +789,18 @@ impl SwarmBackend {
                 .await
                 .map_err(|e| api_err(format!("inspecting service {name}"), e))?;
             let tasks = self.tasks(std::slice::from_ref(&svc), false).await?;
+            // A task is current when swarm made it from the template the
+            // service has now: an update that keeps the image (a new
+            // command, environment, healthcheck) is not done until the
+            // tasks made before it are replaced.
+            let want = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.task_template.as_ref())
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::TASK_TEMPLATE))
+                .cloned();
             for t in &tasks {
                 let state = state_name(t.state);
                 let line = match &t.error {
@@ -746,12 +808,14 @@ impl SwarmBackend {
                     _ => state.clone(),
                 };
                 if seen.get(&t.id) != Some(&line) {
-                    let old = t.spec_image != image;
-                    progress(&format!(
-                        "Task {}{} {line}",
-                        t.name,
-                        if old { " (previous image)" } else { "" }
-                    ));
+                    let old = if t.spec_image != image {
+                        " (previous image)"
+                    } else if t.template != want {
+                        " (previous configuration)"
+                    } else {
+                        ""
+                    };
+                    progress(&format!("Task {}{old} {line}", t.name));
                     seen.insert(t.id.clone(), line);
                 }
             }
@@ -782,9 +846,9 @@ impl SwarmBackend {
                 .collect();
             let ready = current
                 .iter()
-                .filter(|t| t.state == TaskState::RUNNING && t.spec_image == image)
+                .filter(|t| t.state == TaskState::RUNNING && t.template == want)
                 .count() as i64;
-            let stale = current.iter().any(|t| t.spec_image != image);
+            let stale = current.iter().any(|t| t.template != want);
             let enough = match replicas {
                 Some(n) => ready >= n,
                 None => ready >= 1,

@@ -24,6 +24,8 @@ pub struct Shipped {
     pub reference: String,
     pub digest: Digest,
     pub blobs_uploaded: usize,
+    /// Layers the registry had under another repository (not sent).
+    pub blobs_mounted: usize,
     pub blobs_existing: usize,
 }
 
@@ -72,6 +74,7 @@ impl ClusterRegistry {
             reference: format!("{}/{repo}@{}", self.address, pushed.digest),
             digest: pushed.digest,
             blobs_uploaded: pushed.blobs_uploaded,
+            blobs_mounted: pushed.blobs_mounted,
             blobs_existing: pushed.blobs_existing,
         })
     }
@@ -125,7 +128,7 @@ pub fn compose(
     runtime: &Descriptor,
     code: &[(String, Descriptor)],
 ) -> Result<Descriptor, BackendError> {
-    compose_layers(store, runtime, &[], code)
+    compose_layers(store, runtime, &[], code, &[])
 }
 
 /// A layer berth made itself (an `x-runtime`, the CA bundle), to ride on a
@@ -149,13 +152,15 @@ pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
 pub const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `base` with `extra` layers (berth's own) and then the code images'
-/// layers on top. See [`compose`].
+/// `base` with `extra` layers (berth's own: a runtime, the CA bundle), the
+/// code images' layers, and `top` (berth's readiness probe) on top. See
+/// [`compose`].
 pub fn compose_layers(
     store: &Store,
     base: &Descriptor,
     extra: &[Layer],
     code: &[(String, Descriptor)],
+    top: &[Layer],
 ) -> Result<Descriptor, BackendError> {
     let read = |d: &Descriptor| -> Result<(Value, Value), BackendError> {
         let manifest: Value = serde_json::from_slice(
@@ -221,6 +226,15 @@ pub fn compose_layers(
                 format!("berth: code of service {service} ({})", desc.digest),
             );
         }
+    }
+    for l in top {
+        add(
+            &mut config,
+            json!({"mediaType": l.desc.media_type, "digest": l.desc.digest.to_string(), "size": l.desc.size}),
+            Value::String(l.diff_id.to_string()),
+            l.created_by.clone(),
+        );
+        set_env(&mut config, l);
     }
     for l in &mut layers {
         if let Some(t) = l
@@ -511,6 +525,63 @@ pub fn ca_layer(store: &Store, bundle: &std::path::Path) -> Result<Layer, Backen
     })
 }
 
+/// One file of berth's at `path` (absolute; its parent directories are
+/// made 0755) as a layer.
+pub fn file_layer(
+    store: &Store,
+    path: &str,
+    mode: u32,
+    bytes: &[u8],
+    created_by: String,
+) -> Result<Layer, BackendError> {
+    let rel = path.trim_start_matches('/');
+    let mut tar = LayerTar::new();
+    let mut parent = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for dir in &parts[..parts.len() - 1] {
+        if !parent.is_empty() {
+            parent.push('/');
+        }
+        parent.push_str(dir);
+        tar.dir(&parent, 0o755)?;
+    }
+    tar.file(rel, mode, bytes)?;
+    let (desc, diff_id) = tar.finish(store)?;
+    Ok(Layer {
+        desc,
+        diff_id,
+        created_by,
+        path_prepend: None,
+        env: Vec::new(),
+    })
+}
+
+/// Whether the image `desc` names declares a `HEALTHCHECK` of its own
+/// (other than `NONE`): swarm runs it when the service sets none.
+pub fn has_healthcheck(store: &Store, desc: &Descriptor) -> Result<bool, BackendError> {
+    let manifest: Value = serde_json::from_slice(
+        &store
+            .read_blob(&desc.digest)
+            .map_err(|e| err("reading a manifest", e))?,
+    )?;
+    let cfg_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| err("a manifest's config digest", e))?;
+    let config: Value = serde_json::from_slice(
+        &store
+            .read_blob(&cfg_digest)
+            .map_err(|e| err("reading an image config", e))?,
+    )?;
+    let test = &config["config"]["Healthcheck"]["Test"];
+    Ok(test
+        .as_array()
+        .and_then(|t| t.first())
+        .and_then(Value::as_str)
+        .is_some_and(|first| first != "NONE"))
+}
+
 /// How the nodes run berth's port proxy: a program on this machine (this
 /// binary with a hidden subcommand, or `berth-swarm-proxy`) and the
 /// arguments before its routes.
@@ -780,8 +851,14 @@ mod tests {
             runtime_layer(&store, &mount(rt.path(), "sha256:aa")).unwrap(),
             ca_layer(&store, &ca).unwrap(),
         ];
-        let composed =
-            compose_layers(&store, &base, &layers, &[("code".into(), code.clone())]).unwrap();
+        let composed = compose_layers(
+            &store,
+            &base,
+            &layers,
+            &[("code".into(), code.clone())],
+            &[],
+        )
+        .unwrap();
         let m: Value = serde_json::from_slice(&store.read_blob(&composed.digest).unwrap()).unwrap();
         let digests: Vec<String> = m["layers"]
             .as_array()

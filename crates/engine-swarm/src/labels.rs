@@ -21,6 +21,10 @@ pub const FILES: &str = "io.berth.files";
 pub const FILE_KEY: &str = "io.berth.file";
 /// The routes of berth's proxy service (`LISTEN:HOST:PORT`, comma-separated).
 pub const PROXY_ROUTES: &str = "io.berth.proxy-routes";
+/// On a service's containers: a digest of the task template berth sent,
+/// so a task can be told to be of the service's current template (swarm
+/// fills defaults into the service's copy that the tasks' lack).
+pub const TASK_TEMPLATE: &str = "io.berth.task-template";
 /// Which berth made it.
 pub const BERTH_VERSION: &str = "io.berth.version";
 

@@ -26,6 +26,7 @@ mod labels;
 mod logs;
 mod nodes;
 mod observe;
+mod probe;
 pub mod proxy;
 mod spec;
 

@@ -30,8 +30,11 @@ pub(crate) struct TaskView {
     pub exit_code: Option<i64>,
     /// `ADDR:PUBLISHED->TARGET/tcp`, for host-mode ports.
     pub ports: Vec<String>,
-    /// The service spec version it was made from.
+    /// The image its spec names.
     pub spec_image: String,
+    /// The digest of the task template it was made from
+    /// ([`crate::spec::stamp`]).
+    pub template: Option<String>,
 }
 
 fn task_state_str(s: TaskState) -> String {
@@ -186,9 +189,15 @@ impl SwarmBackend {
                     ports,
                     spec_image: t
                         .spec
-                        .and_then(|s| s.container_spec)
-                        .and_then(|c| c.image)
+                        .as_ref()
+                        .and_then(|s| s.container_spec.as_ref())
+                        .and_then(|c| c.image.clone())
                         .unwrap_or_default(),
+                    template: t
+                        .spec
+                        .and_then(|s| s.container_spec)
+                        .and_then(|c| c.labels)
+                        .and_then(|mut l| l.remove(labels::TASK_TEMPLATE)),
                 })
             })
             .collect();

@@ -277,6 +277,9 @@ pub struct ServiceInput<'a> {
     /// Its image carries an `x-runtime` layer, whose `bin` goes first on
     /// the `PATH` the service sets itself too.
     pub runtime: bool,
+    /// The healthcheck berth adds when the service has none
+    /// ([`crate::probe::readiness`]).
+    pub readiness: Option<HealthConfig>,
 }
 
 /// The engine-level name of a compose volume (`<project>_<key>`, or its `name:`).
@@ -540,6 +543,27 @@ fn healthcheck(svc: &Service, service: &str) -> Result<Option<HealthConfig>, Bac
     }))
 }
 
+/// The service's healthcheck with berth's readiness probe where it has no
+/// test of its own: the probe's settings fill what the service leaves out,
+/// so `healthcheck: {start_period: 30s}` tunes the probe.
+fn with_readiness(own: Option<HealthConfig>, probe: Option<&HealthConfig>) -> Option<HealthConfig> {
+    let Some(probe) = probe else { return own };
+    let Some(own) = own else {
+        return Some(probe.clone());
+    };
+    if own.test.is_some() {
+        return Some(own);
+    }
+    Some(HealthConfig {
+        test: probe.test.clone(),
+        interval: own.interval.or(probe.interval),
+        timeout: own.timeout.or(probe.timeout),
+        start_period: own.start_period.or(probe.start_period),
+        start_interval: own.start_interval.or(probe.start_interval),
+        retries: own.retries.or(probe.retries),
+    })
+}
+
 /// Replicas: `scale`, else `deploy.replicas`, else 1. `None` for global.
 pub fn replicas(svc: &Service) -> Option<i64> {
     let deploy = svc.extra.get("deploy");
@@ -797,7 +821,7 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
         read_only: svc.read_only,
         stop_signal: svc.stop_signal.clone(),
         stop_grace_period: stop_grace,
-        health_check: healthcheck(svc, name)?,
+        health_check: with_readiness(healthcheck(svc, name)?, input.readiness.as_ref()),
         mounts: (!input.mounts.is_empty()).then(|| input.mounts.clone()),
         secrets: (!input.secrets.is_empty()).then(|| input.secrets.clone()),
         configs: (!input.configs.is_empty()).then(|| input.configs.clone()),
@@ -874,6 +898,26 @@ pub fn service_spec(input: &ServiceInput) -> Result<ServiceSpec, BackendError> {
         }),
         ..Default::default()
     })
+}
+
+/// Label `spec`'s containers with a digest of its task template (the
+/// label aside), just before it is sent: see [`labels::TASK_TEMPLATE`].
+pub fn stamp(spec: &mut ServiceSpec) {
+    let Some(template) = spec.task_template.as_mut() else {
+        return;
+    };
+    let container = template.container_spec.get_or_insert_with(Default::default);
+    if let Some(l) = container.labels.as_mut() {
+        l.remove(labels::TASK_TEMPLATE);
+    }
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    let digest = berth_oci::Digest::of(&json).to_string();
+    template
+        .container_spec
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(labels::TASK_TEMPLATE.into(), digest);
 }
 
 /// The name of a project's proxy service.
@@ -976,6 +1020,7 @@ mod tests {
             configs: Vec::new(),
             runtime: false,
             mounts: mounts(p, service, &p.services[service]).unwrap(),
+            readiness: None,
         })
         .unwrap()
     }
@@ -1026,6 +1071,79 @@ mod tests {
             (port.published_port, port.target_port),
             (Some(8080), Some(3000))
         );
+    }
+
+    #[test]
+    fn the_readiness_probe_fills_only_what_the_service_leaves_out() {
+        let probe = HealthConfig {
+            test: Some(vec!["CMD".into(), "/.berth/tcp-ready".into()]),
+            interval: Some(1),
+            retries: Some(3),
+            start_period: Some(300),
+            ..Default::default()
+        };
+        let input_of = |yaml: &str| {
+            let p = project(yaml);
+            let svc = &p.services["web"];
+            service_spec(&ServiceInput {
+                project: &p.name,
+                service: "web",
+                svc,
+                image: "r:5000/x@sha256:00".into(),
+                labels: HashMap::new(),
+                networks: vec!["p_default".into()],
+                publish: false,
+                secrets: Vec::new(),
+                configs: Vec::new(),
+                runtime: false,
+                mounts: Vec::new(),
+                readiness: Some(probe.clone()),
+            })
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .health_check
+            .unwrap()
+        };
+        let none = input_of("services:\n  web:\n    image: x\n");
+        assert_eq!(none, probe);
+        let tuned = input_of(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      start_period: 20s\n",
+        );
+        assert_eq!(tuned.test, probe.test);
+        assert_eq!(tuned.start_period, Some(20_000_000_000));
+        assert_eq!(tuned.interval, Some(1));
+        let own = input_of(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, 'true']\n",
+        );
+        assert_eq!(own.test, Some(vec!["CMD".to_string(), "true".to_string()]));
+        assert_eq!(own.start_period, None);
+    }
+
+    #[test]
+    fn the_template_stamp_follows_what_the_tasks_get() {
+        let p = project("services:\n  web:\n    image: x\n    command: [a]\n");
+        let stamped = |spec: &mut ServiceSpec| {
+            stamp(spec);
+            let labels = spec
+                .task_template
+                .as_ref()
+                .unwrap()
+                .container_spec
+                .as_ref()
+                .unwrap()
+                .labels
+                .clone()
+                .unwrap();
+            labels[labels::TASK_TEMPLATE].clone()
+        };
+        let mut a = spec_of(&p, "web");
+        let first = stamped(&mut a);
+        assert_eq!(stamped(&mut a), first, "stamping again changes nothing");
+        let other = project("services:\n  web:\n    image: x\n    command: [b]\n");
+        assert_ne!(stamped(&mut spec_of(&other, "web")), first);
     }
 
     #[test]

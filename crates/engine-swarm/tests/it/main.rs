@@ -388,7 +388,7 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
     assert!(docker(1, &["stack", "ls"]).contains(&name));
     assert!(docker(1, &["stack", "services", &name]).contains(&format!("{name}_app")));
     let first = deployed_layers(&name, "app");
-    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first.len(), 3, "runtime, code, readiness probe: {first:?}");
     assert!(p
         .plan(&b)
         .steps
@@ -598,6 +598,120 @@ fn a_lost_worker_s_tasks_are_rescheduled_and_the_proxy_keeps_serving() {
     assert_eq!(seen.last().map(String::as_str), Some(want));
     assert_eq!(get(&node_addr(1), port).as_deref(), Some(want));
     cluster::cluster_script(&["start-node", "3"]);
+    assert!(p.down(&b));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.leftovers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left after down: {:?}",
+            p.leftovers()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// No healthcheck in the file or the image: berth's TCP readiness probe
+/// gates the roll. An update whose new tasks never open their port (a
+/// `healthcheck:` with timings only tunes the probe) is rolled back by
+/// swarm, `up` says so, and the old tasks answer throughout: a 20 ms client
+/// sees no failed request. Without the probe swarm would count the new
+/// tasks running at once and retire the old ones.
+#[test]
+fn an_update_that_never_opens_its_port_is_rolled_back_while_the_old_tasks_serve() {
+    let cluster = Cluster::get();
+    let b = cluster.backend();
+    let store = store();
+    let name = format!("swprobe{}", std::process::id());
+    let port = 40000 + (std::process::id() % 10000) as u16;
+    let rt = runtime_image(&store, "4.2.2");
+    let code = format!("berth-test/swarm-code:{name}");
+    code_image(&store, &code, "code one");
+    let compose = |command: &str| {
+        format!(
+            "services:\n  code:\n    image: {code}\n  app:\n    image: {rt}\n    volumes_from: [code]\n    ports: [\"{port}:3000\"]\n    command: {command}\n    stop_grace_period: 1s\n    healthcheck:\n      start_period: 3s\n      interval: 1s\n      retries: 2\n    deploy:\n      replicas: 2\n      update_config: {{monitor: 2s}}\n"
+        )
+    };
+    let p = Project::new(&name, &compose("[httpd, -f, -p, \"3000\", -h, /app]"));
+    let plan = p.plan(&b);
+    assert!(
+        plan.warnings.iter().any(|w| w.starts_with(
+            "services.app: no healthcheck: berth adds a TCP readiness probe on port 3000"
+        )),
+        "{plan}"
+    );
+    p.up(&b);
+    let want = "I am running version 4.2.2 with code one";
+    wait_all_nodes(port, want);
+    let check = docker(
+        1,
+        &[
+            "service",
+            "inspect",
+            "-f",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck}}",
+            &format!("{name}_app"),
+        ],
+    );
+    let check: Value = serde_json::from_str(check.trim()).unwrap();
+    assert_eq!(
+        check["Test"],
+        json!(["CMD", "/.berth/tcp-ready"]),
+        "{check}"
+    );
+    assert_eq!(check["StartPeriod"], json!(3_000_000_000i64), "{check}");
+
+    std::fs::write(
+        p.dir.join("docker-compose.yml"),
+        compose("[sleep, \"3600\"]"),
+    )
+    .unwrap();
+    let poller = Poller::start(port);
+    let (load, loaded) = p.load();
+    let (images, runtimes, flags) = (BTreeMap::new(), BTreeMap::new(), PlanFlags::default());
+    let req = UpRequest {
+        load: &load,
+        loaded: &loaded,
+        images: &images,
+        runtimes: &runtimes,
+        flags: &flags,
+    };
+    let err = b
+        .up(&req, &|l| eprintln!("{l}"))
+        .expect_err("an update that never gets ready fails");
+    assert!(
+        err.message.contains(&format!(
+            "service {name}_app: the update failed and swarm rolled it back"
+        )),
+        "{}",
+        err.message
+    );
+    // The rollback finishes; the old tasks answered all along.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{.UpdateStatus.State}}",
+                &format!("{name}_app"),
+            ],
+        );
+        if state.trim() == "rollback_completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollback did not complete: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (seen, failed, n) = poller.finish();
+    eprintln!("failed update: {n} requests, {failed} failed, saw {seen:?}");
+    assert_eq!(failed, 0, "{failed} of {n} requests failed");
+    assert_eq!(seen, vec![want.to_string()]);
     assert!(p.down(&b));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !p.leftovers().is_empty() {

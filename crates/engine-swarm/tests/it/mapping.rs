@@ -336,7 +336,11 @@ fn an_x_runtime_rides_as_its_own_layer_and_each_change_ships_only_its_layer() {
     );
     wait_for(port, "/cgi-bin/v", "v4.2.2 npm ca=TEST-CA code one");
     let first = deployed_layers(&name, "app");
-    assert_eq!(first.len(), 4, "base, runtime, CA bundle, code: {first:?}");
+    assert_eq!(
+        first.len(),
+        5,
+        "base, runtime, CA bundle, code, readiness probe: {first:?}"
+    );
 
     // A runtime bump: the runtime layer and a config go over the wire.
     std::fs::write(p.dir.join("docker-compose.yml"), compose("4.2.3", &code1)).unwrap();
