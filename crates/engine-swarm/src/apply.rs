@@ -906,40 +906,12 @@ impl SwarmBackend {
         project: &str,
         progress: Progress<'_>,
     ) -> Result<Vec<String>> {
-        let filters = HashMap::from([("label".to_string(), vec![labels::stack_filter(project)])]);
-        let volumes = self
-            .docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(|e| api_err("listing volumes", e))?
-            .volumes
-            .unwrap_or_default();
-        let mut left = Vec::new();
-        for v in volumes {
-            match self
-                .docker
-                .remove_volume(
-                    &v.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await
-            {
-                Ok(()) => progress(&format!("Volume {} Removed", v.name)),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => left.push(format!(
-                    "volume {}: {}",
-                    v.name,
-                    api_err("", e).message.trim_start_matches(": ")
-                )),
-            }
-        }
-        Ok(left)
+        remove_volumes(&self.docker, project, progress).await
     }
 
-    /// Say which nodes other than the manager's may still hold volumes of
-    /// the project: swarm has no call to remove a volume on another node.
+    /// Remove the project's volumes on the nodes other than the manager's
+    /// that `BERTH_SWARM_NODES` names, and say which nodes may still hold
+    /// some: swarm has no call to remove a volume on another node.
     async fn name_volumes_left(
         &self,
         project: &str,
@@ -949,14 +921,79 @@ impl SwarmBackend {
         let all = self.nodes().await?;
         let manager = all.get(&self.node_id).map(|n| n.hostname.as_str());
         for node in nodes.iter().filter(|n| Some(n.as_str()) != manager) {
-            progress(&format!(
-                "warning: volumes of {project} on node {node} not removed: swarm removes a volume only through its own node's Engine (there: docker volume rm $(docker volume ls -q --filter label={}))",
-                labels::stack_filter(project)
-            ));
+            let id = all
+                .iter()
+                .find(|(_, n)| &n.hostname == node)
+                .map(|(id, _)| id.as_str())
+                .unwrap_or_default();
+            let Some(endpoint) = self.node_endpoints.get(node, id) else {
+                progress(&format!(
+                    "warning: volumes of {project} on node {node} not removed: swarm removes a volume only through its own node's Engine (add {node}=unix:///…|tcp://… to {}, or there: docker volume rm $(docker volume ls -q --filter label={}))",
+                    crate::nodes::NODES_ENV,
+                    labels::stack_filter(project)
+                ));
+                continue;
+            };
+            let left = match crate::engine_client(endpoint).await {
+                Ok(docker) => {
+                    // The node may still be removing the tasks' containers.
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    loop {
+                        let left = remove_volumes(&docker, project, progress).await?;
+                        if left.is_empty() || Instant::now() > deadline {
+                            break left;
+                        }
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                Err(e) => vec![format!("node {node}: {}", e.message)],
+            };
+            for l in left {
+                progress(&format!("warning: not removed on node {node}: {l}"));
+            }
         }
         Ok(())
     }
+}
 
+/// Remove the project's volumes that `docker`'s node holds; what it
+/// refused to remove (still in use), named.
+async fn remove_volumes(
+    docker: &bollard::Docker,
+    project: &str,
+    progress: Progress<'_>,
+) -> Result<Vec<String>> {
+    let filters = HashMap::from([("label".to_string(), vec![labels::stack_filter(project)])]);
+    let volumes = docker
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| api_err("listing volumes", e))?
+        .volumes
+        .unwrap_or_default();
+    let mut left = Vec::new();
+    for v in volumes {
+        match docker
+            .remove_volume(
+                &v.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(()) => progress(&format!("Volume {} Removed", v.name)),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => left.push(format!(
+                "volume {}: {}",
+                v.name,
+                api_err("", e).message.trim_start_matches(": ")
+            )),
+        }
+    }
+    Ok(left)
+}
+
+impl SwarmBackend {
     pub(crate) async fn tear_down(
         &self,
         project: &str,

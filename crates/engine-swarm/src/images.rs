@@ -29,6 +29,10 @@ pub struct Shipped {
     pub blobs_existing: usize,
 }
 
+/// The tag under which berth's store names what it last pushed to a
+/// repository of the cluster's registry.
+const SHIPPED_TAG: &str = "berth-shipped";
+
 /// The cluster's registry, as the nodes and this machine both reach it.
 pub struct ClusterRegistry {
     /// `host:port`.
@@ -70,6 +74,14 @@ impl ClusterRegistry {
             .client
             .push_descriptor(store, desc, &target, &NoProgress)
             .map_err(|e| err(format!("pushing {text}"), e))?;
+        // Named in the store as what the registry holds in `repo`, so the
+        // next push of one of its layers to another repository (a second
+        // service on the same x-runtime) is a mount, not an upload. One
+        // name per repository, replaced each time.
+        let shipped_name = format!("{}/{repo}:{SHIPPED_TAG}", self.address);
+        store
+            .tag(&shipped_name, desc)
+            .map_err(|e| err(format!("naming {shipped_name} in berth's store"), e))?;
         Ok(Shipped {
             reference: format!("{}/{repo}@{}", self.address, pushed.digest),
             digest: pushed.digest,

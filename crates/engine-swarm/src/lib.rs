@@ -97,6 +97,22 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// A client of the Docker Engine at `host` (`unix://…`, `tcp://…`), its
+/// API version agreed.
+pub(crate) async fn engine_client(host: &str) -> Result<Docker> {
+    let version = bollard::API_DEFAULT_VERSION;
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version)
+    } else {
+        Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
+    }
+    .map_err(|e| BackendError::engine(format!("Docker host {host}: {e}")))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| BackendError::engine(format!("cannot reach the Docker Engine at {host}: {e}")))
+}
+
 impl SwarmBackend {
     /// Connect to the manager `DOCKER_HOST` or the current Docker context
     /// names; the registry from [`REGISTRY_ENV`], the other nodes' Engines
@@ -114,19 +130,7 @@ impl SwarmBackend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::engine(format!("starting the Docker client: {e}")))?;
-        let version = bollard::API_DEFAULT_VERSION;
-        let docker = if let Some(path) = endpoint.host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, version)
-        } else {
-            Docker::connect_with_http(&endpoint.host, REQUEST_TIMEOUT_SECS, version)
-        }
-        .map_err(|e| BackendError::engine(format!("Docker host {}: {e}", endpoint.host)))?;
-        let docker = rt.block_on(docker.negotiate_version()).map_err(|e| {
-            BackendError::engine(format!(
-                "cannot reach the Docker Engine at {}: {e}",
-                endpoint.host
-            ))
-        })?;
+        let docker = rt.block_on(engine_client(&endpoint.host))?;
         let info = rt
             .block_on(docker.info())
             .map_err(|e| api_err(format!("Docker host {}", endpoint.host), e))?;

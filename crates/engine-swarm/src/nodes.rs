@@ -49,7 +49,7 @@ impl NodeEndpoints {
         Ok(NodeEndpoints(map))
     }
 
-    fn get(&self, hostname: &str, id: &str) -> Option<&String> {
+    pub(crate) fn get(&self, hostname: &str, id: &str) -> Option<&String> {
         self.0.get(hostname).or_else(|| self.0.get(id))
     }
 }

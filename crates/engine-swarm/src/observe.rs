@@ -167,9 +167,16 @@ impl SwarmBackend {
                                         .unwrap_or_else(|| "tcp".into())
                                 )
                             })
-                            .collect()
+                            .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
+                // Docker 20.10 binds a host-mode port on 0.0.0.0 and on ::
+                // and swarm reports each binding: one line per port here.
+                let mut seen = std::collections::HashSet::new();
+                let ports: Vec<String> = ports
+                    .into_iter()
+                    .filter(|p| seen.insert(p.clone()))
+                    .collect();
                 let container = status.container_status.clone();
                 Some(TaskView {
                     id: t.id.clone().unwrap_or_default(),

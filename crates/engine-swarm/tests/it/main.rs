@@ -466,12 +466,23 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
         .collect();
     assert_eq!(running.len(), 3, "{running:?}");
     // berth's proxy runs one task on each node.
-    let proxies = status
+    let proxies: Vec<_> = status
         .containers
         .iter()
         .filter(|c| c.service == "berth-proxy")
-        .count();
-    assert_eq!(proxies, 3);
+        .collect();
+    assert_eq!(proxies.len(), 3);
+    // Each publishes the port once, on its node's address (docker binds
+    // 0.0.0.0 and :: and swarm reports both).
+    for c in &proxies {
+        let addr = c.ip.clone().unwrap_or_default();
+        assert_eq!(
+            c.ports,
+            [format!("{addr}:{port}->{port}/tcp")],
+            "{}",
+            c.name
+        );
+    }
     assert!(
         running
             .iter()
