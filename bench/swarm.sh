@@ -190,7 +190,9 @@ code() { # DIR N: the app's code, version N
 whole_dockerfile() { printf 'FROM %s/bench/runtime:%s\nCOPY app /app\n' "$REG" "$1"; }
 swarm_berth() { DOCKER_HOST=unix:///run/berth-swarm/node1/docker.sock BERTH_SWARM_REGISTRY=$REG "$BERTH" "$@"; }
 bytes=$work/bytes
+wire=$work/wire
 : >"$bytes"
+: >"$wire"
 port=$((25000 + RANDOM % 1000))
 # Each tool: the first deploy (4.2.2, code 1), the runtime bump (4.2.3),
 # the code change (code 2).
@@ -208,8 +210,9 @@ for step in "${steps[@]}"; do
   zero
   "${DK[@]}" push "$REG/bench/bytes-docker:$what" >"$work/push-docker-$what.log"
   echo "docker-stack $what $(counted node1)" | tee -a "$bytes"
+  echo "docker-stack $what:" >>"$wire"
   # What went: each layer pushed, mounted from another repository or already there.
-  grep -E "Pushed|Mounted|exists" "$work/push-docker-$what.log" | sed 's/^/  /' || true
+  grep -E "Pushed|Mounted|exists" "$work/push-docker-$what.log" | sed 's/^/  /' | tee -a "$wire" || true
 done
 
 # berth, the same Dockerfile (a whole image), and berth with the seed's split.
@@ -225,7 +228,9 @@ for layout in whole split; do
       service="    build: .
     image: bench-bytes/app:latest"
     else
-      code "$d/code" "$n"
+      # Its own code text: the whole-image rows' code layer (same bytes
+      # otherwise) is in the registry by now and would be mounted.
+      code "$d/code" "split-$n"
       printf 'FROM scratch\nCOPY app /app\nVOLUME /app\n' >"$d/code/Dockerfile"
       service="    image: $REG/bench/runtime:$v
     volumes_from: [code]"
@@ -249,14 +254,17 @@ EOF
     zero
     (cd "$d" && swarm_berth --engine swarm up -d >"$work/up-$p-$what.log" 2>&1)
     echo "berth-$layout $what $(counted lo)" | tee -a "$bytes"
-    grep -E "Image .* Pushed" "$work/up-$p-$what.log" | sed 's/^/  /' || true
+    echo "berth-$layout $what:" >>"$wire"
+    grep -E "Image .* Pushed" "$work/up-$p-$what.log" | sed 's/^.*Pushed /  /' | tee -a "$wire" || true
   done
   remove berth-swarm "$d" "$p"
 done
 
-python3 - "$results" "$root/BENCHMARKS.md" "$RUNS" "$("${DK[@]}" version --format '{{.Server.Version}}')" "$bytes" <<'PY'
+python3 - "$results" "$root/BENCHMARKS.md" "$RUNS" "$("${DK[@]}" version --format '{{.Server.Version}}')" "$bytes" "$wire" <<'PY'
 import json, re, statistics, sys
-path, bench, runs, version, bytes_path = sys.argv[1:6]
+path, bench, runs, version, bytes_path, wire_path = sys.argv[1:7]
+# What each push sent, per layer, as docker push and berth up printed it.
+wire = " ".join(l.strip() for l in open(wire_path) if l.strip())
 pushed = {}
 for line in open(bytes_path):
     tool, what, n = line.split()
@@ -316,17 +324,17 @@ lines = [
     "(`bench/runtime:4.2.x`, busybox + a version file) as a mirrored upstream image would; the app",
     "image is `FROM` that plus `COPY app /app` for docker (`docker build`, classic builder) and for",
     "berth's whole-image rows (`berth build`). What goes over the wire, per `docker push` and",
-    "`berth up`'s output. docker, runtime bump: the runtime layer is mounted from `bench/runtime`",
-    "(a cross-repository mount: no body), the code layer is sent again (the classic builder's COPY",
-    "on the new base made a new digest), a config and a manifest; code change: the code layer, a",
-    "config, a manifest. berth, runtime bump: the runtime layer is mounted from `bench/runtime` too",
-    "(berth's store knows it pulled that layer from there), the code layer keeps its digest and is",
-    "not sent: a config and a manifest; code change: the code layer, a config, a manifest. With the",
-    "seed's split (berth composes the runtime image's layers and the code layer into one manifest,",
-    "no rebuild) the bytes are the same as with the whole image. berth's images also carry its TCP",
-    "readiness probe (a layer of a few hundred bytes, sent once per repository, on the first deploy).",
-    "Where the runtime comes from outside the cluster's registry (quay.io, Docker Hub) both tools",
-    "send its layers once (not measured here).",
+    "`berth up`'s output. docker mounts the runtime layer from `bench/runtime` (a cross-repository",
+    "mount: no body) and sends the code layer again when the classic builder's COPY on the new base",
+    "made a new digest (it does in some runs, not in others). berth mounts the runtime layer from",
+    "`bench/runtime` too (its store knows it pulled that layer from there), and its code layer keeps",
+    "its digest across a runtime bump, so a bump sends a config and a manifest; a code change sends",
+    "the code layer, a config and a manifest. With the seed's split (berth composes the runtime",
+    "image's layers and the code layer into one manifest, no rebuild) the bytes are the same as with",
+    "the whole image. berth's images also carry its TCP readiness probe (a layer of a few hundred",
+    "bytes, sent or mounted once per repository, on the first deploy). Where the runtime comes from",
+    "outside the cluster's registry (quay.io, Docker Hub) both tools send its layers once (not",
+    "measured here). What each push sent, layer by layer, in this run: " + wire,
     "Every figure (bytes): " + ", ".join(f"{t} {w} {n}" for (t, w), n in pushed.items()) + " (`first`: the first deploy; berth's proxy image was already in the registry from the rows above).",
     "",
     f"Reproduce: `RUNS={runs} bash bench/swarm.sh` (as root; `BERTH=target/release/berth` to use a pre-built binary).",
