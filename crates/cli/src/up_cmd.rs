@@ -303,16 +303,11 @@ fn pulls_every_time(loaded: &berth_compose::Loaded, pull: Option<PullPolicy>) ->
 
 pub fn up(global: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     let options = load_options(global)?;
-    let mut loaded = berth_compose::load(&options)?;
+    let loaded = berth_compose::load(&options)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
     let flags = args.flags()?;
-    if crate::engine::kind(global)? == crate::engine::EngineKind::Swarm {
-        if let Some(note) = crate::engine::adapt_for_swarm(&mut loaded.project, &flags.scale)? {
-            eprintln!("{note}");
-        }
-    }
     let backend = crate::engine::backend(global)?;
     let backend = backend.as_ref();
     let project = loaded.project.name.clone();

@@ -210,6 +210,8 @@ fn replicas_of(s: &Service) -> Option<i64> {
 
 /// What `up` decided, and what it decided from.
 struct Decided {
+    /// The project as swarm deploys it ([`crate::adapt`]).
+    project: Project,
     wanted: Vec<Wanted>,
     steps: Vec<Step>,
     plan: Plan,
@@ -327,7 +329,8 @@ fn decide(
 
 impl SwarmBackend {
     async fn decide_all(&self, request: &UpRequest<'_>, store: Option<&Store>) -> Result<Decided> {
-        let project = &request.loaded.project;
+        let (adapted, notes) = crate::adapt::for_swarm(&request.loaded.project, request.flags)?;
+        let project = &adapted;
         spec::check_project(project)?;
         let files = crate::files::resolve(project, &request.loaded.environment)?;
         let wanted = wanted(project, request.images, &files, request.runtimes)?;
@@ -337,7 +340,10 @@ impl SwarmBackend {
             .into_iter()
             .filter_map(|s| Some((label(&s, labels::SERVICE)?.to_string(), s)))
             .collect();
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            warnings: notes,
+            ..Plan::default()
+        };
         let mut steps = Vec::new();
         for svc in existing.keys() {
             if svc != crate::PROXY_SERVICE && !project.services.contains_key(svc) {
@@ -400,6 +406,7 @@ impl SwarmBackend {
             }
         }
         Ok(Decided {
+            project: adapted,
             wanted,
             steps,
             plan,
@@ -476,15 +483,16 @@ impl SwarmBackend {
         request: &UpRequest<'_>,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let project = &request.loaded.project;
         let store = open_store()?;
         let Decided {
+            project,
             wanted,
             steps,
             plan,
             existing,
             files,
         } = self.decide_all(request, Some(&store)).await?;
+        let project = &project;
         self.check_external(&files).await?;
         for w in &plan.warnings {
             progress(&format!("warning: {w}"));
@@ -612,18 +620,7 @@ impl SwarmBackend {
                         }
                     }
                     spec::stamp(&mut spec);
-                    self.docker
-                        .update_service(
-                            &name,
-                            spec,
-                            UpdateServiceOptions {
-                                version: version as i32,
-                                ..Default::default()
-                            },
-                            None,
-                        )
-                        .await
-                        .map_err(|e| api_err(format!("updating service {name}"), e))?;
+                    self.update_service(&name, spec, version).await?;
                     progress(&format!("Service {name} Updating ({})", step.reason));
                 }
             }
@@ -742,18 +739,7 @@ impl SwarmBackend {
             }
             Some(o) => {
                 let version = o.version.as_ref().and_then(|v| v.index).unwrap_or_default();
-                self.docker
-                    .update_service(
-                        &name,
-                        spec,
-                        UpdateServiceOptions {
-                            version: version as i32,
-                            ..Default::default()
-                        },
-                        None,
-                    )
-                    .await
-                    .map_err(|e| api_err(format!("updating service {name}"), e))?;
+                self.update_service(&name, spec, version).await?;
                 progress(&format!(
                     "Service {name} Updating (berth's proxy: {routes_label})"
                 ));
@@ -765,6 +751,49 @@ impl SwarmBackend {
             shipped.reference,
             Some(nodes),
         )))
+    }
+
+    /// Replace `name`'s spec with `spec`, given the version it was read at.
+    /// Swarm itself bumps a service's version when it records how an
+    /// update went (after the update's monitor period, so often just after
+    /// the previous `up` returned): an update refused as out of sequence is
+    /// sent again at the version the service has now. `spec` is what the
+    /// compose file asks for, never a merge with what was read, so it
+    /// stays right at any version.
+    async fn update_service(
+        &self,
+        name: &str,
+        spec: bollard::models::ServiceSpec,
+        mut version: u64,
+    ) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            let sent = self
+                .docker
+                .update_service(
+                    name,
+                    spec.clone(),
+                    UpdateServiceOptions {
+                        version: version as i32,
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < 5 && e.to_string().contains("update out of sequence") => {
+                    tries += 1;
+                    let now = self
+                        .docker
+                        .inspect_service(name, None::<InspectServiceOptions>)
+                        .await
+                        .map_err(|e| api_err(format!("inspecting service {name}"), e))?;
+                    version = now.version.and_then(|v| v.index).unwrap_or_default();
+                }
+                Err(e) => return Err(api_err(format!("updating service {name}"), e)),
+            }
+        }
     }
 
     /// Until every task swarm wants for `service` runs `image` (healthy,

@@ -19,6 +19,7 @@
 //! Like the docker backend, this one owns a small current-thread tokio
 //! runtime and blocks on each call.
 
+mod adapt;
 mod apply;
 mod files;
 mod images;
