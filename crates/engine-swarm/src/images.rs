@@ -164,6 +164,26 @@ pub const RUNTIME_DIR: &str = "/opt/berth/runtime";
 pub const CA_BUNDLE: &str = "/opt/berth/ca-certificates.crt";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The manifest `d` names and its image config, as JSON.
+fn read_image(store: &Store, d: &Descriptor) -> Result<(Value, Value), BackendError> {
+    let manifest: Value = serde_json::from_slice(
+        &store
+            .read_blob(&d.digest)
+            .map_err(|e| err("reading a manifest", e))?,
+    )?;
+    let cfg_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| err("a manifest's config digest", e))?;
+    let config: Value = serde_json::from_slice(
+        &store
+            .read_blob(&cfg_digest)
+            .map_err(|e| err("reading an image config", e))?,
+    )?;
+    Ok((manifest, config))
+}
+
 /// `base` with `extra` layers (berth's own: a runtime, the CA bundle), the
 /// code images' layers, and `top` (berth's readiness probe) on top. See
 /// [`compose`].
@@ -174,24 +194,7 @@ pub fn compose_layers(
     code: &[(String, Descriptor)],
     top: &[Layer],
 ) -> Result<Descriptor, BackendError> {
-    let read = |d: &Descriptor| -> Result<(Value, Value), BackendError> {
-        let manifest: Value = serde_json::from_slice(
-            &store
-                .read_blob(&d.digest)
-                .map_err(|e| err("reading a manifest", e))?,
-        )?;
-        let cfg_digest: Digest = manifest["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| err("a manifest's config digest", e))?;
-        let config: Value = serde_json::from_slice(
-            &store
-                .read_blob(&cfg_digest)
-                .map_err(|e| err("reading an image config", e))?,
-        )?;
-        Ok((manifest, config))
-    };
+    let read = |d: &Descriptor| read_image(store, d);
     let (base_manifest, mut config) = read(base)?;
     let mut layers: Vec<Value> = base_manifest["layers"]
         .as_array()
@@ -571,21 +574,7 @@ pub fn file_layer(
 /// Whether the image `desc` names declares a `HEALTHCHECK` of its own
 /// (other than `NONE`): swarm runs it when the service sets none.
 pub fn has_healthcheck(store: &Store, desc: &Descriptor) -> Result<bool, BackendError> {
-    let manifest: Value = serde_json::from_slice(
-        &store
-            .read_blob(&desc.digest)
-            .map_err(|e| err("reading a manifest", e))?,
-    )?;
-    let cfg_digest: Digest = manifest["config"]["digest"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| err("a manifest's config digest", e))?;
-    let config: Value = serde_json::from_slice(
-        &store
-            .read_blob(&cfg_digest)
-            .map_err(|e| err("reading an image config", e))?,
-    )?;
+    let (_, config) = read_image(store, desc)?;
     let test = &config["config"]["Healthcheck"]["Test"];
     Ok(test
         .as_array()

@@ -191,6 +191,20 @@ impl Project {
         .expect("down")
     }
 
+    /// `down`, then until it has left nothing of the project on any node.
+    fn down_and_gone(&self, b: &SwarmBackend) {
+        assert!(self.down(b));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.leftovers().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left after down: {:?}",
+                self.leftovers()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// What carries the project's label on any node: services and networks
     /// on the manager, containers on every node.
     fn leftovers(&self) -> Vec<String> {
@@ -490,16 +504,7 @@ fn the_seed_runs_over_three_nodes_and_swaps_runtime_and_code() {
         "{running:?}"
     );
 
-    assert!(p.down(&b));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.leftovers().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left after down: {:?}",
-            p.leftovers()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    p.down_and_gone(&b);
     assert!(b.observe(&name).unwrap().is_none());
 }
 
@@ -609,16 +614,7 @@ fn a_lost_worker_s_tasks_are_rescheduled_and_the_proxy_keeps_serving() {
     assert_eq!(seen.last().map(String::as_str), Some(want));
     assert_eq!(get(&node_addr(1), port).as_deref(), Some(want));
     cluster::cluster_script(&["start-node", "3"]);
-    assert!(p.down(&b));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.leftovers().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left after down: {:?}",
-            p.leftovers()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    p.down_and_gone(&b);
 }
 
 /// No healthcheck in the file or the image: berth's TCP readiness probe
@@ -723,14 +719,5 @@ fn an_update_that_never_opens_its_port_is_rolled_back_while_the_old_tasks_serve(
     eprintln!("failed update: {n} requests, {failed} failed, saw {seen:?}");
     assert_eq!(failed, 0, "{failed} of {n} requests failed");
     assert_eq!(seen, vec![want.to_string()]);
-    assert!(p.down(&b));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.leftovers().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left after down: {:?}",
-            p.leftovers()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    p.down_and_gone(&b);
 }

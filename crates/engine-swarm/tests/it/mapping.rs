@@ -58,19 +58,6 @@ fn stack_objects(kind: &str, project: &str) -> Vec<String> {
     names
 }
 
-fn down_and_gone(p: &Project, b: &berth_engine_swarm::SwarmBackend) {
-    assert!(p.down(b));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.leftovers().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left after down: {:?}",
-            p.leftovers()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Secrets and configs reach the tasks as swarm secrets and configs named
 /// by their content: a task serves them (short and long syntax, `file:`,
 /// `environment:`, `content:`, an external secret by name); a changed
@@ -170,7 +157,7 @@ fn secrets_and_configs_reach_the_tasks_and_a_change_rolls_onto_new_ones() {
     assert_eq!(secrets.len(), 2, "{secrets:?}");
     assert!(!secrets.contains(&old_db), "{secrets:?}");
 
-    down_and_gone(&p, &b);
+    p.down_and_gone(&b);
     assert!(stack_objects("secret", &name).is_empty());
     assert!(stack_objects("config", &name).is_empty());
     // The external secret is the swarm's, not the project's.
@@ -379,7 +366,7 @@ fn an_x_runtime_rides_as_its_own_layer_and_each_change_ships_only_its_layer() {
     assert_eq!(third[..3], second[..3], "the runtime layer is unchanged");
     assert_ne!(third[3], second[3]);
 
-    down_and_gone(&p, &b);
+    p.down_and_gone(&b);
 }
 
 /// `NAME` of the project's volumes on node `n`.

@@ -8,20 +8,6 @@ use berth_engine::Backend;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Until `down` has left nothing of the project on any node.
-fn down_and_gone(p: &Project, b: &berth_engine_swarm::SwarmBackend) {
-    assert!(p.down(b));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.leftovers().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left after down: {:?}",
-            p.leftovers()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn all_logs(b: &berth_engine_swarm::SwarmBackend, name: &str, tail: Option<usize>) -> Vec<LogLine> {
     let mut lines = Vec::new();
     b.logs(
@@ -118,7 +104,7 @@ fn logs_name_every_task_and_follow_the_tasks_of_a_roll() {
         3,
         "followed {followed} lines; new tasks seen: {seen_two:?}"
     );
-    down_and_gone(&p, &b);
+    p.down_and_gone(&b);
 }
 
 /// The running task `c`'s container ID, asked of the node it runs on.
@@ -250,5 +236,5 @@ fn exec_cp_and_top_reach_the_task_s_container_on_its_node() {
         err.message,
         format!("exec: {task} runs on node berth-swarm-2, whose Docker Engine berth does not know: add berth-swarm-2=unix:///…|tcp://… to BERTH_SWARM_NODES")
     );
-    down_and_gone(&p, &b);
+    p.down_and_gone(&b);
 }
