@@ -22,6 +22,26 @@ use std::time::{Duration, Instant};
 /// How long `up` waits for a service's tasks to converge.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(250);
+/// How long `up` waits, once every task runs the new template, for the
+/// previous ones to stop.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A task that has not ended: it runs, or may still come to.
+fn is_live(state: TaskState) -> bool {
+    use TaskState as T;
+    matches!(
+        state,
+        T::NEW
+            | T::ALLOCATED
+            | T::PENDING
+            | T::ASSIGNED
+            | T::ACCEPTED
+            | T::PREPARING
+            | T::READY
+            | T::STARTING
+            | T::RUNNING
+    )
+}
 
 /// What one compose service becomes.
 struct Wanted {
@@ -811,6 +831,7 @@ impl SwarmBackend {
         let name = service_name(project, service);
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
         let mut seen: HashMap<String, String> = HashMap::new();
+        let mut settled: Option<Instant> = None;
         loop {
             let svc = self
                 .docker
@@ -882,9 +903,20 @@ impl SwarmBackend {
                 Some(n) => ready >= n,
                 None => ready >= 1,
             };
+            // Tasks of the previous template swarm is stopping still answer
+            // (and may still be in `tasks.<service>`) until they stop: the
+            // roll is done when they have, or after DRAIN_LIMIT (a task on
+            // a node that is down never reports that it stopped).
+            let stopping = tasks
+                .iter()
+                .filter(|t| t.template != want && is_live(t.state))
+                .count();
             if enough && !stale {
-                progress(&format!("Service {name} Converged ({ready} running)"));
-                return Ok(());
+                let since = *settled.get_or_insert_with(Instant::now);
+                if stopping == 0 || since.elapsed() > DRAIN_LIMIT {
+                    progress(&format!("Service {name} Converged ({ready} running)"));
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 return Err(BackendError::engine(format!(
